@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment and run the demo or the test suite.
+
+    python3 dev.py demo    # encode -> decode -> bitrate report on the built-in example
+    python3 dev.py test    # the whole test suite (what CI runs)
+
+Needs only Python 3.11 and pip. The environment lives in .venv/ and is reinstalled
+when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".facecodec-installed"
+
+
+def setup() -> None:
+    """Create .venv and install the package with its dev extras, once per pyproject.toml."""
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want:
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    # torch first and alone: pinned to the local CPU build, so that nothing resolves
+    # a CUDA build of several GB on the way (see shared/ENVIRONMENT.md).
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"setup", "demo", "test"}:
+        print(__doc__)
+        return 2
+    setup()
+    if argv[0] == "demo":
+        return subprocess.call([str(VENV / "bin" / "facecodec"), "demo", *argv[1:]], cwd=ROOT)
+    if argv[0] == "test":
+        return subprocess.call([str(PY), "-m", "pytest", "-q", *argv[1:]], cwd=ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,19 @@
+"""facecodec: a neural talking-face video codec.
+
+Layout (dependencies point one way, downwards):
+
+- ``facecodec.bitstream``: quantization, delta coding, learned priors, range coding and
+  the ``.fcs`` container. Pure numpy + constriction: knows nothing of torch or video.
+- ``facecodec.sender``: video input, face tracking, face tube, head pose, source frames.
+- ``facecodec.models``: the networks, one per file.
+- ``facecodec.training``: losses, data, the training loop.
+- ``facecodec.receiver``: rendering decoded values through the generator.
+- ``facecodec.export``: CoreML / ONNX export.
+- ``facecodec.cli``: the ``facecodec`` command, a thin layer over the above.
+"""
+
+from facecodec.errors import FacecodecError, FormatError, InputError, ModelMismatchError
+
+__version__ = "0.1.0"
+
+__all__ = ["FacecodecError", "FormatError", "InputError", "ModelMismatchError", "__version__"]
