@@ -1,0 +1,5 @@
+"""``python -m facecodec`` is the ``facecodec`` command."""
+
+from facecodec.cli import main
+
+main()

@@ -1,0 +1,159 @@
+"""``facecodec bitrate --report``: where the bits of ``.fcs`` files go.
+
+Per stream, the bits are the ideal code length of its symbols under the prior
+(``-log2 p`` plus raw bits); a packet's remaining bits (chunk kind, length, CRC, the
+range coder's final word, intra frame numbers) are its *overhead*. Both add up to the
+packet bytes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
+
+# Oquab et al. 2022, Table 4: bits per frame after arithmetic coding, 15 fps test videos.
+PAPER_TABLE4 = {
+    "FOM (Unsup+Jac)": 426,
+    "Ours (Sup)": 264,
+    "Ours (Sup+Unsup)": 418,
+    "Ours (Sup+Unsup+Expr)": 433,
+}
+
+
+@dataclass
+class FileStats:
+    name: str
+    fps: float
+    frames: int = 0
+    intra_frames: int = 0
+    file_bytes: int = 0
+    header_bytes: int = 0
+    source_bytes: int = 0
+    sources: int = 0
+    other_bytes: int = 0
+    stream_bits: dict[str, list[float]] = field(default_factory=dict)
+    packet_bits: list[float] = field(default_factory=list)
+    held: int = 0
+    skipped: int = 0
+
+    def summary(self) -> dict:
+        n = max(self.frames - self.held, 1)
+        pk = np.asarray(self.packet_bits) if self.packet_bits else np.zeros(1)
+        payload = sum(np.sum(v) for v in self.stream_bits.values())
+        frame_bits = float(pk.mean())
+        duration = self.frames / self.fps if self.fps else 0.0
+        streams = {
+            name: {"mean": float(np.mean(v)), "p95": float(np.percentile(v, 95))}
+            for name, v in self.stream_bits.items() if v
+        }
+        return {
+            "file": self.name,
+            "fps": self.fps,
+            "frames": self.frames,
+            "intra_frames": self.intra_frames,
+            "duration_s": duration,
+            "streams": streams,
+            "payload_bits_per_frame": float(payload / n),
+            "overhead_bits_per_frame": float(pk.sum() / n - payload / n),
+            "bits_per_frame": frame_bits,
+            "bits_per_frame_p95": float(np.percentile(pk, 95)),
+            "header_bytes": self.header_bytes,
+            "source_frames": self.sources,
+            "source_bytes": self.source_bytes,
+            "file_bytes": self.file_bytes,
+            "steady_kbps_15fps": frame_bits * 15 / 1000,
+            "steady_kbps": frame_bits * self.fps / 1000,
+            "all_in_kbps": self.file_bytes * 8 / duration / 1000 if duration else 0.0,
+            "held_frames": self.held,
+            "skipped_chunks": self.skipped,
+        }
+
+
+def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
+    """Decode a ``.fcs`` file's values (no rendering) and account for every byte."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        reader = FcsReader(f, name=str(path), tolerant=tolerant)
+        st = FileStats(str(path), float(reader.header.fps), header_bytes=reader.header_bytes)
+        st.stream_bits = {name: [] for name in reader.header.table.names}
+        for ev in reader:
+            if isinstance(ev, SourceFrame):
+                st.sources += 1
+            elif isinstance(ev, DecodedFrame):
+                st.frames += 1
+                if ev.held:
+                    st.held += 1
+                    continue
+                st.intra_frames += ev.intra
+                st.packet_bits.append(ev.packet_bits)
+                for name, b in ev.bits.items():
+                    st.stream_bits[name].append(b)
+        st.source_bytes = reader.chunk_bytes["source"]
+        st.other_bytes = reader.chunk_bytes["other"]
+        st.skipped = len(reader.skipped)
+    st.file_bytes = path.stat().st_size
+    return st
+
+
+def overall(stats: list[FileStats]) -> FileStats:
+    """All files' frames pooled (fps: the frame-weighted mean)."""
+    frames = sum(s.frames for s in stats)
+    fps = sum(s.fps * s.frames for s in stats) / frames if frames else 15.0
+    out = FileStats("overall", fps)
+    for s in stats:
+        out.frames += s.frames
+        out.intra_frames += s.intra_frames
+        out.file_bytes += s.file_bytes
+        out.header_bytes += s.header_bytes
+        out.source_bytes += s.source_bytes
+        out.sources += s.sources
+        out.held += s.held
+        out.skipped += s.skipped
+        out.packet_bits += s.packet_bits
+        for k, v in s.stream_bits.items():
+            out.stream_bits.setdefault(k, []).extend(v)
+    return out
+
+
+def to_markdown(summaries: list[dict]) -> str:
+    """A table per file (and overall), then the paper's Table 4 for comparison."""
+    lines = []
+    for s in summaries:
+        lines += [
+            f"### {s['file']}",
+            "",
+            f"{s['frames']} frames ({s['intra_frames']} intra) at {s['fps']:.3g} fps, "
+            f"{s['duration_s']:.1f} s; {s['file_bytes']} bytes in all",
+            "",
+            "| stream | bits/frame mean | bits/frame p95 |",
+            "|---|---:|---:|",
+        ]
+        for name, v in s["streams"].items():
+            lines.append(f"| {name} | {v['mean']:.1f} | {v['p95']:.1f} |")
+        lines += [
+            f"| *payload (sum)* | {s['payload_bits_per_frame']:.1f} | |",
+            f"| *packet overhead* | {s['overhead_bits_per_frame']:.1f} | |",
+            f"| **frame packets** | **{s['bits_per_frame']:.1f}** | "
+            f"{s['bits_per_frame_p95']:.1f} |",
+            "",
+            "| | |",
+            "|---|---:|",
+            f"| header | {s['header_bytes']} B |",
+            f"| source frames | {s['source_frames']} ({s['source_bytes']} B) |",
+            f"| steady-state kbps at 15 fps | {s['steady_kbps_15fps']:.2f} |",
+            f"| steady-state kbps at {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",
+            f"| all-in kbps over {s['duration_s']:.1f} s | {s['all_in_kbps']:.2f} |",
+        ]
+        if s["held_frames"] or s["skipped_chunks"]:
+            lines.append(f"| damaged | {s['skipped_chunks']} skips, {s['held_frames']} "
+                         f"frames held |")
+        lines.append("")
+    lines += ["### Oquab et al. 2022, Table 4 (bits/frame, arithmetic coded, 15 fps)", "",
+              "| model | bits/frame | kbps at 15 fps |", "|---|---:|---:|"]
+    for name, b in PAPER_TABLE4.items():
+        lines.append(f"| {name} | {b} | {b * 15 / 1000:.1f} |")
+    return "\n".join(lines) + "\n"

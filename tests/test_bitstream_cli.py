@@ -1,0 +1,63 @@
+"""The bitstream commands end to end, as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bitstream_helpers import as_clip, random_walk
+from facecodec.bitstream.streams import TABLES
+from facecodec.bitstream.values import save_values
+
+
+def run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facecodec", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_fit_encode_decode_report(tmp_path):
+    table = TABLES["landmarks"]
+    for i, name in enumerate(["a", "b", "c"]):
+        save_values(tmp_path / f"{name}.npz", 15, as_clip(table, random_walk(table, 120, i, 0.002)))
+    r = run("fit-priors", "--table", "landmarks", "--train", "a.npz", "--train", "b.npz",
+            "--val", "c.npz", "--out", "p.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "context saves" in r.stdout
+    r = run("encode", "c.npz", "c.fcs", "--prior", "p.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # the decoder finds the prior by id through FACECODEC_PRIORS
+    env = {"FACECODEC_PRIORS": str(tmp_path), "PATH": "/usr/bin"}
+    r = run("decode", "c.fcs", "d.npz", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "c.npz") as a, np.load(tmp_path / "d.npz") as b:
+        for k in ("sup", "iris"):
+            step = 2 / 255
+            assert np.abs(a[k] - b[k]).max() <= 2 * step
+    r = run("bitrate", "--report", "--json", "c.fcs", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    (s,) = json.loads(r.stdout)
+    assert s["frames"] == 120 and s["steady_kbps_15fps"] > 0
+    assert set(s["streams"]) == {"sup", "iris"}
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path):
+    (tmp_path / "empty.fcs").write_bytes(b"")
+    (tmp_path / "junk.fcs").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    cases = [
+        (("bitrate", "empty.fcs"), "truncated"),
+        (("bitrate", "junk.fcs"), "not a .fcs stream"),
+        (("decode", "junk.fcs", "x.npz"), "not a .fcs stream"),
+        (("decode", "missing.fcs", "x.npz"), "no such file"),
+        (("encode", "junk.npz", "x.fcs", "--prior", "untrained"), "not a value file"),
+        (("encode", "in.mp4", "x.fcs"), "video input needs"),
+    ]
+    for args, msg in cases:
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode != 0, args
+        assert "Traceback" not in r.stderr, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
+    assert not (tmp_path / "x.fcs").exists() and not (tmp_path / "x.npz").exists()
