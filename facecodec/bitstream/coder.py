@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from facecodec.bitstream.prior import TOTAL, ClassModel, Prior, level, neighbor_deltas
+from facecodec.bitstream.prior import (
+    TOTAL,
+    ClassModel,
+    Prior,
+    level,
+    level_array,
+    neighbor_deltas,
+)
 from facecodec.bitstream.streams import Coded
 from facecodec.bitstream.symbols import ESCAPE, Alphabet
 
@@ -96,40 +103,44 @@ class FrameCoder:
                 raise ValueError(f"stream {spec.name}: index out of range")
             classes = spec.coded_classes
             tabs = self._tables[spec.name]
-            total = 0.0
             if intra:
                 r = q - sp.predictor
                 d = np.zeros_like(q)
-                for j in range(spec.n_coded):
-                    cm, t = sp.classes[classes[j]], tabs[classes[j]]
-                    total += self._put(enc, cm.intra_alphabet, t.intra, t.intra_cost,
-                                       int(r[j]), int(q[j]), int(cbits[j]))
             else:
                 d = q - self.prev[spec.name]
+                r = d
                 own = np.abs(self.prev_delta[spec.name])
                 nb = np.abs(neighbor_deltas(d, spec))
-                for j in range(spec.n_coded):
-                    cm, t = sp.classes[classes[j]], tabs[classes[j]]
-                    ctx = level(own[j], cm.thresholds) * self.prior.levels + \
-                        level(nb[j], cm.thresholds)
-                    total += self._put(enc, cm.alphabet, t.inter[ctx], t.inter_cost[ctx],
-                                       int(d[j]), int(q[j]), int(cbits[j]))
+            # symbols and contexts of all coordinates at once, class by class
+            sym = np.zeros(spec.n_coded, dtype=np.int64)
+            extra = np.zeros_like(sym)
+            nbits = np.zeros_like(sym)
+            ctx = np.zeros_like(sym)
+            for k, cm in enumerate(sp.classes):
+                cols = classes == k
+                alphabet = cm.intra_alphabet if intra else cm.alphabet
+                sym[cols], extra[cols], nbits[cols] = alphabet.encode(r[cols])
+                if not intra:
+                    ctx[cols] = level_array(own[cols], cm.thresholds) * self.prior.levels \
+                        + level_array(nb[cols], cm.thresholds)
+            total = 0.0
+            for j in range(spec.n_coded):
+                t = tabs[classes[j]]
+                model, cost = (t.intra, t.intra_cost) if intra else \
+                    (t.inter[ctx[j]], t.inter_cost[ctx[j]])
+                sj = int(sym[j])
+                enc.encode(sj, model)
+                if sj == ESCAPE:
+                    enc.encode(int(q[j]), _uniform(int(cbits[j])))
+                    total += float(cost[sj]) + int(cbits[j])
+                else:
+                    if nbits[j]:
+                        enc.encode(int(extra[j]), _uniform(int(nbits[j])))
+                    total += float(cost[sj]) + int(nbits[j])
             self.prev_delta[spec.name] = d
             bits[spec.name] = total
         self.prev = {k: np.asarray(v, dtype=np.int64) for k, v in coded.items()}
         return bits
-
-    @staticmethod
-    def _put(enc, alphabet: Alphabet, model, cost: np.ndarray, r: int, q: int,
-             nbits_abs: int) -> float:
-        sym, extra, nbits = (int(x[()]) for x in alphabet.encode(np.asarray(r)))
-        enc.encode(sym, model)
-        if sym == ESCAPE:
-            enc.encode(q, _uniform(nbits_abs))
-            return float(cost[sym]) + nbits_abs
-        if nbits:
-            enc.encode(extra, _uniform(nbits))
-        return float(cost[sym]) + nbits
 
     # -- decoder --------------------------------------------------------------------------
     def decode_frame(self, dec, intra: bool) -> tuple[Coded, dict[str, float]]:

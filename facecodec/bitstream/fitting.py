@@ -65,7 +65,8 @@ def fit_and_evaluate(table: StreamTable, train: list[dict[str, np.ndarray]],
         "train_bits_per_frame": cross_entropy(prior, train, intra_period),
     }
     if val:
-        ctx, st = report["val_bits_per_frame"]["total"], report["val_bits_per_frame_static"]["total"]
+        ctx = report["val_bits_per_frame"]["total"]
+        st = report["val_bits_per_frame_static"]["total"]
         report["saving_vs_static"] = 1 - ctx / st if st else 0.0
     prior.info = {"fitted": True, **report}
     return prior, report

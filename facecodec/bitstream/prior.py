@@ -239,8 +239,8 @@ class Prior:
                 ik = (allq[:, cols] - predictor[cols]).reshape(-1)
                 a = _fit_alphabet(dk)
                 thr = _fit_thresholds(np.abs(dk), levels)
-                ctx = (_level(np.abs(own[:, cols]).reshape(-1), thr) * levels
-                       + _level(np.abs(nb[:, cols]).reshape(-1), thr))
+                ctx = (level_array(np.abs(own[:, cols]).reshape(-1), thr) * levels
+                       + level_array(np.abs(nb[:, cols]).reshape(-1), thr))
                 sym, _, _ = a.encode(dk)
                 pooled = np.bincount(sym, minlength=a.size) + 0.5
                 pooled = pooled / pooled.sum()
@@ -271,8 +271,8 @@ class Prior:
                 # inter frames
                 dk = d[~intra][:, cols]
                 sym, _, nbits = cm.alphabet.encode(dk)
-                ctx = _level(np.abs(own[~intra][:, cols]), cm.thresholds) * self.levels \
-                    + _level(np.abs(nb[~intra][:, cols]), cm.thresholds)
+                ctx = level_array(np.abs(own[~intra][:, cols]), cm.thresholds) * self.levels \
+                    + level_array(np.abs(nb[~intra][:, cols]), cm.thresholds)
                 p = cm.inter[ctx, sym] / TOTAL
                 raw = np.where(sym == 0, spec.coded_bits[cols], nbits)
                 bits[np.ix_(~intra, cols)] = -np.log2(p) + raw
@@ -320,11 +320,11 @@ def _intra_mask(n: int, intra_period: int) -> np.ndarray:
 
 
 def level(x: int, thresholds: Iterable[int]) -> int:
-    """Context level of one magnitude (the coder's scalar form of :func:`_level`)."""
+    """Context level of one magnitude (the coder's scalar form of :func:`level_array`)."""
     return sum(1 for t in thresholds if x > t)
 
 
-def _level(x: np.ndarray, thresholds: Sequence[int]) -> np.ndarray:
+def level_array(x: np.ndarray, thresholds: Sequence[int]) -> np.ndarray:
     out = np.zeros(np.shape(x), dtype=np.int64)
     for t in thresholds:
         out += x > t
