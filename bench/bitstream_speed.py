@@ -70,6 +70,8 @@ def main() -> None:
             "bits_per_frame": 8 * len(data) / len(coded),
         })
     out = {"benchmark": "bitstream_speed", "repeats": args.repeats,
+           "command": f"python bench/bitstream_speed.py --frames {args.frames} "
+                      f"--repeats {args.repeats}",
            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
            "results": rows}
     dest = ROOT / "bench" / "results" / "bitstream_speed.json"
