@@ -67,7 +67,7 @@ def main() -> None:
             "coded_values_per_frame": sum(s.n_coded for s in table),
             "encode_fps_median": len(coded) / float(np.median(enc_t)),
             "decode_fps_median": len(coded) / float(np.median(dec_t)),
-            "bits_per_frame": 8 * len(data) / len(coded),
+            "bits_per_frame_random_walk": 8 * len(data) / len(coded),
         })
     out = {"benchmark": "bitstream_speed", "repeats": args.repeats,
            "command": f"python bench/bitstream_speed.py --frames {args.frames} "

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from bitstream_helpers import as_clip, random_walk
+
 from facecodec.bitstream.streams import TABLES
 from facecodec.bitstream.values import save_values
 
@@ -24,7 +24,7 @@ def test_fit_encode_decode_report(tmp_path):
     r = run("fit-priors", "--table", "landmarks", "--train", "a.npz", "--train", "b.npz",
             "--val", "c.npz", "--out", "p.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "context saves" in r.stdout
+    assert "the prior saves" in r.stdout
     r = run("encode", "c.npz", "c.fcs", "--prior", "p.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     # the decoder finds the prior by id through FACECODEC_PRIORS
@@ -52,7 +52,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         (("decode", "junk.fcs", "x.npz"), "not a .fcs stream"),
         (("decode", "missing.fcs", "x.npz"), "no such file"),
         (("encode", "junk.npz", "x.fcs", "--prior", "untrained"), "not a value file"),
-        (("encode", "in.mp4", "x.fcs"), "video input needs"),
+        (("encode", "in.mp4", "x.fcs"), "in.mp4: no such file"),
+        (("decode", "junk.fcs", "x.mp4"), "not a .fcs stream"),
     ]
     for args, msg in cases:
         r = run(*args, cwd=tmp_path)
@@ -60,4 +61,4 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         assert "Traceback" not in r.stderr, r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
-    assert not (tmp_path / "x.fcs").exists() and not (tmp_path / "x.npz").exists()
+    assert not list(tmp_path.glob("x.*"))

@@ -6,10 +6,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from bitstream_helpers import random_walk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitstream_helpers import random_walk
 from facecodec.bitstream.container import (
     MAGIC,
     Crop,

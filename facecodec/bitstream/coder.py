@@ -3,7 +3,9 @@
 Inter frames code ``q_t - q_{t-1}`` (differences of quantization *indices*, so the decoder
 reconstructs exactly what the encoder predicted from and nothing drifts); intra frames
 code ``q_t - predictor``, so a decoder can start there (Oquab et al. 2022, section 4.3
-sends deltas; intra frames and contexts are ours).
+sends deltas; intra frames, the linear delta prediction and the contexts of
+:mod:`facecodec.bitstream.prior` are ours). Inter symbols are ``d_j - p_j`` coded with
+the table of context ``clip(p_j, -m, m)``.
 
 Symbols go through ``constriction``'s range coder (``stream.queue.RangeEncoder``), which
 costs ~16 bits per flushed packet against ~35 for ANS. Each table is handed to
@@ -19,14 +21,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from facecodec.bitstream.prior import (
-    TOTAL,
-    ClassModel,
-    Prior,
-    level,
-    level_array,
-    neighbor_deltas,
-)
+from facecodec.bitstream.prior import TOTAL, ClassModel, Prior, predict_deltas, predict_one
 from facecodec.bitstream.streams import Coded
 from facecodec.bitstream.symbols import ESCAPE, Alphabet
 
@@ -103,26 +98,23 @@ class FrameCoder:
                 raise ValueError(f"stream {spec.name}: index out of range")
             classes = spec.coded_classes
             tabs = self._tables[spec.name]
+            m = self.prior.context
             if intra:
                 r = q - sp.predictor
                 d = np.zeros_like(q)
             else:
                 d = q - self.prev[spec.name]
-                r = d
-                own = np.abs(self.prev_delta[spec.name])
-                nb = np.abs(neighbor_deltas(d, spec))
+                p = predict_deltas(sp.weights, d, self.prev_delta[spec.name])
+                r = d - p
+                ctx = np.clip(p, -m, m) + m
             # symbols and contexts of all coordinates at once, class by class
             sym = np.zeros(spec.n_coded, dtype=np.int64)
             extra = np.zeros_like(sym)
             nbits = np.zeros_like(sym)
-            ctx = np.zeros_like(sym)
             for k, cm in enumerate(sp.classes):
                 cols = classes == k
                 alphabet = cm.intra_alphabet if intra else cm.alphabet
                 sym[cols], extra[cols], nbits[cols] = alphabet.encode(r[cols])
-                if not intra:
-                    ctx[cols] = level_array(own[cols], cm.thresholds) * self.prior.levels \
-                        + level_array(nb[cols], cm.thresholds)
             total = 0.0
             for j in range(spec.n_coded):
                 t = tabs[classes[j]]
@@ -158,8 +150,8 @@ class FrameCoder:
             q = np.zeros(spec.n_coded, dtype=np.int64)
             d = np.zeros(spec.n_coded, dtype=np.int64)
             total = 0.0
-            first = 2 if spec.points else 0
-            lag = spec.period
+            m = self.prior.context
+            own = self.prev_delta.get(spec.name)
             for j in range(spec.n_coded):
                 cm, t = sp.classes[classes[j]], tabs[classes[j]]
                 nb_abs = int(cbits[j])
@@ -168,12 +160,11 @@ class FrameCoder:
                                              nb_abs)
                     q[j] = raw if raw is not None else sp.predictor[j] + r
                 else:
-                    own = abs(int(self.prev_delta[spec.name][j]))
-                    nb = abs(int(d[j - lag])) if j >= first + lag else 0
-                    ctx = level(own, cm.thresholds) * self.prior.levels + level(nb, cm.thresholds)
+                    p = predict_one(sp.weights, d, own, j)
+                    ctx = min(max(p, -m), m) + m
                     r, raw, cost = self._get(dec, cm.alphabet, t.inter[ctx], t.inter_cost[ctx],
                                              nb_abs)
-                    q[j] = raw if raw is not None else self.prev[spec.name][j] + r
+                    q[j] = raw if raw is not None else self.prev[spec.name][j] + p + r
                     d[j] = q[j] - self.prev[spec.name][j]
                 if not 0 <= q[j] < (1 << nb_abs):
                     raise CorruptPayload(f"stream {spec.name}: index {q[j]} out of range")

@@ -1,18 +1,22 @@
 """Learned priors: integer frequency tables the range coder codes residuals against.
 
-Per stream and coordinate class (``StreamSpec.period``) a prior holds
+Per stream a prior holds
 
-- an *inter* model: one categorical table per context, over the residual alphabet of
-  :mod:`facecodec.bitstream.symbols`, for the delta of quantization indices to the
-  previous frame;
-- an *intra* model: one table for the index minus a per-coordinate predictor (the
-  median index seen in training), used on intra frames and source frames.
+- a *linear predictor* of each coordinate's delta (to the previous frame's quantization
+  index) from the deltas already coded in this frame and from the same coordinate's delta
+  in the previous frame: ``p_j = (sum_{i<j} W_ji d_i + W_jn own_j + 2**11) >> 12``, integer
+  weights in Q12, so encoder and decoder compute the same ``p_j`` on every platform. A
+  face's points move together (turning, nodding, opening the mouth), which the deltas coded
+  first reveal;
+- per coordinate class (``StreamSpec.period``) an *inter* model: one categorical table per
+  context ``c = clip(p_j, -m, m) + m`` over the residual alphabet of
+  :mod:`facecodec.bitstream.symbols`, for ``d_j - p_j``;
+- an *intra* model: one table for the index minus a per-coordinate predictor (the median
+  index seen in training), used on intra frames and source frames.
 
-Context (our addition to the paper's single static distribution): the magnitude of the
-same coordinate's delta in the previous frame (motion persists), and of the delta
-already coded for the previous coordinate of the same class in this frame (points of a
-face move together). Each magnitude is bucketed into ``levels`` levels by per-class
-integer thresholds, giving ``levels**2`` tables per class.
+The prediction and the contexts are our addition: the paper (Oquab et al. 2022, 4.3)
+codes deltas with one static distribution per value type, the baseline ``fit`` gives with
+``context=0, predict=False``; ``facecodec fit-priors`` measures the difference.
 
 Tables are integer weights ``w >= 1`` summing to ``2**24`` (the range coder's
 precision), stored in JSON, so every platform decodes bit-exactly.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +39,9 @@ from facecodec.errors import FormatError
 PRECISION = 24
 TOTAL = 1 << PRECISION
 PRIOR_FORMAT = "facecodec-prior"
-PRIOR_VERSION = 1
+PRIOR_VERSION = 2  # 2: linear prediction + predicted-value contexts (1: magnitude contexts)
+Q = 12  # fixed-point bits of the predictor weights
+W_MAX = 1 << 16  # |weight| bound: keeps every dot product far inside int64
 
 
 def to_weights(p: np.ndarray) -> np.ndarray:
@@ -58,27 +64,39 @@ class ClassModel:
     """The tables of one coordinate class of one stream."""
 
     alphabet: Alphabet
-    thresholds: tuple[int, ...]  # context levels: level(x) = #{t in thresholds : x > t}
-    inter: np.ndarray  # (levels**2, alphabet.size) int64 weights
+    inter: np.ndarray  # (2 * context + 1, alphabet.size) int64 weights
     intra_alphabet: Alphabet
     intra: np.ndarray  # (intra_alphabet.size,) int64 weights
 
-    def check(self, levels: int) -> None:
+    def check(self, context: int) -> None:
         for name, table, size in (("inter", self.inter, self.alphabet.size),
                                   ("intra", self.intra[None], self.intra_alphabet.size)):
             if table.ndim != 2 or table.shape[1] != size:
                 raise ValueError(f"{name} table shape {table.shape} does not fit alphabet {size}")
             if table.min() < 1 or np.any(table.sum(axis=1) != TOTAL):
                 raise ValueError(f"{name} weights must be >= 1 and sum to 2**{PRECISION}")
-        if self.inter.shape[0] != levels * levels or len(self.thresholds) > levels - 1:
-            raise ValueError("context tables do not match the context levels")
+        if self.inter.shape[0] != 2 * context + 1:
+            raise ValueError("inter tables do not match the context width")
 
 
 @dataclass
 class StreamPrior:
     spec: StreamSpec
     predictor: np.ndarray  # (n_coded,) int64 intra predictor
+    weights: np.ndarray  # (n_coded, n_coded + 1) int64 Q12 delta predictor, see predict()
     classes: list[ClassModel]
+
+    def check(self) -> None:
+        n = self.spec.n_coded
+        w = self.weights
+        if self.predictor.shape != (n,):
+            raise ValueError(f"stream {self.spec.name}: predictor has the wrong length")
+        if w.shape != (n, n + 1):
+            raise ValueError(f"stream {self.spec.name}: predictor weights are {w.shape}, "
+                             f"expected {(n, n + 1)}")
+        if np.any(np.triu(w[:, :n]) != 0) or np.abs(w).max(initial=0) > W_MAX:
+            raise ValueError(f"stream {self.spec.name}: predictor weights must be strictly "
+                             f"causal and within +-{W_MAX}")
 
 
 @dataclass
@@ -87,7 +105,7 @@ class Prior:
 
     name: str
     table: StreamTable
-    levels: int
+    context: int  # m: inter contexts are clip(prediction, -m, m)
     streams: dict[str, StreamPrior]
     info: dict = field(default_factory=dict)  # how it was fitted; not part of the id
 
@@ -98,14 +116,16 @@ class Prior:
             "version": PRIOR_VERSION,
             "name": self.name,
             "streams": self.table.to_json(),
-            "levels": self.levels,
+            "context": self.context,
+            "q": Q,
             "tables": {
                 s: {
                     "predictor": sp.predictor.tolist(),
+                    "weights": sp.weights.tolist(),
                     "classes": [
                         {
                             "exact": c.alphabet.exact, "buckets": c.alphabet.buckets,
-                            "thresholds": list(c.thresholds), "inter": c.inter.tolist(),
+                            "inter": c.inter.tolist(),
                             "intra_exact": c.intra_alphabet.exact,
                             "intra_buckets": c.intra_alphabet.buckets,
                             "intra": c.intra.tolist(),
@@ -156,37 +176,42 @@ class Prior:
             raise ValueError("not a facecodec prior")
         if body["version"] > PRIOR_VERSION:
             raise ValueError(f"prior version {body['version']} is newer than this facecodec")
+        if body["version"] < PRIOR_VERSION or body.get("q") != Q:
+            raise ValueError(f"prior version {body['version']} is no longer supported: "
+                             "fit it again with facecodec fit-priors")
         table = StreamTable.from_json(body["streams"])
-        levels = int(body["levels"])
+        context = int(body["context"])
+        if not 0 <= context <= 64:
+            raise ValueError(f"context width {context} out of range")
         streams = {}
         for spec in table:
             t = body["tables"][spec.name]
             classes = []
             for c in t["classes"]:
                 cm = ClassModel(
-                    Alphabet(c["exact"], c["buckets"]), tuple(c["thresholds"]),
+                    Alphabet(c["exact"], c["buckets"]),
                     np.asarray(c["inter"], dtype=np.int64),
                     Alphabet(c["intra_exact"], c["intra_buckets"]),
                     np.asarray(c["intra"], dtype=np.int64),
                 )
-                cm.check(levels)
+                cm.check(context)
                 classes.append(cm)
             if len(classes) != spec.n_classes:
                 raise ValueError(f"stream {spec.name}: {len(classes)} classes, "
                                  f"expected {spec.n_classes}")
-            predictor = np.asarray(t["predictor"], dtype=np.int64)
-            if predictor.shape != (spec.n_coded,):
-                raise ValueError(f"stream {spec.name}: predictor has the wrong length")
-            streams[spec.name] = StreamPrior(spec, predictor, classes)
-        prior = cls(body["name"], table, levels, streams, body.get("info", {}))
+            sp = StreamPrior(spec, np.asarray(t["predictor"], dtype=np.int64),
+                             np.asarray(t["weights"], dtype=np.int64), classes)
+            sp.check()
+            streams[spec.name] = sp
+        prior = cls(body["name"], table, context, streams, body.get("info", {}))
         if "id" in body and body["id"] != prior.id:
             raise ValueError(f"tables do not match the recorded id {body['id']}")
         return prior
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def untrained(cls, table: StreamTable, name: str = "untrained", levels: int = 2) -> Prior:
-        """A generic prior for any stream table: geometric tables, a few buckets.
+    def untrained(cls, table: StreamTable, name: str = "untrained") -> Prior:
+        """A generic prior for any stream table: no prediction, geometric tables.
 
         Correct for every input (escapes cover the rest) but not efficient: for tests and
         for stream tables no prior has been fitted to yet."""
@@ -195,103 +220,106 @@ class Prior:
             classes = []
             for _ in range(spec.n_classes):
                 a = Alphabet(2, min(spec.bits, 6))
-                inter = np.stack([to_weights(_geometric(a, 0.5))] * levels**2)
                 ia = Alphabet(2, min(spec.bits, 6))
-                classes.append(ClassModel(a, tuple(range(levels - 1)), inter, ia,
+                classes.append(ClassModel(a, to_weights(_geometric(a, 0.5))[None], ia,
                                           to_weights(_geometric(ia, 0.7))))
             predictor = spec.to_coded(np.zeros(spec.count))  # the middle of the range
-            streams[spec.name] = StreamPrior(spec, predictor, classes)
-        return cls(name, table, levels, streams, {"fitted": False})
+            weights = np.zeros((spec.n_coded, spec.n_coded + 1), dtype=np.int64)
+            streams[spec.name] = StreamPrior(spec, predictor, weights, classes)
+        return cls(name, table, 0, streams, {"fitted": False})
 
     @classmethod
     def fit(cls, table: StreamTable, clips: Sequence[dict[str, np.ndarray]], name: str,
-            levels: int = 3, intra_period: int = 30, strength: float = 32.0) -> Prior:
-        """Fit tables to coded value sequences.
+            context: int = 3, predict: bool = True, intra_period: int = 30,
+            strength: float = 32.0, ridge: float = 10.0) -> Prior:
+        """Fit predictors and tables to coded value sequences.
 
         Args:
             clips: one dict per clip, stream name -> (T, n_coded) int64 indices.
-            levels: context levels per context variable (1 = one static table per class).
+            context: m, the inter contexts are the prediction clipped to [-m, m]
+                (0 = one table per class).
+            predict: fit the linear delta predictor (False: predict 0, plain deltas).
             intra_period: the intra spacing the streams will be coded with (resets the
-                previous-delta context, as the coder does).
+                previous-delta term, as the coder does).
             strength: Dirichlet strength pulling a context's table towards its class's
                 pooled table, so rare contexts are not over-fitted.
+            ridge: ridge penalty of the least-squares predictor fit (in delta units**2).
         """
         streams = {}
         for spec in table:
+            n = spec.n_coded
             seqs = [np.asarray(c[spec.name], dtype=np.int64) for c in clips]
-            allq = np.concatenate(seqs)
+            allq = np.concatenate(seqs) if seqs else np.zeros((0, n), np.int64)
             predictor = np.median(allq, axis=0).astype(np.int64) if len(allq) else \
                 spec.to_coded(np.zeros(spec.count))
-            classes_of = spec.coded_classes
-            d_all, own_all, nb_all = [], [], []
+            d_all, own_all = [], []
             for q in seqs:
-                d, own, nb = residual_terms(q, spec, intra_period)
-                d_all.append(d[1:])
-                own_all.append(own[1:])
-                nb_all.append(nb[1:])
-            d = np.concatenate(d_all) if d_all else np.zeros((0, spec.n_coded), np.int64)
+                d, own, intra = delta_terms(q, intra_period)
+                d_all.append(d[~intra])
+                own_all.append(own[~intra])
+            d = np.concatenate(d_all) if d_all else np.zeros((0, n), np.int64)
             own = np.concatenate(own_all) if own_all else d
-            nb = np.concatenate(nb_all) if nb_all else d
+            weights = _fit_predictor(d, own, ridge) if predict and len(d) else \
+                np.zeros((n, n + 1), dtype=np.int64)
+            p = predict_deltas(weights, d, own)
+            r = d - p
+            ctx = np.clip(p, -context, context) + context
             classes = []
             for k in range(spec.n_classes):
-                cols = classes_of == k
-                dk = d[:, cols].reshape(-1)
+                cols = spec.coded_classes == k
+                rk, ck = r[:, cols].reshape(-1), ctx[:, cols].reshape(-1)
                 ik = (allq[:, cols] - predictor[cols]).reshape(-1)
-                a = _fit_alphabet(dk)
-                thr = _fit_thresholds(np.abs(dk), levels)
-                ctx = (level_array(np.abs(own[:, cols]).reshape(-1), thr) * levels
-                       + level_array(np.abs(nb[:, cols]).reshape(-1), thr))
-                sym, _, _ = a.encode(dk)
+                a = _fit_alphabet(rk)
+                sym, _, _ = a.encode(rk)
                 pooled = np.bincount(sym, minlength=a.size) + 0.5
                 pooled = pooled / pooled.sum()
                 inter = np.stack([
-                    to_weights(np.bincount(sym[ctx == c], minlength=a.size) + strength * pooled)
-                    for c in range(levels * levels)
+                    to_weights(np.bincount(sym[ck == c], minlength=a.size) + strength * pooled)
+                    for c in range(2 * context + 1)
                 ])
                 ia = _fit_alphabet(ik)
                 isym, _, _ = ia.encode(ik)
                 intra = to_weights(np.bincount(isym, minlength=ia.size) + 0.5)
-                classes.append(ClassModel(a, thr, inter, ia, intra))
-            streams[spec.name] = StreamPrior(spec, predictor, classes)
-        return cls(name, table, levels, streams, {"fitted": True, "levels": levels})
+                classes.append(ClassModel(a, inter, ia, intra))
+            streams[spec.name] = StreamPrior(spec, predictor, weights, classes)
+        return cls(name, table, context, streams,
+                   {"fitted": True, "context": context, "predict": predict})
 
     # -- evaluation -----------------------------------------------------------------------
     def code_length(self, clip: dict[str, np.ndarray], intra_period: int) -> dict[str, np.ndarray]:
         """Ideal code length in bits, per stream and frame, of a coded clip under this
         prior (symbols plus their raw extra bits and escapes), as the coder codes it."""
         out = {}
+        m = self.context
         for spec in self.table:
             sp = self.streams[spec.name]
             q = np.asarray(clip[spec.name], dtype=np.int64)
-            d, own, nb = residual_terms(q, spec, intra_period)
-            intra = _intra_mask(len(q), intra_period)
+            d, own, intra = delta_terms(q, intra_period)
+            p = predict_deltas(sp.weights, d, own)
+            r = d - p
+            ctx = np.clip(p, -m, m) + m
             bits = np.zeros(q.shape, dtype=np.float64)
             for k, cm in enumerate(sp.classes):
                 cols = spec.coded_classes == k
                 # inter frames
-                dk = d[~intra][:, cols]
-                sym, _, nbits = cm.alphabet.encode(dk)
-                ctx = level_array(np.abs(own[~intra][:, cols]), cm.thresholds) * self.levels \
-                    + level_array(np.abs(nb[~intra][:, cols]), cm.thresholds)
-                p = cm.inter[ctx, sym] / TOTAL
+                sym, _, nbits = cm.alphabet.encode(r[~intra][:, cols])
+                pr = cm.inter[ctx[~intra][:, cols], sym] / TOTAL
                 raw = np.where(sym == 0, spec.coded_bits[cols], nbits)
-                bits[np.ix_(~intra, cols)] = -np.log2(p) + raw
+                bits[np.ix_(~intra, cols)] = -np.log2(pr) + raw
                 # intra frames
                 ik = q[intra][:, cols] - sp.predictor[cols]
                 isym, _, inb = cm.intra_alphabet.encode(ik)
-                p = cm.intra[isym] / TOTAL
+                pr = cm.intra[isym] / TOTAL
                 raw = np.where(isym == 0, spec.coded_bits[cols], inb)
-                bits[np.ix_(intra, cols)] = -np.log2(p) + raw
+                bits[np.ix_(intra, cols)] = -np.log2(pr) + raw
             out[spec.name] = bits.sum(axis=1)
         return out
 
 
-def residual_terms(q: np.ndarray, spec: StreamSpec, intra_period: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a (T, n_coded) index sequence: the deltas to the previous frame, the previous
-    frame's delta of the same coordinate (0 at and right after intra frames) and this
-    frame's delta of the previous coordinate of the same class (0 where there is none).
-    The coder computes the same terms one frame at a time."""
+def delta_terms(q: np.ndarray, intra_period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a (T, n_coded) index sequence: the deltas to the previous frame (0 on intra
+    frames), the previous frame's delta of the same coordinate, and the intra mask. The
+    coder computes the same terms one frame at a time."""
     q = np.asarray(q, dtype=np.int64)
     d = np.zeros_like(q)
     d[1:] = q[1:] - q[:-1]
@@ -299,36 +327,42 @@ def residual_terms(q: np.ndarray, spec: StreamSpec, intra_period: int
     d[intra] = 0
     own = np.zeros_like(d)
     own[1:] = d[:-1]
-    return d, own, neighbor_deltas(d, spec)
+    return d, own, intra
 
 
-def neighbor_deltas(d: np.ndarray, spec: StreamSpec) -> np.ndarray:
-    """Delta of coordinate ``j - period`` (same class, coded before ``j``), 0 if none. A
-    point set's mean and offsets are separate groups."""
-    lag = spec.period
-    nb = np.zeros_like(d)
-    first = 2 if spec.points else 0  # offsets start here; the two means have no neighbour
-    if d.shape[-1] > first + lag:
-        nb[..., first + lag:] = d[..., first:-lag]
-    return nb
+def predict_deltas(weights: np.ndarray, d: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Predicted deltas ``p_j = (sum_{i<j} W_ji d_i + W_jn own_j + 2**(Q-1)) >> Q`` for
+    (..., n) deltas; ``W`` is strictly lower-triangular, so ``p_j`` needs only the deltas
+    coded before ``j`` (the decoder's :func:`predict_one` gives the same integers)."""
+    n = d.shape[-1]
+    acc = d @ weights[:, :n].T + own * weights[:, n]
+    return (acc + (1 << (Q - 1))) >> Q
+
+
+def predict_one(weights: np.ndarray, d: np.ndarray, own: np.ndarray, j: int) -> int:
+    """``predict_deltas`` of coordinate ``j`` alone, from the first ``j`` deltas."""
+    acc = int(weights[j, :j] @ d[:j]) + int(weights[j, -1]) * int(own[j])
+    return (acc + (1 << (Q - 1))) >> Q
+
+
+def _fit_predictor(d: np.ndarray, own: np.ndarray, ridge: float) -> np.ndarray:
+    """Ridge least squares of each delta on the deltas before it and its own last delta,
+    rounded to Q12 integers."""
+    n = d.shape[1]
+    x = np.concatenate([d, own], axis=1).astype(np.float64)
+    w = np.zeros((n, n + 1))
+    for j in range(n):
+        cols = [*range(j), n + j]
+        xj = x[:, cols]
+        a = xj.T @ xj + ridge * np.eye(len(cols))
+        w[j, [*range(j), n]] = np.linalg.solve(a, xj.T @ x[:, j])
+    return np.clip(np.rint(w * (1 << Q)), -W_MAX, W_MAX).astype(np.int64)
 
 
 def _intra_mask(n: int, intra_period: int) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     m[:: max(1, intra_period)] = True
     return m
-
-
-def level(x: int, thresholds: Iterable[int]) -> int:
-    """Context level of one magnitude (the coder's scalar form of :func:`level_array`)."""
-    return sum(1 for t in thresholds if x > t)
-
-
-def level_array(x: np.ndarray, thresholds: Sequence[int]) -> np.ndarray:
-    out = np.zeros(np.shape(x), dtype=np.int64)
-    for t in thresholds:
-        out += x > t
-    return out
 
 
 def _fit_alphabet(r: np.ndarray) -> Alphabet:
@@ -342,18 +376,6 @@ def _fit_alphabet(r: np.ndarray) -> Alphabet:
     while exact + (1 << buckets) - 1 < 2 * top + 1 and buckets < 21:
         buckets += 1
     return Alphabet(exact, buckets)
-
-
-def _fit_thresholds(a: np.ndarray, levels: int) -> tuple[int, ...]:
-    """Integer thresholds at equal-mass quantiles of |delta|, distinct and increasing."""
-    if levels <= 1 or a.size == 0:
-        return ()
-    qs = np.quantile(a, np.arange(1, levels) / levels, method="lower").astype(int)
-    out: list[int] = []
-    for t in qs:
-        t = max(int(t), out[-1] + 1 if out else 0)
-        out.append(t)
-    return tuple(out)
 
 
 def _geometric(a: Alphabet, ratio: float) -> np.ndarray:

@@ -145,7 +145,7 @@ def to_markdown(summaries: list[dict]) -> str:
             f"| header | {s['header_bytes']} B |",
             f"| source frames | {s['source_frames']} ({s['source_bytes']} B) |",
             f"| steady-state kbps at 15 fps | {s['steady_kbps_15fps']:.2f} |",
-            f"| steady-state kbps at {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",
+            f"| steady-state kbps at the file's {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",
             f"| all-in kbps over {s['duration_s']:.1f} s | {s['all_in_kbps']:.2f} |",
         ]
         if s["held_frames"] or s["skipped_chunks"]:

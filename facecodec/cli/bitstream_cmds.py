@@ -42,28 +42,54 @@ def _load_prior(prior_path: str | None, table_name: str):
 @click.command("encode")
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--table", "table_name", default="landmarks", show_default=True,
-              help="Stream table (which values are sent).")
-@_prior_option
-@click.option("--intra-period", type=click.IntRange(1, 65535), default=30, show_default=True,
-              help="Frames between intra frames (30 = 2 s at 15 fps).")
+@click.option("--model", default=None,
+              help="Model directory or name in models/ (default: the shipped model).")
+@click.option("--fps", type=click.FloatRange(1, 120), default=15.0, show_default=True,
+              help="Frame rate of the stream (video input is resampled to it).")
+@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=3,
+              show_default=True, help="Source frames sent once (most frontal + yaw extremes).")
+@click.option("--source-quality", type=click.IntRange(1, 100), default=80, show_default=True,
+              help="Still-image quality of the source frames.")
+@click.option("--source-codec", type=click.Choice(["webp", "jpeg", "png"]), default="webp",
+              show_default=True)
+@click.option("--intra-period", type=click.IntRange(1, 65535), default=None,
+              help="Frames between intra frames (default: 2 s).")
 @click.option("--packet-frames", type=click.IntRange(1, 255), default=1, show_default=True,
               help="Frames per packet (1 for calls; more saves overhead in storage).")
-def encode(src: Path, dst: Path, table_name: str, prior_path: str | None, intra_period: int,
-           packet_frames: int) -> None:
-    """Encode SRC (a value file .npz) into DST (.fcs)."""
+@click.option("--table", "table_name", default="landmarks", show_default=True,
+              help="Value-file input only: the stream table.")
+@_prior_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
+           source_quality: int, source_codec: str, intra_period: int | None,
+           packet_frames: int, table_name: str, prior_path: str | None,
+           no_progress: bool) -> None:
+    """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
+    file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
 
+    if src.suffix.lower() != ".npz":
+        from facecodec.bitstream.prior import Prior
+        from facecodec.codec import Encoder
+
+        enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
+                      source_quality=source_quality, intra_period=intra_period,
+                      packet_frames=packet_frames,
+                      prior=Prior.load(prior_path) if prior_path else None)
+        st = enc.encode_file(src, dst, progress=not no_progress)
+        secs = st.frames / float(enc.fps)
+        click.echo(f"{dst}: {st.frames} frames ({secs:.1f} s), face in {st.faces}, sources "
+                   f"{st.sources}, {st.bytes} bytes = {st.bytes * 8 / max(secs, 1e-9) / 1000:.2f}"
+                   f" kbps all-in, encoded at {st.frames / st.seconds:.1f} frames/s")
+        return
     from facecodec.bitstream.values import encode_values, load_values
 
-    if src.suffix.lower() != ".npz":
-        raise InputError(f"{src}: video input needs the trained sender model, which is not "
-                         f"shipped yet; encode a value file (.npz) instead")
     prior = _load_prior(prior_path, table_name)
-    fps, values = load_values(src, prior.table)
+    fps_file, values = load_values(src, prior.table)
     n = len(next(iter(values.values())))
-    with tqdm(total=n, unit="frame", desc="encode", disable=n < 300) as bar:
-        size = encode_values(values, fps, prior, dst, intra_period, packet_frames, bar.update)
+    with tqdm(total=n, unit="frame", desc="encode", disable=no_progress or n < 300) as bar:
+        size = encode_values(values, fps_file, prior, dst, intra_period or 30, packet_frames,
+                             bar.update)
     click.echo(f"{dst}: {n} frames, {size} bytes, {size * 8 / max(n, 1):.1f} bits/frame "
                f"all-in, prior {prior.id}")
 
@@ -73,13 +99,29 @@ def encode(src: Path, dst: Path, table_name: str, prior_path: str | None, intra_
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tolerant", is_flag=True,
               help="Skip corrupt packets, hold the last good frame, resume at the next intra.")
-def decode(src: Path, dst: Path, tolerant: bool) -> None:
-    """Decode SRC (.fcs) into DST (a value file .npz)."""
+@click.option("--compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The original video: write it side by side (left) for review.")
+@click.option("--size", type=click.IntRange(16, 2048), default=256, show_default=True,
+              help="Output frame size (the face tube, square).")
+@click.option("--model", default=None,
+              help="Model directory or name (default: the one the stream names).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
+           model: str | None, no_progress: bool) -> None:
+    """Decode SRC (.fcs) into DST: a video (.mp4, rendered) or a value file (.npz)."""
     from facecodec.bitstream.values import decode_values, save_values
 
     if dst.suffix.lower() != ".npz":
-        raise InputError(f"{dst}: rendering video needs the trained receiver model, which "
-                         f"is not shipped yet; decode to a value file (.npz) instead")
+        from facecodec.codec import Decoder
+
+        dec = Decoder(model, tolerant=tolerant)
+        r = dec.decode_file(src, dst, compare=compare, size=size, progress=not no_progress)
+        click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
+                   f"frames/s" + (f", {r['held']} held" if r["held"] else ""))
+        for s in dec.skipped:
+            click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held",
+                       err=True)
+        return
     fps, values, reader = decode_values(src, tolerant=tolerant)
     save_values(dst, fps, values)
     n = reader.frames
@@ -109,20 +151,26 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
 
 
 @click.command("fit-priors")
-@click.option("--table", "table_name", default="landmarks", show_default=True)
+@click.option("--table", "table_name", default="landmarks", show_default=True,
+              help="Stream table of value files / of the cache's landmark tracks.")
+@click.option("--model", default=None,
+              help="Fit the streams this model sends (landmarks + its sender network's "
+                   "values on the cache's face tubes; needs --cache). Default output: "
+                   "priors/<model name>.json.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Training-data cache (prepare-data): train split fits, val split reports.")
 @click.option("--train", "train_files", multiple=True, type=click.Path(path_type=Path),
               help="Value files to fit on (instead of --cache).")
 @click.option("--val", "val_files", multiple=True, type=click.Path(path_type=Path),
               help="Held-out value files to report cross-entropy on.")
-@click.option("--levels", type=click.IntRange(1, 6), default=3, show_default=True,
-              help="Context levels per context variable (1 = static tables).")
+@click.option("--context", type=click.IntRange(0, 64), default=3, show_default=True,
+              help="Inter contexts: the predicted delta clipped to [-N, N] (0 = one table).")
 @click.option("--intra-period", type=click.IntRange(1, 65535), default=30, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the prior. Default: priors/<table>.json.")
-def fit_priors(table_name: str, cache: Path | None, train_files: tuple[Path, ...],
-               val_files: tuple[Path, ...], levels: int, intra_period: int,
+def fit_priors(table_name: str, model: str | None, cache: Path | None,
+               train_files: tuple[Path, ...], val_files: tuple[Path, ...], context: int,
+               intra_period: int,
                out: Path | None) -> None:
     """Fit a prior to value streams and report its cross-entropy on held-out streams."""
     from tqdm import tqdm
@@ -131,6 +179,16 @@ def fit_priors(table_name: str, cache: Path | None, train_files: tuple[Path, ...
     from facecodec.bitstream.prior import prior_dirs
     from facecodec.bitstream.streams import TABLES
 
+    name = table_name
+    if model is not None:
+        from facecodec.bitstream.values import coded_clip
+        from facecodec.models.package import find_model
+        from facecodec.sender.streams import cache_value_streams
+
+        if cache is None or train_files or val_files:
+            raise InputError("--model fits on a data cache: give --cache (and no value files)")
+        package = find_model(model)
+        table_name, name = package.table_name, package.name
     if table_name not in TABLES:
         raise InputError(f"unknown stream table {table_name!r} (have {sorted(TABLES)})")
     table = TABLES[table_name]
@@ -141,24 +199,29 @@ def fit_priors(table_name: str, cache: Path | None, train_files: tuple[Path, ...
         val += splits.get("val", [])
     if not train:
         raise InputError("nothing to fit on: give --cache or --train files")
-    train_c = load_coded(table, tqdm(train, desc="read train", unit="clip"))
-    val_c = load_coded(table, tqdm(val, desc="read val", unit="clip"))
-    prior, rep = fit_and_evaluate(table, train_c, val_c, table_name, levels, intra_period)
-    out = out or prior_dirs()[-1] / f"{table_name}.json"
+    if model is not None:
+        train_c, val_c = ([coded_clip(table, v) for v in cache_value_streams(
+            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"))]
+            for what, paths in (("train", train), ("val", val)))
+    else:
+        train_c = load_coded(table, tqdm(train, desc="read train", unit="clip"))
+        val_c = load_coded(table, tqdm(val, desc="read val", unit="clip"))
+    prior, rep = fit_and_evaluate(table, train_c, val_c, name, context, intra_period)
+    out = out or prior_dirs()[-1] / f"{name}.json"
     prior.save(out)
     click.echo(f"{out}: prior {prior.id}, fitted on {rep['train_clips']} clips "
                f"({rep['train_frames']} frames)")
     if val_c:
-        ctx, st = rep["val_bits_per_frame"], rep["val_bits_per_frame_static"]
-        fl = rep["val_bits_per_frame_static_per_stream"]
+        v = rep["val_bits_per_frame"]
+        cols = ["prior", "prediction_only", "static_per_class", "static_per_stream"]
         click.echo(f"held-out cross-entropy on {rep['val_clips']} clips ({rep['val_frames']} "
                    "frames), bits/frame:")
-        click.echo("| stream | context prior | static, per class | static, per stream |\n"
-                   "|---|---:|---:|---:|")
-        for k in ctx:
-            click.echo(f"| {k} | {ctx[k]:.1f} | {st[k]:.1f} | {fl[k]:.1f} |")
-        click.echo(f"context saves {100 * rep['saving_vs_static_per_stream']:.1f}% against "
-                   f"one static table per stream, {100 * rep['saving_vs_static']:.1f}% "
+        click.echo("| stream | " + " | ".join(c.replace("_", " ") for c in cols) + " |\n"
+                   "|---|" + "---:|" * len(cols))
+        for k in v["prior"]:
+            click.echo(f"| {k} | " + " | ".join(f"{v[c][k]:.1f}" for c in cols) + " |")
+        click.echo(f"the prior saves {100 * rep['saving_vs_static_per_stream']:.1f}% against "
+                   f"one static table per stream, {100 * rep['saving_vs_static_per_class']:.1f}% "
                    "against static tables per class")
 
 

@@ -7,8 +7,9 @@ follow the First Order Model (Siarohin et al. 2019, sections 3.1-3.2).
 
 Every op here must later convert to Core ML (shared/ENVIRONMENT.md): no ``torch.inverse``
 (2x2 inverses are written in closed form), no ``view_as``, tensors of rank <= 5, and only
-4-D ``grid_sample``. Coordinates are (x, y) in [-1, 1] with -1 and 1 on the centres of the
-first and last pixel, i.e. ``grid_sample(..., align_corners=True)``.
+4-D ``grid_sample``. Coordinates are (x, y) in [-1, 1] with -1 and 1 on the
+outer edges of the first and last pixel, i.e. ``grid_sample(..., align_corners=False)``: the
+tube convention of facecodec/sender/tube.py, so the tracker's landmarks need no conversion.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ALIGN_CORNERS = True
-"""One convention everywhere: keypoints, flows and ``grid_sample`` agree on it."""
+ALIGN_CORNERS = False
+"""One convention everywhere: landmarks, keypoints, flows and ``grid_sample`` agree on it."""
 
 
 class ConvBNReLU(nn.Sequential):
@@ -37,13 +38,15 @@ class ConvBNReLU(nn.Sequential):
 class InvertedResidual(nn.Module):
     """MobileNetV2 inverted residual (Sandler et al. 2018; Oquab et al. figure 13):
     1x1 expansion by ``expansion``, 3x3 depthwise (carrying the stride), linear 1x1
-    projection; identity shortcut when the shape is kept."""
+    projection; identity shortcut when the shape is kept. ``hidden`` overrides the
+    expanded width (default ``cin * expansion``)."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, expansion: int = 4):
+    def __init__(self, cin: int, cout: int, stride: int = 1, expansion: int = 4,
+                 hidden: int | None = None):
         super().__init__()
-        hidden = cin * expansion
+        hidden = hidden or cin * expansion
         layers: list[nn.Module] = []
-        if expansion != 1:
+        if hidden != cin:
             layers.append(ConvBNReLU(cin, hidden, kernel=1))
         layers += [
             ConvBNReLU(hidden, hidden, kernel=3, stride=stride, groups=hidden),
@@ -59,11 +62,13 @@ class InvertedResidual(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Nearest x2 upsampling then an inverted residual block (FOM's UpBlock2d, mobile)."""
+    """Nearest x2 upsampling then an inverted residual block (FOM's UpBlock2d, mobile).
+    The expansion is taken on the output width: the input is a wide skip concatenation, and
+    expanding it 4x at full resolution cost 5x the MACs of the whole rest of a network."""
 
     def __init__(self, cin: int, cout: int, expansion: int = 4):
         super().__init__()
-        self.block = InvertedResidual(cin, cout, 1, expansion)
+        self.block = InvertedResidual(cin, cout, 1, expansion, hidden=cout * expansion)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.block(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -108,9 +113,11 @@ class Hourglass(nn.Module):
 
 
 class AntiAliasDownsample(nn.Module):
-    """Gaussian blur then nearest resampling to ``size`` (FOM ``AntiAliasInterpolation2d``):
+    """Gaussian blur then resampling by ``scale`` (FOM ``AntiAliasInterpolation2d``):
     band-limits the signal so that the keypoint detector and the loss pyramid do not alias.
-    sigma = (1/scale - 1) / 2 as in FOM; a depthwise conv, which Core ML runs natively."""
+    sigma = (1/scale - 1) / 2 as in FOM; a depthwise conv, which Core ML runs natively.
+    Bilinear at the output pixel centres (FOM's nearest picks pixel 4i for output i, a
+    1.5-pixel shift of the content against the coordinates at scale 1/4)."""
 
     def __init__(self, channels: int, scale: float):
         super().__init__()
@@ -129,15 +136,17 @@ class AntiAliasDownsample(nn.Module):
             return x
         h, w = x.shape[2], x.shape[3]
         out = F.conv2d(F.pad(x, (self.pad,) * 4, mode="replicate"), self.weight, groups=x.shape[1])
-        return F.interpolate(out, size=(int(h * self.scale), int(w * self.scale)), mode="nearest")
+        return F.interpolate(out, size=(int(h * self.scale), int(w * self.scale)),
+                             mode="bilinear", align_corners=ALIGN_CORNERS)
 
 
 def make_coordinate_grid(h: int, w: int, like: Tensor | None = None) -> Tensor:
-    """(h, w, 2) grid of (x, y) in [-1, 1], pixel centres at the ends (FOM util)."""
+    """(h, w, 2) grid of the pixel centres (x, y): (2 i + 1) / w - 1, so -1 and 1 are the
+    outer pixel edges (FOM util, in our align_corners=False convention)."""
     dtype = like.dtype if like is not None else torch.float32
     device = like.device if like is not None else None
-    x = torch.linspace(-1.0, 1.0, w, dtype=dtype, device=device)
-    y = torch.linspace(-1.0, 1.0, h, dtype=dtype, device=device)
+    x = (torch.arange(w, dtype=dtype, device=device) * 2 + 1) / w - 1
+    y = (torch.arange(h, dtype=dtype, device=device) * 2 + 1) / h - 1
     yy, xx = torch.meshgrid(y, x, indexing="ij")
     return torch.stack([xx, yy], dim=-1)
 
@@ -230,13 +239,16 @@ def warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
 
 
 def resize_flow(flow: Tensor, h: int, w: int) -> Tensor:
-    """Bilinear resize of a (B, h0, w0, 2) flow. With align_corners=True the identity flow
-    at 32x32 resizes to the exact identity at 256x256, so coordinates keep their meaning."""
-    if flow.shape[1] == h and flow.shape[2] == w:
+    """Resize a (B, h0, w0, 2) sampling grid to (B, h, w, 2). The displacement from the
+    identity is resized (bilinear) and the identity of the new size added back, so the
+    identity maps to the exact identity (resizing the grid itself would clamp its values
+    within half a low-res pixel of the border)."""
+    b, h0, w0, _ = flow.shape
+    if h0 == h and w0 == w:
         return flow
-    f = F.interpolate(flow.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                      align_corners=ALIGN_CORNERS)
-    return f.permute(0, 2, 3, 1)
+    disp = (flow - make_coordinate_grid(h0, w0, flow).unsqueeze(0)).permute(0, 3, 1, 2)
+    disp = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=ALIGN_CORNERS)
+    return disp.permute(0, 2, 3, 1) + make_coordinate_grid(h, w, flow).unsqueeze(0)
 
 
 def log2_int(n: int, what: str) -> int:

@@ -36,7 +36,8 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = [ConvBNReLU(3, widths[0], 3, stride=2)]
         for i in range(1, n_down):
             layers.append(InvertedResidual(widths[i - 1], widths[i], 2, expansion))
-        layers += [InvertedResidual(widths[-1], widths[-1], 1, expansion) for _ in range(res_blocks)]
+        layers += [InvertedResidual(widths[-1], widths[-1], 1, expansion)
+                   for _ in range(res_blocks)]
         layers.append(nn.Conv2d(widths[-1], out_channels, 1))
         self.net = nn.Sequential(*layers)
         self.out_channels = out_channels

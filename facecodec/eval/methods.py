@@ -1,0 +1,96 @@
+"""The zero-bit baseline and THE REGISTRY: every method ``facecodec eval`` can run.
+
+To add a method (the facecodec variants, FOM, FOM-mult of issue 6): write one
+:class:`facecodec.eval.base.Method` subclass (its ``run`` gets the clip's 256x256 15 fps
+face tube and the sender's per-frame values in ``clip.meta``, and returns the decoded
+frames with the bits it sent, ``setup_bits`` for source images, and its times), then add
+one line to ``REGISTRY`` below. Options come from the command line as
+``--methods name:key=value;key=value`` (commas separate methods) and reach the factory as
+keyword strings, e.g. ``facecodec-sup:model=runs/x/model.fcm;sources=3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from facecodec.errors import InputError
+from facecodec.eval.base import Encoded, EvalClip, Method
+
+
+class HeldFrame(Method):
+    """The zero-bit baseline: the first frame of the clip shown for the whole clip. Nothing
+    is sent after it, and the first frame itself is not counted (as in the anchor table of
+    shared/ENVIRONMENT.md): it stands for what the receiver already has. A method that does
+    not beat it on landmark error has not transmitted motion, whatever its LPIPS."""
+
+    name = "zero-bit"
+    description = "first frame held for the whole clip (0 bits; the first frame not counted)"
+
+    def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
+        frames = np.broadcast_to(clip.frames[:1], clip.frames.shape).copy()
+        return Encoded(frames, np.zeros(len(frames), dtype=np.int64))
+
+
+def _classic(codec: str) -> Callable[..., Method]:
+    def make(preset: str | None = None, rtol: str | float = 0.03) -> Method:
+        from facecodec.eval.classic import ClassicCodec
+
+        return ClassicCodec(codec, preset=preset, rtol=float(rtol))
+
+    return make
+
+
+@dataclass(frozen=True)
+class Entry:
+    factory: Callable[..., Method]
+    help: str
+    default: bool = True  # run when --methods is not given
+
+
+REGISTRY: dict[str, Entry] = {
+    "zero-bit": Entry(HeldFrame, "the first frame held for the whole clip"),
+    "x264": Entry(_classic("x264"), "H.264 (libx264), CRF searched for each target rate; "
+                  "option preset=..."),
+    "x265": Entry(_classic("x265"), "HEVC (libx265), CRF searched for each target rate; "
+                  "option preset=..."),
+    "svtav1": Entry(_classic("svtav1"), "AV1 (SVT-AV1), CRF searched for each target rate; "
+                    "option preset=..."),
+    # Model methods (issue 6, model half) plug in here, one line each, e.g.
+    # "facecodec-sup": Entry(FacecodecMethod.sup, "Frontalizer Sup; options model=, sources="),
+    # "fom": Entry(FOMMethod, "FOM, one frontal source"),
+    # "fom-mult": Entry(FOMMultMethod, "FOM switching to the nearest source by keypoints"),
+}
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"name:key=value;key=value"`` -> (name, {key: value})."""
+    name, _, rest = spec.strip().partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in rest.split(";"))):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InputError(f"method {spec!r}: options are key=value, got {item!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return name, options
+
+
+def make_method(spec: str) -> Method:
+    """A method from its command-line spec (see :func:`parse_spec`)."""
+    name, options = parse_spec(spec)
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise InputError(f"unknown method {name!r} (known: {', '.join(REGISTRY)})")
+    try:
+        method = entry.factory(**options)
+    except TypeError as e:
+        raise InputError(f"method {spec!r}: {e}") from None
+    if options:
+        method.name = spec.strip()  # two presets of one codec stay apart in the tables
+    return method
+
+
+def default_methods() -> list[str]:
+    return [name for name, entry in REGISTRY.items() if entry.default]

@@ -1,0 +1,323 @@
+"""The report of ``facecodec eval``: Markdown tables, JSON, rate-quality plots (numbers
+only, safe to commit) and a contact sheet of frames (third-party pictures: written outside
+the repository, or in a git-ignored folder of it, never next to the report).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facecodec.errors import InputError
+from facecodec.eval.metrics import ClipScore
+from facecodec.eval.runner import EvalRun
+
+REPO = Path(__file__).resolve().parents[2]
+METRICS = ("kbps_all", "kbps_steady", "bits_per_frame", "lpips", "psnr", "ms_ssim", "nme",
+           "face_found", "motion_ratio", "motion_error", "encode_fps", "decode_fps")
+
+
+@dataclass
+class Row:
+    """One method at one operating point, averaged over clips (NaN-aware)."""
+
+    method: str
+    target_kbps: float | None
+    clips: int
+    reached: int
+    means: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return self.method if self.target_kbps is None else f"{self.method}@{self.target_kbps:g}"
+
+
+def summarize(scores: Sequence[ClipScore]) -> list[Row]:
+    """Rows in first-seen method order, targets ascending."""
+    groups: dict[tuple[str, float | None], list[ClipScore]] = {}
+    for s in scores:
+        groups.setdefault((s.method, s.target_kbps), []).append(s)
+    order = list(dict.fromkeys(s.method for s in scores))
+    keys = sorted(groups, key=lambda k: (order.index(k[0]), -1 if k[1] is None else k[1]))
+    rows = []
+    for key in keys:
+        group = groups[key]
+        means = {}
+        for m in METRICS:
+            vals = np.array([np.nan if getattr(s, m) is None else getattr(s, m)
+                             for s in group], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            means[m] = float(vals.mean()) if len(vals) else math.nan
+        rows.append(Row(key[0], key[1], len(group), sum(s.reached for s in group), means))
+    return rows
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+def _f(value: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "-" if value is None or math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:.{digits}f}"
+
+
+def summary_table(rows: Sequence[Row]) -> str:
+    head = ("| method | target kbps | clips (target reached) | kbps all-in | kbps steady | "
+            "bits/frame steady | LPIPS-alex ↓ | PSNR dB ↑ | MS-SSIM ↑ | NME ↓ | face found | "
+            "motion ratio | motion error | encode fps | decode fps |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        m = r.means
+        lines.append(
+            f"| {r.method} | {_f(r.target_kbps, 0) if r.target_kbps is not None else '-'} | "
+            f"{r.clips} ({r.reached}) | {_f(m['kbps_all'], 2)} | {_f(m['kbps_steady'], 2)} | "
+            f"{_f(m['bits_per_frame'], 0)} | {_f(m['lpips'], 3)} | {_f(m['psnr'], 2)} | "
+            f"{_f(m['ms_ssim'], 3)} | {_f(m['nme'], 3)} | {_f(m['face_found'], 2)} | "
+            f"{_f(m['motion_ratio'], 2)} | {_f(m['motion_error'], 2)} | "
+            f"{_f(m['encode_fps'], 0)} | {_f(m['decode_fps'], 0)} |")
+    return "\n".join(lines)
+
+
+def clip_table(scores: Sequence[ClipScore]) -> str:
+    head = ("| method | target | setting | kbps all-in | first frame kbit | LPIPS | PSNR | "
+            "MS-SSIM | NME | face found | motion ratio |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for s in scores:
+        setting = ", ".join(f"{k} {v}" for k, v in s.setting.items()) or "-"
+        target = "-" if s.target_kbps is None else f"{s.target_kbps:g}"
+        if not s.reached:
+            target += " (not reached)"
+        lines.append(
+            f"| {s.method} | {target} | {setting} | {_f(s.kbps_all, 2)} | "
+            f"{_f(s.bits_first / 1000, 1)} | {_f(s.lpips, 3)} | {_f(s.psnr, 2)} | "
+            f"{_f(s.ms_ssim, 3)} | {_f(s.nme, 3)} | {_f(s.face_found, 2)} | "
+            f"{_f(s.motion_ratio, 2)} |")
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, text=True, capture_output=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def results_json(run: EvalRun, info: dict) -> str:
+    rows = summarize(run.scores)
+    doc = {**info, "clips": run.clips, "skipped": run.skipped,
+           "summary": [{"method": r.method, "target_kbps": r.target_kbps, "clips": r.clips,
+                        "reached": r.reached, **r.means} for r in rows],
+           "scores": [s.as_dict() for s in run.scores]}
+    return json.dumps(_jsonable(doc), indent=1) + "\n"
+
+
+# --- plots --------------------------------------------------------------------------------
+
+PLOTS = (("lpips", "LPIPS-alex (lower is better)", "rate_lpips.png"),
+         ("psnr", "PSNR dB (higher is better)", "rate_psnr.png"),
+         ("nme", "landmark NME (lower is better)", "rate_nme.png"))
+
+
+def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
+    """One PNG per metric: the clip-averaged metric against the clip-averaged all-in kbps,
+    one line per method; methods at 0 kbps (the held frame) as a dashed horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarize(scores)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    n_clips = max((r.clips for r in rows), default=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for metric, ylabel, filename in PLOTS:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        for i, method in enumerate(methods):
+            mine = [r for r in rows if r.method == method and math.isfinite(r.means[metric])]
+            if not mine:
+                continue
+            x = [r.means["kbps_all"] for r in mine]
+            y = [r.means[metric] for r in mine]
+            color = f"C{i}"
+            if len(mine) == 1 and x[0] == 0:
+                ax.axhline(y[0], color=color, linestyle="--", linewidth=1.2, label=method)
+                ax.plot(x, y, "o", color=color)
+            else:
+                ax.plot(x, y, "o-", color=color, label=method)
+        ax.set_xlabel("all-in kbps (first frame included), mean over clips")
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # e.g. NME when MediaPipe found no face in any clip
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
+        ax.set_title(f"{metric.upper() if metric != 'psnr' else 'PSNR'} vs rate, "
+                     f"{n_clips} clips, 256x256 15 fps", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / filename
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# --- contact sheet ------------------------------------------------------------------------
+
+def check_sheet_dir(path: Path) -> None:
+    """Refuse a folder inside the repository unless git ignores it: the sheet shows
+    frames of third-party clips, which must never be committed."""
+    try:
+        rel = path.resolve().relative_to(REPO)
+    except ValueError:
+        return
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(rel / "sheet.png")], cwd=REPO,
+                             capture_output=True).returncode == 0
+    if not ignored:
+        raise InputError(f"{path}: the contact sheet shows frames of third-party clips and "
+                         "must not go into the repository; choose a folder outside it (or "
+                         "a git-ignored one such as out/eval)")
+
+
+def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
+    """Original | held frame | each other method at the operating point nearest ``kbps``,
+    one row per selected frame. None when no clip was kept."""
+    sheet = run.sheet
+    if not sheet.frames:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ["original"]
+    by_method: dict[str, list[str]] = {}
+    for label in sheet.frames:
+        if label != "original":
+            by_method.setdefault(label.split("@")[0], []).append(label)
+    def distance(label: str) -> tuple[float, float]:
+        # nearest produced rate; among equal ones (a codec's floor) the nearest target
+        target = label.partition("@")[2]
+        return (abs(sheet.kbps.get(label, 0.0) - kbps),
+                abs(float(target) - kbps) if target else 0.0)
+
+    for labels in by_method.values():
+        columns.append(min(labels, key=distance))
+    rows = len(sheet.indices)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows + 0.4),
+                             dpi=100, squeeze=False)
+    for j, label in enumerate(columns):
+        for i in range(rows):
+            ax = axes[i][j]
+            ax.imshow(sheet.frames[label][i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"frame {sheet.indices[i]}", fontsize=7)
+        title = label if label == "original" else f"{label}\n{sheet.kbps.get(label, 0):.1f} kbps"
+        axes[0][j].set_title(title, fontsize=7)
+    fig.suptitle(f"{sheet.clip} (yaw range {sheet.yaw_range:.2f} rad)", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- Markdown -----------------------------------------------------------------------------
+
+def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
+             sheet: Path | None) -> str:
+    rows = summarize(run.scores)
+    seconds = sum(c["seconds"] for c in run.clips)
+    frames = sum(c["frames"] for c in run.clips)
+    lines = [
+        "# Evaluation: rate and quality on face tubes",
+        "",
+        f"Made by `{info['command']}` at commit {info['commit']} on {info['date']} "
+        f"({info['threads']} thread(s), {info['elapsed_min']:.1f} min).",
+        "",
+        f"{len(run.clips)} clips ({info['clips_from']}), {frames} frames, {seconds:.1f} s, "
+        "256x256 face tubes at 15 fps. Metrics are per clip, then averaged over clips "
+        "(NaN-aware); per-clip values are at the end and in "
+        f"[{Path(info['json']).name}]({_rel(Path(info['json']), report)}).",
+        "",
+        "## Summary",
+        "",
+        summary_table(rows),
+        "",
+        "- **kbps all-in**: every bit over the clip's duration, the first (intra) frame and "
+        "setup bits included; **steady**: frames after the first. Classic codecs: "
+        "the elementary stream a packet transport carries (NAL units / OBUs without "
+        "start codes, SEI banners and AV1 temporal delimiters), CRF searched per clip for "
+        "the target all-in rate; rows are compared at the rate actually produced. "
+        "*clips (target reached)*: on how many clips the codec could go as low as the "
+        "target at its coarsest CRF (else that coarsest point is scored).",
+        "- **zero-bit**: the first frame held; it is not counted (the receiver is assumed to "
+        "have it). LPIPS rewards a frozen picture on talking heads: read **NME** (MediaPipe "
+        "mesh of the output vs of the original, over the outer-eye-corner distance) beside "
+        "it. A method that does not beat the held frame on NME has not sent motion.",
+        "- **PSNR** from each clip's mean squared error (RGB, 8-bit). **MS-SSIM** on RGB "
+        "(pytorch-msssim). **face found**: fraction of output frames where MediaPipe finds "
+        "the face (frames where it does not keep the last landmarks found for NME). "
+        "**motion ratio**: mean frame-to-frame change of the output over that of the "
+        "original (0: frozen, above 1: flicker); **motion error**: mean absolute difference "
+        "of the two per-frame changes, 8-bit levels.",
+        "- **fps**: single-threaded wall clock on this machine, encode with RGB->YUV.",
+        "",
+        "## Rate-quality curves",
+        "",
+    ]
+    for p in plots:
+        lines += [f"![{p.stem}]({_rel(p, report)})", ""]
+    lines += ["## Methods", ""]
+    for name, settings in info["methods"].items():
+        desc = settings.pop("description", "")
+        extra = ", ".join(f"{k} {v}" for k, v in settings.items())
+        lines.append(f"- `{name}`: {desc}" + (f" ({extra})" if extra else ""))
+    lines += ["", "## Clips", "", "| clip | frames | seconds | yaw range rad | tube from |",
+              "|---|---|---|---|---|"]
+    for c in run.clips:
+        lines.append(f"| {c['name']} | {c['frames']} | {c['seconds']:.1f} | "
+                     f"{c['yaw_range']:.2f} | {c['origin']} |")
+    for name, reason in run.skipped:
+        lines.append(f"| {name} | skipped: {reason} | | | |")
+    if sheet is not None:
+        lines += ["", f"A contact sheet of the most rotation-heavy clip ({run.sheet.clip}) was "
+                  "written outside the repository (third-party frames are never committed): "
+                  f"`{sheet}`."]
+    lines += ["", "## Per clip", ""]
+    for c in run.clips:
+        mine = [s for s in run.scores if s.clip == c["name"]]
+        lines += [f"<details><summary>{c['name']}</summary>", "", clip_table(mine), "",
+                  "</details>", ""]
+    return "\n".join(lines)
+
+
+def _rel(path: Path, report: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(report.resolve().parent))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,118 @@
+"""The Frontalizer receiver: Encoder + Frontalizer + Dense motion + Decoder (Oquab et al.
+figure 3), split along what the receiver can cache.
+
+``embed_sources`` runs once per set of source frames (top of figure 3: Enc and Fr, giving
+the fused embedding e~^{p_r}); ``render`` runs per frame (bottom: Dm from p_r to p_d, warp,
+occlusion, Dec). Nothing in ``render`` depends on the sources except through the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facecodec.models.blocks import ALIGN_CORNERS, identity_jacobians, resize_flow, warp
+from facecodec.models.decoder import Decoder
+from facecodec.models.dense_motion import DenseMotion
+from facecodec.models.encoder import Encoder
+from facecodec.models.frontalizer import Frontalizer
+from facecodec.models.layout import KeypointLayout, Values
+
+
+@dataclass
+class SourceCache:
+    """Everything ``render`` needs from the sources. ``pixel_*`` are set when the decoder
+    blends warped source pixels (a cheap per-frame composition of cached flows)."""
+
+    embedding: Tensor  # (B, C, h, w) e~^{p_r}
+    images: Tensor | None = None  # (B, N, 3, H, W)
+    flows: Tensor | None = None  # (B, N, 2, h, w) reference -> source i, channels first
+    weights: Tensor | None = None  # (B, N, h, w) softmaxed confidences
+
+    def repeat(self, times: int) -> SourceCache:
+        """Each batch entry ``times`` times in a row (one cache, several driving frames)."""
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
+            for f in dataclasses.fields(self) if getattr(self, f.name) is not None})
+
+
+@dataclass
+class RenderOutput:
+    image: Tensor  # (B, 3, H, W) the reconstruction
+    rgb: Tensor  # decoder output alone
+    blend: Tensor | None  # (B, 1, H, W) weight of the warped source pixels
+    warped_pixels: Tensor | None  # (B, 3, H, W)
+    occlusion: Tensor  # (B, 1, h, w)
+    flow: Tensor  # (B, h, w, 2) driving -> cached position
+
+
+def blend_output(rgb: Tensor, mask: Tensor | None, pixels: Tensor | None) -> Tensor:
+    """m * warped pixels + (1 - m) * decoder RGB (shared/ENVIRONMENT.md calibration)."""
+    if mask is None or pixels is None:
+        return rgb
+    return mask * pixels + (1.0 - mask) * rgb
+
+
+class FrontalizerReceiver(nn.Module):
+    def __init__(self, layout: KeypointLayout, cfg: dict, reference_init: Tensor | None = None):
+        super().__init__()
+        m = cfg["model"]
+        self.layout = layout
+        res, fres = int(cfg["data"]["resolution"]), int(m["feature_res"])
+        var = float(m["kp_variance"])
+        self.encoder = Encoder(res, fres, **m["encoder"])
+        c = self.encoder.out_channels
+        self.frontalizer = Frontalizer(layout.num_kp, c, reference_init, var, **m["frontalizer"])
+        self.dense_motion = DenseMotion(layout.num_kp, c, var, **m["dense_motion"])
+        self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
+
+    @property
+    def pixel_blend(self) -> bool:
+        return self.decoder.blend is not None
+
+    def embed_sources(self, images: Tensor, values: Values) -> SourceCache:
+        """images (B, N, 3, H, W) in [0, 1]; values with leading (B, N)."""
+        b, n = images.shape[:2]
+        feats = self.encoder(images.flatten(0, 1))
+        feats = feats.reshape(b, n, *feats.shape[1:])
+        kp, jac = self.layout.assemble(values)
+        fr = self.frontalizer(feats, kp, jac)
+        if not self.pixel_blend:
+            return SourceCache(fr.embedding)
+        return SourceCache(fr.embedding, images, fr.flows.permute(0, 1, 4, 2, 3), fr.weights)
+
+    def render(self, cache: SourceCache, values: Values) -> RenderOutput:
+        """values with leading (B,): the driving frame's sup/iris/unsup/jac/expr."""
+        kp_d, jac_d = self.layout.assemble(values)
+        ref = self.frontalizer.reference.unsqueeze(0).expand_as(kp_d)
+        motion = self.dense_motion(cache.embedding, ref, kp_d, identity_jacobians(ref), jac_d)
+        warped = warp(cache.embedding, motion.flow) * motion.occlusion
+        rgb, mask = self.decoder(warped, values.get("expr"))
+        pixels = self._warp_source_pixels(cache, motion.flow) if mask is not None else None
+        return RenderOutput(blend_output(rgb, mask, pixels), rgb, mask, pixels,
+                            motion.occlusion, motion.flow)
+
+    def forward(self, images: Tensor, src_values: Values, values: Values) -> Tensor:
+        return self.render(self.embed_sources(images, src_values), values).image
+
+    @staticmethod
+    def _warp_source_pixels(cache: SourceCache, flow: Tensor) -> Tensor:
+        """Compose driving -> reference (``flow``) with reference -> source i (cached), warp
+        each source image at full resolution and blend them with the Frontalizer weights
+        carried to the driving position."""
+        assert cache.images is not None and cache.flows is not None and cache.weights is not None
+        b, n, _, h, w = cache.flows.shape
+        big_h, big_w = cache.images.shape[-2:]
+        flow_n = flow.unsqueeze(1).expand(b, n, h, w, 2).reshape(b * n, h, w, 2)
+        composed = warp(cache.flows.reshape(b * n, 2, h, w), flow_n, "border")
+        composed = resize_flow(composed.permute(0, 2, 3, 1), big_h, big_w)
+        pixels = warp(cache.images.reshape(b * n, 3, big_h, big_w), composed, "border")
+        weights = warp(cache.weights, flow, "border")
+        weights = F.interpolate(weights, size=(big_h, big_w), mode="bilinear",
+                                align_corners=ALIGN_CORNERS)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)
+        return (pixels.reshape(b, n, 3, big_h, big_w) * weights.unsqueeze(2)).sum(dim=1)
+

@@ -1,0 +1,80 @@
+"""Which keypoints a model variant uses, and how per-frame values become the receiver's
+keypoint tensor (section 3.3 "Landmark sets": Sup = 33 facial landmarks from a tracker,
+Unsup = 10 detector keypoints, Sup+Unsup = both; we add the 2 iris centres to Sup).
+
+Per-frame values travel as a dict, the same names as the bitstream's streams
+(facecodec/bitstream/streams.py): ``sup`` (..., 33, 2), ``iris`` (..., 2, 2), ``unsup``
+(..., K, 2), ``jac`` (..., K, 2, 2), ``expr`` (..., M); all coordinates in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SUP_POINTS = 33
+IRIS_POINTS = 2
+
+Values = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class KeypointLayout:
+    sup: bool
+    iris: bool
+    unsup: int
+    jacobians: bool
+    expr_dim: int
+
+    @classmethod
+    def from_config(cls, model_cfg: dict) -> KeypointLayout:
+        lm = model_cfg["landmarks"]
+        return cls(bool(lm["sup"]), bool(lm["iris"]), int(model_cfg["num_unsup"]),
+                   bool(model_cfg["jacobians"]) and int(model_cfg["num_unsup"]) > 0,
+                   int(model_cfg["expr_dim"]))
+
+    @property
+    def num_landmarks(self) -> int:
+        return SUP_POINTS * self.sup + IRIS_POINTS * self.iris
+
+    @property
+    def num_kp(self) -> int:
+        return self.num_landmarks + self.unsup
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The value names a frame of this variant carries, in bitstream order."""
+        names = [n for n, on in (("sup", self.sup), ("iris", self.iris)) if on]
+        if self.unsup:
+            names.append("unsup")
+        if self.jacobians:
+            names.append("jac")
+        if self.expr_dim:
+            names.append("expr")
+        return tuple(names)
+
+    def assemble(self, values: Values) -> tuple[Tensor, Tensor]:
+        """values with leading shape L -> keypoints (*L, n_kp, 2) and Jacobians
+        (*L, n_kp, 2, 2): landmarks get identity Jacobians, so that the sparse motions of
+        FOM eq. 4 reduce to translations for them."""
+        parts = []
+        if self.sup:
+            parts.append(values["sup"])
+        if self.iris:
+            parts.append(values["iris"])
+        if self.unsup:
+            parts.append(values["unsup"])
+        if not parts:
+            raise ValueError("empty keypoint layout")
+        kp = torch.cat(parts, dim=-2)
+        lead = kp.shape[:-2]
+        eye = torch.eye(2, dtype=kp.dtype, device=kp.device)
+        n_ident = self.num_landmarks + (0 if self.jacobians else self.unsup)
+        jac = eye.expand(*lead, n_ident, 2, 2)
+        if self.jacobians:
+            # no empty identity block when only learned keypoints carry Jacobians (FOM):
+            # Core ML's converter mistakes a zero-size expand for size 1
+            jac = torch.cat([jac, values["jac"]], dim=-3) if n_ident else values["jac"]
+        return kp, jac

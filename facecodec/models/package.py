@@ -1,0 +1,81 @@
+"""Finding an exported model (``models/<name>/``) and naming it in a bitstream.
+
+A ``.fcs`` header carries the model's id (its config name) and a 16-byte hash of its
+receiver weights: a receiver refuses a stream made for other weights instead of rendering
+garbage (facecodec/bitstream/container.py checks both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from facecodec.errors import InputError, ModelMismatchError
+
+DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
+TABLE_OF_VARIANT = {  # (sup, unsup, expr) -> bitstream stream table
+    (True, False, False): "sup",
+    (True, True, False): "sup_unsup",
+    (True, True, True): "sup_unsup_expr",
+    (False, True, False): "fom",
+}
+
+
+def model_dirs() -> list[Path]:
+    """Where models are looked up by name: ``$FACECODEC_MODELS`` (colon-separated), then
+    the project's ``models/``."""
+    dirs = [Path(p) for p in os.environ.get("FACECODEC_MODELS", "").split(":") if p]
+    return [*dirs, Path(__file__).resolve().parents[2] / "models"]
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    path: Path
+    config: dict
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.config["data"]["resolution"])
+
+    @property
+    def table_name(self) -> str:
+        """The bitstream stream table of this variant (facecodec/bitstream/streams.py)."""
+        m = self.config["model"]
+        key = (bool(m["landmarks"]["sup"]), int(m["num_unsup"]) > 0, int(m["expr_dim"]) > 0)
+        try:
+            return TABLE_OF_VARIANT[key]
+        except KeyError:
+            raise ModelMismatchError(f"no stream table for model variant {key}",
+                                     source=str(self.path)) from None
+
+    def weights_hash(self) -> bytes:
+        """16 bytes of the SHA-256 of the receiver weights."""
+        return hashlib.sha256((self.path / "receiver.safetensors").read_bytes()).digest()[:16]
+
+
+def find_model(name_or_path: str | Path | None = None) -> ModelPackage:
+    """A model directory given as a path, or by name in :func:`model_dirs`."""
+    name_or_path = name_or_path or DEFAULT_MODEL
+    candidates = [Path(name_or_path)] + [d / str(name_or_path) for d in model_dirs()]
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            try:
+                cfg = yaml.safe_load((path / "config.yaml").read_text())
+            except (OSError, yaml.YAMLError) as e:
+                raise ModelMismatchError(f"unreadable config.yaml ({e})", source=str(path)) \
+                    from None
+            for part in ("sender", "receiver"):
+                if not (path / f"{part}.safetensors").is_file():
+                    raise ModelMismatchError(f"{part}.safetensors is missing", source=str(path))
+            return ModelPackage(path, cfg)
+    looked = ", ".join(str(d) for d in model_dirs())
+    raise InputError(f"no model {str(name_or_path)!r} (a directory with config.yaml and "
+                     f"*.safetensors; looked in {looked})")

@@ -1,0 +1,62 @@
+"""Model families by name, building from a config, and loading exported models.
+
+An exported model directory ``models/<name>/`` holds ``sender.safetensors``,
+``receiver.safetensors``, ``config.yaml`` and ``MODEL_CARD.md`` (written by
+facecodec/training/export.py). The sender device loads only the sender weights, the
+receiver only the receiver's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from safetensors.torch import load_file
+from torch import Tensor
+
+from facecodec.errors import ModelMismatchError
+from facecodec.models.animation import FomModel, FrontalizerModel
+from facecodec.models.base import FaceAnimationModel
+
+FAMILIES: dict[str, type[FaceAnimationModel]] = {}
+
+
+def register(cls: type[FaceAnimationModel]) -> type[FaceAnimationModel]:
+    """Class decorator/function: make a family buildable by name from a config."""
+    FAMILIES[cls.family] = cls
+    return cls
+
+
+register(FomModel)
+register(FrontalizerModel)
+
+
+def build_model(cfg: dict, reference_init: Tensor | None = None) -> FaceAnimationModel:
+    try:
+        cls = FAMILIES[cfg["family"]]
+    except KeyError:
+        known = sorted(FAMILIES)
+        raise ValueError(f"unknown model family '{cfg['family']}'; known: {known}") from None
+    return cls(cfg, reference_init)
+
+
+def read_config(path: str | Path) -> dict:
+    with open(Path(path) / "config.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def load_model(path: str | Path, parts: tuple[str, ...] = ("sender", "receiver")
+               ) -> FaceAnimationModel:
+    """An exported model in eval mode. ``parts`` limits which weight files are read (the
+    other part keeps its random init: use only the part you loaded)."""
+    path = Path(path)
+    model = build_model(read_config(path))
+    for part in parts:
+        module = getattr(model, part)
+        state = load_file(str(path / f"{part}.safetensors"))
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelMismatchError(
+                f"{path / part}.safetensors does not fit its config.yaml "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})", source=str(path))
+    return model.eval()

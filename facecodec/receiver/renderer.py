@@ -1,0 +1,84 @@
+"""Rendering decoded values with the receiver network (Frontalizer or FOM).
+
+The source set is embedded once (``embed_sources``: encoder + Frontalizer, the fused
+embedding of figure 3); each frame then costs only the dense motion and the decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facecodec.models.package import ModelPackage
+
+Values = dict[str, np.ndarray]
+
+
+class Renderer:
+    """Holds the receiver network and the current source set."""
+
+    def __init__(self, package: ModelPackage, max_sources: int = 3):
+        from facecodec.models.inference import fuse_batchnorm
+        from facecodec.models.registry import load_model
+
+        self.package = package
+        self.model = fuse_batchnorm(load_model(package.path, parts=("receiver",)).receiver.eval())
+        self.resolution = package.resolution
+        self.streams = self.model.layout.streams
+        self.start(max_sources)
+
+    def start(self, max_sources: int) -> None:
+        """Forget the sources: a new stream with up to ``max_sources`` of them."""
+        # FOM animates one source; the Frontalizer fuses all of them
+        self.max_sources = 1 if self.package.config["family"] == "fom" else max_sources
+        self._images: dict[int, torch.Tensor] = {}
+        self._values: dict[int, Values] = {}
+        self._cache = None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._images)
+
+    def set_source(self, slot: int, image: np.ndarray, values: Values) -> None:
+        """Put a source frame (RGB uint8, any square size) in ``slot`` (a new slot or a
+        replacement); the embedding is recomputed at the next render."""
+        if slot >= self.max_sources:
+            return  # FOM: only the first source
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                              antialias=True, align_corners=False)
+        self._images[slot] = x[0]
+        self._values[slot] = values
+        self._cache = None
+
+    def _tensors(self, values: Values, lead: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name in self.streams:
+            v = torch.as_tensor(np.asarray(values[name], dtype=np.float32))
+            shape = {"sup": (-1, 2), "iris": (-1, 2), "unsup": (-1, 2), "jac": (-1, 2, 2),
+                     "expr": (-1,)}[name]
+            out[name] = v.reshape(*lead, *shape)
+        return out
+
+    @torch.inference_mode()
+    def _embed(self):
+        slots = sorted(self._images)
+        images = torch.stack([self._images[s] for s in slots])[None]
+        per = [self._tensors(self._values[s], (1,)) for s in slots]
+        values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
+        return self.model.embed_sources(images, values)
+
+    @torch.inference_mode()
+    def render(self, frames: list[Values]) -> np.ndarray:
+        """Decoded values of ``len(frames)`` frames -> (B, R, R, 3) uint8 images."""
+        if not self.ready:
+            raise RuntimeError("no source frame yet")
+        if self._cache is None:
+            self._cache = self._embed()
+        per = [self._tensors(f, (1,)) for f in frames]
+        values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
+        cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
+        image = self.model.render(cache, values).image
+        return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,39 @@
+"""The learned half of the sender: the keypoint detector with its Jacobians and the
+expression code (Oquab et al. 2022, 3.2.2), run on face-tube crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facecodec.models.package import ModelPackage
+
+
+class SenderNetwork:
+    """Face-tube crops -> the model's learned values (``unsup``, ``jac``, ``expr``; none
+    for the Sup variant). Loads only ``sender.safetensors``."""
+
+    def __init__(self, package: ModelPackage):
+        from facecodec.models.inference import fuse_batchnorm
+        from facecodec.models.registry import load_model
+
+        self.package = package
+        self.model = fuse_batchnorm(load_model(package.path, parts=("sender",)).sender.eval())
+        self.resolution = package.resolution
+        self.active = any(True for _ in self.model.parameters())
+
+    @torch.inference_mode()
+    def __call__(self, tubes: np.ndarray) -> dict[str, np.ndarray]:
+        """tubes (B, S, S, 3) uint8 -> {name: (B, ...) float32}."""
+        if not self.active:
+            return {}
+        tubes = np.ascontiguousarray(tubes)
+        if not tubes.flags.writeable:  # a memory-mapped cache: torch wants its own copy
+            tubes = tubes.copy()
+        x = torch.from_numpy(tubes).permute(0, 3, 1, 2).float() / 255
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                              antialias=True, align_corners=False)
+        out = self.model(x)
+        return {k: v.numpy().astype(np.float32) for k, v in out.items()}

@@ -1,0 +1,184 @@
+"""Source-frame selection: which frames the receiver gets as pictures.
+
+The generator animates source frames; whatever side of the head they do not show must be
+invented. Oquab et al. 2022 (section 3.3, "Frame selection setup"): "we select one source
+frame having the smallest yaw angle (frontal view) over the video, and ensure that eyes
+are open. [...] we select two additional frames where the yaw angles are the extrema
+reached in the video." :func:`select_sources` does that for a recorded clip.
+
+A live call cannot look ahead, so :class:`SourcePolicy` adds a source when the head
+reaches a yaw not covered yet: beyond the covered yaw range by more than ``margin``. It
+waits for the turn to stop (the most turned frame is the most useful) before adding it,
+and once the set is full it replaces the most redundant source.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from facecodec.errors import InputError
+
+
+def eyes_open_mask(eyes_open: np.ndarray, valid: np.ndarray, ratio: float = 0.75
+                   ) -> np.ndarray:
+    """Frames whose eye openness (``pose.eye_openness``) is at least ``ratio`` of the
+    clip's median: eyes are open most of the time, so the median is this person's open
+    eyes, whatever their shape; blinks and squints fall below."""
+    eyes_open = np.asarray(eyes_open, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    if not valid.any():
+        return np.zeros_like(valid)
+    return valid & (eyes_open >= ratio * np.median(eyes_open[valid]))
+
+
+def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = 3,
+                   open_ratio: float = 0.75) -> list[int]:
+    """Frame indices of ``n`` source frames: first the most frontal frame with open eyes,
+    then the frames at the yaw extremes (max, then min); with ``n`` > 3 the others at yaw
+    values evenly spaced between the extremes. Each is taken among frames with open eyes
+    when there are any (nearest yaw to its target), else among all ``valid`` frames.
+    Fewer than ``n`` indices come back when the clip has fewer distinct valid frames.
+
+    To select within one tube segment, pass ``valid & (segment == s)``.
+    """
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    yaw = np.asarray(yaw, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    if not valid.any():
+        raise InputError("no face found in any frame: no source frame to select")
+    opened = eyes_open_mask(eyes_open, valid, open_ratio)
+    pool = opened if opened.any() else valid
+
+    def nearest(target: float, taken: list[int]) -> int | None:
+        cost = np.abs(yaw - target)
+        cost[~pool] = np.inf
+        cost[taken] = np.inf
+        if not np.isfinite(cost).any():  # open-eyed frames used up: fall back to valid ones
+            cost = np.abs(yaw - target)
+            cost[~valid] = np.inf
+            cost[taken] = np.inf
+        i = int(np.argmin(cost))
+        return i if np.isfinite(cost[i]) else None
+
+    chosen: list[int] = []
+    lo, hi = float(yaw[valid].min()), float(yaw[valid].max())
+    targets = [0.0] + ([hi, lo] if n >= 3 else [hi if abs(hi) >= abs(lo) else lo])[: n - 1]
+    targets += list(np.linspace(hi, lo, n - 1)[1:-1]) if n > 3 else []
+    for target in targets:
+        i = nearest(target, chosen)
+        if i is None:
+            break
+        chosen.append(i)
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUpdate:
+    """A source frame to send: put ``record``'s picture in source slot ``slot`` (slot 0 is
+    the frontal frame). ``replaced`` says the slot held an earlier frame (the set was
+    full), which the receiver must drop."""
+
+    record: Any
+    slot: int
+    replaced: bool
+
+
+class SourcePolicy:
+    """Live source-frame policy: call :meth:`update` with every frame record (anything
+    with ``valid``, ``yaw``, ``eyes_open`` and ``new_box`` attributes); it returns a
+    :class:`SourceUpdate` when a frame should become a source, else None.
+
+    - The first source (slot 0) is the first valid frame with open eyes and
+      ``|yaw| <= frontal``, or, if none comes within ``max_wait`` frames, the most frontal
+      one seen by then. It is never replaced (the paper's frontal source).
+    - Then, when the yaw goes beyond the range covered by the sources by more than
+      ``margin``, the most turned frame of that excursion is added once the head turns
+      back by ``settle`` or after ``max_wait`` frames.
+    - With ``max_sources`` taken, a new one replaces the most redundant non-frontal source
+      (the one nearest in yaw to another source): a turn made in two steps does not use up
+      the set before the other side has a source.
+    - A frame with ``new_box`` starts over: sources in the old tube framing are void.
+
+    "Open eyes" is ``eyes_open >= open_ratio *`` the median openness of the last
+    ``history`` valid frames, and at least ``min_open`` (a blink measures below 0.02).
+    """
+
+    def __init__(self, max_sources: int = 3, margin: float = 0.15, frontal: float = 0.15,
+                 settle: float = 0.03, max_wait: int = 15, open_ratio: float = 0.75,
+                 min_open: float = 0.02, history: int = 150):
+        if max_sources < 1:
+            raise ValueError("max_sources must be >= 1")
+        self.max_sources = max_sources
+        self.margin, self.frontal, self.settle = margin, frontal, settle
+        self.max_wait, self.open_ratio, self.min_open = max_wait, open_ratio, min_open
+        self._openness: deque[float] = deque(maxlen=history)
+        self.reset()
+
+    def reset(self) -> None:
+        self.yaws: list[float] = []  # yaw of the source in each slot
+        self._candidate: Any = None
+        self._waited = 0
+
+    def _eyes_open(self, record: Any) -> bool:
+        self._openness.append(float(record.eyes_open))  # kept across resets: same person
+        typical = float(np.median(self._openness))
+        return record.eyes_open >= max(self.min_open, self.open_ratio * typical)
+
+    def _slot_for(self, yaw: float) -> tuple[int, bool]:
+        if len(self.yaws) < self.max_sources:
+            return len(self.yaws), False
+        if self.max_sources == 1:  # only the frontal slot: nothing to replace
+            return -1, False
+        ys = self.yaws + [yaw]
+
+        def redundancy(i: int) -> tuple[float, float]:
+            gap = min(abs(ys[i] - ys[j]) for j in range(len(ys)) if j != i)
+            return gap, abs(ys[i])  # ties: keep the more turned one
+
+        return min(range(1, len(self.yaws)), key=redundancy), True
+
+    def _emit(self) -> SourceUpdate | None:
+        chosen, self._candidate, self._waited = self._candidate, None, 0
+        slot, replaced = self._slot_for(float(chosen.yaw))
+        if slot < 0:
+            return None
+        if replaced:
+            self.yaws[slot] = float(chosen.yaw)
+        else:
+            self.yaws.append(float(chosen.yaw))
+        return SourceUpdate(chosen, slot, replaced)
+
+    def update(self, record: Any) -> SourceUpdate | None:
+        if getattr(record, "new_box", False):
+            self.reset()
+        if self._candidate is not None:
+            self._waited += 1
+        usable = bool(record.valid) and self._eyes_open(record)
+        yaw = float(record.yaw)
+        if not self.yaws:  # waiting for the frontal source
+            if usable and (self._candidate is None or abs(yaw) < abs(self._candidate.yaw)):
+                self._candidate = record
+            if self._candidate is not None and (abs(self._candidate.yaw) <= self.frontal
+                                                or self._waited >= self.max_wait):
+                return self._emit()
+            return None
+        if self.max_sources == 1:
+            return None
+        lo, hi = min(self.yaws), max(self.yaws)
+        cand = self._candidate
+        if usable and (yaw > hi + self.margin or yaw < lo - self.margin):
+            # keep the most turned frame of this excursion (same side as the candidate)
+            if cand is None or (yaw > hi and yaw > cand.yaw) or (yaw < lo and yaw < cand.yaw):
+                self._candidate = cand = record
+        if cand is None:
+            return None
+        turned_back = abs(yaw - cand.yaw) >= self.settle and (
+            (cand.yaw > hi and yaw < cand.yaw) or (cand.yaw < lo and yaw > cand.yaw))
+        if turned_back or self._waited >= self.max_wait or not record.valid:
+            return self._emit()
+        return None

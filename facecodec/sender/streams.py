@@ -1,0 +1,43 @@
+"""A model's per-frame value streams over the training cache (``prepare-data``): what the
+sender would send for each clip, for fitting and measuring priors on real streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from facecodec.models.package import ModelPackage
+
+Values = dict[str, np.ndarray]
+
+
+def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int = 64
+                        ) -> list[Values]:
+    """For each clip (its ``meta.npz`` in the cache): {stream: (T, count) float64}, the
+    landmarks from the cache's tracks and the learned values from the model's sender
+    network run on the cached face tubes."""
+    from facecodec.sender.network import SenderNetwork
+
+    net = SenderNetwork(package)
+    out = []
+    for meta in metas:
+        z = np.load(meta)
+        values: Values = {"sup": z["sup"].reshape(len(z["sup"]), -1),
+                          "iris": z["iris"].reshape(len(z["iris"]), -1)}
+        if net.active:
+            tubes = _tubes(meta.parent, package.resolution)
+            parts = [net(np.asarray(tubes[i:i + batch])) for i in range(0, len(tubes), batch)]
+            for k in parts[0]:
+                values[k] = np.concatenate([p[k] for p in parts]).reshape(len(tubes), -1)
+        out.append({k: v.astype(np.float64) for k, v in values.items()})
+    return out
+
+
+def _tubes(clip_dir: Path, res: int) -> np.ndarray:
+    for r in (res, 256, 128):
+        p = clip_dir / f"tube{r}.npy"
+        if p.is_file():
+            return np.load(p, mmap_mode="r")
+    raise FileNotFoundError(f"{clip_dir}: no face-tube file")

@@ -1,0 +1,120 @@
+"""Training checkpoint -> ``models/<name>/`` (sender.safetensors, receiver.safetensors,
+config.yaml, MODEL_CARD.md), the files facecodec/models/registry.py ``load_model`` reads."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from facecodec.models.layout import KeypointLayout
+from facecodec.models.profile import network_table
+from facecodec.models.registry import build_model
+
+
+def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
+    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = None) -> Path:
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = dict(ckpt["config"])
+    cfg["name"] = name or cfg["name"]
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    meta = {"family": cfg["family"], "name": cfg["name"], "step": str(ckpt["step"])}
+    _save(model.sender, dest / "sender.safetensors", meta)
+    _save(model.receiver, dest / "receiver.safetensors", meta)
+    with open(dest / "config.yaml", "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    log = Path(checkpoint).with_name("log.jsonl")
+    (dest / "MODEL_CARD.md").write_text(model_card(model, cfg, ckpt, _read_log(log)))
+    return dest
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash: the rest still tells the story
+    return out
+
+
+def training_summary(log: list[dict], step: int) -> tuple[str, str]:
+    """(CPU-hours line, validation-curve table) from a run's log.jsonl, up to ``step``.
+
+    CPU time is the logged seconds per step times the steps they cover, times the
+    processes (``world_size``) and torch threads of the run: what the run cost this CPU."""
+    train = [r for r in log if r.get("kind") == "train" and r["step"] <= step]
+    secs, prev = 0.0, 0
+    for r in train:
+        secs += r["s_per_step"] * (r["step"] - prev)
+        prev = r["step"]
+    val = [r for r in log if r.get("kind") == "val" and r["step"] <= step]
+    rows = "\n".join(
+        f"| {r['step']} | {r['lpips']:.4f} | {r['psnr']:.2f} | {r['held_lpips']:.4f} | "
+        f"{r['held_psnr']:.2f} |" for r in val if "lpips" in r)
+    table = ("| step | LPIPS-alex | PSNR dB | held frame LPIPS | held frame PSNR dB |\n"
+             "|---:|---:|---:|---:|---:|\n" + rows) if rows else "no validation recorded"
+    return f"{secs / 3600:.2f} hours of wall time at {train[-1]['s_per_step'] if train else 0}"\
+        " s/step (last)" if train else "not recorded", table
+
+
+def model_card(model: torch.nn.Module, cfg: dict, ckpt: dict, log: list[dict] | None = None
+               ) -> str:
+    layout = KeypointLayout.from_config(cfg["model"])
+    cpu, curve = training_summary(log or [], ckpt["step"])
+    threads = cfg.get("training", {}).get("threads", 1)
+    rows = "\n".join(f"| {n} | {p:,} | {mb:.2f} |" for n, p, mb in network_table(model))
+    val = ckpt.get("last_val") or {}
+    val_text = json.dumps({k: round(v, 4) for k, v in val.items()}) if val else "none recorded"
+    return f"""# {cfg['name']}
+
+- family: `{cfg['family']}`; per-frame values: {', '.join(layout.streams)}
+  (supervised landmarks {33 * layout.sup}, irises {2 * layout.iris}, unsupervised keypoints
+  {layout.unsup}, Jacobians {layout.jacobians}, expression code {layout.expr_dim})
+- resolution {cfg['data']['resolution']}x{cfg['data']['resolution']}, motion at
+  {cfg['model']['feature_res']}x{cfg['model']['feature_res']}; pixel blend
+  {cfg['model']['decoder']['pixel_blend']}
+- trained {ckpt['step']} steps (batch {cfg['optim']['batch_size']} x {ckpt.get('world_size', 1)}
+  processes), sampling `{cfg['data']['strategy']}`, exported
+  {datetime.date.today().isoformat()}
+- training cost: {cpu}, {threads} torch thread(s) x {ckpt.get('world_size', 1)} process(es)
+- last validation (fixed val samples; `held_*` = the first source frame held, the zero-bit
+  baseline): {val_text}
+
+## Validation curve
+
+Fixed samples of the val clips (people not in the train split), at the training
+resolution; "held frame" is the zero-bit baseline (the first source frame shown for every
+frame), which LPIPS flatters on talking heads. Landmark error and full-clip numbers come
+from `facecodec eval` (docs/EVAL.md).
+
+{curve}
+
+## Networks
+
+| network | parameters | MB (fp32) |
+|---|---|---|
+{rows}
+
+Architecture: Oquab et al. 2022 (Frontalizer, mobile variant, appendix 6.1) and the First
+Order Model (Siarohin et al. 2019), written from the papers; config.yaml holds every
+hyper-parameter. Training data: the project's face-tube cache (talking-head clips used only
+for training and evaluation; see shared/data/README.md for their provenance and rights).
+Intended use: the facecodec talking-face codec (sender: sender.safetensors; receiver:
+receiver.safetensors). Not for impersonation: a receiver renders whatever identity its
+source frames show.
+"""

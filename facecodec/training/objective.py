@@ -1,0 +1,63 @@
+"""The generator's training objective as one module, so that DDP wraps model + losses
+together (as FOM's ``GeneratorFullModel``): perceptual pyramid, L1 and equivariance here;
+the adversarial terms are added by the trainer, which owns the discriminator.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from facecodec.models.base import FaceAnimationModel, TrainOutput
+from facecodec.training.losses import PerceptualLoss, RandomTransform, equivariance_losses
+from facecodec.training.vgg import build_feature_net
+
+
+class GeneratorObjective(nn.Module):
+    def __init__(self, model: FaceAnimationModel, loss_cfg: dict):
+        super().__init__()
+        self.model = model
+        self.cfg = loss_cfg
+        pc = loss_cfg["perceptual"]
+        weights = [float(w) for w in pc["weights"]]
+        self.perceptual: PerceptualLoss | None = None
+        if any(weights):
+            used = max(i for i, w in enumerate(weights) if w) + 1  # skip unused deep layers
+            self.perceptual = PerceptualLoss(build_feature_net(pc["network"], used),
+                                             pc["scales"], weights)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], TrainOutput]:
+        out = self.model.training_forward(batch)
+        terms: dict[str, Tensor] = {}
+        if self.perceptual is not None:
+            terms["perceptual"] = self.perceptual(out.prediction, out.target)
+        if self.cfg["l1"]:
+            terms["l1"] = float(self.cfg["l1"]) * (out.prediction - out.target).abs().mean()
+        terms.update(self._equivariance(out))
+        terms.update(out.extra_losses)
+        total = sum(terms.values(), out.prediction.new_zeros(()))
+        return total, terms, out
+
+    def _equivariance(self, out: TrainOutput) -> dict[str, Tensor]:
+        """FOM section 3.3: the detector on a randomly warped copy of each driving frame must
+        give the warped keypoints (and Jacobians). Uses the global torch RNG (checkpointed)."""
+        detector = self.model.keypoint_detector()
+        wv, wj = float(self.cfg["equivariance_value"]), float(self.cfg["equivariance_jacobian"])
+        if detector is None or not (wv or wj) or "unsup" not in out.driving_values:
+            return {}
+        tc = self.cfg["transform"]
+        transform = RandomTransform(out.target.shape[0], tc["sigma_affine"], tc["sigma_tps"],
+                                    tc["points_tps"], like=out.target)
+        det = detector(transform.transform_frame(out.target))
+        value, jac = equivariance_losses(out.driving_values["unsup"],
+                                         out.driving_values.get("jac"), det["unsup"],
+                                         det.get("jac"), transform)
+        terms = {"equivariance_value": wv * value} if wv else {}
+        if wj and jac is not None:
+            terms["equivariance_jacobian"] = wj * jac
+        return terms
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or itself)."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+

@@ -1,0 +1,330 @@
+"""The training loop: ``facecodec train --config configs/<name>.yaml``.
+
+Single process or ``torchrun --nproc_per_node N`` (DDP, gloo on CPU) without changes.
+Resumable bit for bit: a checkpoint holds models, optimizers, schedulers, the step, every
+rank's torch / numpy / python RNG state, and the sampler position (samples are a pure
+function of their number, see facecodec/training/data.py). Optimizer: Adam (0.5, 0.99),
+lr 2e-4, divided by 10 at 60k and 90k steps (Oquab et al. section 3.3, "Losses parameters").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from facecodec.models.base import FaceAnimationModel
+from facecodec.models.discriminator import MultiScaleDiscriminator
+from facecodec.models.layout import KeypointLayout
+from facecodec.models.registry import FAMILIES, build_model
+from facecodec.training.config import data_root, load_config, out_dir
+from facecodec.training.data import (
+    ClipStore,
+    FrameSampleDataset,
+    StepSampler,
+    mean_frontal_layout,
+    to_tensors,
+)
+from facecodec.training.losses import (
+    ImagePyramid,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+from facecodec.training.objective import GeneratorObjective, unwrap
+from facecodec.training.validation import Validator
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------- distributed, RNG, seeds
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the gloo process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def rng_state() -> dict[str, Any]:
+    # numpy's legacy global RNG is saved too: nothing of ours draws from it, but a library may
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),  # noqa: NPY002
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    random.seed(seed)
+
+
+def reference_init(cfg: dict, store: ClipStore) -> Tensor | None:
+    """p_r init (section 3.3): mean frontal landmark layout + unsupervised points N(0, s^2)."""
+    if not FAMILIES[cfg["family"]].uses_reference_init:
+        return None
+    layout = KeypointLayout.from_config(cfg["model"])
+    parts = []
+    if layout.num_landmarks:
+        mean = mean_frontal_layout(store, "train", iris=layout.iris)
+        parts.append(torch.from_numpy(mean[: 33 if layout.sup else 0].copy()))
+        if layout.iris:
+            parts.append(torch.from_numpy(mean[-2:].copy()))
+    if layout.unsup:
+        gen = torch.Generator().manual_seed(int(cfg["seed"]))
+        parts.append(torch.randn(layout.unsup, 2, generator=gen)
+                     * float(cfg["model"]["unsup_init_std"]))
+    return torch.cat(parts).float()
+
+
+# ---------------------------------------------------------------- the trainer
+class Trainer:
+    def __init__(self, cfg: dict, out: Path | None = None):
+        self.cfg = cfg
+        self.rank, self.world = init_distributed()
+        self.out = Path(out) if out is not None else out_dir(cfg)
+        tc = cfg["training"]
+        torch.set_num_threads(int(tc["threads"]))
+        seed = int(cfg["seed"])
+        seed_everything(seed)  # identical init on every rank
+        self.store = ClipStore(data_root(cfg), int(cfg["data"]["resolution"]))
+        self.model: FaceAnimationModel = build_model(cfg, reference_init(cfg, self.store))
+        self.objective: nn.Module = GeneratorObjective(self.model, cfg["losses"])
+        lc = cfg["losses"]
+        self.gan_weight = float(lc["gan"])
+        self.disc: nn.Module | None = None
+        if self.gan_weight:
+            dc = dict(cfg["model"]["discriminator"])
+            self.disc = MultiScaleDiscriminator(dc.pop("scales"), **dc)
+            self.disc_pyramid = ImagePyramid(self.disc.scales)
+        if tc["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        oc = cfg["optim"]
+        betas = tuple(float(b) for b in oc["betas"])
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=float(oc["lr_generator"]),
+                                      betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, oc["milestones"],
+                                                            float(oc["gamma"]))
+        if self.disc is not None:
+            self.opt_d = torch.optim.Adam(self.disc.parameters(),
+                                          lr=float(oc["lr_discriminator"]), betas=betas)
+            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, oc["milestones"],
+                                                                float(oc["gamma"]))
+        if self.world > 1:
+            unused = bool(tc["find_unused_parameters"])
+            self.objective = nn.parallel.DistributedDataParallel(
+                self.objective, find_unused_parameters=unused)
+            if self.disc is not None:
+                self.disc = nn.parallel.DistributedDataParallel(self.disc)
+        # after the model: training randomness differs per rank, init did not
+        seed_everything(seed + 1 + self.rank)
+        self.step = 0
+        self.last_val: dict[str, float] = {}
+        # its own store: the loader's workers should not inherit the val tubes' memmaps
+        self.validator = Validator(cfg, ClipStore(self.store.root, self.store.resolution),
+                                   self.out) if self.rank == 0 else None
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        states = [None] * self.world
+        if self.world > 1:
+            dist.all_gather_object(states, rng_state())
+        else:
+            states = [rng_state()]
+        ckpt = {"step": self.step, "config": self.cfg, "world_size": self.world,
+                "model": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "sched_g": self.sched_g.state_dict(), "rng": states,
+                "sampler": {"next_step": self.step}, "last_val": self.last_val}
+        if self.disc is not None:
+            ckpt.update(disc=unwrap(self.disc).state_dict(), opt_d=self.opt_d.state_dict(),
+                        sched_d=self.sched_d.state_dict())
+        return ckpt
+
+    def save(self) -> None:
+        ckpt = self.state()  # collective under DDP: every rank calls it
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / (CHECKPOINT + ".tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(self.out / CHECKPOINT)
+
+    def load(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.sched_g.load_state_dict(ckpt["sched_g"])
+        if self.disc is not None:
+            if "disc" not in ckpt:
+                raise ValueError(f"{path} has no discriminator but the config trains one")
+            unwrap(self.disc).load_state_dict(ckpt["disc"])
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+            self.sched_d.load_state_dict(ckpt["sched_d"])
+        self.step = int(ckpt["sampler"]["next_step"])
+        self.last_val = ckpt.get("last_val", {})
+        states = ckpt["rng"]
+        # same world size: each rank continues its own streams; otherwise rank 0's
+        set_rng_state(states[self.rank] if len(states) == self.world else states[0])
+
+    # ------------------------------------------------------------ one step
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        total, terms, out = self.objective(batch)
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        if self.disc is not None:
+            disc = unwrap(self.disc)  # G step: no allreduce of D's grads, they are discarded
+            disc.requires_grad_(False)
+            real, fake = out.target, out.prediction
+            d_out = disc(self._pyramid_pair(real, fake))
+            g_gan = total.new_zeros(())
+            fm = total.new_zeros(())
+            fm_w = self.cfg["losses"]["feature_matching"]
+            for feats, logits in d_out.values():
+                n = real.shape[0]
+                g_gan = g_gan + self.gan_weight * hinge_generator_loss(logits[n:])
+                if any(fm_w):
+                    fm = fm + feature_matching_loss([f[:n] for f in feats],
+                                                    [f[n:] for f in feats], fm_w)
+            total = total + g_gan + fm
+            logs.update(gen_gan=float(g_gan.detach()), feature_matching=float(fm.detach()))
+            disc.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        self.sched_g.step()
+        if self.disc is not None:
+            d_out = self.disc(self._pyramid_pair(out.target, out.prediction.detach()))
+            n = out.target.shape[0]
+            d_loss = sum(hinge_discriminator_loss(lg[:n], lg[n:]) for _, lg in d_out.values())
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            self.sched_d.step()
+            logs["disc_gan"] = float(d_loss.detach())
+        logs["total"] = float(total.detach())
+        return logs
+
+    def _pyramid_pair(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """One discriminator pass over [real; fake] (instance norm is per sample, so this
+        equals two passes, and DDP sees one forward per backward)."""
+        return self.disc_pyramid(torch.cat([real, fake], dim=0))
+
+    # ------------------------------------------------------------ the loop
+    def loader(self) -> DataLoader:
+        dc = self.cfg["data"]
+        ds = FrameSampleDataset(self.store, dc, "train", int(self.cfg["seed"]), augment=True)
+        sampler = StepSampler(int(self.cfg["optim"]["batch_size"]), self.step, self.rank,
+                              self.world)
+        workers = int(dc["num_workers"])
+        # own generator: creating the iterator must not consume the global RNG (resume)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=workers,
+                          persistent_workers=workers > 0, worker_init_fn=_worker_init,
+                          generator=torch.Generator().manual_seed(0),
+                          prefetch_factor=2 if workers else None)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _should_save(self, last_save: float, final: bool) -> bool:
+        minutes = float(self.cfg["training"]["checkpoint_minutes"])
+        flag = final or (time.monotonic() - last_save) >= 60.0 * minutes
+        if self.world > 1:  # rank 0's clock decides for everyone (the save is collective)
+            t = torch.tensor([int(flag)])
+            dist.broadcast(t, 0)
+            flag = bool(t.item())
+        return flag
+
+    def fit(self, max_steps: int | None = None) -> Path:
+        from tqdm import tqdm
+
+        tc, vc = self.cfg["training"], self.cfg["validation"]
+        max_steps = int(max_steps if max_steps is not None else self.cfg["optim"]["max_steps"])
+        log_every, val_every = int(tc["log_every"]), int(vc["every"])
+        self.model.train()
+        bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=self.rank != 0 or not tc["progress"])
+        sums: dict[str, float] = {}
+        count, t_log, last_save = 0, time.monotonic(), time.monotonic()
+        batches = iter(self.loader())
+        while self.step < max_steps:
+            raw = next(batches)
+            batch = to_tensors(raw)
+            logs = self.train_step(batch)
+            logs["rotated"] = float(raw["rotated"].float().mean())
+            self.step += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['total']:.3f}")
+            if self.step % log_every == 0 or self.step == max_steps:
+                dt = (time.monotonic() - t_log) / count
+                self.log({"kind": "train", "step": self.step, "s_per_step": round(dt, 4),
+                          "lr": self.sched_g.get_last_lr()[0],
+                          **{k: v / count for k, v in sums.items()}})
+                sums, count, t_log = {}, 0, time.monotonic()
+            if self.validator is not None and (self.step % val_every == 0
+                                               or self.step == max_steps):
+                self.last_val = self.validator.run(self.model, self.step)
+                self.log({"kind": "val", "step": self.step, **self.last_val})
+                self.model.train()
+            if self._should_save(last_save, self.step == max_steps):
+                self.save()
+                last_save = time.monotonic()
+        bar.close()
+        if self.world > 1:
+            self._check_replicas()
+        return self.out / CHECKPOINT
+
+    def _check_replicas(self) -> None:
+        """DDP must leave identical parameters on every rank (a desync would silently train
+        different models). Buffers are not compared: batch-norm running statistics differ
+        after each rank's last forward until DDP broadcasts rank 0's at the next one."""
+        with torch.no_grad():
+            sums = torch.stack([p.double().sum() for p in self.model.parameters()])
+        gathered = [torch.zeros_like(sums) for _ in range(self.world)]
+        dist.all_gather(gathered, sums)
+        in_sync = all(torch.equal(gathered[0], g) for g in gathered[1:])
+        self.log({"kind": "ddp", "step": self.step, "world_size": self.world,
+                  "replicas_in_sync": in_sync})
+        if not in_sync:
+            raise RuntimeError("DDP replicas diverged")
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def train(config: str | Path | None, overrides: list[str] | None = None,
+          out: Path | None = None, max_steps: int | None = None, resume: bool = True) -> Path:
+    """Build, optionally resume from ``<out>/checkpoint.pt``, train; returns the checkpoint."""
+    cfg = load_config(config, overrides)
+    trainer = Trainer(cfg, out)
+    ckpt = trainer.out / CHECKPOINT
+    if resume and ckpt.exists():
+        trainer.load(ckpt)
+    try:
+        return trainer.fit(max_steps)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,33 @@
+"""A small random-weight model package + untrained prior, and the shippable example video,
+so the end-to-end tests need neither a trained model nor ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+from training_helpers import tiny_config
+
+from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.streams import TABLES
+from facecodec.models.registry import build_model
+
+
+def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[Path, Path]:
+    """models dir and priors dir holding a Sup+Unsup+Expr model with the bitstream's
+    stream sizes (10 keypoints, 16 expression codes) at 64x64."""
+    torch.manual_seed(seed)
+    cfg = tiny_config("model.num_unsup=10", "model.expr_dim=16")
+    cfg["name"] = name
+    model = build_model(cfg).eval()
+    dest = root / "models" / name
+    dest.mkdir(parents=True)
+    for part in ("sender", "receiver"):
+        state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
+        save_file(state, str(dest / f"{part}.safetensors"))
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    priors = root / "priors"
+    Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(priors / f"{name}.json")
+    return root / "models", priors

@@ -1,0 +1,119 @@
+"""The training harness: a few steps learn, resume is bit-for-bit, CLI and export work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.data import default_collate
+from training_helpers import TINY, tiny_config
+
+from facecodec.models.registry import build_model, load_model
+from facecodec.training.config import load_config, parse_override
+from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
+from facecodec.training.objective import GeneratorObjective
+from facecodec.training.synthetic import write_synthetic_cache
+from facecodec.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    return write_synthetic_cache(tmp_path_factory.mktemp("cache"), clips=4, frames=24)
+
+
+def test_config_rejects_unknown_keys_and_parses_overrides() -> None:
+    with pytest.raises(KeyError, match="model.encoder.widht"):
+        tiny_config("model.encoder.widht=3")
+    assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
+    cfg = tiny_config("optim.batch_size=5", "data.resolution=128")
+    assert cfg["optim"]["batch_size"] == 5 and cfg["data"]["resolution"] == 128
+    for name in ("fom", "frontalizer_sup", "frontalizer_sup_unsup",
+                 "frontalizer_sup_unsup_expr"):
+        assert load_config(TINY.parent / f"{name}.yaml")["name"] == name
+
+
+@pytest.mark.parametrize("family", ["frontalizer", "fom"])
+def test_a_few_steps_on_one_batch_lower_the_loss(cache, family: str) -> None:  # noqa: ANN001
+    cfg = tiny_config(f"family={family}", "losses.equivariance_value=0",
+                      "losses.equivariance_jacobian=0")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    objective = GeneratorObjective(model, cfg["losses"])
+    ds = FrameSampleDataset(ClipStore(cache, 64), cfg["data"], "train", 0, augment=False,
+                            flip_perm=None)
+    batch = to_tensors(default_collate([ds[n] for n in range(2)]))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.99))
+    losses = []
+    for _ in range(25):
+        total, _, _ = objective(batch)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+
+
+def test_resume_continues_bit_for_bit(cache, tmp_path) -> None:  # noqa: ANN001
+    over = [f"data.root={cache}"]
+    straight = train(TINY, over, tmp_path / "a", max_steps=4, resume=False)
+    train(TINY, over, tmp_path / "b", max_steps=2, resume=False)
+    resumed = train(TINY, over, tmp_path / "b", max_steps=4, resume=True)
+    a = torch.load(straight, weights_only=False)
+    b = torch.load(resumed, weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for part in ("model", "disc"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert a["opt_g"]["state"][0]["exp_avg"].equal(b["opt_g"]["state"][0]["exp_avg"])
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    loss_a = [r["total"] for r in log_a if r["kind"] == "train"]
+    loss_b = [r["total"] for r in log_b if r["kind"] == "train"]
+    assert loss_a == loss_b and len(loss_a) == 4
+    # and training did change the weights
+    fresh = build_model(tiny_config())
+    moved = [k for k, v in fresh.state_dict().items()
+             if v.is_floating_point() and not torch.equal(v, a["model"][k])]
+    assert len(moved) > 10
+
+
+def test_cli_train_then_export_then_load(cache, tmp_path) -> None:  # noqa: ANN001
+    from facecodec.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    res = runner.invoke(cli, ["train", "--config", str(TINY), "--set", f"data.root={cache}",
+                              "--set", "losses.gan=0", "--out", str(out), "--max-steps", "2"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["kind"] == "val"]
+    assert val and {"psnr", "held_psnr", "l1"} <= set(val[0])
+    assert list(out.glob("val_*.png"))
+    dest = tmp_path / "models" / "tiny"
+    res = runner.invoke(cli, ["export-model", str(out / "checkpoint.pt"), "--dest", str(dest)])
+    assert res.exit_code == 0, res.output
+    model = load_model(dest, parts=("sender",))
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    for k, v in model.sender.state_dict().items():
+        assert torch.equal(v, ckpt["model"][f"sender.{k}"])
+
+
+@pytest.mark.parametrize("name", ["fom", "frontalizer_sup", "frontalizer_sup_unsup",
+                                  "frontalizer_sup_unsup_expr"])
+def test_every_parameter_of_each_variant_gets_a_gradient(name: str) -> None:
+    """DDP (find_unused_parameters=False) fails on a parameter no loss reaches; so would the
+    optimizer silently skip it. The real configs at their real sizes, tiny perceptual net."""
+    from training_helpers import random_batch
+
+    cfg = load_config(TINY.parent / f"{name}.yaml",
+                      ["losses.perceptual.network=random_tiny", "losses.perceptual.scales=[1]"])
+    model = build_model(cfg, None)
+    total, terms, _ = GeneratorObjective(model, cfg["losses"])(random_batch(cfg, batch=2))
+    total.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+    expected = {"perceptual", "l1"} | ({"equivariance_value", "equivariance_jacobian"}
+                                       if model.layout.unsup else set())
+    assert set(terms) == expected
