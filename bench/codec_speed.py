@@ -2,9 +2,11 @@
 
     python bench/codec_speed.py [--frames 60] [--repeats 3] [--threads 2]
 
-Receiver: per-frame ``render`` (dense motion + decoder + pixel blend, batch 1, the fused
-source embedding computed once beforehand) of the Frontalizer Sup+Unsup+Expr and the FOM
-baseline built from their configs at 128 and 256 (speed does not depend on the weights).
+Receiver: ``Renderer.render`` one frame at a time as the Decoder calls it (dense motion +
+decoder + pixel blend, the fused source embedding computed once beforehand) of the
+Frontalizer Sup+Unsup+Expr and the FOM baseline built from their configs at 128 and 256
+(random weights: speed does not depend on them), on both generator backends (PyTorch
+eager and onnxruntime, facecodec/receiver/runtime.py).
 Sender: the front end (PyAV decode of a 720p H.264 file, MediaPipe tracking, tube crop)
 plus the keypoint + expression network on the crop, frame by frame, as ``Encoder.push``
 runs them; the 720p clip is the demo's example photo moved synthetically and upscaled.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -48,28 +51,58 @@ def random_values(layout: KeypointLayout, lead: tuple[int, ...], gen: torch.Gene
     return v
 
 
-@torch.inference_mode()
-def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: int) -> dict:
+def random_package(config: str, res: int, dest: Path) -> Path:
+    """A model directory with random weights (speed does not depend on them)."""
+    import yaml
+    from safetensors.torch import save_file
+
     cfg = load_config(ROOT / "configs" / f"{config}.yaml", [f"data.resolution={res}"])
-    receiver = build_model(cfg).receiver.eval()
-    layout = receiver.layout
+    model = build_model(cfg).eval()
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in ("sender", "receiver"):
+        state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
+        save_file(state, str(dest / f"{part}.safetensors"))
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: int,
+                 backend: str) -> dict:
+    """Frames/s of ``Renderer.render``, one frame at a time as the Decoder calls it."""
+    from facecodec.models.package import find_model
+    from facecodec.receiver.renderer import Renderer
+
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["FACECODEC_CACHE"] = str(tmp)  # random weights: keep their graphs out of ~/.cache
+    package = find_model(random_package(config, res, tmp / config))
+    renderer = Renderer(package, max_sources=n_sources, backend=backend)
+    layout = renderer.model.layout
     gen = torch.Generator().manual_seed(0)
-    n = 1 if cfg["family"] == "fom" else n_sources
-    images = torch.rand(1, n, 3, res, res, generator=gen)
+
+    def numpy_values(lead: tuple[int, ...]) -> dict:
+        return {k: v.numpy() for k, v in random_values(layout, lead, gen).items()}
+
+    n = renderer.max_sources
+    rng = np.random.default_rng(0)
+    for slot in range(n):
+        renderer.set_source(slot, rng.integers(0, 256, (res, res, 3), dtype=np.uint8),
+                            numpy_values(()))
+    drive = [numpy_values(()) for _ in range(frames)]
+    renderer.render(drive[:1])  # warm-up; builds the onnxruntime graph on first use
     t0 = time.perf_counter()
-    cache = receiver.embed_sources(images, random_values(layout, (1, n), gen))
+    renderer._cache = None  # time the source embedding alone, once
+    renderer.render(drive[:1])
     embed_ms = (time.perf_counter() - t0) * 1000
-    drive = [random_values(layout, (1,), gen) for _ in range(frames)]
-    receiver.render(cache, drive[0])  # warm-up
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for v in drive:
-            receiver.render(cache, v)
+            renderer.render([v])
         runs.append(frames / (time.perf_counter() - t0))
-    return {"network": f"{config} receiver", "resolution": res, "sources": n,
-            "fps_median": statistics.median(runs), "fps_runs": [round(r, 1) for r in runs],
-            "embed_sources_ms": round(embed_ms, 1)}
+    return {"network": f"{config} receiver", "backend": backend, "resolution": res,
+            "sources": n, "fps_median": statistics.median(runs),
+            "fps_runs": [round(r, 1) for r in runs],
+            "embed_sources_plus_one_frame_ms": round(embed_ms, 1)}
 
 
 def sender_fps(config: str, frames: int, repeats: int) -> dict:
@@ -123,8 +156,9 @@ def main() -> None:
     rows = []
     for config, res in (("frontalizer_sup_unsup_expr", 128), ("frontalizer_sup_unsup_expr", 256),
                         ("fom", 256)):
-        rows.append(receiver_fps(config, res, 3, args.frames, args.repeats))
-        print(rows[-1], flush=True)
+        for backend in ("torch", "onnxruntime"):
+            rows.append(receiver_fps(config, res, 3, args.frames, args.repeats, backend))
+            print(rows[-1], flush=True)
     for config in ("frontalizer_sup_unsup_expr",):
         rows.append(sender_fps(config, args.frames * 2, args.repeats))
         print(rows[-1], flush=True)

@@ -133,7 +133,8 @@ class Encoder:
         self._live: _LiveState | None = None
 
     # -- shared ---------------------------------------------------------------------------
-    def _header(self, n_sources: int) -> Header:
+    def header(self, n_sources: int) -> Header:
+        """The stream header this encoder writes for `n_sources` source frames."""
         return Header(self.prior.table, self.prior.id, self.fps, crop_size=256,
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
@@ -144,7 +145,8 @@ class Encoder:
         v.update({k: a[i].reshape(-1) for k, a in learned.items()})
         return {s: v[s] for s in self.prior.table.names}
 
-    def _source_bytes(self, tube: np.ndarray) -> bytes:
+    def source_image_bytes(self, tube: np.ndarray) -> bytes:
+        """A source frame (RGB uint8 face tube) coded with the source-image codec."""
         return encode_image(tube, self.source_codec, self.source_quality)
 
     # -- live -----------------------------------------------------------------------------
@@ -163,7 +165,7 @@ class Encoder:
             sink = _Collect()
             self._live = _LiveState(
                 FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
-                sink, FcsWriter(sink, self._header(self.n_sources), self.prior))
+                sink, FcsWriter(sink, self.header(self.n_sources), self.prior))
         st = self._live
         t = time_s if time_s is not None else st.count / float(self.fps)
         record = st.frontend.process(Frame(image, float(t), st.count))
@@ -175,7 +177,7 @@ class Encoder:
             chosen = next(v for r, v in st.recent if r is update.record)
             tube = update.record.tube
             st.writer.add_source(update.slot, self.source_codec, tube.shape[1], tube.shape[0],
-                                 self._source_bytes(tube), chosen)
+                                 self.source_image_bytes(tube), chosen)
             st.sources.append(update.record.index)
         st.pending.append((record, values, (image.shape[1], image.shape[0])))
         if st.sources:
@@ -201,7 +203,7 @@ class Encoder:
                 raise InputError("no face found in the live input: nothing to encode")
             r, v = min(faces, key=lambda rv: abs(rv[0].yaw))
             st.writer.add_source(0, self.source_codec, r.tube.shape[1], r.tube.shape[0],
-                                 self._source_bytes(r.tube), v)
+                                 self.source_image_bytes(r.tube), v)
             st.sources.append(r.index)
             self._flush_pending(st)
         st.writer.close()
@@ -264,10 +266,10 @@ class Encoder:
         part = dst.with_name(dst.name + ".part")
         try:
             with open(part, "wb") as f:
-                w = FcsWriter(f, self._header(len(chosen)), self.prior)
+                w = FcsWriter(f, self.header(len(chosen)), self.prior)
                 for slot, i in enumerate(chosen):
                     w.add_source(slot, self.source_codec, 256, 256,
-                                 self._source_bytes(tubes[i]), values[i])
+                                 self.source_image_bytes(tubes[i]), values[i])
                 for r, v in zip(records, values, strict=True):
                     if r.new_box:  # the first frame's box too: it places the tube
                         w.add_crop(tuple(float(x) for x in r.box.as_array()),
@@ -331,11 +333,17 @@ class Decoder:
             in ``models/``). The stream's weight hash must match either way.
         tolerant: skip corrupt packets, hold the last good frame, resume at the next
             intra frame (what was skipped is in ``self.skipped`` afterwards).
+        backend: the per-frame generator's runtime, ``auto`` (default: onnxruntime when
+            installed), ``onnxruntime`` or ``torch`` (:mod:`facecodec.receiver.runtime`).
     """
 
-    def __init__(self, model: str | Path | None = None, *, tolerant: bool = False):
+    def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
+                 backend: str | None = None):
+        from facecodec.receiver.runtime import choose_backend
+
         self.model = model
         self.tolerant = tolerant
+        self.backend = choose_backend(backend)  # a bad name fails here, not at the first frame
         self.header: Header | None = None
         self.skipped: list = []
         self._renderers: dict[Path, object] = {}
@@ -351,7 +359,7 @@ class Decoder:
             raise ModelMismatchError(f"stream was encoded with other weights of model "
                                      f"{header.model_id!r} than {package.path}", 8, name)
         if package.path not in self._renderers:  # loading the weights once per model
-            self._renderers[package.path] = Renderer(package)
+            self._renderers[package.path] = Renderer(package, backend=self.backend)
         r = self._renderers[package.path]
         r.start(header.n_sources)
         return r

@@ -26,3 +26,34 @@ def moving_clip(frames: int = 20, size: int = 256, step: int = 2, seed: int = 0)
     """(frames, size, size, 3) uint8: a textured image panning ``step`` px per frame."""
     big = textured_image(seed, size + step * frames)
     return np.stack([big[:size, k * step:k * step + size] for k in range(frames)])
+
+
+def sender_meta(t: int, yaw: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-frame sender values as ``clip.meta`` holds them (clips.py / the cache's
+    meta.npz), for synthetic frames: a centred face-ish landmark set, one tube segment."""
+    rng = np.random.default_rng(0)
+    sup = np.broadcast_to(rng.uniform(-0.5, 0.5, (1, 33, 2)), (t, 33, 2)).astype(np.float32)
+    return {"sup": sup.copy(), "iris": np.zeros((t, 2, 2), np.float32),
+            "landmarks": np.zeros((t, 478, 3), np.float32),
+            "yaw": (np.linspace(-0.2, 0.3, t) if yaw is None else yaw).astype(np.float32),
+            "pitch": np.zeros(t, np.float32), "roll": np.zeros(t, np.float32),
+            "valid": np.ones(t, bool), "box": np.tile(np.float32([10, 20, 300]), (t, 1)),
+            "segment": np.zeros(t, np.int32), "eyes_open": np.ones(t, np.float32)}
+
+
+def eval_clip(frames: int = 8):
+    """A few frames of a real val clip from the face-tube cache of ``prepare-data``
+    (``$FACECODEC_DATA`` or ~/.cache/facecodec/data) when it is there, else a synthetic pan
+    with plausible sender values, so that the model tests always run. Read in place:
+    nothing of shared/data is copied anywhere."""
+    from facecodec.eval.base import EvalClip
+    from facecodec.eval.clips import manifest_clips
+    from facecodec.sender.prepare import DEFAULT_MANIFEST, default_out
+
+    if DEFAULT_MANIFEST.is_file():
+        refs = [r for r in manifest_clips(DEFAULT_MANIFEST, "val", default_out())
+                if r.cache_dir is not None]
+        if refs:
+            return refs[0].load(frames)
+    pan = moving_clip(frames)
+    return EvalClip("synthetic_pan", pan, meta=sender_meta(frames), origin="synthetic")

@@ -105,16 +105,19 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
               help="Output frame size (the face tube, square).")
 @click.option("--model", default=None,
               help="Model directory or name (default: the one the stream names).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch"]), default=None,
+              help="Runtime of the per-frame generator [default: auto, onnxruntime when "
+                   "installed; or $FACECODEC_BACKEND].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
-           model: str | None, no_progress: bool) -> None:
+           model: str | None, backend: str | None, no_progress: bool) -> None:
     """Decode SRC (.fcs) into DST: a video (.mp4, rendered) or a value file (.npz)."""
     from facecodec.bitstream.values import decode_values, save_values
 
     if dst.suffix.lower() != ".npz":
         from facecodec.codec import Decoder
 
-        dec = Decoder(model, tolerant=tolerant)
+        dec = Decoder(model, tolerant=tolerant, backend=backend)
         r = dec.decode_file(src, dst, compare=compare, size=size, progress=not no_progress)
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
                    f"frames/s" + (f", {r['held']} held" if r["held"] else ""))

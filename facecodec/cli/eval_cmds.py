@@ -51,7 +51,8 @@ def _rates(value: str) -> list[float]:
 @click.option("--sheet-clip", default=None,
               help="Clip of the contact sheet (default: the largest yaw range).")
 @click.option("--sheet-kbps", type=float, default=10.0, show_default=True,
-              help="Rate whose nearest operating point each method shows on the sheet.")
+              help="Rate whose nearest operating point each method shows on the sheet "
+                   "(with a model method run: AV1 is shown at the model's rate instead).")
 @click.option("--no-sheet", is_flag=True, help="No contact sheet.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch / OpenCV threads.")
@@ -75,7 +76,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
 
     if list_methods:
         for name, entry in REGISTRY.items():
-            click.echo(f"{name:10s} {entry.help}")
+            note = "" if entry.default else " [not run by default]"
+            click.echo(f"{name:20s} {entry.help}{note}")
         return
     target_rates = _rates(rates)
     specs = _split_methods(methods) if methods else default_methods()

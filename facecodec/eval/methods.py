@@ -1,12 +1,12 @@
 """The zero-bit baseline and THE REGISTRY: every method ``facecodec eval`` can run.
 
-To add a method (the facecodec variants, FOM, FOM-mult of issue 6): write one
-:class:`facecodec.eval.base.Method` subclass (its ``run`` gets the clip's 256x256 15 fps
-face tube and the sender's per-frame values in ``clip.meta``, and returns the decoded
-frames with the bits it sent, ``setup_bits`` for source images, and its times), then add
-one line to ``REGISTRY`` below. Options come from the command line as
-``--methods name:key=value;key=value`` (commas separate methods) and reach the factory as
-keyword strings, e.g. ``facecodec-sup:model=runs/x/model.fcm;sources=3``.
+To add a method: write one :class:`facecodec.eval.base.Method` subclass (its ``run`` gets
+the clip's 256x256 15 fps face tube and the sender's per-frame values in ``clip.meta``, and
+returns the decoded frames with the bits it sent, ``setup_bits`` for source images, and its
+times), then add one line to ``REGISTRY`` below. The model methods of issue 6 (the
+facecodec variants, FOM, FOM-mult) live in facecodec/eval/neural.py. Options come from the
+command line as ``--methods name:key=value;key=value`` (commas separate methods) and reach
+the factory as keyword strings, e.g. ``facecodec:model=runs/x/model;sources=1``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from facecodec.errors import InputError
 from facecodec.eval.base import Encoded, EvalClip, Method
+from facecodec.models.package import DEFAULT_MODEL
 
 
 class HeldFrame(Method):
@@ -43,6 +44,18 @@ def _classic(codec: str) -> Callable[..., Method]:
     return make
 
 
+def _neural(factory: str, *args: str) -> Callable[..., Method]:
+    """A factory of facecodec/eval/neural.py, imported only when the method is made (torch
+    and the models load then)."""
+    def make(**options: str) -> Method:
+        from facecodec.eval import neural
+
+        target = getattr(neural, factory)
+        return (target(*args) if args else target)(**options)
+
+    return make
+
+
 @dataclass(frozen=True)
 class Entry:
     factory: Callable[..., Method]
@@ -58,10 +71,25 @@ REGISTRY: dict[str, Entry] = {
                   "option preset=..."),
     "svtav1": Entry(_classic("svtav1"), "AV1 (SVT-AV1), CRF searched for each target rate; "
                     "option preset=..."),
-    # Model methods (issue 6, model half) plug in here, one line each, e.g.
-    # "facecodec-sup": Entry(FacecodecMethod.sup, "Frontalizer Sup; options model=, sources="),
-    # "fom": Entry(FOMMethod, "FOM, one frontal source"),
-    # "fom-mult": Entry(FOMMultMethod, "FOM switching to the nearest source by keypoints"),
+    # model methods (issue 6): facecodec/eval/neural.py
+    "facecodec": Entry(_neural("facecodec_variant", DEFAULT_MODEL, "facecodec"),
+                       "the codec end to end (real .fcs bytes, Decoder output); options "
+                       f"model= (default {DEFAULT_MODEL}), sources=1|3 (default 3)"),
+    "facecodec-sup": Entry(_neural("facecodec_variant", "frontalizer_sup", "facecodec-sup"),
+                           "the codec with a Sup model (default model frontalizer_sup: not "
+                           "trained yet); options model=, sources=", default=False),
+    "facecodec-sup-unsup": Entry(_neural("facecodec_variant", "frontalizer_sup_unsup",
+                                         "facecodec-sup-unsup"),
+                                 "the codec with a Sup+Unsup model (default model "
+                                 "frontalizer_sup_unsup: not trained yet); options model=, "
+                                 "sources=", default=False),
+    "fom": Entry(_neural("FOMMethod"), "First Order Motion, one frontal source, through the "
+                 "fom stream table; option model= (default models/fom: not shipped yet)",
+                 default=False),
+    "fom-mult": Entry(_neural("FOMMultMethod"), "FOM switching per frame to the source with "
+                      "the nearest keypoints (Oquab et al. 2022 Table 5); options model= "
+                      "(default models/fom: not shipped yet), sources= (default 3)",
+                      default=False),
 }
 
 

@@ -3,9 +3,10 @@
 Picture: LPIPS-alex (Zhang et al. 2018, v0.1; the project's implementation in
 facecodec/training/lpips.py, the papers' main metric), PSNR, MS-SSIM (Wang, Simoncelli and
 Bovik 2003, through ``pytorch-msssim``). Motion: landmark NME (MediaPipe Face Mesh on the
-output against MediaPipe on the original, over the outer-eye-corner distance) and a
-temporal-consistency figure (frame-to-frame change of the output against that of the
-original). Rates: bits per frame, steady-state and all-in kbps.
+output against MediaPipe on the original, over the outer-eye-corner distance) and two
+temporal-consistency figures: the motion ratio (frame-to-frame change of the output over
+that of the original) and flicker (the change the output adds beyond the original's).
+Rates: bits per frame, steady-state and all-in kbps.
 
 LPIPS alone rewards a frozen picture on talking heads (shared/ENVIRONMENT.md): report NME
 beside it, always.
@@ -135,6 +136,37 @@ def frame_change(frames: np.ndarray) -> np.ndarray:
     return np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))
 
 
+# --- temporal consistency -----------------------------------------------------------------
+
+def motion_ratio(out: np.ndarray, orig: np.ndarray) -> float:
+    """Mean frame-to-frame change of ``out`` over that of ``orig`` (frame_change): 1 for
+    the original itself, 0 for a frozen picture, above 1 when the output changes more
+    than the original (flicker, noise). NaN when the original does not change at all.
+
+    A blurry output changes less everywhere (classic codecs at a few kbps score 0.4-0.8),
+    which can hide occasional jumps in this mean: read :func:`flicker` beside it."""
+    change_orig = frame_change(orig)
+    if len(change_orig) == 0 or change_orig.mean() <= 0:
+        return math.nan
+    return float(frame_change(out).mean() / change_orig.mean())
+
+
+def flicker(out: np.ndarray, orig: np.ndarray) -> float:
+    """Change of ``out`` beyond the original's, frame by frame, relative to the original's
+    mean change: mean_t max(0, change_out[t] - change_orig[t]) / mean_t change_orig[t].
+
+    0 for the original, for a frozen picture and for a blur of the original (averaging
+    pixels never increases a mean absolute difference; up to rounding), > 0 for jumps and
+    flicker: the failure of FOM-mult when it switches source frames (Oquab et al. 2022,
+    figure 9 and Table 5). 1 means the output adds as much change as the original has.
+    NaN when the original does not change at all."""
+    change_orig = frame_change(orig)
+    if len(change_orig) == 0 or change_orig.mean() <= 0:
+        return math.nan
+    excess = np.maximum(frame_change(out) - change_orig, 0.0)
+    return float(excess.mean() / change_orig.mean())
+
+
 # --- one clip -----------------------------------------------------------------------------
 
 @dataclass
@@ -160,6 +192,7 @@ class ClipScore:
     face_found: float  # fraction of output frames where MediaPipe finds a face
     motion_ratio: float  # mean frame change of output / of original (0 = frozen)
     motion_error: float  # mean |change of output - change of original|, 8-bit levels
+    flicker: float  # change beyond the original's, over the original's (0 = none)
     encode_fps: float | None
     decode_fps: float | None
 
@@ -181,8 +214,6 @@ def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips
     per_frame = nme(hold_missing(out_lm), ref_landmarks)
     ok = ~np.isnan(per_frame)
     change_out, change_orig = frame_change(out), frame_change(orig)
-    ratio = (float(change_out.mean() / change_orig.mean())
-             if t > 1 and change_orig.mean() > 0 else math.nan)
 
     def fps(seconds: float | None) -> float | None:
         return t / seconds if seconds else None
@@ -195,6 +226,7 @@ def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips
         lpips=float(lpips(out, orig).mean()), psnr=psnr(out, orig),
         ms_ssim=float(ms_ssim(out, orig).mean()),
         nme=float(per_frame[ok].mean()) if ok.any() else math.nan,
-        face_found=float(found.mean()), motion_ratio=ratio,
+        face_found=float(found.mean()), motion_ratio=motion_ratio(out, orig),
         motion_error=float(np.abs(change_out - change_orig).mean()) if t > 1 else 0.0,
+        flicker=flicker(out, orig),
         encode_fps=fps(enc.encode_seconds), decode_fps=fps(enc.decode_seconds))

@@ -16,11 +16,11 @@ import numpy as np
 
 from facecodec.errors import InputError
 from facecodec.eval.metrics import ClipScore
-from facecodec.eval.runner import EvalRun
+from facecodec.eval.runner import EvalRun, SheetFrames
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = ("kbps_all", "kbps_steady", "bits_per_frame", "lpips", "psnr", "ms_ssim", "nme",
-           "face_found", "motion_ratio", "motion_error", "encode_fps", "decode_fps")
+           "face_found", "motion_ratio", "motion_error", "flicker", "encode_fps", "decode_fps")
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _f(value: float | None, digits: int) -> str:
 def summary_table(rows: Sequence[Row]) -> str:
     head = ("| method | target kbps | clips (target reached) | kbps all-in | kbps steady | "
             "bits/frame steady | LPIPS-alex ↓ | PSNR dB ↑ | MS-SSIM ↑ | NME ↓ | face found | "
-            "motion ratio | motion error | encode fps | decode fps |")
+            "motion ratio | motion error | flicker ↓ | encode fps | decode fps |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         m = r.means
@@ -79,13 +79,13 @@ def summary_table(rows: Sequence[Row]) -> str:
             f"{_f(m['bits_per_frame'], 0)} | {_f(m['lpips'], 3)} | {_f(m['psnr'], 2)} | "
             f"{_f(m['ms_ssim'], 3)} | {_f(m['nme'], 3)} | {_f(m['face_found'], 2)} | "
             f"{_f(m['motion_ratio'], 2)} | {_f(m['motion_error'], 2)} | "
-            f"{_f(m['encode_fps'], 0)} | {_f(m['decode_fps'], 0)} |")
+            f"{_f(m['flicker'], 2)} | {_f(m['encode_fps'], 0)} | {_f(m['decode_fps'], 0)} |")
     return "\n".join(lines)
 
 
 def clip_table(scores: Sequence[ClipScore]) -> str:
     head = ("| method | target | setting | kbps all-in | first frame kbit | LPIPS | PSNR | "
-            "MS-SSIM | NME | face found | motion ratio |")
+            "MS-SSIM | NME | face found | motion ratio | flicker |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for s in scores:
         setting = ", ".join(f"{k} {v}" for k, v in s.setting.items()) or "-"
@@ -96,7 +96,7 @@ def clip_table(scores: Sequence[ClipScore]) -> str:
             f"| {s.method} | {target} | {setting} | {_f(s.kbps_all, 2)} | "
             f"{_f(s.bits_first / 1000, 1)} | {_f(s.lpips, 3)} | {_f(s.psnr, 2)} | "
             f"{_f(s.ms_ssim, 3)} | {_f(s.nme, 3)} | {_f(s.face_found, 2)} | "
-            f"{_f(s.motion_ratio, 2)} |")
+            f"{_f(s.motion_ratio, 2)} | {_f(s.flicker, 2)} |")
     return "\n".join(lines)
 
 
@@ -201,9 +201,47 @@ def check_sheet_dir(path: Path) -> None:
                          "a git-ignored one such as out/eval)")
 
 
+MODEL_METHODS = ("facecodec", "fom")  # name prefixes of facecodec/eval/neural.py's methods
+SHEET_CLASSIC = "svtav1"  # the classic codec a model method is shown against
+
+
+def _base(label: str) -> str:
+    """"svtav1:preset=8@10" -> "svtav1": the registry name of a sheet label."""
+    return label.split("@")[0].split(":")[0]
+
+
+def sheet_columns(sheet: SheetFrames, kbps: float = 10.0) -> tuple[list[str], float]:
+    """The labels the contact sheet shows, in order, and the rate classic codecs are
+    picked at (each at its operating point nearest it).
+
+    With a model method run: original | the model methods (facecodec variants, FOM,
+    FOM-mult) | AV1 (or, without it, every classic codec run) at the rate nearest the
+    first model method's all-in rate: a comparison at a similar rate. Otherwise:
+    original | every method at the operating point nearest ``kbps``."""
+    by_method: dict[str, list[str]] = {}
+    for label in sheet.frames:
+        if label != "original":
+            by_method.setdefault(label.split("@")[0], []).append(label)
+    models = [m for m in by_method if _base(m).startswith(MODEL_METHODS)]
+    rate = sheet.kbps.get(by_method[models[0]][0], kbps) if models else kbps
+
+    def distance(label: str) -> tuple[float, float]:
+        # nearest produced rate; among equal ones (a codec's floor) the nearest target
+        target = label.partition("@")[2]
+        return (abs(sheet.kbps.get(label, 0.0) - rate),
+                abs(float(target) - rate) if target else 0.0)
+
+    chosen = list(by_method)
+    if models:
+        rated = [m for m in by_method if any("@" in x for x in by_method[m])]
+        classic = [m for m in rated if _base(m) == SHEET_CLASSIC] or rated
+        chosen = models + classic
+    return ["original"] + [min(by_method[m], key=distance) for m in chosen], rate
+
+
 def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
-    """Original | held frame | each other method at the operating point nearest ``kbps``,
-    one row per selected frame. None when no clip was kept."""
+    """The frames of ``sheet_columns`` side by side, one row per selected frame of the
+    most rotation-heavy clip. None when no clip was kept."""
     sheet = run.sheet
     if not sheet.frames:
         return None
@@ -212,19 +250,8 @@ def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = ["original"]
-    by_method: dict[str, list[str]] = {}
-    for label in sheet.frames:
-        if label != "original":
-            by_method.setdefault(label.split("@")[0], []).append(label)
-    def distance(label: str) -> tuple[float, float]:
-        # nearest produced rate; among equal ones (a codec's floor) the nearest target
-        target = label.partition("@")[2]
-        return (abs(sheet.kbps.get(label, 0.0) - kbps),
-                abs(float(target) - kbps) if target else 0.0)
-
-    for labels in by_method.values():
-        columns.append(min(labels, key=distance))
+    columns, rate = sheet_columns(sheet, kbps)
+    sheet.columns, sheet.shown_kbps = columns, rate
     rows = len(sheet.indices)
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows + 0.4),
                              dpi=100, squeeze=False)
@@ -238,7 +265,8 @@ def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
                 ax.set_ylabel(f"frame {sheet.indices[i]}", fontsize=7)
         title = label if label == "original" else f"{label}\n{sheet.kbps.get(label, 0):.1f} kbps"
         axes[0][j].set_title(title, fontsize=7)
-    fig.suptitle(f"{sheet.clip} (yaw range {sheet.yaw_range:.2f} rad)", fontsize=8)
+    fig.suptitle(f"{sheet.clip} (yaw range {sheet.yaw_range:.2f} rad)\nrate-controlled "
+                 f"codecs at their point nearest {rate:.1f} kbps", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -284,7 +312,18 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "the face (frames where it does not keep the last landmarks found for NME). "
         "**motion ratio**: mean frame-to-frame change of the output over that of the "
         "original (0: frozen, above 1: flicker); **motion error**: mean absolute difference "
-        "of the two per-frame changes, 8-bit levels.",
+        "of the two per-frame changes, 8-bit levels. **flicker** (temporal consistency): "
+        "the change the output adds beyond the original's, frame by frame, over the "
+        "original's mean change (0: none, also for a frozen or merely blurred picture; "
+        "1: as much added change as the original has). A blurry output can flicker and "
+        "still have a motion ratio below 1; source switches (FOM-mult, Oquab et al. 2022 "
+        "figure 9) show here.",
+        "- **facecodec / fom / fom-mult**: scored on what the `Decoder` renders from real "
+        "`.fcs` bytes (sender values from the clip's cached tube, so encode fps leaves out "
+        "MediaPipe), resized from the model's resolution to 256. kbps counts every byte of "
+        "the stream: the source images and the header are in the all-in rate (setup), "
+        "the packets (and crop chunks) in the steady rate; fom-mult adds ceil(log2 N) bits "
+        "per frame for the source index.",
         "- **fps**: single-threaded wall clock on this machine, encode with RGB->YUV.",
         "",
         "## Rate-quality curves",
@@ -305,9 +344,18 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
     for name, reason in run.skipped:
         lines.append(f"| {name} | skipped: {reason} | | | |")
     if sheet is not None:
-        lines += ["", f"A contact sheet of the most rotation-heavy clip ({run.sheet.clip}) was "
-                  "written outside the repository (third-party frames are never committed): "
-                  f"`{sheet}`."]
+        shown = " | ".join(run.sheet.columns) or "every method"
+        rate = run.sheet.shown_kbps
+        lines += ["", "## Contact sheet", "",
+                  f"`{sheet}`: {len(run.sheet.indices)} frames of the most rotation-heavy "
+                  f"clip ({run.sheet.clip}, yaw range {run.sheet.yaw_range:.2f} rad, the most "
+                  f"turned frames among them), {shown}"
+                  + (f", rate-controlled codecs at their point nearest {rate:.1f} kbps"
+                     if rate is not None else "") + ". "
+                  "It is not committed and not linked here: it shows frames of third-party "
+                  "clips (shared/data, used for evaluation only), which never go into the "
+                  "repository; it is written outside it or to its git-ignored `out/` "
+                  "folder. Re-run the command above to make it."]
     lines += ["", "## Per clip", ""]
     for c in run.clips:
         mine = [s for s in run.scores if s.clip == c["name"]]

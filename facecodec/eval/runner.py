@@ -29,6 +29,8 @@ class SheetFrames:
     indices: list[int] = field(default_factory=list)
     frames: dict[str, np.ndarray] = field(default_factory=dict)
     kbps: dict[str, float] = field(default_factory=dict)  # label -> all-in kbps
+    columns: list[str] = field(default_factory=list)  # what the sheet shows (report.py)
+    shown_kbps: float | None = None  # the rate classic codecs are shown at
 
 
 def sheet_indices(clip: EvalClip, rows: int = SHEET_ROWS) -> list[int]:

@@ -180,31 +180,58 @@ def _fom_cache(n_kp: int, c: int, h: int) -> tuple[tuple[TensorSpec, ...], Calla
     return specs, split, join
 
 
+def _receiver_io(model: KeypointAnimationModel, num_sources: int | None
+                 ) -> tuple[int, tuple[TensorSpec, ...], Callable, Callable, TensorSpec]:
+    """(N, cache specs, split, join, source-images spec) of ``model``'s receiver."""
+    cfg = model.cfg
+    res = int(cfg["data"]["resolution"])
+    fres = int(cfg["model"]["feature_res"])
+    receiver = model.receiver
+    c = receiver.encoder.out_channels
+    if cfg["family"] == "fom":
+        n = 1
+        cache_specs, split, join = _fom_cache(model.layout.num_kp, c, fres)
+    else:
+        n = int(num_sources or DEFAULT_SOURCES)
+        if n < 1:
+            raise ValueError(f"need at least one source, got {n}")
+        cache_specs, split, join = _frontalizer_cache(_pixel_blend(model), n, c, fres)
+    images = TensorSpec("source_images", (1, n, 3, res, res),
+                        f"the {n} source frame(s): face-tube crops, RGB in [0, 1]")
+    return n, cache_specs, split, join, images
+
+
+def _pixel_blend(model: KeypointAnimationModel) -> bool:
+    return model.receiver.decoder.blend is not None
+
+
+def generator_network(model: KeypointAnimationModel, num_sources: int | None = None
+                      ) -> tuple[ExportNetwork, Callable]:
+    """The per-frame generator alone (what the receiver runs on onnxruntime), and the
+    ``split`` that turns the receiver's cache into the generator's first inputs."""
+    _, cache_specs, split, join, images = _receiver_io(model.eval(), num_sources)
+    pixel_blend = _pixel_blend(model)
+    streams = model.layout.streams
+    gen_inputs = (*cache_specs, *((images,) if pixel_blend else ()),
+                  *value_specs(model.layout, streams, (1,)))
+    res = images.shape[-1]
+    return ExportNetwork(
+        "generator", "per frame on the receiver: the cache + one frame's values -> image",
+        _Generator(model.receiver, streams, len(cache_specs), join, pixel_blend).eval(),
+        gen_inputs,
+        (TensorSpec("image", (1, 3, res, res), "the rendered frame, RGB in [0, 1]"),)), split
+
+
 def export_networks(model: KeypointAnimationModel, num_sources: int | None = None
                     ) -> list[ExportNetwork]:
     """The sender's network (if the variant has one), the source network and the per-frame
     generator of ``model`` (eval mode), for ``num_sources`` sources (default
     :data:`DEFAULT_SOURCES`; FOM always uses 1)."""
     model = model.eval()
-    cfg = model.cfg
     layout = model.layout
-    res = int(cfg["data"]["resolution"])
-    fres = int(cfg["model"]["feature_res"])
-    receiver = model.receiver
-    c = receiver.encoder.out_channels
-    pixel_blend = receiver.decoder.blend is not None
-    if cfg["family"] == "fom":
-        n = 1
-        cache_specs, split, join = _fom_cache(layout.num_kp, c, fres)
-    else:
-        n = int(num_sources or DEFAULT_SOURCES)
-        if n < 1:
-            raise ValueError(f"need at least one source, got {n}")
-        cache_specs, split, join = _frontalizer_cache(pixel_blend, n, c, fres)
-
+    res = int(model.cfg["data"]["resolution"])
+    n, cache_specs, split, _, images = _receiver_io(model, num_sources)
     streams = layout.streams
-    images = TensorSpec("source_images", (1, n, 3, res, res),
-                        f"the {n} source frame(s): face-tube crops, RGB in [0, 1]")
     nets = []
     sent = tuple(s for s in streams if s in SENDER_STREAMS)
     if sent:
@@ -217,14 +244,8 @@ def export_networks(model: KeypointAnimationModel, num_sources: int | None = Non
     src_streams = tuple(s for s in streams if s != "expr")
     nets.append(ExportNetwork(
         "source", "once per set of sources on the receiver: the cache the generator reads",
-        _Source(receiver, src_streams, split).eval(),
+        _Source(model.receiver, src_streams, split).eval(),
         (images, *value_specs(layout, src_streams, (1, n), "source_", "each source frame")),
         cache_specs))
-    gen_inputs = (*cache_specs, *((images,) if pixel_blend else ()),
-                  *value_specs(layout, streams, (1,)))
-    nets.append(ExportNetwork(
-        "generator", "per frame on the receiver: the cache + one frame's values -> image",
-        _Generator(receiver, streams, len(cache_specs), join, pixel_blend).eval(),
-        gen_inputs,
-        (TensorSpec("image", (1, 3, res, res), "the rendered frame, RGB in [0, 1]"),)))
+    nets.append(generator_network(model, n)[0])
     return nets

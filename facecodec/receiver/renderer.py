@@ -18,12 +18,20 @@ Values = dict[str, np.ndarray]
 class Renderer:
     """Holds the receiver network and the current source set."""
 
-    def __init__(self, package: ModelPackage, max_sources: int = 3):
+    def __init__(self, package: ModelPackage, max_sources: int = 3, backend: str | None = None):
+        """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``), ``onnxruntime`` or
+        ``torch`` for the per-frame generator (see :mod:`facecodec.receiver.runtime`); the
+        sources are always embedded with PyTorch (once per source set)."""
         from facecodec.models.inference import fuse_batchnorm
         from facecodec.models.registry import load_model
+        from facecodec.receiver.runtime import OnnxGenerator, choose_backend
 
         self.package = package
-        self.model = fuse_batchnorm(load_model(package.path, parts=("receiver",)).receiver.eval())
+        full = load_model(package.path, parts=("receiver",))
+        full.receiver = fuse_batchnorm(full.receiver.eval())
+        self.model = full.receiver
+        self.backend = choose_backend(backend)
+        self._onnx = OnnxGenerator(full, package) if self.backend == "onnxruntime" else None
         self.resolution = package.resolution
         self.streams = self.model.layout.streams
         self.start(max_sources)
@@ -65,7 +73,7 @@ class Renderer:
     @torch.inference_mode()
     def _embed(self):
         slots = sorted(self._images)
-        images = torch.stack([self._images[s] for s in slots])[None]
+        images = self._stacked = torch.stack([self._images[s] for s in slots])[None]
         per = [self._tensors(self._values[s], (1,)) for s in slots]
         values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
         return self.model.embed_sources(images, values)
@@ -78,7 +86,13 @@ class Renderer:
         if self._cache is None:
             self._cache = self._embed()
         per = [self._tensors(f, (1,)) for f in frames]
+        if self._onnx is not None:
+            image = torch.cat([self._onnx.render(self._cache, self._stacked, v) for v in per])
+            return self._to_uint8(image)
         values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
         cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
-        image = self.model.render(cache, values).image
+        return self._to_uint8(self.model.render(cache, values).image)
+
+    @staticmethod
+    def _to_uint8(image: torch.Tensor) -> np.ndarray:
         return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()

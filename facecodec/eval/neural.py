@@ -1,0 +1,265 @@
+"""The neural methods of ``facecodec eval`` (issue 6): the codec itself, end to end, and the
+two First Order Motion baselines of Oquab et al. 2022 (FOM-Mobile, section 4.2; "FOM mult",
+Table 5).
+
+All three are scored on what a receiver decodes from a real ``.fcs`` stream, and their bits
+are that stream's bytes. The sender side is the codec's, fed from the clip instead of a
+video file: the eval clip *is* the sender's face tube (``prepare-data`` and
+:class:`facecodec.Encoder` run the same front end, 256x256 at 15 fps), and ``clip.meta``
+holds the front end's per-frame values for it (landmarks and irises in tube coordinates,
+yaw, eye openness, crop boxes). So MediaPipe is not run again: the learned values come from
+the model's sender network on the tube, the source frames are the paper's offline choice
+(:func:`facecodec.sender.select_sources`, section 3.3, as ``Encoder.encode_file``), and
+the stream is written chunk by chunk as ``Encoder.encode_file`` writes it (crop chunks at
+box changes included: they force intra frames). The receiver side gets only the bytes.
+
+Bits: ``setup_bits`` = the stream header + the source-frame chunks (images and their
+values), sent once before the first frame; ``frame_bits[t]`` = the packet of frame ``t``
+(+ a crop chunk before it, + the end chunk on the last frame). Their sum is the ``.fcs``
+size in bits, exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facecodec.errors import InputError
+from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
+
+NEEDED_META = ("sup", "iris", "yaw", "valid", "eyes_open", "box", "segment")
+SENDER_BATCH = 16
+
+
+@dataclass
+class Stream:
+    """The ``.fcs`` bytes a sender wrote for one clip and where each byte went."""
+
+    data: bytes
+    frame_bits: np.ndarray  # (T,) int64
+    setup_bits: int  # header + source chunks
+    sources: list[int]  # frame index of each source sent, by slot
+    seconds: float  # sender network + source image coding + entropy coding
+
+
+def _video_size(video: Path | None) -> tuple[int, int]:
+    """(width, height) of the clip's video for its crop chunks; (0, 0) when unknown (a
+    crop chunk has a fixed size, so the bit count does not depend on it)."""
+    if video is None or not video.is_file():
+        return 0, 0
+    import av
+
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        return int(s.codec_context.width), int(s.codec_context.height)
+
+
+def write_stream(encoder, clip: EvalClip) -> Stream:
+    """Encode ``clip`` with ``encoder`` (a :class:`facecodec.Encoder`) from its tube and
+    sender values, as ``Encoder.encode_file`` does from a video (see the module
+    docstring)."""
+    from facecodec.bitstream.container import FcsWriter
+    from facecodec.sender.sources import select_sources
+
+    missing = [k for k in NEEDED_META if k not in clip.meta]
+    if missing:
+        raise InputError(f"{clip.name}: no sender values {', '.join(missing)} in the clip "
+                         "(a model method needs the tube's per-frame values)")
+    meta, tubes = clip.meta, clip.frames
+    t = len(tubes)
+    start = time.perf_counter()
+    learned: dict[str, list[np.ndarray]] = {}
+    for i in range(0, t, SENDER_BATCH):
+        for k, v in encoder.network(tubes[i:i + SENDER_BATCH]).items():
+            learned.setdefault(k, []).append(v)
+    per_stream = {"sup": meta["sup"].reshape(t, -1), "iris": meta["iris"].reshape(t, -1)}
+    per_stream.update({k: np.concatenate(v).reshape(t, -1) for k, v in learned.items()})
+    names = encoder.prior.table.names
+    values = [{s: per_stream[s][i].astype(np.float32) for s in names} for i in range(t)]
+    chosen = select_sources(meta["yaw"], meta["valid"].astype(bool), meta["eyes_open"],
+                            encoder.n_sources)
+    segment, src_size = meta["segment"], _video_size(clip.video)
+
+    sink = io.BytesIO()
+    w = FcsWriter(sink, encoder.header(len(chosen)), encoder.prior)
+    for slot, i in enumerate(chosen):
+        w.add_source(slot, encoder.source_codec, tubes.shape[2], tubes.shape[1],
+                     encoder.source_image_bytes(tubes[i]), values[i])
+    setup = w.bytes_written
+    bits = np.zeros(t, dtype=np.int64)
+    for i in range(t):
+        before = w.bytes_written
+        if i == 0 or segment[i] != segment[i - 1]:  # the tube box changed: FrameRecord.new_box
+            w.add_crop(tuple(float(x) for x in meta["box"][i]), src_size)
+        w.add_frame(values[i])
+        bits[i] = 8 * (w.bytes_written - before)
+    before = w.bytes_written
+    w.close()
+    bits[-1] += 8 * (w.bytes_written - before)  # the end chunk
+    seconds = time.perf_counter() - start
+    data = sink.getvalue()
+    assert 8 * len(data) == 8 * setup + int(bits.sum())
+    return Stream(data, bits, 8 * setup, list(chosen), seconds)
+
+
+def to_eval_size(images: np.ndarray) -> np.ndarray:
+    """(T, R, R, 3) renders at the model's resolution -> (T, 256, 256, 3), bicubic as
+    ``Decoder.decode_file`` shows them (the eval scores every method at 256)."""
+    import cv2
+
+    if images.shape[1:3] == (EVAL_SIZE, EVAL_SIZE):
+        return images
+    interp = cv2.INTER_CUBIC if images.shape[1] < EVAL_SIZE else cv2.INTER_AREA
+    return np.stack([np.clip(cv2.resize(f, (EVAL_SIZE, EVAL_SIZE), interpolation=interp),
+                             0, 255).astype(np.uint8) for f in images])
+
+
+def _int_option(value: str | int, what: str, low: int = 1) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be an integer, got {value!r}") from None
+    if n < low:
+        raise InputError(f"{what} must be at least {low}, got {n}")
+    return n
+
+
+class FacecodecMethod(Method):
+    """The real codec: :class:`facecodec.Encoder`'s sender network, source choice and
+    bitstream, :class:`facecodec.Decoder` on the bytes. One operating point (the model's
+    quantization)."""
+
+    family: str | None = "frontalizer"  # the model family this method accepts
+
+    def __init__(self, model: str | None = None, sources: str | int = 3,
+                 name: str = "facecodec"):
+        from facecodec.codec import Decoder, Encoder
+
+        n = _int_option(sources, f"{name}: sources")
+        self.encoder = Encoder(model, n_sources=n)  # InputError: no model X / no prior
+        self.package = self.encoder.package
+        family = self.package.config.get("family")
+        if self.family is not None and family != self.family:
+            raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
+                             f"a {family} model, not {self.family}")
+        self.decoder = Decoder(self.package.path)
+        self.name = name
+        self.description = (f"{self.package.name}: sender values from the clip's tube, "
+                            f"{n} source frame(s), real .fcs bytes, Decoder output at "
+                            f"{self.package.resolution} resized to {EVAL_SIZE}; encode time "
+                            "excludes MediaPipe (values from the cache)")
+
+    def settings(self) -> dict[str, object]:
+        e = self.encoder
+        return {"model": str(self.package.path), "table": self.package.table_name,
+                "prior": e.prior.id, "sources": e.n_sources,
+                "source_codec": f"{e.source_codec} q{e.source_quality}",
+                "intra_period": e.intra_period, "resolution": self.package.resolution}
+
+    def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
+        stream = write_stream(self.encoder, clip)
+        start = time.perf_counter()
+        decoded = list(self.decoder.frames(stream.data, name=f"{clip.name}.fcs"))
+        if len(decoded) != len(clip.frames):
+            raise InputError(f"{self.name} on {clip.name}: decoded {len(decoded)} frames "
+                             f"of {len(clip.frames)}")
+        frames = to_eval_size(np.stack([d.image for d in decoded]))
+        seconds = time.perf_counter() - start
+        return Encoded(frames, stream.frame_bits, stream.setup_bits, stream.seconds, seconds,
+                       {"sources": len(stream.sources)})
+
+
+class FOMMethod(FacecodecMethod):
+    """FOM-Mobile (Oquab et al. 2022, section 4.2): one frontal source frame (the most
+    frontal with open eyes), unsupervised keypoints + Jacobians, through the codec's
+    ``fom`` stream table and receiver."""
+
+    family = "fom"
+
+    def __init__(self, model: str = "fom", name: str = "fom"):
+        super().__init__(model, 1, name)
+
+
+def nearest_source(driving: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """(T,) index of the source whose keypoints are nearest each driving frame's: mean
+    squared distance over keypoints, ``driving`` (T, K, 2), ``sources`` (N, K, 2). The
+    FOM-mult rule of Oquab et al. 2022, section 4.3 / Table 5: "selecting the reference
+    frame in which landmarks are the closest to the driving one"."""
+    d = ((driving[:, None] - sources[None]) ** 2).sum(-1).mean(-1)  # (T, N)
+    return np.argmin(d, axis=1)
+
+
+class FOMMultMethod(FOMMethod):
+    """FOM with N source frames, switching per driving frame to the source whose
+    keypoints are nearest (:func:`nearest_source`; Oquab et al. 2022 Table 5). Its known
+    failure is flicker at each switch (their figure 9): see the ``flicker`` metric.
+
+    Bits: the same per-frame FOM stream + the index of the source used, ceil(log2 N) bits
+    per frame (the receiver could derive it from the decoded keypoints, since both sides
+    have them, so this is an upper bound: 2 bits x 15 fps = 30 bit/s for N = 3), and the N
+    source images in ``setup_bits``."""
+
+    def __init__(self, model: str = "fom", sources: str | int = 3, name: str = "fom-mult"):
+        FacecodecMethod.__init__(self, model, sources, name)
+        self.description = (f"{self.package.name}: FOM switching per frame to the nearest of "
+                            f"{self.encoder.n_sources} sources by keypoints (Oquab et al. "
+                            "2022 Table 5), real .fcs bytes + ceil(log2 N) bits/frame of "
+                            "source index")
+        self.last_choice = np.zeros(0, dtype=np.int64)  # per frame, for tests and debugging
+        self._r = None
+
+    def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
+        from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
+        from facecodec.imagecodec import decode_image
+
+        stream = write_stream(self.encoder, clip)
+        start = time.perf_counter()
+        reader = FcsReader(stream.data, name=f"{clip.name}.fcs", prior=self.encoder.prior)
+        images, src_values, frames = {}, {}, []
+        for ev in reader:
+            if isinstance(ev, SourceFrame):
+                images[ev.index] = decode_image(ev.image, reader.name)
+                src_values[ev.index] = ev.values
+            elif isinstance(ev, DecodedFrame):
+                frames.append(ev.values)
+        slots = sorted(images)
+        kp = np.stack([src_values[s]["unsup"].reshape(-1, 2) for s in slots])
+        drv = np.stack([f["unsup"].reshape(-1, 2) for f in frames])
+        choice = nearest_source(drv, kp)
+        renderer = self._renderer()
+        out, current = [], -1
+        for values, c in zip(frames, choice, strict=True):
+            if c != current:  # FOM animates one source: swap it in (re-embedded once)
+                renderer.set_source(0, images[slots[c]], src_values[slots[c]])
+                current = c
+            out.append(renderer.render([values])[0])
+        seconds = time.perf_counter() - start
+        self.last_choice = choice
+        index_bits = math.ceil(math.log2(len(slots))) if len(slots) > 1 else 0
+        switches = int((np.diff(choice) != 0).sum())
+        return Encoded(to_eval_size(np.stack(out)), stream.frame_bits + index_bits,
+                       stream.setup_bits, stream.seconds, seconds,
+                       {"sources": len(slots), "switches": switches})
+
+    def _renderer(self):
+        from facecodec.receiver.renderer import Renderer
+
+        if self._r is None:  # the weights are loaded once, for every clip
+            self._r = Renderer(self.package, max_sources=1)
+        self._r.start(1)
+        return self._r
+
+
+def facecodec_variant(default_model: str, name: str):
+    """A registry factory for a Sup / Sup+Unsup / Sup+Unsup+Expr variant: the same method,
+    another model (Oquab et al. 2022 Table 1 compares them)."""
+
+    def make(model: str | None = None, sources: str | int = 3) -> Method:
+        return FacecodecMethod(model or default_model, sources, name)
+
+    return make

@@ -1,0 +1,125 @@
+"""The receiver's per-frame generator on onnxruntime.
+
+PyTorch's eager CPU kernels are slow on this small mobile network (many thin convolutions,
+batch 1): the same generator as an ONNX graph on onnxruntime renders a frame in about half
+the time (bench/codec_speed.py measures both). The graph is the one ``facecodec export
+onnx`` writes, and its wrappers call the networks' own ``render``, so both backends compute
+the same function within float rounding (tests/test_receiver_runtime.py). It is traced
+from the local weights the first time a model is used with N sources and kept in a cache
+directory; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from facecodec.errors import InputError
+from facecodec.models.package import ModelPackage
+
+BACKENDS = ("auto", "onnxruntime", "torch")
+"""``auto``: onnxruntime when it is installed and the model converts, else PyTorch."""
+
+_FORMAT = 1  # bump when the wrappers change what the cached graph computes
+
+
+def cache_dir() -> Path:
+    """``$FACECODEC_CACHE/onnx``, default ``~/.cache/facecodec/onnx``."""
+    root = os.environ.get("FACECODEC_CACHE") or Path.home() / ".cache" / "facecodec"
+    return Path(root) / "onnx"
+
+
+def available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_backend(backend: str | None) -> str:
+    """``backend`` or ``$FACECODEC_BACKEND`` or ``auto``, resolved to what will run."""
+    backend = backend or os.environ.get("FACECODEC_BACKEND") or "auto"
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    if backend == "auto":
+        return "onnxruntime" if available() else "torch"
+    if backend == "onnxruntime" and not available():
+        raise InputError("backend onnxruntime: onnx, onnxscript or onnxruntime is not "
+                         "installed (pip install onnx onnxscript onnxruntime)")
+    return backend
+
+
+class OnnxGenerator:
+    """The generator of ``model`` (a loaded :class:`KeypointAnimationModel`) for any number
+    of sources, one onnxruntime session per source count."""
+
+    def __init__(self, model, package: ModelPackage, threads: int | None = None):
+        self.model = model
+        self.package = package
+        self.threads = threads or torch.get_num_threads()
+        self._sessions: dict[int, tuple[object, list[str], object]] = {}
+
+    def _key(self, n: int) -> str:
+        import onnxruntime
+
+        h = hashlib.sha256()
+        for part in (self.package.weights_hash(), (self.package.path / "config.yaml").read_bytes(),
+                     f"{n} {_FORMAT} {torch.__version__} {onnxruntime.__version__}".encode()):
+            h.update(part)
+        return f"{self.package.name}-n{n}-{h.hexdigest()[:16]}.onnx"
+
+    def _build(self, n: int):
+        from facecodec.export import to_onnx
+        from facecodec.export.wrappers import generator_network
+
+        net, split = generator_network(self.model, n)
+        path = cache_dir() / self._key(n)
+        # the renderer runs under inference_mode, which tracing must leave
+        with torch.inference_mode(False):
+            if not path.exists():
+                self._export(net, path, n)
+        sess = to_onnx.session(path, self.threads)
+        return sess, [s.name for s in net.inputs], split
+
+    def _export(self, net, path: Path, n: int) -> None:
+        from facecodec.export import to_onnx
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"facecodec: preparing the onnxruntime generator of {self.package.name} "
+              f"for {n} source(s), once per machine ({path})", file=sys.stderr, flush=True)
+        # under a temporary name: a decoder killed half-way leaves no broken graph
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            to_onnx.export(net, Path(tmp))
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def render(self, cache, images: Tensor, values: dict[str, Tensor]) -> Tensor:
+        """One frame: ``cache`` from ``embed_sources`` (batch 1), the source ``images``
+        (1, N, 3, R, R) and one frame's ``values`` (leading dim 1) -> (1, 3, R, R)."""
+        n = images.shape[1]
+        if n not in self._sessions:
+            self._sessions[n] = self._build(n)
+        sess, names, split = self._sessions[n]
+        tensors = [*split(cache)]
+        feed = dict(zip(names, tensors, strict=False))
+        rest = names[len(tensors):]
+        if rest and rest[0] == "source_images":
+            feed["source_images"] = images
+            rest = rest[1:]
+        feed.update({name: values[name] for name in rest})
+        arrays = {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in feed.items()}
+        (image,) = sess.run(None, arrays)
+        return torch.from_numpy(image)
