@@ -19,7 +19,8 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     out = ["| " + " | ".join(h for h, _, _ in columns) + " |",
            "|" + "|".join("---" for _ in columns) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(format(r.get(k, ""), f) for _, k, f in columns) + " |")
+        out.append("| " + " | ".join(format(r[k], f) if k in r else "" for _, k, f in columns)
+                   + " |")
     return out
 
 
@@ -34,7 +35,10 @@ def main() -> None:
                   f"Command: `{data.get('command', 'python bench/' + data['benchmark'] + '.py')}`"
                   f" (machine: {data.get('machine', '?')})", ""]
         rows = data["results"]
-        cols = [(k, k, ".1f" if isinstance(v, float) else "") for k, v in rows[0].items()]
+        # the union of the rows' keys, in order of appearance (rows of one benchmark may
+        # measure different things, e.g. the receiver and the sender)
+        keys = {k: v for r in rows for k, v in r.items() if v is not None}
+        cols = [(k, k, ".1f" if isinstance(v, float) else "") for k, v in keys.items()]
         lines += table(rows, cols) + [""]
     (ROOT / "docs" / "BENCHMARKS.md").write_text("\n".join(lines))
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")

@@ -31,7 +31,7 @@ def export(net: ExportNetwork, path: Path, opset: int = OPSET, quiet: bool = Tru
         import onnx
         import onnxscript  # noqa: F401  (the exporter needs it; fail here with a clear message)
     except ImportError:
-        raise InputError("onnx/onnxscript are not installed: pip install -e '.[export]'") \
+        raise InputError("onnx/onnxscript are not installed: pip install onnx onnxscript") \
             from None
     path = Path(path)
     # torch.onnx logs that torchvision is absent (its ops are not needed) and prints its
@@ -65,7 +65,7 @@ def session(path: Path, threads: int = 1) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise InputError("onnxruntime is not installed: pip install -e '.[export]'") from None
+        raise InputError("onnxruntime is not installed: pip install onnxruntime") from None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
