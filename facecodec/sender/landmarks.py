@@ -154,10 +154,13 @@ class FaceTracker:
                                interpolation=cv2.INTER_AREA)
         elif not small.flags.c_contiguous:
             small = np.ascontiguousarray(small)
-        if not self._started:  # the graph's first run logs its setup too
+        if not self._started:
+            # The graph logs its setup (TFLite delegates, absl warnings) from its own threads
+            # when each model first runs; the landmark model first runs on the first frame
+            # with a face, so stay quiet until one has been seen.
             with _quiet_native_stderr():
                 faces = self._mesh.process(small).multi_face_landmarks or []
-            self._started = True
+            self._started = bool(faces)
         else:
             faces = self._mesh.process(small).multi_face_landmarks or []
         # normalised -> source pixels; MediaPipe's z is relative to the image width like x
