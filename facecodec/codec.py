@@ -51,6 +51,7 @@ from facecodec.bitstream.streams import TABLES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.imagecodec import decode_image, encode_image
 from facecodec.models.package import ModelPackage, find_model
+from facecodec.sender.deadband import Deadband
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
@@ -107,12 +108,16 @@ class Encoder:
         packet_frames: frames per packet (1: one packet per frame, lowest latency).
         prior: the entropy-coding prior (default: ``priors/<model name>.json``).
         max_num_faces: >1 keeps following the same person when several are in view.
+        deadband: strength of the dead zone on the learned values, the rate knob
+            (:mod:`facecodec.sender.deadband`; 0: off; default: the strength the prior
+            was fitted with, ``prior.info["deadband"]``).
     """
 
     def __init__(self, model: str | Path | None = None, *, fps: float = 15.0,
                  n_sources: int = 3, source_codec: str = "webp", source_quality: int = 80,
                  intra_period: int | None = None, packet_frames: int = 1,
-                 prior: Prior | None = None, max_num_faces: int = 1):
+                 prior: Prior | None = None, max_num_faces: int = 1,
+                 deadband: float | None = None):
         from facecodec.sender.network import SenderNetwork
 
         if not 1 <= n_sources <= 255:
@@ -130,6 +135,12 @@ class Encoder:
         self.intra_period = intra_period or max(1, round(2 * float(self.fps)))
         self.packet_frames = packet_frames
         self.max_num_faces = max_num_faces
+        # by default the strength the prior was fitted with (priors fitted before the dead
+        # zone existed saw raw streams: 0)
+        self.deadband = float(self.prior.info.get("deadband", 0.0) if deadband is None
+                              else deadband)
+        if self.deadband < 0:
+            raise InputError(f"deadband must be >= 0, got {deadband}")
         self._live: _LiveState | None = None
 
     # -- shared ---------------------------------------------------------------------------
@@ -165,12 +176,13 @@ class Encoder:
             sink = _Collect()
             self._live = _LiveState(
                 FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
-                sink, FcsWriter(sink, self.header(self.n_sources), self.prior))
+                sink, FcsWriter(sink, self.header(self.n_sources), self.prior),
+                Deadband(self.deadband))
         st = self._live
         t = time_s if time_s is not None else st.count / float(self.fps)
         record = st.frontend.process(Frame(image, float(t), st.count))
         st.count += 1
-        values = self._values(record, self.network(record.tube[None]), 0)
+        values = st.band(self._values(record, self.network(record.tube[None]), 0))
         st.recent.append((record, values))
         update = st.policy.update(record)
         if update is not None:
@@ -231,11 +243,12 @@ class Encoder:
         total = round(info.duration * float(self.fps)) if info.duration else None
         records, values = [], []
         batch: list = []
+        band = Deadband(self.deadband)
 
         def run_batch() -> None:
             learned = self.network(np.stack([r.tube for r in batch]))
             for i, r in enumerate(batch):
-                values.append(self._values(r, learned, i))
+                values.append(band(self._values(r, learned, i)))
                 r.tube = None  # keep the values, not the pixels
                 records.append(r)
             batch.clear()
@@ -290,6 +303,7 @@ class _LiveState:
     policy: object
     sink: _Collect
     writer: FcsWriter
+    band: Deadband
     count: int = 0
     sources: list[int] = field(default_factory=list)
     pending: list = field(default_factory=list)

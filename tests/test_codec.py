@@ -58,6 +58,27 @@ def test_file_round_trip(env, tmp_path):
     assert not list(tmp_path.glob("*.part*"))
 
 
+def test_deadband_trades_bits_for_bounded_error(env, tmp_path):
+    from facecodec.bitstream.streams import TABLES
+    from facecodec.sender.deadband import UNIT_THRESHOLDS
+
+    enc0 = Encoder("tiny_codec", deadband=0)
+    assert enc0.deadband == 0 and Encoder("tiny_codec").deadband == 0  # untrained prior: raw
+    enc0.encode_file(env["video"], tmp_path / "raw.fcs", progress=False)
+    Encoder("tiny_codec", deadband=8).encode_file(env["video"], tmp_path / "db.fcs",
+                                                  progress=False)
+    raw, db = (decode_values(tmp_path / f"{n}.fcs")[1] for n in ("raw", "db"))
+    assert np.array_equal(raw["sup"], db["sup"])
+    for k, unit in UNIT_THRESHOLDS.items():
+        spec = {t.name: t for t in TABLES["sup_unsup_expr"]}[k]
+        step = (spec.hi - spec.lo) / (2**spec.bits - 1)  # the decoded values are quantized
+        assert np.abs(raw[k] - db[k]).max() <= 8 * unit + 2 * step
+    changes = [sum(np.count_nonzero(np.diff(x[k], axis=0)) for k in UNIT_THRESHOLDS)
+               for x in (db, raw)]
+    assert changes[0] < changes[1]
+    assert (tmp_path / "db.fcs").stat().st_size < (tmp_path / "raw.fcs").stat().st_size
+
+
 def test_live_push_and_pull_frame_by_frame(env):
     enc = Encoder("tiny_codec", n_sources=2)
     packets = []

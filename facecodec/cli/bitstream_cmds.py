@@ -59,11 +59,15 @@ def _load_prior(prior_path: str | None, table_name: str):
 @click.option("--table", "table_name", default="landmarks", show_default=True,
               help="Value-file input only: the stream table.")
 @_prior_option
+@click.option("--deadband", type=click.FloatRange(0, 100), default=None,
+              help="Dead zone on the learned values, the rate knob: a value is sent again "
+                   "only once it has moved more than strength x a unit threshold (0: off; "
+                   "default: the strength the priors were fitted with). See docs/codec.md.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
-           no_progress: bool) -> None:
+           deadband: float | None, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -74,7 +78,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
 
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
-                      packet_frames=packet_frames,
+                      packet_frames=packet_frames, deadband=deadband,
                       prior=Prior.load(prior_path) if prior_path else None)
         st = enc.encode_file(src, dst, progress=not no_progress)
         secs = st.frames / float(enc.fps)
@@ -169,11 +173,14 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
 @click.option("--context", type=click.IntRange(0, 64), default=3, show_default=True,
               help="Inter contexts: the predicted delta clipped to [-N, N] (0 = one table).")
 @click.option("--intra-period", type=click.IntRange(1, 65535), default=30, show_default=True)
+@click.option("--deadband", type=click.FloatRange(0, 100), default=None,
+              help="With --model: the encoder's dead-zone strength the streams are made "
+                   "with [default: the encoder's default].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the prior. Default: priors/<table>.json.")
 def fit_priors(table_name: str, model: str | None, cache: Path | None,
                train_files: tuple[Path, ...], val_files: tuple[Path, ...], context: int,
-               intra_period: int,
+               intra_period: int, deadband: float | None,
                out: Path | None) -> None:
     """Fit a prior to value streams and report its cross-entropy on held-out streams."""
     from tqdm import tqdm
@@ -203,13 +210,19 @@ def fit_priors(table_name: str, model: str | None, cache: Path | None,
     if not train:
         raise InputError("nothing to fit on: give --cache or --train files")
     if model is not None:
+        from facecodec.sender.deadband import DEFAULT_STRENGTH
+
+        deadband = DEFAULT_STRENGTH if deadband is None else deadband
         train_c, val_c = ([coded_clip(table, v) for v in cache_value_streams(
-            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"))]
+            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"),
+            deadband=deadband)]
             for what, paths in (("train", train), ("val", val)))
     else:
         train_c = load_coded(table, tqdm(train, desc="read train", unit="clip"))
         val_c = load_coded(table, tqdm(val, desc="read val", unit="clip"))
     prior, rep = fit_and_evaluate(table, train_c, val_c, name, context, intra_period)
+    if model is not None:
+        prior.info["deadband"] = deadband  # what the encoder should use with this prior
     out = out or prior_dirs()[-1] / f"{name}.json"
     prior.save(out)
     click.echo(f"{out}: prior {prior.id}, fitted on {rep['train_clips']} clips "

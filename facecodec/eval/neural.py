@@ -64,6 +64,7 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     sender values, as ``Encoder.encode_file`` does from a video (see the module
     docstring)."""
     from facecodec.bitstream.container import FcsWriter
+    from facecodec.sender.deadband import Deadband
     from facecodec.sender.sources import select_sources
 
     missing = [k for k in NEEDED_META if k not in clip.meta]
@@ -79,6 +80,7 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
             learned.setdefault(k, []).append(v)
     per_stream = {"sup": meta["sup"].reshape(t, -1), "iris": meta["iris"].reshape(t, -1)}
     per_stream.update({k: np.concatenate(v).reshape(t, -1) for k, v in learned.items()})
+    per_stream = Deadband(encoder.deadband).stream(per_stream)  # as Encoder sends them
     names = encoder.prior.table.names
     values = [{s: per_stream[s][i].astype(np.float32) for s in names} for i in range(t)]
     chosen = select_sources(meta["yaw"], meta["valid"].astype(bool), meta["eyes_open"],
@@ -137,11 +139,16 @@ class FacecodecMethod(Method):
     family: str | None = "frontalizer"  # the model family this method accepts
 
     def __init__(self, model: str | None = None, sources: str | int = 3,
-                 name: str = "facecodec"):
+                 name: str = "facecodec", deadband: str | float | None = None):
         from facecodec.codec import Decoder, Encoder
 
         n = _int_option(sources, f"{name}: sources")
-        self.encoder = Encoder(model, n_sources=n)  # InputError: no model X / no prior
+        try:
+            band = None if deadband is None else float(deadband)
+        except ValueError:
+            raise InputError(f"{name}: deadband must be a number, got {deadband!r}") from None
+        # InputError: no model X / no prior
+        self.encoder = Encoder(model, n_sources=n, deadband=band)
         self.package = self.encoder.package
         family = self.package.config.get("family")
         if self.family is not None and family != self.family:
@@ -157,7 +164,7 @@ class FacecodecMethod(Method):
     def settings(self) -> dict[str, object]:
         e = self.encoder
         return {"model": str(self.package.path), "table": self.package.table_name,
-                "prior": e.prior.id, "sources": e.n_sources,
+                "prior": e.prior.id, "sources": e.n_sources, "deadband": e.deadband,
                 "source_codec": f"{e.source_codec} q{e.source_quality}",
                 "intra_period": e.intra_period, "resolution": self.package.resolution}
 
@@ -259,7 +266,8 @@ def facecodec_variant(default_model: str, name: str):
     """A registry factory for a Sup / Sup+Unsup / Sup+Unsup+Expr variant: the same method,
     another model (Oquab et al. 2022 Table 1 compares them)."""
 
-    def make(model: str | None = None, sources: str | int = 3) -> Method:
-        return FacecodecMethod(model or default_model, sources, name)
+    def make(model: str | None = None, sources: str | int = 3,
+             deadband: str | None = None) -> Method:
+        return FacecodecMethod(model or default_model, sources, name, deadband)
 
     return make

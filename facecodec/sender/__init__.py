@@ -6,6 +6,7 @@
     tube.py       the face tube: a square crop fixed while the head stays in it
     pose.py       yaw, pitch, roll and eye openness from the 3-D landmarks
     sources.py    source-frame selection (offline) and the live source policy
+    deadband.py   the dead zone on the learned values (the rate knob)
     frontend.py   FrontEnd: all of the above, one record per frame
     prepare.py    the training cache (``facecodec prepare-data``)
 

@@ -13,11 +13,13 @@ from facecodec.models.package import ModelPackage
 Values = dict[str, np.ndarray]
 
 
-def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int = 64
-                        ) -> list[Values]:
+def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int = 64,
+                        deadband: float = 0.0) -> list[Values]:
     """For each clip (its ``meta.npz`` in the cache): {stream: (T, count) float64}, the
     landmarks from the cache's tracks and the learned values from the model's sender
-    network run on the cached face tubes."""
+    network run on the cached face tubes, through the encoder's dead zone of strength
+    ``deadband`` (:mod:`facecodec.sender.deadband`), as the encoder would send them."""
+    from facecodec.sender.deadband import Deadband
     from facecodec.sender.network import SenderNetwork
 
     net = SenderNetwork(package)
@@ -31,6 +33,7 @@ def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int
             parts = [net(np.asarray(tubes[i:i + batch])) for i in range(0, len(tubes), batch)]
             for k in parts[0]:
                 values[k] = np.concatenate([p[k] for p in parts]).reshape(len(tubes), -1)
+        values = Deadband(deadband).stream(values)
         out.append({k: v.astype(np.float64) for k, v in values.items()})
     return out
 
