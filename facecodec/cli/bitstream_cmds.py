@@ -80,7 +80,10 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
                       prior=Prior.load(prior_path) if prior_path else None)
-        st = enc.encode_file(src, dst, progress=not no_progress)
+        from facecodec.sender.landmarks import quiet_mediapipe_logs
+
+        with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors
+            st = enc.encode_file(src, dst, progress=not no_progress)
         secs = st.frames / float(enc.fps)
         click.echo(f"{dst}: {st.frames} frames ({secs:.1f} s), face in {st.faces}, sources "
                    f"{st.sources}, {st.bytes} bytes = {st.bytes * 8 / max(secs, 1e-9) / 1000:.2f}"

@@ -58,12 +58,14 @@ def demo(out: Path, model: str | None, no_progress: bool) -> None:
     """
     from facecodec.bitstream.report import analyse, to_markdown
     from facecodec.codec import Decoder, Encoder
+    from facecodec.sender.landmarks import quiet_mediapipe_logs
 
     out.mkdir(parents=True, exist_ok=True)
     video = make_example_video(out / "input.mp4")
     fcs = out / "example.fcs"
     enc = Encoder(model)
-    st = enc.encode_file(video, fcs, progress=not no_progress)
+    with quiet_mediapipe_logs():
+        st = enc.encode_file(video, fcs, progress=not no_progress)
     dec = Decoder(model)
     r = dec.decode_file(fcs, out / "decoded.mp4", progress=not no_progress)
     dec.decode_file(fcs, out / "side_by_side.mp4", compare=video, progress=not no_progress)
