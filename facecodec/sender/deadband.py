@@ -8,10 +8,17 @@ last sent (hysteresis per value); until then the receiver keeps the previous val
 zero delta that the learned prior codes in a fraction of a bit. Unlike a low-pass filter
 it adds no lag to a real movement, and the error it leaves is bounded by the threshold.
 
-Measured on the val streams of an early model (docs/BENCHMARKS.md has the current
-numbers): strength 8 halves the Jacobians' bits (307 -> 161 bits/frame) for a mean
-deviation of 0.012 per Jacobian entry. The supervised landmarks are not touched: they are
-smoothed by the tracker (facecodec/sender/smoothing.py) and cost 8 bits per value.
+Measured on the val streams of an early model (516 steps; the current figures are in
+docs/EVAL.md): strength 8 halves the Jacobians' bits (307 -> 161 bits/frame, prior refitted)
+for a mean deviation of 0.012 per Jacobian entry. The supervised landmarks are not touched:
+the tracker smooths them (facecodec/sender/smoothing.py) and they cost 8 bits per value.
+
+The default strength (4: 1 pixel at 256 for a keypoint, 2% for a Jacobian entry, 0.04 for
+an expression code) is set below what a trained generator should show. It is not set from
+a quality measurement yet: at 900 training steps the generator still ignores its learned
+values (LPIPS, PSNR and landmark error did not move from strength 0 to 64 on 5 val
+clips), so any strength looks free. Measure again with ``facecodec eval -m
+facecodec:deadband=S`` as the model trains.
 """
 
 from __future__ import annotations
