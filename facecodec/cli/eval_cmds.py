@@ -56,6 +56,9 @@ def _rates(value: str) -> list[float]:
 @click.option("--no-sheet", is_flag=True, help="No contact sheet.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch / OpenCV threads.")
+@click.option("--card", is_flag=True,
+              help="Also write the results of each model into its MODEL_CARD.md "
+                   "(an 'Evaluation on the val clips' section, replaced on each run).")
 @click.option("--list-methods", is_flag=True, help="List the methods and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per clip and operating point.")
@@ -63,10 +66,12 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              names: tuple[str, ...], limit: int | None, max_frames: int | None,
              methods: str | None, rates: str, report: Path | None, json_path: Path | None,
              sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float, no_sheet: bool,
-             threads: int, list_methods: bool, no_progress: bool, verbose: bool) -> None:
+             threads: int, card: bool, list_methods: bool, no_progress: bool,
+             verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
     rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, temporal consistency, speed."""
     import datetime
+    import json
     import shlex
     import sys
     import time
@@ -147,6 +152,15 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(results_json(run, info))
         click.echo(f"results: {json_path}")
+    if card:
+        from facecodec.eval.report import card_section, update_card
+
+        results = json.loads(results_json(run, info))
+        for model in {s["model"] for s in info["methods"].values() if s.get("model")}:
+            section = card_section(results, Path(model), report)
+            if section is not None:
+                update_card(Path(model) / "MODEL_CARD.md", section)
+                click.echo(f"model card: {Path(model) / 'MODEL_CARD.md'}")
     if report is not None:
         assert plot_dir is not None
         plots = rate_plots(run.scores, plot_dir)

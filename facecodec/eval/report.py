@@ -369,3 +369,50 @@ def _rel(path: Path, report: Path) -> str:
         return str(path.resolve().relative_to(report.resolve().parent))
     except ValueError:
         return str(path)
+
+
+CARD_BEGIN = "<!-- facecodec eval: begin (written by `facecodec eval --card`) -->"
+CARD_END = "<!-- facecodec eval: end -->"
+
+
+def card_section(results: dict, model_dir: Path, report: Path | None) -> str | None:
+    """The model card's evaluation section: the summary rows of the methods that ran
+    ``model_dir``, beside the held frame and SVT-AV1 from the same run; None if no method
+    ran that model. ``results``: what ``results_json`` writes."""
+    model_dir = Path(model_dir).resolve()
+    mine = {name for name, s in results["methods"].items()
+            if s.get("model") and Path(s["model"]).resolve() == model_dir}
+    if not mine:
+        return None
+    ref = [r for r in results["summary"] if r["method"] == "zero-bit"
+           or (r["method"].split(":")[0] == "svtav1" and r.get("target_kbps") in (5, 10))]
+    rows = [r for r in results["summary"] if r["method"] in mine] + ref
+    cols = [("method", "method", "{}"), ("all-in kbps", "kbps_all", "{:.2f}"),
+            ("steady kbps", "kbps_steady", "{:.2f}"), ("bits/frame", "bits_per_frame", "{:.0f}"),
+            ("LPIPS-alex", "lpips", "{:.3f}"), ("PSNR dB", "psnr", "{:.2f}"),
+            ("NME", "nme", "{:.3f}"), ("flicker", "flicker", "{:.2f}")]
+    lines = [CARD_BEGIN, "## Evaluation on the val clips", "",
+             f"`{results['command']}` at commit {results['commit']} on {results['date']}: "
+             f"{len(results['clips'])} clips ({results['clips_from']}), 256x256 face tubes at "
+             f"15 fps" + (f"; full report: {report}" if report else "") + ".", "",
+             "| " + " | ".join(c[0] for c in cols) + " |", "|---" * len(cols) + "|"]
+    for r in rows:
+        method = r["method"] + (f" @{r['target_kbps']}" if r.get("target_kbps") else "")
+        cells = [method] + [fmt.format(r[key]) if isinstance(r.get(key), int | float)
+                            else "-" for _, key, fmt in cols[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "NME: landmark error over the outer-eye-corner distance; a method that does "
+              "not beat the held frame (zero-bit) on it has not transmitted motion.", CARD_END]
+    return "\n".join(lines)
+
+
+def update_card(card: Path, section: str) -> None:
+    """Put ``section`` in ``card`` (Markdown), replacing an earlier one."""
+    text = card.read_text() if card.exists() else ""
+    if CARD_BEGIN in text and CARD_END in text:
+        head, rest = text.split(CARD_BEGIN, 1)
+        tail = rest.split(CARD_END, 1)[1]
+        text = head.rstrip("\n") + "\n\n" + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    card.write_text(text)
