@@ -41,3 +41,11 @@ def test_update_replaces_the_section(tmp_path):
     text = card.read_text()
     assert text.startswith("# model\n\ntext\n\n" + CARD_BEGIN)
     assert text.count(CARD_BEGIN) == 1 and "31.00" in text and "30.50" not in text
+
+
+def test_operating_points_share_a_curve():
+    from facecodec.eval.report import series_name
+
+    assert series_name("facecodec:deadband=8") == "facecodec"
+    assert series_name("facecodec:sources=1;deadband=4") == "facecodec:sources=1"
+    assert series_name("svtav1:preset=8") == "svtav1:preset=8"

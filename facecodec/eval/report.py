@@ -139,6 +139,15 @@ PLOTS = (("lpips", "LPIPS-alex (lower is better)", "rate_lpips.png"),
          ("nme", "landmark NME (lower is better)", "rate_nme.png"))
 
 
+def series_name(method: str) -> str:
+    """The curve a method's row belongs to: its operating-point options dropped, so
+    ``facecodec:deadband=0`` and ``facecodec:deadband=8`` are two points of ``facecodec``
+    (classic codecs' rates are rows of one method already)."""
+    name, _, opts = method.partition(":")
+    kept = [o for o in opts.split(";") if o and not o.startswith("deadband=")]
+    return name + (":" + ";".join(kept) if kept else "")
+
+
 def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
     """One PNG per metric: the clip-averaged metric against the clip-averaged all-in kbps,
     one line per method; methods at 0 kbps (the held frame) as a dashed horizontal line."""
@@ -148,14 +157,15 @@ def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     rows = summarize(scores)
-    methods = list(dict.fromkeys(r.method for r in rows))
+    methods = list(dict.fromkeys(series_name(r.method) for r in rows))
     n_clips = max((r.clips for r in rows), default=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for metric, ylabel, filename in PLOTS:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
         for i, method in enumerate(methods):
-            mine = [r for r in rows if r.method == method and math.isfinite(r.means[metric])]
+            mine = sorted((r for r in rows if series_name(r.method) == method
+                           and math.isfinite(r.means[metric])), key=lambda r: r.means["kbps_all"])
             if not mine:
                 continue
             x = [r.means["kbps_all"] for r in mine]
