@@ -137,6 +137,28 @@ def test_linear_prediction_learns_common_motion_and_codes_it_exactly():
     roundtrip(prior, frames, 30, 1)
 
 
+def held_jumps(n_frames: int, n: int, seed: int) -> np.ndarray:
+    """A dead-zoned stream: each coordinate holds its index and now and then jumps."""
+    rng = np.random.default_rng(seed)
+    jumps = rng.normal(0, 40, (n_frames, n)) * (rng.random((n_frames, n)) < 0.1)
+    return (2000 + np.cumsum(jumps, axis=0)).round().astype(np.int64)
+
+
+def test_prediction_kept_only_where_it_shortens_the_code():
+    common, held = StreamSpec("c", 12, -1.0, 1.0, 12), StreamSpec("h", 12, -1.0, 1.0, 12)
+    table = StreamTable((common, held))
+    n = common.n_coded
+    train = [{"c": common_motion(300, n, s), "h": held_jumps(300, n, s)} for s in range(4)]
+    prior = Prior.fit(table, train, "sel", context=3)
+    assert prior.info["predict"] == {"c": "prediction", "h": "plain deltas"}
+    assert not prior.streams["h"].weights.any()
+    forced = Prior.fit(table, train, "all", context=3, select=False)
+    test = {"c": common_motion(200, n, 7), "h": held_jumps(200, n, 7)}
+    ours, all_on = (x.code_length(test, 30)["h"].sum() for x in (prior, forced))
+    assert ours <= all_on
+    roundtrip(prior, [{"c": a, "h": b} for a, b in zip(test["c"], test["h"], strict=True)], 30, 1)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 40))
 def test_decoder_prediction_equals_the_encoders(seed, n):

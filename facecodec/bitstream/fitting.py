@@ -83,5 +83,5 @@ def fit_and_evaluate(table: StreamTable, train: list[dict[str, np.ndarray]],
         ours = v["prior"]["total"]
         report["saving_vs_static_per_class"] = 1 - ours / v["static_per_class"]["total"]
         report["saving_vs_static_per_stream"] = 1 - ours / v["static_per_stream"]["total"]
-    prior.info = {"fitted": True, **report}
+    prior.info = {**prior.info, **report}  # keeps which streams use prediction
     return prior, report

@@ -231,7 +231,7 @@ class Prior:
     @classmethod
     def fit(cls, table: StreamTable, clips: Sequence[dict[str, np.ndarray]], name: str,
             context: int = 3, predict: bool = True, intra_period: int = 30,
-            strength: float = 32.0, ridge: float = 10.0) -> Prior:
+            strength: float = 32.0, ridge: float = 10.0, select: bool = True) -> Prior:
         """Fit predictors and tables to coded value sequences.
 
         Args:
@@ -239,12 +239,32 @@ class Prior:
             context: m, the inter contexts are the prediction clipped to [-m, m]
                 (0 = one table per class).
             predict: fit the linear delta predictor (False: predict 0, plain deltas).
+            select: with ``predict``, keep the predictor only for the streams whose code
+                length on ``clips`` it shortens; the others get plain deltas (zero
+                weights). Least squares minimises the squared error, not the code length:
+                on a stream whose deltas are mostly exactly zero (the sender's dead
+                zone), a small predicted value turns those zeros into costly residuals.
             intra_period: the intra spacing the streams will be coded with (resets the
                 previous-delta term, as the coder does).
             strength: Dirichlet strength pulling a context's table towards its class's
                 pooled table, so rare contexts are not over-fitted.
             ridge: ridge penalty of the least-squares predictor fit (in delta units**2).
         """
+        if predict and select:
+            kw = dict(context=context, intra_period=intra_period, strength=strength,
+                      ridge=ridge, select=False)
+            on = cls.fit(table, clips, name, predict=True, **kw)
+            off = cls.fit(table, clips, name, predict=False, **kw)
+            cost_on, cost_off = (
+                {k: sum(float(v.sum()) for v in x) for k, x in _per_stream(
+                    [pr.code_length(c, intra_period) for c in clips]).items()}
+                for pr in (on, off))
+            chosen = {k: "prediction" if cost_on[k] <= cost_off[k] else "plain deltas"
+                      for k in cost_on}
+            streams = {k: (on if v == "prediction" else off).streams[k]
+                       for k, v in chosen.items()}
+            return cls(name, table, context, streams,
+                       {"fitted": True, "context": context, "predict": chosen})
         streams = {}
         for spec in table:
             n = spec.n_coded
@@ -410,3 +430,11 @@ def find_prior(prior_id: str) -> Prior | None:
             if isinstance(head, dict) and head.get("id") == prior_id:
                 return Prior.load(path)
     return None
+
+
+def _per_stream(lengths: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {}
+    for per_clip in lengths:
+        for k, v in per_clip.items():
+            out.setdefault(k, []).append(v)
+    return out
