@@ -66,7 +66,9 @@ class OnnxGenerator:
     def __init__(self, model, package: ModelPackage, threads: int | None = None):
         self.model = model
         self.package = package
-        self.threads = threads or torch.get_num_threads()
+        # One intra-op thread: measured faster than two on the 2-core target (32.8 vs 28.0
+        # frames/s at 256, bench/codec_speed.py), and it leaves a core to the sender in a call.
+        self.threads = threads or 1
         self._sessions: dict[int, tuple[object, list[str], object]] = {}
 
     def _key(self, n: int) -> str:
