@@ -21,13 +21,19 @@ def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[P
     torch.manual_seed(seed)
     cfg = tiny_config("model.num_unsup=10", "model.expr_dim=16")
     cfg["name"] = name
+    save_package(cfg, root / "models" / name)
+    priors = root / "priors"
+    Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(priors / f"{name}.json")
+    return root / "models", priors
+
+
+def save_package(cfg: dict, dest: Path) -> Path:
+    """A model directory (config.yaml + sender/receiver safetensors) of a random-weight
+    model built from ``cfg`` (seed the RNG first)."""
     model = build_model(cfg).eval()
-    dest = root / "models" / name
     dest.mkdir(parents=True)
     for part in ("sender", "receiver"):
         state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
         save_file(state, str(dest / f"{part}.safetensors"))
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    priors = root / "priors"
-    Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(priors / f"{name}.json")
-    return root / "models", priors
+    return dest

@@ -13,11 +13,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
-from codec_helpers import make_package
+from codec_helpers import make_package, save_package
 from eval_helpers import eval_clip, moving_clip, sender_meta, textured_image
-from safetensors.torch import save_file
 from training_helpers import tiny_config
 
 from facecodec.bitstream.container import Crop, DecodedFrame, FcsReader, SourceFrame
@@ -30,7 +28,6 @@ from facecodec.eval.metrics import flicker, motion_ratio
 from facecodec.eval.neural import nearest_source, to_eval_size, write_stream
 from facecodec.eval.report import contact_sheet, markdown, sheet_columns
 from facecodec.eval.runner import EvalRun, SheetFrames
-from facecodec.models.registry import build_model
 from facecodec.sender.sources import eyes_open_mask
 
 END_CHUNK_BITS = 8 * 8  # kind, length, 4-byte frame count, CRC16
@@ -43,13 +40,7 @@ def make_fom_package(root: Path, name: str = "tiny_fom") -> None:
     cfg = tiny_config("family=fom", "model.landmarks.sup=false", "model.landmarks.iris=false",
                       "model.num_unsup=10", "model.expr_dim=0", "data.num_sources=1")
     cfg["name"] = name
-    model = build_model(cfg).eval()
-    dest = root / "models" / name
-    dest.mkdir(parents=True)
-    for part in ("sender", "receiver"):
-        state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
-        save_file(state, str(dest / f"{part}.safetensors"))
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    save_package(cfg, root / "models" / name)
     Prior.untrained(TABLES["fom"], name=name).save(root / "priors" / f"{name}.json")
 
 
