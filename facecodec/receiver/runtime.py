@@ -3,10 +3,10 @@
 PyTorch's eager CPU kernels are slow on this small mobile network (many thin convolutions,
 batch 1): the same generator as an ONNX graph on onnxruntime renders 32.8 instead of 20.0
 frames/s at 256 on one thread (bench/codec_speed.py measures both). The graph is the one
-``facecodec export onnx`` writes, and its wrappers call the networks' own ``render``, so both backends compute
-the same function within float rounding (tests/test_receiver_runtime.py). It is traced
-from the local weights the first time a model is used with N sources and kept in a cache
-directory; nothing is downloaded.
+``facecodec export onnx`` writes, and its wrappers call the networks' own ``render``, so
+both backends compute the same function within float rounding
+(tests/test_receiver_runtime.py). It is traced from the local weights the first time a
+model is used with N sources and kept in a cache directory; nothing is downloaded.
 """
 
 from __future__ import annotations
