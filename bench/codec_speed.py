@@ -53,17 +53,10 @@ def random_values(layout: KeypointLayout, lead: tuple[int, ...], gen: torch.Gene
 
 def random_package(config: str, res: int, dest: Path) -> Path:
     """A model directory with random weights (speed does not depend on them)."""
-    import yaml
-    from safetensors.torch import save_file
+    from facecodec.training.export import write_package
 
     cfg = load_config(ROOT / "configs" / f"{config}.yaml", [f"data.resolution={res}"])
-    model = build_model(cfg).eval()
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in ("sender", "receiver"):
-        state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
-        save_file(state, str(dest / f"{part}.safetensors"))
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return dest
+    return write_package(build_model(cfg).eval(), cfg, dest)
 
 
 def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: int,

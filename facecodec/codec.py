@@ -156,6 +156,33 @@ class Encoder:
         v.update({k: a[i].reshape(-1) for k, a in learned.items()})
         return {s: v[s] for s in self.prior.table.names}
 
+    def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
+                   crops: dict[int, tuple[float, ...]], video_size: tuple[int, int]
+                   ) -> tuple[int, np.ndarray]:
+        """Write a whole clip's stream: header, the source frames (``sources[i]`` is frame
+        ``i``'s RGB face tube; slots in the dict's order, the order of select_sources),
+        then every frame's ``values``, each after its crop chunk when ``crops`` has one
+        (the first frame's box too: it places the tube in the ``video_size`` picture).
+        Returns the bits of the header and sources, and the bits of each frame (the end
+        chunk counted in the last)."""
+        w = FcsWriter(sink, self.header(len(sources)), self.prior)
+        for slot, i in enumerate(sources):
+            tube = sources[i]
+            w.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
+                         self.source_image_bytes(tube), values[i])
+        setup = w.bytes_written
+        bits = np.zeros(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            before = w.bytes_written
+            if i in crops:
+                w.add_crop(tuple(float(x) for x in crops[i]), video_size)
+            w.add_frame(v)
+            bits[i] = 8 * (w.bytes_written - before)
+        before = w.bytes_written
+        w.close()
+        bits[-1] += 8 * (w.bytes_written - before)
+        return 8 * setup, bits
+
     def source_image_bytes(self, tube: np.ndarray) -> bytes:
         """A source frame (RGB uint8 face tube) coded with the source-image codec."""
         return encode_image(tube, self.source_codec, self.source_quality)
@@ -279,16 +306,9 @@ class Encoder:
         part = dst.with_name(dst.name + ".part")
         try:
             with open(part, "wb") as f:
-                w = FcsWriter(f, self.header(len(chosen)), self.prior)
-                for slot, i in enumerate(chosen):
-                    w.add_source(slot, self.source_codec, 256, 256,
-                                 self.source_image_bytes(tubes[i]), values[i])
-                for r, v in zip(records, values, strict=True):
-                    if r.new_box:  # the first frame's box too: it places the tube
-                        w.add_crop(tuple(float(x) for x in r.box.as_array()),
-                                   (info.width, info.height))
-                    w.add_frame(v)
-                w.close()
+                crops = {i: r.box.as_array() for i, r in enumerate(records) if r.new_box}
+                self.write_clip(f, values, {i: tubes[i] for i in chosen}, crops,
+                                (info.width, info.height))
             os.replace(part, dst)
         except BaseException:
             part.unlink(missing_ok=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
-from safetensors.torch import save_file
 from training_helpers import tiny_config
 
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
 from facecodec.models.registry import build_model
+from facecodec.training.export import write_package
 
 
 def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[Path, Path]:
@@ -30,10 +29,4 @@ def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[P
 def save_package(cfg: dict, dest: Path) -> Path:
     """A model directory (config.yaml + sender/receiver safetensors) of a random-weight
     model built from ``cfg`` (seed the RNG first)."""
-    model = build_model(cfg).eval()
-    dest.mkdir(parents=True)
-    for part in ("sender", "receiver"):
-        state = {k: v.contiguous() for k, v in getattr(model, part).state_dict().items()}
-        save_file(state, str(dest / f"{part}.safetensors"))
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return dest
+    return write_package(build_model(cfg).eval(), cfg, dest)

@@ -131,3 +131,43 @@ def test_a_video_without_a_face_is_skipped(tmp_path: Path) -> None:
     doc = json.loads(json_path.read_text())
     assert doc["scores"] == [] and doc["skipped"][0][0] == "pan"
     assert "no face" in doc["skipped"][0][1]
+
+
+def test_reuse_takes_the_earlier_scores_and_only_those_that_match(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """--reuse: a method with the same settings on the same clips is not run again and
+    keeps its scores; a different --max-frames makes it run."""
+    from facecodec.eval.classic import ClassicCodec
+
+    manifest = fake_cache(tmp_path, "pan", moving_clip(12))
+    base = ["eval", "--manifest", str(manifest), "--cache", str(tmp_path / "cache"),
+            "--methods", "zero-bit,x264", "--rates", "20", "--no-sheet", "--no-progress"]
+    first = tmp_path / "first.json"
+    result = CliRunner().invoke(cli, [*base, "--max-frames", "10", "--json", str(first)])
+    assert result.exit_code == 0, result.output
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("x264 ran although its scores were reused")
+
+    monkeypatch.setattr(ClassicCodec, "run", refuse)
+    second = tmp_path / "second.json"
+    result = CliRunner().invoke(cli, [*base, "--max-frames", "10", "--json", str(second),
+                                      "--reuse", str(first)])
+    assert result.exit_code == 0, result.output
+    before, after = (json.loads(p.read_text()) for p in (first, second))
+    assert after["reused"]["methods"] == ["x264", "zero-bit"]
+    assert after["scores"] == before["scores"]
+
+    result = CliRunner().invoke(cli, [*base, "--max-frames", "8", "--json", str(second),
+                                      "--reuse", str(first)])
+    assert result.exit_code != 0 and "x264 ran" in repr(result.exception)
+
+
+def test_reuse_of_a_file_that_is_not_results_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text("[1, 2]")
+    proc = subprocess.run([sys.executable, "-m", "facecodec", "eval", "-m", "zero-bit",
+                           "--clips", str(tmp_path), "--reuse", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"facecodec: error: {bad}: not a results.json of facecodec eval"

@@ -44,6 +44,10 @@ def _rates(value: str) -> list[float]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the results as JSON here (default with --report: "
                                  "<report folder>/results.json).")
+@click.option("--reuse", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None,
+              help="An earlier results.json: methods it scored with the same settings on "
+                   "the same clips are not run again (the report says which).")
 @click.option("--sheet-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/eval"), show_default=True,
               help="Where the contact sheet (frames of the clips) goes: outside the repo or "
@@ -65,7 +69,8 @@ def _rates(value: str) -> list[float]:
 def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path | None,
              names: tuple[str, ...], limit: int | None, max_frames: int | None,
              methods: str | None, rates: str, report: Path | None, json_path: Path | None,
-             sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float, no_sheet: bool,
+             reuse: Path | None, sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float,
+             no_sheet: bool,
              threads: int, card: bool, list_methods: bool, no_progress: bool,
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
@@ -91,6 +96,11 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     plot_dir = report.parent / report.stem.lower() if report is not None else None
     if json_path is None and plot_dir is not None:
         json_path = plot_dir / "results.json"
+    previous = None
+    if reuse is not None:  # before any work: a wrong file fails fast
+        from facecodec.eval.reuse import load_previous
+
+        previous = load_previous(reuse)
     if not no_sheet:
         from facecodec.eval.report import check_sheet_dir
 
@@ -128,11 +138,23 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     if len({m.name for m in chosen}) != len(chosen):
         raise InputError(f"a method is listed twice: {', '.join(specs)}")
 
+    settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
+    reused = {}
+    if previous is not None:
+        from facecodec.eval.reuse import reusable
+
+        reused = reusable(previous, settings,
+                          {m.name: m.operating_points(target_rates) for m in chosen},
+                          [r.name for r in refs], max_frames)
+        click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
+                   f"(commit {previous.get('commit', '?')})", err=True)
+
     start = time.monotonic()
     log = (lambda line: click.echo(line, err=True)) if verbose else None
     with quiet_mediapipe_logs():
         run = evaluate(refs, chosen, target_rates, max_frames, progress=not no_progress,
-                       sheet_clip=sheet_clip, log=log)
+                       sheet_clip=sheet_clip, log=log, reused=reused,
+                       sheet=not no_sheet)
     elapsed = (time.monotonic() - start) / 60
     click.echo(summary_table(summarize(run.scores)))
 
@@ -142,8 +164,11 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         "date": datetime.date.today().isoformat(), "threads": threads,
         "elapsed_min": elapsed, "clips_from": clips_from, "rates_kbps": target_rates,
         "max_frames": max_frames, "json": str(json_path or "results.json"),
-        "methods": {m.name: {"description": m.description, **m.settings()} for m in chosen},
+        "methods": settings,
     }
+    if previous is not None and reused:
+        info["reused"] = {"from": str(reuse), "commit": previous.get("commit"),
+                          "date": previous.get("date"), "methods": sorted(reused)}
     sheet = None
     if not no_sheet and run.sheet.frames:
         sheet = contact_sheet(run, sheet_dir / f"contact_{run.sheet.clip}.png", sheet_kbps)

@@ -63,7 +63,6 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     """Encode ``clip`` with ``encoder`` (a :class:`facecodec.Encoder`) from its tube and
     sender values, as ``Encoder.encode_file`` does from a video (see the module
     docstring)."""
-    from facecodec.bitstream.container import FcsWriter
     from facecodec.sender.deadband import Deadband
     from facecodec.sender.sources import select_sources
 
@@ -85,28 +84,15 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     values = [{s: per_stream[s][i].astype(np.float32) for s in names} for i in range(t)]
     chosen = select_sources(meta["yaw"], meta["valid"].astype(bool), meta["eyes_open"],
                             encoder.n_sources)
-    segment, src_size = meta["segment"], _video_size(clip.video)
-
+    segment = meta["segment"]
+    crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
     sink = io.BytesIO()
-    w = FcsWriter(sink, encoder.header(len(chosen)), encoder.prior)
-    for slot, i in enumerate(chosen):
-        w.add_source(slot, encoder.source_codec, tubes.shape[2], tubes.shape[1],
-                     encoder.source_image_bytes(tubes[i]), values[i])
-    setup = w.bytes_written
-    bits = np.zeros(t, dtype=np.int64)
-    for i in range(t):
-        before = w.bytes_written
-        if i == 0 or segment[i] != segment[i - 1]:  # the tube box changed: FrameRecord.new_box
-            w.add_crop(tuple(float(x) for x in meta["box"][i]), src_size)
-        w.add_frame(values[i])
-        bits[i] = 8 * (w.bytes_written - before)
-    before = w.bytes_written
-    w.close()
-    bits[-1] += 8 * (w.bytes_written - before)  # the end chunk
+    setup, bits = encoder.write_clip(sink, values, {i: tubes[i] for i in chosen}, crops,
+                                     _video_size(clip.video))
     seconds = time.perf_counter() - start
     data = sink.getvalue()
-    assert 8 * len(data) == 8 * setup + int(bits.sum())
-    return Stream(data, bits, 8 * setup, list(chosen), seconds)
+    assert 8 * len(data) == setup + int(bits.sum())
+    return Stream(data, bits, setup, list(chosen), seconds)
 
 
 def to_eval_size(images: np.ndarray) -> np.ndarray:
@@ -163,7 +149,8 @@ class FacecodecMethod(Method):
 
     def settings(self) -> dict[str, object]:
         e = self.encoder
-        return {"model": str(self.package.path), "table": self.package.table_name,
+        return {"model": str(self.package.path), "weights": self.package.fingerprint(),
+                "table": self.package.table_name,
                 "prior": e.prior.id, "sources": e.n_sources, "deadband": e.deadband,
                 "source_codec": f"{e.source_codec} q{e.source_quality}",
                 "intra_period": e.intra_period, "resolution": self.package.resolution}

@@ -111,15 +111,16 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` as JSON stores it: NaN and infinities as None, numpy scalars as Python."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
@@ -129,7 +130,7 @@ def results_json(run: EvalRun, info: dict) -> str:
            "summary": [{"method": r.method, "target_kbps": r.target_kbps, "clips": r.clips,
                         "reached": r.reached, **r.means} for r in rows],
            "scores": [s.as_dict() for s in run.scores]}
-    return json.dumps(_jsonable(doc), indent=1) + "\n"
+    return json.dumps(jsonable(doc), indent=1) + "\n"
 
 
 # --- plots --------------------------------------------------------------------------------
@@ -286,6 +287,17 @@ def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
 
 # --- Markdown -----------------------------------------------------------------------------
 
+def _reused_line(info: dict) -> list[str]:
+    reused = info.get("reused")
+    if not reused:
+        return []
+    names = ", ".join(f"`{m}`" for m in reused["methods"])
+    return ["", f"The scores of {names} are those of the run at commit {reused['commit']} "
+                f"({reused['date']}), reused from {Path(reused['from']).name} (`--reuse`): the "
+                "same settings, clips and frames; they were run again only for the contact "
+                "sheet."]
+
+
 def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
              sheet: Path | None) -> str:
     rows = summarize(run.scores)
@@ -296,6 +308,7 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "",
         f"Made by `{info['command']}` at commit {info['commit']} on {info['date']} "
         f"({info['threads']} thread(s), {info['elapsed_min']:.1f} min).",
+        *_reused_line(info),
         "",
         f"{len(run.clips)} clips ({info['clips_from']}), {frames} frames, {seconds:.1f} s, "
         "256x256 face tubes at 15 fps. Metrics are per clip, then averaged over clips "

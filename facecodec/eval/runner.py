@@ -7,7 +7,7 @@ rotation-heavy clip are kept for the contact sheet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -54,9 +54,13 @@ class EvalRun:
 def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence[float],
              max_frames: int | None = None, progress: bool = True,
              sheet_clip: str | None = None,
-             log: Callable[[str], None] | None = None) -> EvalRun:
+             log: Callable[[str], None] | None = None,
+             reused: Mapping[str, Mapping[tuple[str, float | None], ClipScore]] | None = None,
+             sheet: bool = True) -> EvalRun:
     """Score every method on every clip. ``sheet_clip``: the clip of the contact sheet
-    (default: the largest yaw range seen)."""
+    (default: the largest yaw range seen). ``reused[method][clip, target]``: scores of an
+    earlier run (eval/reuse.py) that stand for running ``method``; it then runs only on
+    the contact sheet's clip, for its frames (``sheet=False``: no sheet frames are kept)."""
     from tqdm import tqdm
 
     points = {m.name: m.operating_points(rates) for m in methods}
@@ -77,7 +81,8 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
             run.clips.append({"name": clip.name, "frames": len(clip.frames),
                               "seconds": clip.seconds, "origin": clip.origin,
                               "yaw_range": yaw})
-            keep = (clip.name == sheet_clip) if sheet_clip else yaw > run.sheet.yaw_range
+            keep = sheet and ((clip.name == sheet_clip) if sheet_clip
+                              else yaw > run.sheet.yaw_range)
             if keep:
                 run.sheet = SheetFrames(clip.name, yaw, sheet_indices(clip))
                 run.sheet.frames["original"] = clip.frames[run.sheet.indices].copy()
@@ -87,11 +92,18 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                 for target in points[method.name]:
                     label = method.name if target is None else f"{method.name}@{target:g}"
                     bar.set_postfix_str(f"{clip.name[:28]} {label}")
+                    earlier = (reused or {}).get(method.name, {}).get((clip.name, target))
+                    if earlier is not None and not keep:
+                        run.scores.append(earlier)
+                        bar.update()
+                        continue
                     enc = method.run(clip, target)
                     enc.check(clip, method.name)
                     # below a codec's floor several targets give the same stream: score once
                     key = (repr(sorted(enc.setting.items())), int(enc.frame_bits.sum()))
-                    if enc.setting and key in done:
+                    if earlier is not None:
+                        s = earlier
+                    elif enc.setting and key in done:
                         s = replace(done[key], target_kbps=target, reached=enc.reached)
                     else:
                         s = score(clip, enc, method.name, target, lpips, ref_lm)

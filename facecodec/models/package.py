@@ -60,6 +60,14 @@ class ModelPackage:
         """16 bytes of the SHA-256 of the receiver weights."""
         return hashlib.sha256((self.path / "receiver.safetensors").read_bytes()).digest()[:16]
 
+    def fingerprint(self) -> str:
+        """12 hex digits of the SHA-256 of the sender and receiver weights: tells two
+        trainings of one config apart (eval's ``--reuse`` keys on it)."""
+        h = hashlib.sha256()
+        for part in ("sender.safetensors", "receiver.safetensors"):
+            h.update((self.path / part).read_bytes())
+        return h.hexdigest()[:12]
+
 
 def find_model(name_or_path: str | Path | None = None) -> ModelPackage:
     """A model directory given as a path, or by name in :func:`model_dirs`."""

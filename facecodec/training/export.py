@@ -21,6 +21,19 @@ def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
     save_file(state, str(path), metadata=meta)
 
 
+def write_package(model: torch.nn.Module, cfg: dict, dest: str | Path,
+                  meta: dict[str, str] | None = None) -> Path:
+    """``model``'s sender and receiver weights and ``cfg`` as a model directory
+    (models/package.py reads it); ``meta`` goes into both safetensors headers."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    _save(model.sender, dest / "sender.safetensors", meta or {})
+    _save(model.receiver, dest / "receiver.safetensors", meta or {})
+    with open(dest / "config.yaml", "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    return dest
+
+
 def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = None) -> Path:
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = dict(ckpt["config"])
@@ -28,13 +41,8 @@ def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = No
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     meta = {"family": cfg["family"], "name": cfg["name"], "step": str(ckpt["step"])}
-    _save(model.sender, dest / "sender.safetensors", meta)
-    _save(model.receiver, dest / "receiver.safetensors", meta)
-    with open(dest / "config.yaml", "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+    dest = write_package(model, cfg, dest, meta)
     log = Path(checkpoint).with_name("log.jsonl")
     (dest / "MODEL_CARD.md").write_text(model_card(model, cfg, ckpt, _read_log(log)))
     return dest

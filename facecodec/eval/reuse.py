@@ -1,0 +1,71 @@
+"""Reuse the scores of an earlier ``facecodec eval`` run (``--reuse results.json``).
+
+Scoring a split costs most of an eval's time and the classic codecs' rows do not change
+when a model does, so a run may take a method's per-clip scores from an earlier
+results.json instead of running it again. A method is reused only when nothing that
+decides its scores differs: the same settings as the report records them (for a model:
+its weights' hash, prior, sources, dead zone...), the same ``--max-frames``, and a score
+for every clip and target of this run. The report names the methods it reused and the
+commit that scored them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from facecodec.errors import InputError
+from facecodec.eval.metrics import ClipScore
+from facecodec.eval.report import jsonable
+
+Key = tuple[str, float | None]  # (clip, target kbps)
+
+# metrics JSON stores NaN as null; the averages are NaN-aware, so they must be NaN again
+_FLOAT_METRICS = ("lpips", "psnr", "ms_ssim", "nme", "face_found", "motion_ratio",
+                  "motion_error", "flicker")
+
+
+def load_previous(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read earlier eval results ({e})") from None
+    if not isinstance(doc, dict) or not {"methods", "scores"} <= doc.keys():
+        raise InputError(f"{path}: not a results.json of facecodec eval")
+    return doc
+
+
+def _score(row: dict) -> ClipScore:
+    names = {f.name for f in fields(ClipScore)}
+    values = {k: v for k, v in row.items() if k in names}
+    for k in _FLOAT_METRICS:
+        if values.get(k) is None:
+            values[k] = math.nan
+    return ClipScore(**values)
+
+
+def reusable(previous: dict, settings: Mapping[str, dict], targets: Mapping[str, Sequence],
+             clips: Iterable[str], max_frames: int | None) -> dict[str, dict[Key, ClipScore]]:
+    """Scores of ``previous`` per method that can stand for a run of it now.
+
+    ``settings[name]``: what this run's report records of the method (JSON-normalised
+    here); ``targets[name]``: its operating points for this run's rates.
+    """
+    if previous.get("max_frames") != max_frames:
+        return {}
+    clips = list(clips)
+    by_method: dict[str, dict[Key, ClipScore]] = {}
+    for row in previous["scores"]:
+        by_method.setdefault(row["method"], {})[row["clip"], row["target_kbps"]] = _score(row)
+    out = {}
+    for name, now in settings.items():
+        before = previous["methods"].get(name)
+        if before is None or before != jsonable(now):
+            continue
+        rows = by_method.get(name, {})
+        if all((c, t) in rows for c in clips for t in targets[name]):
+            out[name] = {(c, t): rows[c, t] for c in clips for t in targets[name]}
+    return out
