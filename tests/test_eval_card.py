@@ -48,4 +48,5 @@ def test_operating_points_share_a_curve():
 
     assert series_name("facecodec:deadband=8") == "facecodec"
     assert series_name("facecodec:sources=1;deadband=4") == "facecodec:sources=1"
+    assert series_name("facecodec:deadband=0;prior=priors/x.json") == "facecodec"
     assert series_name("svtav1:preset=8") == "svtav1:preset=8"

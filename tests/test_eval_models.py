@@ -158,6 +158,22 @@ def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:
     assert not {"facecodec-sup", "facecodec-sup-unsup", "fom", "fom-mult"} & set(defaults)
 
 
+def test_an_operating_point_may_bring_its_own_installed_prior(models, tmp_path, clip) -> None:
+    """facecodec:prior=P codes with P (and its dead zone) and the Decoder finds P by id;
+    a prior the Decoder could not find is refused up front."""
+    other = Prior.untrained(TABLES["sup_unsup_expr"], name="tiny_codec-deadband8")
+    other.info["deadband"] = 8.0
+    installed = models / "priors" / "points" / "tiny_codec-deadband8.json"
+    other.save(installed)
+    method = make_method(f"facecodec:model=tiny_codec;prior={installed}")
+    assert method.settings()["prior"] == Prior.load(installed).id
+    assert method.settings()["deadband"] == 8.0
+    assert method.run(clip, None).frames.shape == clip.frames.shape
+    Prior.untrained(TABLES["sup_unsup_expr"], name="elsewhere").save(tmp_path / "elsewhere.json")
+    with pytest.raises(InputError, match="elsewhere.json is not installed"):
+        make_method(f"facecodec:model=tiny_codec;prior={tmp_path / 'elsewhere.json'}")
+
+
 # --- FOM, FOM-mult ------------------------------------------------------------------------
 
 def test_fom_sends_one_frontal_source(clip: EvalClip) -> None:

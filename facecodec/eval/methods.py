@@ -75,7 +75,8 @@ REGISTRY: dict[str, Entry] = {
     "facecodec": Entry(_neural("facecodec_variant", DEFAULT_MODEL, "facecodec"),
                        "the codec end to end (real .fcs bytes, Decoder output); options "
                        f"model= (default {DEFAULT_MODEL}), sources=1|3 (default 3), deadband= "
-                       "(the rate knob; default: the prior's)"),
+                       "(the rate knob; default: the prior's), prior= (an installed prior "
+                       "fitted at that dead zone; default: the model's)"),
     "facecodec-sup": Entry(_neural("facecodec_variant", "frontalizer_sup", "facecodec-sup"),
                            "the codec with a Sup model (default model frontalizer_sup: not "
                            "trained yet); options model=, sources=", default=False),

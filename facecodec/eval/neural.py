@@ -107,6 +107,19 @@ def to_eval_size(images: np.ndarray) -> np.ndarray:
                              0, 255).astype(np.uint8) for f in images])
 
 
+def _installed_prior(path: str, method: str):
+    """An operating point's own prior (e.g. one fitted at another dead-zone strength):
+    the Decoder finds a stream's prior by id among the installed ones, so it must be
+    one of them."""
+    from facecodec.bitstream.prior import Prior, find_prior
+
+    prior = Prior.load(Path(path))  # FormatError: one line, naming the file
+    if find_prior(prior.id) is None:
+        raise InputError(f"{method}: prior {path} is not installed (the Decoder looks in "
+                         "priors/ and $FACECODEC_PRIORS)")
+    return prior
+
+
 def _int_option(value: str | int, what: str, low: int = 1) -> int:
     try:
         n = int(value)
@@ -125,7 +138,8 @@ class FacecodecMethod(Method):
     family: str | None = "frontalizer"  # the model family this method accepts
 
     def __init__(self, model: str | None = None, sources: str | int = 3,
-                 name: str = "facecodec", deadband: str | float | None = None):
+                 name: str = "facecodec", deadband: str | float | None = None,
+                 prior: str | None = None):
         from facecodec.codec import Decoder, Encoder
 
         n = _int_option(sources, f"{name}: sources")
@@ -134,7 +148,8 @@ class FacecodecMethod(Method):
         except ValueError:
             raise InputError(f"{name}: deadband must be a number, got {deadband!r}") from None
         # InputError: no model X / no prior
-        self.encoder = Encoder(model, n_sources=n, deadband=band)
+        self.encoder = Encoder(model, n_sources=n, deadband=band,
+                               prior=None if prior is None else _installed_prior(prior, name))
         self.package = self.encoder.package
         family = self.package.config.get("family")
         if self.family is not None and family != self.family:
@@ -254,7 +269,7 @@ def facecodec_variant(default_model: str, name: str):
     another model (Oquab et al. 2022 Table 1 compares them)."""
 
     def make(model: str | None = None, sources: str | int = 3,
-             deadband: str | None = None) -> Method:
-        return FacecodecMethod(model or default_model, sources, name, deadband)
+             deadband: str | None = None, prior: str | None = None) -> Method:
+        return FacecodecMethod(model or default_model, sources, name, deadband, prior)
 
     return make

@@ -141,11 +141,12 @@ PLOTS = (("lpips", "LPIPS-alex (lower is better)", "rate_lpips.png"),
 
 
 def series_name(method: str) -> str:
-    """The curve a method's row belongs to: its operating-point options dropped, so
+    """The curve a method's row belongs to: its operating-point options (dead zone and
+    its prior) dropped, so
     ``facecodec:deadband=0`` and ``facecodec:deadband=8`` are two points of ``facecodec``
     (classic codecs' rates are rows of one method already)."""
     name, _, opts = method.partition(":")
-    kept = [o for o in opts.split(";") if o and not o.startswith("deadband=")]
+    kept = [o for o in opts.split(";") if o and not o.startswith(("deadband=", "prior="))]
     return name + (":" + ";".join(kept) if kept else "")
 
 
