@@ -151,11 +151,13 @@ def test_reuse_takes_the_earlier_scores_and_only_those_that_match(tmp_path: Path
 
     monkeypatch.setattr(ClassicCodec, "run", refuse)
     second = tmp_path / "second.json"
+    report = tmp_path / "EVAL.md"
     result = CliRunner().invoke(cli, [*base, "--max-frames", "10", "--json", str(second),
-                                      "--reuse", str(first)])
+                                      "--reuse", str(first), "--report", str(report)])
     assert result.exit_code == 0, result.output
+    assert "Reused from first.json" in report.read_text()
     before, after = (json.loads(p.read_text()) for p in (first, second))
-    assert after["reused"]["methods"] == ["x264", "zero-bit"]
+    assert sorted(after["reused"]["scored_at"]) == ["x264", "zero-bit"]
     assert after["scores"] == before["scores"]
 
     result = CliRunner().invoke(cli, [*base, "--max-frames", "8", "--json", str(second),

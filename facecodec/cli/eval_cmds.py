@@ -167,8 +167,11 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         "methods": settings,
     }
     if previous is not None and reused:
-        info["reused"] = {"from": str(reuse), "commit": previous.get("commit"),
-                          "date": previous.get("date"), "methods": sorted(reused)}
+        # a row reused twice keeps the commit that scored it
+        earlier = previous.get("reused", {}).get("scored_at", {})
+        info["reused"] = {"from": str(reuse), "scored_at": {
+            m: earlier.get(m, f"{previous.get('commit')} ({previous.get('date')})")
+            for m in sorted(reused)}}
     sheet = None
     if not no_sheet and run.sheet.frames:
         sheet = contact_sheet(run, sheet_dir / f"contact_{run.sheet.clip}.png", sheet_kbps)

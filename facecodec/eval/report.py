@@ -292,11 +292,12 @@ def _reused_line(info: dict) -> list[str]:
     reused = info.get("reused")
     if not reused:
         return []
-    names = ", ".join(f"`{m}`" for m in reused["methods"])
-    return ["", f"The scores of {names} are those of the run at commit {reused['commit']} "
-                f"({reused['date']}), reused from {Path(reused['from']).name} (`--reuse`): the "
-                "same settings, clips and frames; they were run again only for the contact "
-                "sheet."]
+    by_run: dict[str, list[str]] = {}
+    for method, run in reused["scored_at"].items():
+        by_run.setdefault(run, []).append(f"`{method}`")
+    runs = "; ".join(f"{', '.join(m)} at commit {run}" for run, m in by_run.items())
+    return ["", f"Reused from {Path(reused['from']).name} (`--reuse`: same settings, clips "
+                f"and frames; run again only for the contact sheet), the scores of {runs}."]
 
 
 def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,

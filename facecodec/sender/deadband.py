@@ -13,12 +13,15 @@ docs/EVAL.md): strength 8 halves the Jacobians' bits (307 -> 161 bits/frame, pri
 for a mean deviation of 0.012 per Jacobian entry. The supervised landmarks are not touched:
 the tracker smooths them (facecodec/sender/smoothing.py) and they cost 8 bits per value.
 
-The default strength (4: 1 pixel at 256 for a keypoint, 2% for a Jacobian entry, 0.04 for
-an expression code) is set below what a trained generator should show. It is not set from
-a quality measurement yet: at 900 training steps the generator still ignores its learned
-values (LPIPS, PSNR and landmark error did not move from strength 0 to 64 on 5 val
-clips), so any strength looks free. Measure again with ``facecodec eval -m
-facecodec:deadband=S`` as the model trains.
+The default strength, 16, is the smallest of 0, 4, 8, 16 and 32 whose steady rate on the
+val clips is within the 433 bits/frame budget (Oquab et al. 2022, Sup+Unsup+Expr): each
+strength with a prior fitted at it, val cross-entropy 700 / 500 / 421 / 354 / 312
+bits/frame, plus ~48 bits/frame of packet framing. At 16 a keypoint is re-sent after
+4 pixels at 256, a Jacobian entry after 0.08, an expression code after 0.16. It was
+chosen on rate alone, because the shipped generator barely uses its learned values yet:
+LPIPS, PSNR and landmark error on the val clips do not move from strength 0 to 32
+(docs/EVAL.md). A model that uses them will need the strength chosen again on quality
+(``facecodec eval -m "facecodec:deadband=S;prior=P"``, priors/operating_points/).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ UNIT_THRESHOLDS = {"unsup": 0.002, "jac": 0.005, "expr": 0.01}
 """Thresholds at strength 1, in each stream's units: keypoints in [-1, 1] (0.002 is a
 quarter of a pixel at 256), Jacobian entries (identity = 1), expression codes in [-1, 1]."""
 
-DEFAULT_STRENGTH = 4.0
+DEFAULT_STRENGTH = 16.0
 """The encoder's default (``--deadband``); 0 turns the dead zone off. The prior in
 ``priors/`` is fitted on streams made with the same strength (``fit-priors --deadband``)."""
 
