@@ -59,6 +59,8 @@ def test_resume_continues_bit_for_bit(cache, tmp_path) -> None:  # noqa: ANN001
     over = [f"data.root={cache}"]
     straight = train(TINY, over, tmp_path / "a", max_steps=4, resume=False)
     train(TINY, over, tmp_path / "b", max_steps=2, resume=False)
+    with open(tmp_path / "b" / "log.jsonl", "a") as f:  # a step logged, then a crash
+        f.write(json.dumps({"kind": "train", "step": 3, "total": -1.0}) + "\n")
     resumed = train(TINY, over, tmp_path / "b", max_steps=4, resume=True)
     a = torch.load(straight, weights_only=False)
     b = torch.load(resumed, weights_only=False)

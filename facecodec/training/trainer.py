@@ -179,6 +179,19 @@ class Trainer:
         states = ckpt["rng"]
         # same world size: each rank continues its own streams; otherwise rank 0's
         set_rng_state(states[self.rank] if len(states) == self.world else states[0])
+        if self.rank == 0:
+            self._trim_log(self.step)
+
+    def _trim_log(self, step: int) -> None:
+        """Drop log records of steps after the checkpoint's: a run stopped between two
+        checkpoints logged steps that the resumed run will log again."""
+        path = self.out / "log.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        kept = [x for x in lines if not x.strip() or json.loads(x).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            path.write_text("".join(x + "\n" for x in kept))
 
     # ------------------------------------------------------------ one step
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
