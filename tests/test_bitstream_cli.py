@@ -1,13 +1,17 @@
 """The bitstream commands end to end, as a user runs them."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from bitstream_helpers import as_clip, random_walk
+from codec_helpers import make_package
+from eval_helpers import moving_clip
 
+from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
 from facecodec.bitstream.values import save_values
 
@@ -62,3 +66,35 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):
+    """--operating-points fits one prior per strength from one sender pass: each the prior
+    a fit at that strength alone makes, and a wider dead zone codes fewer bits."""
+    models, _ = make_package(tmp_path)
+    cache = tmp_path / "cache"
+    clips = []
+    for i, split in enumerate(["train", "train", "val"]):
+        d = cache / f"c{i}"
+        d.mkdir(parents=True)
+        t = 24
+        np.save(d / "tube128.npy", moving_clip(t, 128, step=1 + i, seed=i))
+        rng = np.random.default_rng(i)
+        np.savez(d / "meta.npz", sup=rng.uniform(-0.5, 0.5, (t, 33, 2)).astype(np.float32),
+                 iris=rng.uniform(-0.1, 0.1, (t, 2, 2)).astype(np.float32))
+        clips.append({"name": f"c{i}", "split": split})
+    (cache / "index.json").write_text(json.dumps({"version": 1, "fps": 15, "clips": clips}))
+    env = {**os.environ, "FACECODEC_MODELS": str(models)}
+    fit = ("fit-priors", "--model", "tiny_codec", "--cache", str(cache))
+    r = run(*fit, "--deadband", "4", "--operating-points", "0,16", "--out", "p/main.json",
+            cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    main = Prior.load(tmp_path / "p" / "main.json")
+    points = {s: Prior.load(tmp_path / "p" / "operating_points" / f"tiny_codec-deadband{s}.json")
+              for s in (0, 16)}
+    assert main.info["deadband"] == 4 and points[16].info["deadband"] == 16
+    bits = {s: p.info["val_bits_per_frame"]["prior"]["total"] for s, p in points.items()}
+    assert bits[16] < main.info["val_bits_per_frame"]["prior"]["total"] < bits[0]
+    r = run(*fit, "--deadband", "16", "--out", "alone.json", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert Prior.load(tmp_path / "alone.json").id == points[16].id

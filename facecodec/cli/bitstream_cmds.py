@@ -179,16 +179,20 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
 @click.option("--deadband", type=click.FloatRange(0, 100), default=None,
               help="With --model: the encoder's dead-zone strength the streams are made "
                    "with [default: the encoder's default].")
+@click.option("--operating-points", "points", default="",
+              help="With --model: other dead-zone strengths, comma-separated, each fitted "
+                   "to its own prior in operating_points/<model>-deadband<S>.json next to "
+                   "the main one (the sender network runs once for all).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the prior. Default: priors/<table>.json.")
 def fit_priors(table_name: str, model: str | None, cache: Path | None,
                train_files: tuple[Path, ...], val_files: tuple[Path, ...], context: int,
-               intra_period: int, deadband: float | None,
+               intra_period: int, deadband: float | None, points: str,
                out: Path | None) -> None:
     """Fit a prior to value streams and report its cross-entropy on held-out streams."""
     from tqdm import tqdm
 
-    from facecodec.bitstream.fitting import cache_clips, fit_and_evaluate, load_coded
+    from facecodec.bitstream.fitting import cache_clips, load_coded
     from facecodec.bitstream.prior import prior_dirs
     from facecodec.bitstream.streams import TABLES
 
@@ -196,7 +200,6 @@ def fit_priors(table_name: str, model: str | None, cache: Path | None,
     if model is not None:
         from facecodec.bitstream.values import coded_clip
         from facecodec.models.package import find_model
-        from facecodec.sender.streams import cache_value_streams
 
         if cache is None or train_files or val_files:
             raise InputError("--model fits on a data cache: give --cache (and no value files)")
@@ -212,23 +215,56 @@ def fit_priors(table_name: str, model: str | None, cache: Path | None,
         val += splits.get("val", [])
     if not train:
         raise InputError("nothing to fit on: give --cache or --train files")
+    strengths = _strengths(points)
+    if strengths and model is None:
+        raise InputError("--operating-points needs --model (dead zones apply to its values)")
     if model is not None:
         from facecodec.sender.deadband import DEFAULT_STRENGTH
+        from facecodec.sender.streams import cache_value_streams_at
 
         deadband = DEFAULT_STRENGTH if deadband is None else deadband
-        train_c, val_c = ([coded_clip(table, v) for v in cache_value_streams(
-            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"),
-            deadband=deadband)]
-            for what, paths in (("train", train), ("val", val)))
+        strengths = [deadband, *(s for s in strengths if s != deadband)]
+        streams = {what: cache_value_streams_at(
+            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"), strengths)
+            for what, paths in (("train", train), ("val", val))}
+        for s in strengths:
+            train_c = [coded_clip(table, v) for v in streams["train"][s]]
+            val_c = [coded_clip(table, v) for v in streams["val"][s]]
+            base = out.parent if out is not None else prior_dirs()[-1]
+            dest = out if s == deadband else (
+                base / "operating_points" / f"{name}-deadband{s:g}.json")
+            _fit_and_report(table, train_c, val_c, name, context, intra_period, s, dest)
     else:
         train_c = load_coded(table, tqdm(train, desc="read train", unit="clip"))
         val_c = load_coded(table, tqdm(val, desc="read val", unit="clip"))
+        _fit_and_report(table, train_c, val_c, name, context, intra_period, None, out)
+
+
+def _strengths(value: str) -> list[float]:
+    try:
+        strengths = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--operating-points {value!r}: comma-separated numbers") from None
+    if any(not 0 <= s <= 100 for s in strengths):
+        raise InputError(f"--operating-points {value!r}: strengths are in [0, 100]")
+    return strengths
+
+
+def _fit_and_report(table, train_c: list, val_c: list, name: str, context: int,
+                    intra_period: int, deadband: float | None, out: Path | None) -> None:
+    """Fit one prior, save it (default priors/<name>.json) and print its cross-entropy
+    on the held-out streams against simpler coders."""
+    from facecodec.bitstream.fitting import fit_and_evaluate
+    from facecodec.bitstream.prior import prior_dirs
+
     prior, rep = fit_and_evaluate(table, train_c, val_c, name, context, intra_period)
-    if model is not None:
+    if deadband is not None:
         prior.info["deadband"] = deadband  # what the encoder should use with this prior
     out = out or prior_dirs()[-1] / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     prior.save(out)
-    click.echo(f"{out}: prior {prior.id}, fitted on {rep['train_clips']} clips "
+    at = "" if deadband is None else f" at dead zone {deadband:g}"
+    click.echo(f"{out}: prior {prior.id}{at}, fitted on {rep['train_clips']} clips "
                f"({rep['train_frames']} frames)")
     if val_c:
         v = rep["val_bits_per_frame"]

@@ -3,7 +3,7 @@ sender would send for each clip, for fitting and measuring priors on real stream
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,19 @@ def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int
     landmarks from the cache's tracks and the learned values from the model's sender
     network run on the cached face tubes, through the encoder's dead zone of strength
     ``deadband`` (:mod:`facecodec.sender.deadband`), as the encoder would send them."""
+    return cache_value_streams_at(package, metas, [deadband], batch)[deadband]
+
+
+def cache_value_streams_at(package: ModelPackage, metas: Iterable[Path],
+                           strengths: Sequence[float], batch: int = 64
+                           ) -> dict[float, list[Values]]:
+    """:func:`cache_value_streams` at several dead-zone strengths, the sender network run
+    once: {strength: per-clip streams}."""
     from facecodec.sender.deadband import Deadband
     from facecodec.sender.network import SenderNetwork
 
     net = SenderNetwork(package)
-    out = []
+    out: dict[float, list[Values]] = {s: [] for s in strengths}
     for meta in metas:
         z = np.load(meta)
         values: Values = {"sup": z["sup"].reshape(len(z["sup"]), -1),
@@ -33,8 +41,9 @@ def cache_value_streams(package: ModelPackage, metas: Iterable[Path], batch: int
             parts = [net(np.asarray(tubes[i:i + batch])) for i in range(0, len(tubes), batch)]
             for k in parts[0]:
                 values[k] = np.concatenate([p[k] for p in parts]).reshape(len(tubes), -1)
-        values = Deadband(deadband).stream(values)
-        out.append({k: v.astype(np.float64) for k, v in values.items()})
+        for s in out:
+            sent = Deadband(s).stream(values)
+            out[s].append({k: v.astype(np.float64) for k, v in sent.items()})
     return out
 
 
