@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -79,6 +81,25 @@ def test_resume_continues_bit_for_bit(cache, tmp_path) -> None:  # noqa: ANN001
     moved = [k for k, v in fresh.state_dict().items()
              if v.is_floating_point() and not torch.equal(v, a["model"][k])]
     assert len(moved) > 10
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(cache, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """kill -TERM between two periodic checkpoints: the step under way finishes, a
+    checkpoint is saved at it, and the run ends there (resumable, nothing lost)."""
+    from facecodec.training.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def step_then_signal(self, batch):  # noqa: ANN001, ANN202
+        logs = step(self, batch)
+        if self.step == 1:  # during the second step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    ckpt = train(TINY, [f"data.root={cache}"], tmp_path / "run", max_steps=5, resume=False)
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler given back
 
 
 def test_cli_train_then_export_then_load(cache, tmp_path) -> None:  # noqa: ANN001

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -255,14 +258,24 @@ class Trainer:
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _should_save(self, last_save: float, final: bool) -> bool:
+    def _save_or_stop(self, last_save: float, final: bool) -> tuple[bool, bool]:
+        """(save a checkpoint now, stop after it): every few minutes, at the last step, and
+        when a stop was asked for (SIGTERM / SIGINT on rank 0)."""
         minutes = float(self.cfg["training"]["checkpoint_minutes"])
-        flag = final or (time.monotonic() - last_save) >= 60.0 * minutes
-        if self.world > 1:  # rank 0's clock decides for everyone (the save is collective)
-            t = torch.tensor([int(flag)])
+        stop = self._stop_asked
+        save = final or stop or (time.monotonic() - last_save) >= 60.0 * minutes
+        if self.world > 1:  # rank 0 decides for everyone (the save is collective)
+            t = torch.tensor([int(save), int(stop)])
             dist.broadcast(t, 0)
-            flag = bool(t.item())
-        return flag
+            save, stop = bool(t[0]), bool(t[1])
+        return save, stop
+
+    def _ask_stop(self, signum: int, _frame: object) -> None:
+        if self._stop_asked:  # a second signal: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        self._stop_asked = True
+        print(f"\n{signal.Signals(signum).name}: stopping after this step's checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
 
     def fit(self, max_steps: int | None = None) -> Path:
         from tqdm import tqdm
@@ -276,31 +289,44 @@ class Trainer:
         sums: dict[str, float] = {}
         count, t_log, last_save = 0, time.monotonic(), time.monotonic()
         batches = iter(self.loader())
-        while self.step < max_steps:
-            raw = next(batches)
-            batch = to_tensors(raw)
-            logs = self.train_step(batch)
-            logs["rotated"] = float(raw["rotated"].float().mean())
-            self.step += 1
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['total']:.3f}")
-            if self.step % log_every == 0 or self.step == max_steps:
-                dt = (time.monotonic() - t_log) / count
-                self.log({"kind": "train", "step": self.step, "s_per_step": round(dt, 4),
-                          "lr": self.sched_g.get_last_lr()[0],
-                          **{k: v / count for k, v in sums.items()}})
-                sums, count, t_log = {}, 0, time.monotonic()
-            if self.validator is not None and (self.step % val_every == 0
-                                               or self.step == max_steps):
-                self.last_val = self.validator.run(self.model, self.step)
-                self.log({"kind": "val", "step": self.step, **self.last_val})
-                self.model.train()
-            if self._should_save(last_save, self.step == max_steps):
-                self.save()
-                last_save = time.monotonic()
+        # a stop asked for between checkpoints (kill -TERM, Ctrl-C) saves first: nothing
+        # trained is lost, and the run resumes from that step
+        self._stop_asked = False
+        main = threading.current_thread() is threading.main_thread()  # else no handlers
+        handlers = {sig: signal.signal(sig, self._ask_stop)
+                    for sig in (signal.SIGTERM, signal.SIGINT) if main}
+        try:
+            while self.step < max_steps:
+                raw = next(batches)
+                batch = to_tensors(raw)
+                logs = self.train_step(batch)
+                logs["rotated"] = float(raw["rotated"].float().mean())
+                self.step += 1
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['total']:.3f}")
+                if self.step % log_every == 0 or self.step == max_steps:
+                    dt = (time.monotonic() - t_log) / count
+                    self.log({"kind": "train", "step": self.step, "s_per_step": round(dt, 4),
+                              "lr": self.sched_g.get_last_lr()[0],
+                              **{k: v / count for k, v in sums.items()}})
+                    sums, count, t_log = {}, 0, time.monotonic()
+                if self.validator is not None and (self.step % val_every == 0
+                                                   or self.step == max_steps):
+                    self.last_val = self.validator.run(self.model, self.step)
+                    self.log({"kind": "val", "step": self.step, **self.last_val})
+                    self.model.train()
+                save, stop = self._save_or_stop(last_save, self.step == max_steps)
+                if save:
+                    self.save()
+                    last_save = time.monotonic()
+                if stop:
+                    break
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         bar.close()
         if self.world > 1:
             self._check_replicas()
