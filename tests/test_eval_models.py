@@ -154,8 +154,8 @@ def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unexpected keyword"):
         make_method("fom:model=tiny_fom;sources=3")  # FOM has one source by definition
     defaults = default_methods()
-    assert "facecodec" in defaults
-    assert not {"facecodec-sup", "facecodec-sup-unsup", "fom", "fom-mult"} & set(defaults)
+    assert {"facecodec", "fom", "fom-mult"} <= set(defaults)  # the shipped models
+    assert not {"facecodec-sup", "facecodec-sup-unsup"} & set(defaults)  # not trained yet
 
 
 def test_an_operating_point_may_bring_its_own_installed_prior(models, tmp_path, clip) -> None:
@@ -278,6 +278,10 @@ def test_sheet_shows_the_models_against_av1_at_their_rate(tmp_path: Path) -> Non
     s = sheet({**rated, "facecodec": 18.2, "fom": 7.0, "fom-mult": 7.1})
     assert sheet_columns(s, 10.0) == (["original", "facecodec", "fom", "fom-mult",
                                        "svtav1@20"], 18.2)
+    points = sheet({**rated, "facecodec": 18.2, "facecodec:deadband=0;prior=p.json": 25.0,
+                    "facecodec:sources=1": 9.0})
+    assert sheet_columns(points, 10.0)[0] == ["original", "facecodec", "facecodec:sources=1",
+                                              "svtav1@20"]  # one column per curve
     no_av1 = sheet({k: v for k, v in rated.items() if "svtav1" not in k} | {"facecodec": 9.0})
     assert sheet_columns(no_av1, 20.0)[0] == ["original", "facecodec", "x264@10"]
     classic_only = sheet(rated)  # as before the model methods: everything at --sheet-kbps

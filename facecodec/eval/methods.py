@@ -86,12 +86,10 @@ REGISTRY: dict[str, Entry] = {
                                  "frontalizer_sup_unsup: not trained yet); options model=, "
                                  "sources=", default=False),
     "fom": Entry(_neural("FOMMethod"), "First Order Motion, one frontal source, through the "
-                 "fom stream table; option model= (default models/fom: not shipped yet)",
-                 default=False),
+                 "fom stream table; option model= (default models/fom)"),
     "fom-mult": Entry(_neural("FOMMultMethod"), "FOM switching per frame to the source with "
                       "the nearest keypoints (Oquab et al. 2022 Table 5); options model= "
-                      "(default models/fom: not shipped yet), sources= (default 3)",
-                      default=False),
+                      "(default models/fom), sources= (default 3)"),
 }
 
 

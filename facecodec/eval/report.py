@@ -227,14 +227,18 @@ def sheet_columns(sheet: SheetFrames, kbps: float = 10.0) -> tuple[list[str], fl
     picked at (each at its operating point nearest it).
 
     With a model method run: original | the model methods (facecodec variants, FOM,
-    FOM-mult) | AV1 (or, without it, every classic codec run) at the rate nearest the
-    first model method's all-in rate: a comparison at a similar rate. Otherwise:
+    FOM-mult; of the operating points of one curve, the first run) | AV1 (or, without
+    it, every classic codec run) at the rate nearest the first model method's all-in
+    rate: a comparison at a similar rate. Otherwise:
     original | every method at the operating point nearest ``kbps``."""
     by_method: dict[str, list[str]] = {}
     for label in sheet.frames:
         if label != "original":
             by_method.setdefault(label.split("@")[0], []).append(label)
-    models = [m for m in by_method if _base(m).startswith(MODEL_METHODS)]
+    models: list[str] = []
+    for m in by_method:  # one column per curve: a model's dead-zone points look alike
+        if _base(m).startswith(MODEL_METHODS) and series_name(m) not in map(series_name, models):
+            models.append(m)
     rate = sheet.kbps.get(by_method[models[0]][0], kbps) if models else kbps
 
     def distance(label: str) -> tuple[float, float]:
