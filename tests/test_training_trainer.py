@@ -102,6 +102,29 @@ def test_sigterm_saves_a_checkpoint_and_stops(cache, tmp_path, monkeypatch) -> N
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler given back
 
 
+def test_data_workers_leave_stopping_to_the_main_process(cache, tmp_path) -> None:  # noqa: ANN001
+    """With a data-loader worker, `pkill -TERM -f` (which hits the worker too) still ends
+    the run with a checkpoint."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "facecodec", "train", "--config", str(TINY),
+                             "--set", f"data.root={cache}", "--set", "data.num_workers=1",
+                             "--set", "training.progress=false", "--out", str(out),
+                             "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert log.is_file(), "no step was logged"
+    subprocess.run(["pkill", "-TERM", "-f", str(out)], check=False)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] >= 1
+
+
 def test_cli_train_then_export_then_load(cache, tmp_path) -> None:  # noqa: ANN001
     from facecodec.cli import cli
 

@@ -352,6 +352,10 @@ def _worker_init(_: int) -> None:
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    # stopping is the main process's job (Trainer._ask_stop): a worker killed by Ctrl-C
+    # (sent to the whole process group) or `pkill -f` would end the run before its save
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def train(config: str | Path | None, overrides: list[str] | None = None,
