@@ -83,6 +83,32 @@ def test_resume_continues_bit_for_bit(cache, tmp_path) -> None:  # noqa: ANN001
     assert len(moved) > 10
 
 
+def test_resume_with_a_data_worker_in_one_process(cache, tmp_path) -> None:  # noqa: ANN001
+    """The real configs load data in a worker process: resume is bit-for-bit there too, and
+    a second run in the same process starts (a worker forked after OpenCV's thread pool
+    existed used to deadlock in its first cv2 call). In a subprocess, so a hang fails."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import cv2, numpy as np, torch
+        from facecodec.training.trainer import train
+        over = ["data.root={cache}", "data.num_workers=1"]
+        a = train("{TINY}", over, "{tmp_path}/a", max_steps=4, resume=False)
+        cv2.setNumThreads(2)  # the process uses OpenCV's thread pool (the real val crops do)
+        cv2.resize(np.zeros((2048, 2048, 3), np.uint8), (1000, 1000))
+        train("{TINY}", over, "{tmp_path}/b", max_steps=2, resume=False)
+        b = train("{TINY}", over, "{tmp_path}/b", max_steps=4, resume=True)
+        a, b = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        print("same")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "same", res.stderr[-2000:]
+
+
 def test_sigterm_saves_a_checkpoint_and_stops(cache, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """kill -TERM between two periodic checkpoints: the step under way finishes, a
     checkpoint is saved at it, and the run ends there (resumable, nothing lost)."""

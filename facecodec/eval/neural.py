@@ -65,6 +65,7 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     docstring)."""
     from facecodec.sender.deadband import Deadband
     from facecodec.sender.sources import select_sources
+    from facecodec.sender.streams import clip_values
 
     missing = [k for k in NEEDED_META if k not in clip.meta]
     if missing:
@@ -73,13 +74,9 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     meta, tubes = clip.meta, clip.frames
     t = len(tubes)
     start = time.perf_counter()
-    learned: dict[str, list[np.ndarray]] = {}
-    for i in range(0, t, SENDER_BATCH):
-        for k, v in encoder.network(tubes[i:i + SENDER_BATCH]).items():
-            learned.setdefault(k, []).append(v)
-    per_stream = {"sup": meta["sup"].reshape(t, -1), "iris": meta["iris"].reshape(t, -1)}
-    per_stream.update({k: np.concatenate(v).reshape(t, -1) for k, v in learned.items()})
-    per_stream = Deadband(encoder.deadband).stream(per_stream)  # as Encoder sends them
+    # the learned values as encode_file computes them, through the encoder's dead zone
+    per_stream = Deadband(encoder.deadband).stream(
+        clip_values(encoder.network, meta, tubes, SENDER_BATCH))
     names = encoder.prior.table.names
     values = [{s: per_stream[s][i].astype(np.float32) for s in names} for i in range(t)]
     chosen = select_sources(meta["yaw"], meta["valid"].astype(bool), meta["eyes_open"],

@@ -3,12 +3,16 @@ sender would send for each clip, for fitting and measuring priors on real stream
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facecodec.models.package import ModelPackage
+
+if TYPE_CHECKING:
+    from facecodec.sender.network import SenderNetwork
 
 Values = dict[str, np.ndarray]
 
@@ -34,17 +38,29 @@ def cache_value_streams_at(package: ModelPackage, metas: Iterable[Path],
     out: dict[float, list[Values]] = {s: [] for s in strengths}
     for meta in metas:
         z = np.load(meta)
-        values: Values = {"sup": z["sup"].reshape(len(z["sup"]), -1),
-                          "iris": z["iris"].reshape(len(z["iris"]), -1)}
-        if net.active:
-            tubes = _tubes(meta.parent, package.resolution)
-            parts = [net(np.asarray(tubes[i:i + batch])) for i in range(0, len(tubes), batch)]
-            for k in parts[0]:
-                values[k] = np.concatenate([p[k] for p in parts]).reshape(len(tubes), -1)
+        tubes = _tubes(meta.parent, package.resolution) if net.active else None
+        values = clip_values(net, z, tubes, batch)
         for s in out:
             sent = Deadband(s).stream(values)
             out[s].append({k: v.astype(np.float64) for k, v in sent.items()})
     return out
+
+
+def clip_values(net: SenderNetwork, meta: Mapping[str, np.ndarray],
+                tubes: np.ndarray | None, batch: int = 64) -> Values:
+    """One clip's per-frame values before the dead zone, {stream: (T, count)}: the
+    tracker's landmarks and iris centres from its meta, the sender network's outputs on
+    its face tubes (T, S, S, 3), run ``batch`` frames at a time (the network is per frame,
+    so batching changes nothing but speed). ``tubes`` may be None when the network sends
+    nothing."""
+    t = len(meta["sup"])
+    values: Values = {"sup": meta["sup"].reshape(t, -1), "iris": meta["iris"].reshape(t, -1)}
+    if net.active:
+        assert tubes is not None and len(tubes) == t
+        parts = [net(np.asarray(tubes[i:i + batch])) for i in range(0, t, batch)]
+        for k in parts[0]:
+            values[k] = np.concatenate([p[k] for p in parts]).reshape(t, -1)
+    return values
 
 
 def _tubes(clip_dir: Path, res: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -102,6 +103,11 @@ class Trainer:
         self.out = Path(out) if out is not None else out_dir(cfg)
         tc = cfg["training"]
         torch.set_num_threads(int(tc["threads"]))
+        # before any fork: a data-loader worker forked while OpenCV's thread pool exists
+        # deadlocks in its first cv2 call (seen: cv2.setNumThreads in the worker, on the
+        # second run in one process). Without a pool the workers inherit serial OpenCV;
+        # the main process's cv2 work (validation crops) is negligible.
+        cv2.setNumThreads(1)
         seed = int(cfg["seed"])
         seed_everything(seed)  # identical init on every rank
         self.store = ClipStore(data_root(cfg), int(cfg["data"]["resolution"]))
@@ -348,9 +354,6 @@ class Trainer:
 
 
 def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
     torch.set_num_threads(1)
     # stopping is the main process's job (Trainer._ask_stop): a worker killed by Ctrl-C
     # (sent to the whole process group) or `pkill -f` would end the run before its save
