@@ -136,7 +136,9 @@ def test_a_video_without_a_face_is_skipped(tmp_path: Path) -> None:
 def test_reuse_takes_the_earlier_scores_and_only_those_that_match(tmp_path: Path,
                                                                    monkeypatch) -> None:
     """--reuse: a method with the same settings on the same clips is not run again and
-    keeps its scores; a different --max-frames makes it run."""
+    keeps its scores (nor is the original tracked for them); a different --max-frames
+    makes it run."""
+    from facecodec.eval import runner
     from facecodec.eval.classic import ClassicCodec
 
     manifest = fake_cache(tmp_path, "pan", moving_clip(12))
@@ -150,6 +152,12 @@ def test_reuse_takes_the_earlier_scores_and_only_those_that_match(tmp_path: Path
         raise AssertionError("x264 ran although its scores were reused")
 
     monkeypatch.setattr(ClassicCodec, "run", refuse)
+    track = runner.track_landmarks
+
+    def untracked(*args, **kwargs):
+        raise AssertionError("the original was tracked although every score was reused")
+
+    monkeypatch.setattr(runner, "track_landmarks", untracked)
     second = tmp_path / "second.json"
     report = tmp_path / "EVAL.md"
     result = CliRunner().invoke(cli, [*base, "--max-frames", "10", "--json", str(second),
@@ -160,6 +168,7 @@ def test_reuse_takes_the_earlier_scores_and_only_those_that_match(tmp_path: Path
     assert sorted(after["reused"]["scored_at"]) == ["x264", "zero-bit"]
     assert after["scores"] == before["scores"]
 
+    monkeypatch.setattr(runner, "track_landmarks", track)
     result = CliRunner().invoke(cli, [*base, "--max-frames", "8", "--json", str(second),
                                       "--reuse", str(first)])
     assert result.exit_code != 0 and "x264 ran" in repr(result.exception)

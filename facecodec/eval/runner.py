@@ -1,8 +1,8 @@
 """Run methods over clips: clips x methods x operating points -> :class:`ClipScore` rows.
 
 Clips are loaded one at a time (a split's tubes do not all fit in memory); the original's
-landmarks are tracked once per clip. A few frames of every output of the most
-rotation-heavy clip are kept for the contact sheet.
+landmarks are tracked once per clip, and only if a method is scored on it (not reused). A
+few frames of every output of the most rotation-heavy clip are kept for the contact sheet.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
             if keep:
                 run.sheet = SheetFrames(clip.name, yaw, sheet_indices(clip))
                 run.sheet.frames["original"] = clip.frames[run.sheet.indices].copy()
-            ref_lm = track_landmarks(clip.frames)
+            ref_lm = None  # the original's landmarks: tracked once, when a score needs them
             for method in methods:
                 done: dict[tuple, ClipScore] = {}  # one codec setting, several targets
                 for target in points[method.name]:
@@ -106,6 +106,8 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                     elif enc.setting and key in done:
                         s = replace(done[key], target_kbps=target, reached=enc.reached)
                     else:
+                        if ref_lm is None:
+                            ref_lm = track_landmarks(clip.frames)
                         s = score(clip, enc, method.name, target, lpips, ref_lm)
                         done[key] = s
                     run.scores.append(s)
