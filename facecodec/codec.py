@@ -55,6 +55,7 @@ from facecodec.sender.deadband import Deadband
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
+MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 
 
 def find_model_prior(package: ModelPackage) -> Prior:
@@ -333,7 +334,7 @@ class _LiveState:
 @dataclass
 class DecodedImage:
     index: int
-    image: np.ndarray  # (R, R, 3) uint8 RGB, R = the model's resolution
+    image: np.ndarray  # (S, S, 3) uint8 RGB, S = the Decoder's output size
     values: Values
     held: bool  # tolerant mode: a lost frame, the last good values repeated
     intra: bool
@@ -369,18 +370,23 @@ class Decoder:
             intra frame (what was skipped is in ``self.skipped`` afterwards).
         backend: the per-frame generator's runtime, ``auto`` (default: onnxruntime when
             installed), ``onnxruntime`` or ``torch`` (:mod:`facecodec.receiver.runtime`).
+        output_size: the side of the rendered frames; default: the stream's crop size, the
+            size its source frames are sent at (256), at most ``MAX_DEFAULT_OUTPUT``. A
+            model with the pixel blend warps the sources at this size, sharper than its own
+            resolution upscaled.
     """
 
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
-                 backend: str | None = None):
+                 backend: str | None = None, output_size: int | None = None):
         from facecodec.receiver.runtime import choose_backend
 
         self.model = model
         self.tolerant = tolerant
         self.backend = choose_backend(backend)  # a bad name fails here, not at the first frame
+        self.output_size = output_size
         self.header: Header | None = None
         self.skipped: list = []
-        self._renderers: dict[Path, object] = {}
+        self._renderers: dict[tuple[Path, int], object] = {}
 
     def _renderer(self, header: Header, name: str):
         from facecodec.receiver.renderer import Renderer
@@ -392,9 +398,12 @@ class Decoder:
         if package.weights_hash() != header.model_hash:
             raise ModelMismatchError(f"stream was encoded with other weights of model "
                                      f"{header.model_id!r} than {package.path}", 8, name)
-        if package.path not in self._renderers:  # loading the weights once per model
-            self._renderers[package.path] = Renderer(package, backend=self.backend)
-        r = self._renderers[package.path]
+        # a header's crop size can say 65535: the default stays within what a call shows
+        size = self.output_size or min(header.crop_size, MAX_DEFAULT_OUTPUT)
+        key = (package.path, size)
+        if key not in self._renderers:  # loading the weights once per model
+            self._renderers[key] = Renderer(package, backend=self.backend, output_size=size)
+        r = self._renderers[key]
         r.start(header.n_sources)
         return r
 

@@ -91,10 +91,13 @@ def test_live_push_and_pull_frame_by_frame(env):
     assert all(len(p) > 0 for p in packets[20:])
     frames = list(Decoder().frames(iter(packets)))
     assert [f.index for f in frames] == list(range(45))
-    assert frames[0].image.shape == (64, 64, 3) and frames[0].image.dtype == np.uint8
+    # drawn at the stream's crop size (the 64-pixel model warps the 256 sources there)
+    assert frames[0].image.shape == (256, 256, 3) and frames[0].image.dtype == np.uint8
     # the same stream decodes to the same pictures from bytes
     again = list(Decoder().frames(b"".join(packets)))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again, strict=True))
+    small = next(Decoder(output_size=64).frames(b"".join(packets)))
+    assert small.image.shape == (64, 64, 3)
 
 
 def test_bad_inputs(env, tmp_path):

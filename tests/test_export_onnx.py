@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -67,8 +68,11 @@ def _diff(got: dict[str, np.ndarray], want: dict[str, torch.Tensor]) -> dict[str
 def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
     model, out = exported
     res = int(model.cfg["data"]["resolution"])
-    frames = real_frames(res)
-    images = torch.from_numpy(frames["tube"]).permute(0, 3, 1, 2).float() / 255
+    frames = real_frames(256)  # the generator warps 256 sources (export --output-size)
+    big = torch.from_numpy(frames["tube"]).permute(0, 3, 1, 2).float() / 255
+    small = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA)
+                      for f in frames["tube"]])
+    images = torch.from_numpy(small).permute(0, 3, 1, 2).float() / 255
     order = np.argsort(frames["yaw"])
     sources = [int(order[0]), int(order[len(order) // 3]), int(order[-1])]  # yaw spread
     drivers = [int(order[len(order) // 2]), int(order[1]), int(order[-2])]
@@ -98,7 +102,7 @@ def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
     src_images = images[sources][None]
     src_values = {k: v[sources][None] for k, v in values.items() if k != "expr"}
     with torch.no_grad():
-        cache = model.receiver.embed_sources(src_images, src_values)
+        cache = model.receiver.embed_sources(src_images, src_values, big[sources][None])
     feed = {"source_images": src_images.numpy(),
             **{f"source_{k}": v.numpy() for k, v in src_values.items()}}
     cached = to_onnx.run(sess["source"], feed)
@@ -112,7 +116,8 @@ def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
             want = model.receiver.render(cache, drv).image
         onnx_values = {"sup": drv["sup"].numpy(), "iris": drv["iris"].numpy(),
                        **{k: sent[k][len(sources) + j] for k in learned}}
-        got = to_onnx.run(sess["generator"], {**cached, "source_images": src_images.numpy(),
+        got = to_onnx.run(sess["generator"], {**cached,
+                                              "source_images": big[sources][None].numpy(),
                                               **onnx_values})
         record(_diff(got, {"image": want}))
         assert float(want.std()) > 0.01  # a picture, not a constant

@@ -102,6 +102,30 @@ def test_render_reuses_the_source_cache() -> None:
         assert frames[0].shape == (1, 3, 64, 64) and not torch.equal(frames[0], frames[1])
 
 
+def test_pixels_at_the_output_size() -> None:
+    """Sources given at twice the model's size: the warped pixels and the frame come out
+    at that size, the decoder's RGB and mask resized to it; the same sources at the
+    model's size give the model's frame."""
+    import torch.nn.functional as F
+
+    for family in ("frontalizer", "fom"):
+        model = build_model(tiny_config(f"family={family}")).eval()
+        gen = torch.Generator().manual_seed(1)
+        src = torch.rand(1, 2, 3, 64, 64, generator=gen)
+        big = F.interpolate(src.flatten(0, 1), scale_factor=2.0, mode="nearest")
+        big = big.reshape(1, 2, 3, 128, 128)
+        with torch.no_grad():
+            sv = _values(model, src, (1, 2), gen)
+            dv = _values(model, torch.rand(1, 3, 64, 64, generator=gen), (1,), gen)
+            out = model.receiver.render(model.receiver.embed_sources(src, sv, big), dv)
+            same = model.receiver.render(model.receiver.embed_sources(src, sv, src), dv)
+        assert out.image.shape == out.warped_pixels.shape == (1, 3, 128, 128)
+        up = [F.interpolate(t, size=(128, 128), mode="bilinear") for t in (out.rgb, out.blend)]
+        assert torch.allclose(out.image, up[1] * out.warped_pixels + (1 - up[1]) * up[0],
+                              atol=1e-6)
+        assert torch.allclose(same.image, model.receiver(src, sv, dv), atol=1e-6)
+
+
 def test_cache_repeat_matches_per_driver_render() -> None:
     cfg = tiny_config()
     model = build_model(cfg).eval()

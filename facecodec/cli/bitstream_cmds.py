@@ -124,7 +124,8 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
     if dst.suffix.lower() != ".npz":
         from facecodec.codec import Decoder
 
-        dec = Decoder(model, tolerant=tolerant, backend=backend)
+        # rendered at the output size: the pixel blend warps the 256 sources there directly
+        dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size)
         r = dec.decode_file(src, dst, compare=compare, size=size, progress=not no_progress)
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
                    f"frames/s" + (f", {r['held']} held" if r["held"] else ""))

@@ -22,13 +22,18 @@ def _common(fn):  # noqa: ANN001, ANN202 (click decorator stack)
     fn = click.option("--sources", "num_sources", type=click.IntRange(1, 8), default=None,
                       help="Number of source frames the receiver fuses, fixed in the "
                            "exported graphs (default: 3, as the encoder sends; FOM: 1).")(fn)
+    fn = click.option("--output-size", type=click.IntRange(16, 1024), default=256,
+                      show_default=True,
+                      help="Side of the frames the generator draws and of the source images "
+                           "it takes (the codec sends sources at 256; a model with the pixel "
+                           "blend warps them at this size).")(fn)
     fn = click.option("--model", default=None, help=MODEL_HELP)(fn)
     fn = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                       required=True, help="Output directory.")(fn)
     return fn
 
 
-def _run(fmt: str, out: Path, model: str | None, num_sources: int | None,
+def _run(fmt: str, out: Path, model: str | None, num_sources: int | None, output_size: int,
          no_progress: bool, **kw: object) -> None:
     import torch
 
@@ -37,7 +42,7 @@ def _run(fmt: str, out: Path, model: str | None, num_sources: int | None,
 
     torch.set_num_threads(1)  # exporting is tracing, not compute; leave the cores alone
     package = find_model(model)
-    done = export_bundle(fmt, package, out, num_sources=num_sources,
+    done = export_bundle(fmt, package, out, num_sources=num_sources, output_size=output_size,
                          progress=not no_progress, **kw)
     click.echo(f"model {package.name} ({package.path}) -> {out}")
     for d in done:
@@ -55,20 +60,21 @@ def _run(fmt: str, out: Path, model: str | None, num_sources: int | None,
               help="Minimum iOS (the iPhone 8 runs up to iOS 16; ML Programs need 15).")
 @click.option("--fp32", is_flag=True,
               help="Compute everything in FP32 (default: FP16 except the resampling path).")
-def coreml(out: Path, model: str | None, num_sources: int | None, no_progress: bool,
-           ios: str, fp32: bool) -> None:
+def coreml(out: Path, model: str | None, num_sources: int | None, output_size: int,
+           no_progress: bool, ios: str, fp32: bool) -> None:
     """Core ML ML Program packages (.mlpackage) for iOS."""
-    _run("coreml", out, model, num_sources, no_progress, ios=int(ios), fp16=not fp32)
+    _run("coreml", out, model, num_sources, output_size, no_progress, ios=int(ios),
+         fp16=not fp32)
 
 
 @export.command()
 @_common
 @click.option("--opset", type=click.IntRange(18, None), default=18, show_default=True,
               help="ONNX opset.")
-def onnx(out: Path, model: str | None, num_sources: int | None, no_progress: bool,
-         opset: int) -> None:
+def onnx(out: Path, model: str | None, num_sources: int | None, output_size: int,
+         no_progress: bool, opset: int) -> None:
     """ONNX files, each checked with onnxruntime against PyTorch after export."""
-    _run("onnx", out, model, num_sources, no_progress, opset=opset)
+    _run("onnx", out, model, num_sources, output_size, no_progress, opset=opset)
 
 
 COMMANDS = [export]

@@ -93,8 +93,9 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
 
 
 def to_eval_size(images: np.ndarray) -> np.ndarray:
-    """(T, R, R, 3) renders at the model's resolution -> (T, 256, 256, 3), bicubic as
-    ``Decoder.decode_file`` shows them (the eval scores every method at 256)."""
+    """(T, R, R, 3) renders -> (T, 256, 256, 3), bicubic as ``Decoder.decode_file`` shows
+    them (the eval scores every method at 256). A no-op for the models with the pixel
+    blend, which the eval's Decoder draws at 256; models without it draw at their own R."""
     import cv2
 
     if images.shape[1:3] == (EVAL_SIZE, EVAL_SIZE):
@@ -152,11 +153,12 @@ class FacecodecMethod(Method):
         if self.family is not None and family != self.family:
             raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
                              f"a {family} model, not {self.family}")
-        self.decoder = Decoder(self.package.path)
+        self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
         self.name = name
         self.description = (f"{self.package.name}: sender values from the clip's tube, "
                             f"{n} source frame(s), real .fcs bytes, Decoder output at "
-                            f"{self.package.resolution} resized to {EVAL_SIZE}; encode time "
+                            f"{EVAL_SIZE} (model at {self.package.resolution}, source pixels "
+                            f"warped at {EVAL_SIZE}); encode time "
                             "excludes MediaPipe (values from the cache)")
 
     def settings(self) -> dict[str, object]:
@@ -165,7 +167,8 @@ class FacecodecMethod(Method):
                 "table": self.package.table_name,
                 "prior": e.prior.id, "sources": e.n_sources, "deadband": e.deadband,
                 "source_codec": f"{e.source_codec} q{e.source_quality}",
-                "intra_period": e.intra_period, "resolution": self.package.resolution}
+                "intra_period": e.intra_period, "resolution": self.package.resolution,
+                "output_size": self.decoder.output_size}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
@@ -256,7 +259,7 @@ class FOMMultMethod(FOMMethod):
         from facecodec.receiver.renderer import Renderer
 
         if self._r is None:  # the weights are loaded once, for every clip
-            self._r = Renderer(self.package, max_sources=1)
+            self._r = Renderer(self.package, max_sources=1, output_size=EVAL_SIZE)
         self._r.start(1)
         return self._r
 

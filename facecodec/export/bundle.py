@@ -67,16 +67,19 @@ def load_for_export(package: ModelPackage) -> KeypointAnimationModel:
 def export_bundle(fmt: str, package: ModelPackage, out: Path, *,
                   model: KeypointAnimationModel | None = None, num_sources: int | None = None,
                   ios: int = 16, fp16: bool = True, opset: int | None = None,
-                  progress: bool = True) -> list[ExportedNetwork]:
+                  output_size: int | None = None, progress: bool = True
+                  ) -> list[ExportedNetwork]:
     """Export every network of ``package`` (weights loaded from it unless ``model`` is
-    given) in format ``fmt`` into ``out``; writes ``out/manifest.json``."""
+    given) in format ``fmt`` into ``out``; writes ``out/manifest.json``. ``output_size``:
+    the side of the generator's source images and frame (default: the model's
+    resolution; see :func:`facecodec.export.wrappers.generator_network`)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if fmt == "coreml":
         to_coreml.check_ios(ios)
     opset = opset or to_onnx.OPSET
     model = model if model is not None else load_for_export(package)
-    nets = export_networks(model, num_sources)
+    nets = export_networks(model, num_sources, output_size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = []
@@ -87,6 +90,7 @@ def export_bundle(fmt: str, package: ModelPackage, out: Path, *,
     manifest = {
         "format": fmt, "model": package.name, "family": package.config["family"],
         "resolution": package.resolution, "num_sources": _num_sources(nets),
+        "output_size": _output_size(nets),
         "streams": list(model.layout.streams),
         "receiver_weights_sha256_16": package.weights_hash().hex(),
         **({"ios_target": ios, "fp16": fp16} if fmt == "coreml" else {"opset": opset}),
@@ -94,6 +98,11 @@ def export_bundle(fmt: str, package: ModelPackage, out: Path, *,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return done
+
+
+def _output_size(nets: list[ExportNetwork]) -> int:
+    generator = next(n for n in nets if n.name == "generator")
+    return int(generator.outputs[0].shape[-1])
 
 
 def _num_sources(nets: list[ExportNetwork]) -> int:

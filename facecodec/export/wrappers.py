@@ -14,6 +14,7 @@ sources N is fixed at export.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -182,7 +183,8 @@ def _fom_cache(n_kp: int, c: int, h: int) -> tuple[tuple[TensorSpec, ...], Calla
 
 def _receiver_io(model: KeypointAnimationModel, num_sources: int | None
                  ) -> tuple[int, tuple[TensorSpec, ...], Callable, Callable, TensorSpec]:
-    """(N, cache specs, split, join, source-images spec) of ``model``'s receiver."""
+    """(N, cache specs, split, join, source-images spec at the model's resolution) of
+    ``model``'s receiver."""
     cfg = model.cfg
     res = int(cfg["data"]["resolution"])
     fres = int(cfg["model"]["feature_res"])
@@ -205,12 +207,17 @@ def _pixel_blend(model: KeypointAnimationModel) -> bool:
     return model.receiver.decoder.blend is not None
 
 
-def generator_network(model: KeypointAnimationModel, num_sources: int | None = None
-                      ) -> tuple[ExportNetwork, Callable]:
+def generator_network(model: KeypointAnimationModel, num_sources: int | None = None,
+                      output_size: int | None = None) -> tuple[ExportNetwork, Callable]:
     """The per-frame generator alone (what the receiver runs on onnxruntime), and the
-    ``split`` that turns the receiver's cache into the generator's first inputs."""
+    ``split`` that turns the receiver's cache into the generator's first inputs.
+    ``output_size``: the side of its source images and of the frame it draws (default:
+    the model's resolution; larger only with the pixel blend, see
+    :func:`facecodec.models.generator.blend_output`)."""
     _, cache_specs, split, join, images = _receiver_io(model.eval(), num_sources)
     pixel_blend = _pixel_blend(model)
+    if output_size and pixel_blend:
+        images = dataclasses.replace(images, shape=(*images.shape[:3], output_size, output_size))
     streams = model.layout.streams
     gen_inputs = (*cache_specs, *((images,) if pixel_blend else ()),
                   *value_specs(model.layout, streams, (1,)))
@@ -222,8 +229,8 @@ def generator_network(model: KeypointAnimationModel, num_sources: int | None = N
         (TensorSpec("image", (1, 3, res, res), "the rendered frame, RGB in [0, 1]"),)), split
 
 
-def export_networks(model: KeypointAnimationModel, num_sources: int | None = None
-                    ) -> list[ExportNetwork]:
+def export_networks(model: KeypointAnimationModel, num_sources: int | None = None,
+                    output_size: int | None = None) -> list[ExportNetwork]:
     """The sender's network (if the variant has one), the source network and the per-frame
     generator of ``model`` (eval mode), for ``num_sources`` sources (default
     :data:`DEFAULT_SOURCES`; FOM always uses 1)."""
@@ -247,5 +254,5 @@ def export_networks(model: KeypointAnimationModel, num_sources: int | None = Non
         _Source(model.receiver, src_streams, split).eval(),
         (images, *value_specs(layout, src_streams, (1, n), "source_", "each source frame")),
         cache_specs))
-    nets.append(generator_network(model, n)[0])
+    nets.append(generator_network(model, n, output_size)[0])
     return nets

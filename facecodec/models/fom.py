@@ -44,10 +44,14 @@ class FomReceiver(nn.Module):
                                         **m["dense_motion"])
         self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
 
-    def embed_sources(self, images: Tensor, values: Values) -> FomCache:
-        """images (B, N, 3, H, W): only the first source is used (FOM has one)."""
+    def embed_sources(self, images: Tensor, values: Values,
+                      pixels: Tensor | None = None) -> FomCache:
+        """images (B, N, 3, H, W): only the first source is used (FOM has one);
+        ``pixels``: the same frames at the output size for the pixel blend (default:
+        ``images``; see :func:`facecodec.models.generator.blend_output`)."""
         kp, jac = self.layout.assemble({k: v[:, 0] for k, v in values.items()})
-        return FomCache(self.encoder(images[:, 0]), kp, jac, images[:, 0])
+        full = images if pixels is None else pixels
+        return FomCache(self.encoder(images[:, 0]), kp, jac, full[:, 0])
 
     def render(self, cache: FomCache, values: Values) -> RenderOutput:
         kp_d, jac_d = self.layout.assemble(values)

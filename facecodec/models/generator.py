@@ -50,9 +50,20 @@ class RenderOutput:
 
 
 def blend_output(rgb: Tensor, mask: Tensor | None, pixels: Tensor | None) -> Tensor:
-    """m * warped pixels + (1 - m) * decoder RGB (shared/ENVIRONMENT.md calibration)."""
+    """m * warped pixels + (1 - m) * decoder RGB (shared/ENVIRONMENT.md calibration).
+
+    ``pixels`` may be larger than the decoder's output: the receiver warps the source
+    frames at the display size (they arrive at 256 while the model runs at 128), and the
+    decoder's RGB and mask are resized to it. The warp is a smooth field, so this is the
+    same composition at a finer sampling; it keeps the sources' detail that a 128 -> 256
+    upscale of the output loses (LPIPS-alex at 256 on a val clip: 0.198 upscaled vs 0.041
+    at 128, docs/codec.md)."""
     if mask is None or pixels is None:
         return rgb
+    size = pixels.shape[-2:]
+    if rgb.shape[-2:] != size:
+        rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+        mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
     return mask * pixels + (1.0 - mask) * rgb
 
 
@@ -73,8 +84,11 @@ class FrontalizerReceiver(nn.Module):
     def pixel_blend(self) -> bool:
         return self.decoder.blend is not None
 
-    def embed_sources(self, images: Tensor, values: Values) -> SourceCache:
-        """images (B, N, 3, H, W) in [0, 1]; values with leading (B, N)."""
+    def embed_sources(self, images: Tensor, values: Values,
+                      pixels: Tensor | None = None) -> SourceCache:
+        """images (B, N, 3, H, W) in [0, 1] at the model's resolution; values with leading
+        (B, N); ``pixels``: the same frames at the output size for the pixel blend
+        (default: ``images``; see :func:`blend_output`)."""
         b, n = images.shape[:2]
         feats = self.encoder(images.flatten(0, 1))
         feats = feats.reshape(b, n, *feats.shape[1:])
@@ -82,7 +96,8 @@ class FrontalizerReceiver(nn.Module):
         fr = self.frontalizer(feats, kp, jac)
         if not self.pixel_blend:
             return SourceCache(fr.embedding)
-        return SourceCache(fr.embedding, images, fr.flows.permute(0, 1, 4, 2, 3), fr.weights)
+        return SourceCache(fr.embedding, images if pixels is None else pixels,
+                           fr.flows.permute(0, 1, 4, 2, 3), fr.weights)
 
     def render(self, cache: SourceCache, values: Values) -> RenderOutput:
         """values with leading (B,): the driving frame's sup/iris/unsup/jac/expr."""

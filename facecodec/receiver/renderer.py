@@ -18,10 +18,16 @@ Values = dict[str, np.ndarray]
 class Renderer:
     """Holds the receiver network and the current source set."""
 
-    def __init__(self, package: ModelPackage, max_sources: int = 3, backend: str | None = None):
+    def __init__(self, package: ModelPackage, max_sources: int = 3, backend: str | None = None,
+                 output_size: int | None = None):
         """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``), ``onnxruntime`` or
         ``torch`` for the per-frame generator (see :mod:`facecodec.receiver.runtime`); the
-        sources are always embedded with PyTorch (once per source set)."""
+        sources are always embedded with PyTorch (once per source set).
+
+        ``output_size``: the side of the rendered frames (default: the model's resolution).
+        When larger, a model with the pixel blend warps the source frames at that size
+        (:func:`facecodec.models.generator.blend_output`): give the sources at least that
+        large to keep their detail."""
         from facecodec.models.inference import fuse_batchnorm
         from facecodec.models.registry import load_model
         from facecodec.receiver.runtime import OnnxGenerator, choose_backend
@@ -31,8 +37,12 @@ class Renderer:
         full.receiver = fuse_batchnorm(full.receiver.eval())
         self.model = full.receiver
         self.backend = choose_backend(backend)
-        self._onnx = OnnxGenerator(full, package) if self.backend == "onnxruntime" else None
         self.resolution = package.resolution
+        pixel_blend = getattr(full.receiver.decoder, "blend", None) is not None
+        # without the pixel blend the decoder alone draws the frame, at the model's size
+        self.output_size = int(output_size or self.resolution) if pixel_blend else self.resolution
+        self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
+                      if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
         self.start(max_sources)
 
@@ -40,7 +50,8 @@ class Renderer:
         """Forget the sources: a new stream with up to ``max_sources`` of them."""
         # FOM animates one source; the Frontalizer fuses all of them
         self.max_sources = 1 if self.package.config["family"] == "fom" else max_sources
-        self._images: dict[int, torch.Tensor] = {}
+        self._images: dict[int, torch.Tensor] = {}  # at the model's resolution
+        self._pixels: dict[int, torch.Tensor] = {}  # at the output size
         self._values: dict[int, Values] = {}
         self._cache = None
 
@@ -54,10 +65,8 @@ class Renderer:
         if slot >= self.max_sources:
             return  # FOM: only the first source
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255
-        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
-                              antialias=True, align_corners=False)
-        self._images[slot] = x[0]
+        self._images[slot] = _resized(x, self.resolution)[0]
+        self._pixels[slot] = _resized(x, self.output_size)[0]
         self._values[slot] = values
         self._cache = None
 
@@ -73,14 +82,16 @@ class Renderer:
     @torch.inference_mode()
     def _embed(self):
         slots = sorted(self._images)
-        images = self._stacked = torch.stack([self._images[s] for s in slots])[None]
+        images = torch.stack([self._images[s] for s in slots])[None]
+        self._stacked = torch.stack([self._pixels[s] for s in slots])[None]
         per = [self._tensors(self._values[s], (1,)) for s in slots]
         values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
-        return self.model.embed_sources(images, values)
+        return self.model.embed_sources(images, values, self._stacked)
 
     @torch.inference_mode()
     def render(self, frames: list[Values]) -> np.ndarray:
-        """Decoded values of ``len(frames)`` frames -> (B, R, R, 3) uint8 images."""
+        """Decoded values of ``len(frames)`` frames -> (B, S, S, 3) uint8 images, S =
+        ``output_size``."""
         if not self.ready:
             raise RuntimeError("no source frame yet")
         if self._cache is None:
@@ -96,3 +107,11 @@ class Renderer:
     @staticmethod
     def _to_uint8(image: torch.Tensor) -> np.ndarray:
         return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 3, size, size): area-like (antialiased) when shrinking."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)

@@ -63,9 +63,11 @@ class OnnxGenerator:
     """The generator of ``model`` (a loaded :class:`KeypointAnimationModel`) for any number
     of sources, one onnxruntime session per source count."""
 
-    def __init__(self, model, package: ModelPackage, threads: int | None = None):
+    def __init__(self, model, package: ModelPackage, threads: int | None = None,
+                 output_size: int | None = None):
         self.model = model
         self.package = package
+        self.output_size = output_size  # of the source images and the frame (None: model's)
         # One intra-op thread: measured faster than two on the 2-core target (32.8 vs 28.0
         # frames/s at 256, bench/codec_speed.py), and it leaves a core to the sender in a call.
         self.threads = threads or 1
@@ -78,15 +80,17 @@ class OnnxGenerator:
 
         h = hashlib.sha256()
         for part in (self.package.weights_hash(), (self.package.path / "config.yaml").read_bytes(),
-                     f"{n} {_FORMAT} {torch.__version__} {onnxruntime.__version__}".encode()):
+                     f"{n} {self.output_size} {_FORMAT} {torch.__version__} "
+                     f"{onnxruntime.__version__}".encode()):
             h.update(part)
-        return f"{self.package.name}-n{n}-{h.hexdigest()[:16]}.onnx"
+        size = f"-s{self.output_size}" if self.output_size else ""
+        return f"{self.package.name}-n{n}{size}-{h.hexdigest()[:16]}.onnx"
 
     def _build(self, n: int):
         from facecodec.export import to_onnx
         from facecodec.export.wrappers import generator_network
 
-        net, split = generator_network(self.model, n)
+        net, split = generator_network(self.model, n, self.output_size)
         path = cache_dir() / self._key(n)
         # the renderer runs under inference_mode, which tracing must leave
         with torch.inference_mode(False):
@@ -112,7 +116,8 @@ class OnnxGenerator:
 
     def render(self, cache, images: Tensor, values: dict[str, Tensor]) -> Tensor:
         """One frame: ``cache`` from ``embed_sources`` (batch 1), the source ``images``
-        (1, N, 3, R, R) and one frame's ``values`` (leading dim 1) -> (1, 3, R, R)."""
+        (1, N, 3, S, S) at the output size and one frame's ``values`` (leading dim 1) ->
+        (1, 3, S, S)."""
         n = images.shape[1]
         if n not in self._sessions:
             self._sessions[n] = self._build(n)
