@@ -140,10 +140,10 @@ def test_a_new_tube_box_is_a_crop_chunk_and_an_intra_frame(clip: EvalClip) -> No
 
 
 def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:
-    with pytest.raises(InputError, match="no model 'frontalizer_sup'"):
-        make_method("facecodec-sup")
-    with pytest.raises(InputError, match="no model 'frontalizer_sup_unsup'"):
-        make_method("facecodec-sup-unsup")
+    with pytest.raises(InputError, match="no model 'no_such_sup'"):
+        make_method("facecodec-sup:model=no_such_sup")
+    with pytest.raises(InputError, match="no model 'no_such_sup_unsup'"):
+        make_method("facecodec-sup-unsup:model=no_such_sup_unsup")
     with pytest.raises(InputError, match="no model 'no_such_fom'"):
         make_method("fom:model=no_such_fom")
     with pytest.raises(InputError, match="tiny_codec.* frontalizer model, not fom"):
@@ -155,8 +155,8 @@ def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unexpected keyword"):
         make_method("fom:model=tiny_fom;sources=3")  # FOM has one source by definition
     defaults = default_methods()
-    assert {"facecodec", "fom", "fom-mult"} <= set(defaults)  # the shipped models
-    assert not {"facecodec-sup", "facecodec-sup-unsup"} & set(defaults)  # not trained yet
+    assert {"facecodec", "facecodec-sup", "fom", "fom-mult"} <= set(defaults)  # shipped
+    assert "facecodec-sup-unsup" not in defaults  # its model is still training
 
 
 def test_an_operating_point_may_bring_its_own_installed_prior(models, tmp_path, clip) -> None:

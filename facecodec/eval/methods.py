@@ -78,8 +78,8 @@ REGISTRY: dict[str, Entry] = {
                        "(the rate knob; default: the prior's), prior= (an installed prior "
                        "fitted at that dead zone; default: the model's)"),
     "facecodec-sup": Entry(_neural("facecodec_variant", "frontalizer_sup", "facecodec-sup"),
-                           "the codec with a Sup model (default model frontalizer_sup: not "
-                           "trained yet); options model=, sources=", default=False),
+                           "the codec with a Sup model (default model frontalizer_sup); "
+                           "options model=, sources="),
     "facecodec-sup-unsup": Entry(_neural("facecodec_variant", "frontalizer_sup_unsup",
                                          "facecodec-sup-unsup"),
                                  "the codec with a Sup+Unsup model (default model "
