@@ -204,7 +204,7 @@ def _receiver_io(model: KeypointAnimationModel, num_sources: int | None
 
 
 def _pixel_blend(model: KeypointAnimationModel) -> bool:
-    return model.receiver.decoder.blend is not None
+    return model.receiver.pixel_blend
 
 
 def generator_network(model: KeypointAnimationModel, num_sources: int | None = None,

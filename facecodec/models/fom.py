@@ -44,6 +44,10 @@ class FomReceiver(nn.Module):
                                         **m["dense_motion"])
         self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
 
+    @property
+    def pixel_blend(self) -> bool:
+        return self.decoder.blend is not None
+
     def embed_sources(self, images: Tensor, values: Values,
                       pixels: Tensor | None = None) -> FomCache:
         """images (B, N, 3, H, W): only the first source is used (FOM has one);

@@ -38,9 +38,9 @@ class Renderer:
         self.model = full.receiver
         self.backend = choose_backend(backend)
         self.resolution = package.resolution
-        pixel_blend = getattr(full.receiver.decoder, "blend", None) is not None
         # without the pixel blend the decoder alone draws the frame, at the model's size
-        self.output_size = int(output_size or self.resolution) if pixel_blend else self.resolution
+        self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
+                            else self.resolution)
         self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
