@@ -16,6 +16,7 @@ from export_helpers import build_package, real_frames, run_cli
 
 from facecodec.export import to_onnx
 from facecodec.models.registry import load_model
+from facecodec.receiver.mixing import POSE_TEMPERATURE, pose_weights
 
 pytest.importorskip("onnxruntime", reason="the 'export' extra is not installed")
 
@@ -55,7 +56,7 @@ def test_cli_writes_the_networks_and_a_manifest(exported) -> None:
         assert net["checks"]["max_abs_diff_random_inputs"] < 1e-3, name
         assert 1e6 < net["bytes"] < 8e6, name
     assert [i["name"] for i in nets["generator"]["inputs"]] == [
-        "embedding", "source_flows", "source_weights", "source_images",
+        "embedding", "source_flows", "source_weights", "source_images", "source_mix",
         "sup", "iris", "unsup", "jac", "expr"]
     # the generator's per-frame MACs (docs/export.md); the source side is paid once
     assert 100e6 < nets["generator"]["macs_dense"] < 200e6
@@ -110,15 +111,17 @@ def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
                           "source_weights": cache.weights}))
 
     # generator, chained on the ONNX cache and the ONNX sender's values, against render
+    source_kp = model.layout.assemble(src_values)[0]
     for j, i in enumerate(drivers):
         drv = {k: v[i:i + 1] for k, v in values.items()}
+        mix = pose_weights(source_kp, model.layout.assemble(drv)[0], POSE_TEMPERATURE)
         with torch.no_grad():
-            want = model.receiver.render(cache, drv).image
+            want = model.receiver.render(cache, drv, mix).image
         onnx_values = {"sup": drv["sup"].numpy(), "iris": drv["iris"].numpy(),
                        **{k: sent[k][len(sources) + j] for k in learned}}
         got = to_onnx.run(sess["generator"], {**cached,
                                               "source_images": big[sources][None].numpy(),
-                                              **onnx_values})
+                                              "source_mix": mix.numpy(), **onnx_values})
         record(_diff(got, {"image": want}))
         assert float(want.std()) > 0.01  # a picture, not a constant
 

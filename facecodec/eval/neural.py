@@ -139,6 +139,7 @@ class FacecodecMethod(Method):
                  name: str = "facecodec", deadband: str | float | None = None,
                  prior: str | None = None):
         from facecodec.codec import Decoder, Encoder
+        from facecodec.receiver.mixing import SourceMixer
 
         n = _int_option(sources, f"{name}: sources")
         try:
@@ -154,12 +155,16 @@ class FacecodecMethod(Method):
             raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
                              f"a {family} model, not {self.family}")
         self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
+        mixer = SourceMixer.from_config(self.package.config)
+        self._mix = mixer.describe() if mixer and family != "fom" and n > 1 else None
         self.name = name
         self.description = (f"{self.package.name}: sender values from the clip's tube, "
                             f"{n} source frame(s), real .fcs bytes, Decoder output at "
                             f"{EVAL_SIZE} (model at {self.package.resolution}, source pixels "
                             f"warped at {EVAL_SIZE}); encode time "
-                            "excludes MediaPipe (values from the cache)")
+                            "excludes MediaPipe (values from the cache)"
+                            + (f"; source pixels weighted by pose ({self._mix})"
+                               if self._mix else ""))
 
     def settings(self) -> dict[str, object]:
         e = self.encoder
@@ -168,7 +173,9 @@ class FacecodecMethod(Method):
                 "prior": e.prior.id, "sources": e.n_sources, "deadband": e.deadband,
                 "source_codec": f"{e.source_codec} q{e.source_quality}",
                 "intra_period": e.intra_period, "resolution": self.package.resolution,
-                "output_size": self.decoder.output_size}
+                "output_size": self.decoder.output_size,
+                # only where it acts: FOM and one source render as they did before it
+                **({"source_mix": self._mix} if self._mix else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)

@@ -350,8 +350,10 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "- **facecodec / fom / fom-mult**: scored on what the `Decoder` renders from real "
         "`.fcs` bytes (sender values from the clip's cached tube, so encode fps leaves out "
         "MediaPipe), drawn at 256: the models run at their own resolution and the "
-        "pixel blend warps the 256 source frames at 256 (docs/codec.md). kbps counts every byte of "
-        "the stream: the source images and the header are in the all-in rate (setup), "
+        "pixel blend warps the 256 source frames at 256; with several sources, each "
+        "frame's pixels come mostly from the sources nearest in pose (the receiver's pose "
+        "weighting, docs/codec.md). kbps counts every byte of the stream: the source "
+        "images and the header are in the all-in rate (setup), "
         "the packets (and crop chunks) in the steady rate; fom-mult adds ceil(log2 N) bits "
         "per frame for the source index.",
         "- **fps**: single-threaded wall clock on this machine, encode with RGB->YUV.",

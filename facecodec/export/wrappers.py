@@ -65,6 +65,8 @@ class ExportNetwork:
             t = torch.rand(spec.shape, generator=gen)
             if spec.name.endswith("jac"):
                 t = torch.eye(2).expand(spec.shape) + 0.1 * (t - 0.5)
+            elif spec.name == "source_mix":
+                t = torch.softmax(4 * t, dim=-1)
             elif not spec.name.endswith(("images", "image", "weights", "embedding")):
                 t = (t * 2 - 1) * 0.8
             out.append(t.contiguous())
@@ -112,22 +114,24 @@ class _Source(nn.Module):
 
 
 class _Generator(nn.Module):
-    """cache tensors + source images + one frame's values -> image."""
+    """cache tensors + source images (+ source mix) + one frame's values -> image."""
 
     def __init__(self, receiver: nn.Module, names: tuple[str, ...], n_cache: int,
                  join: Callable[[tuple[Tensor, ...], Tensor | None], object],
-                 takes_images: bool):
+                 takes_images: bool, takes_mix: bool = False):
         super().__init__()
         self.receiver, self.names, self.n_cache = receiver, names, n_cache
-        self.join, self.takes_images = join, takes_images
+        self.join, self.takes_images, self.takes_mix = join, takes_images, takes_mix
 
     def forward(self, *inputs: Tensor) -> Tensor:
         cached = inputs[: self.n_cache]
-        rest = inputs[self.n_cache:]
-        images = rest[0] if self.takes_images else None
-        values = rest[1:] if self.takes_images else rest
+        rest = list(inputs[self.n_cache:])
+        images = rest.pop(0) if self.takes_images else None
         cache = self.join(cached, images)
-        return self.receiver.render(cache, dict(zip(self.names, values, strict=True))).image
+        values = dict(zip(self.names, rest[1:] if self.takes_mix else rest, strict=True))
+        if self.takes_mix:
+            return self.receiver.render(cache, values, rest[0]).image
+        return self.receiver.render(cache, values).image
 
 
 def _frontalizer_cache(pixel_blend: bool, n: int, c: int, h: int
@@ -219,12 +223,20 @@ def generator_network(model: KeypointAnimationModel, num_sources: int | None = N
     if output_size and pixel_blend:
         images = dataclasses.replace(images, shape=(*images.shape[:3], output_size, output_size))
     streams = model.layout.streams
+    n = images.shape[1]
+    # the Frontalizer's per-frame weights of the sources' pixels (FOM has one source)
+    takes_mix = pixel_blend and model.cfg["family"] != "fom"
+    mix = TensorSpec("source_mix", (1, n),
+                     "per source: the factor on its pixel weights this frame, the pose "
+                     "weighting of facecodec/receiver/mixing.py (all ones: the learned "
+                     "confidences alone)")
     gen_inputs = (*cache_specs, *((images,) if pixel_blend else ()),
-                  *value_specs(model.layout, streams, (1,)))
+                  *((mix,) if takes_mix else ()), *value_specs(model.layout, streams, (1,)))
     res = images.shape[-1]
     return ExportNetwork(
         "generator", "per frame on the receiver: the cache + one frame's values -> image",
-        _Generator(model.receiver, streams, len(cache_specs), join, pixel_blend).eval(),
+        _Generator(model.receiver, streams, len(cache_specs), join, pixel_blend,
+                   takes_mix).eval(),
         gen_inputs,
         (TensorSpec("image", (1, 3, res, res), "the rendered frame, RGB in [0, 1]"),)), split
 

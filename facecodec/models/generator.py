@@ -99,14 +99,18 @@ class FrontalizerReceiver(nn.Module):
         return SourceCache(fr.embedding, images if pixels is None else pixels,
                            fr.flows.permute(0, 1, 4, 2, 3), fr.weights)
 
-    def render(self, cache: SourceCache, values: Values) -> RenderOutput:
-        """values with leading (B,): the driving frame's sup/iris/unsup/jac/expr."""
+    def render(self, cache: SourceCache, values: Values,
+               source_mix: Tensor | None = None) -> RenderOutput:
+        """values with leading (B,): the driving frame's sup/iris/unsup/jac/expr.
+        ``source_mix`` (B, N): per-frame factors on the sources' pixel weights, the
+        receiver's pose weighting (facecodec/receiver/mixing.py); None in training."""
         kp_d, jac_d = self.layout.assemble(values)
         ref = self.frontalizer.reference.unsqueeze(0).expand_as(kp_d)
         motion = self.dense_motion(cache.embedding, ref, kp_d, identity_jacobians(ref), jac_d)
         warped = warp(cache.embedding, motion.flow) * motion.occlusion
         rgb, mask = self.decoder(warped, values.get("expr"))
-        pixels = self._warp_source_pixels(cache, motion.flow) if mask is not None else None
+        pixels = (self._warp_source_pixels(cache, motion.flow, source_mix)
+                  if mask is not None else None)
         return RenderOutput(blend_output(rgb, mask, pixels), rgb, mask, pixels,
                             motion.occlusion, motion.flow)
 
@@ -114,10 +118,11 @@ class FrontalizerReceiver(nn.Module):
         return self.render(self.embed_sources(images, src_values), values).image
 
     @staticmethod
-    def _warp_source_pixels(cache: SourceCache, flow: Tensor) -> Tensor:
+    def _warp_source_pixels(cache: SourceCache, flow: Tensor,
+                            source_mix: Tensor | None = None) -> Tensor:
         """Compose driving -> reference (``flow``) with reference -> source i (cached), warp
         each source image at full resolution and blend them with the Frontalizer weights
-        carried to the driving position."""
+        carried to the driving position, times ``source_mix`` (B, N) when given."""
         assert cache.images is not None and cache.flows is not None and cache.weights is not None
         b, n, _, h, w = cache.flows.shape
         big_h, big_w = cache.images.shape[-2:]
@@ -126,6 +131,8 @@ class FrontalizerReceiver(nn.Module):
         composed = resize_flow(composed.permute(0, 2, 3, 1), big_h, big_w)
         pixels = warp(cache.images.reshape(b * n, 3, big_h, big_w), composed, "border")
         weights = warp(cache.weights, flow, "border")
+        if source_mix is not None:
+            weights = weights * source_mix[:, :, None, None]
         weights = F.interpolate(weights, size=(big_h, big_w), mode="bilinear",
                                 align_corners=ALIGN_CORNERS)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)

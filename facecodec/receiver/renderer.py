@@ -30,6 +30,7 @@ class Renderer:
         large to keep their detail."""
         from facecodec.models.inference import fuse_batchnorm
         from facecodec.models.registry import load_model
+        from facecodec.receiver.mixing import SourceMixer
         from facecodec.receiver.runtime import OnnxGenerator, choose_backend
 
         self.package = package
@@ -44,6 +45,11 @@ class Renderer:
         self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
+        # the Frontalizer's pixel blend takes each frame's pixels mostly from the source
+        # nearest in pose (facecodec/receiver/mixing.py); FOM has one source
+        self.mixer = (SourceMixer.from_config(package.config)
+                      if self.model.pixel_blend and package.config["family"] != "fom"
+                      else None)
         self.start(max_sources)
 
     def start(self, max_sources: int) -> None:
@@ -54,6 +60,7 @@ class Renderer:
         self._pixels: dict[int, torch.Tensor] = {}  # at the output size
         self._values: dict[int, Values] = {}
         self._cache = None
+        self._source_kp: torch.Tensor | None = None  # (1, N, K, 2) for the mixer
 
     @property
     def ready(self) -> bool:
@@ -86,6 +93,9 @@ class Renderer:
         self._stacked = torch.stack([self._pixels[s] for s in slots])[None]
         per = [self._tensors(self._values[s], (1,)) for s in slots]
         values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
+        self._source_kp = self.model.layout.assemble(values)[0]
+        if self.mixer is not None:
+            self.mixer.reset()
         return self.model.embed_sources(images, values, self._stacked)
 
     @torch.inference_mode()
@@ -97,12 +107,18 @@ class Renderer:
         if self._cache is None:
             self._cache = self._embed()
         per = [self._tensors(f, (1,)) for f in frames]
-        if self._onnx is not None:
-            image = torch.cat([self._onnx.render(self._cache, self._stacked, v) for v in per])
-            return self._to_uint8(image)
         values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
+        mix = (self.mixer(self._source_kp, self.model.layout.assemble(values)[0])
+               if self.mixer is not None else None)
+        if self._onnx is not None:
+            image = torch.cat([self._onnx.render(self._cache, self._stacked, v,
+                                                 None if mix is None else mix[i:i + 1])
+                               for i, v in enumerate(per)])
+            return self._to_uint8(image)
         cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
-        return self._to_uint8(self.model.render(cache, values).image)
+        if mix is None:
+            return self._to_uint8(self.model.render(cache, values).image)
+        return self._to_uint8(self.model.render(cache, values, mix).image)
 
     @staticmethod
     def _to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -27,7 +27,7 @@ from facecodec.models.package import ModelPackage
 BACKENDS = ("auto", "onnxruntime", "torch")
 """``auto``: onnxruntime when it is installed and the model converts, else PyTorch."""
 
-_FORMAT = 1  # bump when the wrappers change what the cached graph computes
+_FORMAT = 2  # bump when the wrappers change what the cached graph computes
 
 
 def cache_dir() -> Path:
@@ -114,10 +114,11 @@ class OnnxGenerator:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    def render(self, cache, images: Tensor, values: dict[str, Tensor]) -> Tensor:
+    def render(self, cache, images: Tensor, values: dict[str, Tensor],
+               source_mix: Tensor | None = None) -> Tensor:
         """One frame: ``cache`` from ``embed_sources`` (batch 1), the source ``images``
-        (1, N, 3, S, S) at the output size and one frame's ``values`` (leading dim 1) ->
-        (1, 3, S, S)."""
+        (1, N, 3, S, S) at the output size, one frame's ``values`` (leading dim 1) and, for
+        a Frontalizer, its ``source_mix`` (1, N; None: all ones) -> (1, 3, S, S)."""
         n = images.shape[1]
         if n not in self._sessions:
             self._sessions[n] = self._build(n)
@@ -130,6 +131,9 @@ class OnnxGenerator:
                            for k, v in fixed.items()}
             self._fixed_for = cache
         arrays = dict(self._fixed)
+        if "source_mix" in names:
+            values = {**values, "source_mix": torch.ones(1, n) if source_mix is None
+                      else source_mix}
         arrays.update({k: np.ascontiguousarray(values[k].numpy(), dtype=np.float32)
                        for k in names[len(self._fixed):]})
         (image,) = sess.run(None, arrays)
