@@ -155,8 +155,8 @@ def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="unexpected keyword"):
         make_method("fom:model=tiny_fom;sources=3")  # FOM has one source by definition
     defaults = default_methods()
-    assert {"facecodec", "facecodec-sup", "fom", "fom-mult"} <= set(defaults)  # shipped
-    assert "facecodec-sup-unsup" not in defaults  # its model is still training
+    assert {"facecodec", "facecodec-sup", "facecodec-sup-unsup", "fom",
+            "fom-mult"} <= set(defaults)  # every shipped model is scored by default
 
 
 def test_an_operating_point_may_bring_its_own_installed_prior(models, tmp_path, clip) -> None:

@@ -83,8 +83,7 @@ REGISTRY: dict[str, Entry] = {
     "facecodec-sup-unsup": Entry(_neural("facecodec_variant", "frontalizer_sup_unsup",
                                          "facecodec-sup-unsup"),
                                  "the codec with a Sup+Unsup model (default model "
-                                 "frontalizer_sup_unsup: not trained yet); options model=, "
-                                 "sources=", default=False),
+                                 "frontalizer_sup_unsup); options model=, sources="),
     "fom": Entry(_neural("FOMMethod"), "First Order Motion, one frontal source, through the "
                  "fom stream table; option model= (default models/fom)"),
     "fom-mult": Entry(_neural("FOMMultMethod"), "FOM switching per frame to the source with "
