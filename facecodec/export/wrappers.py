@@ -127,11 +127,9 @@ class _Generator(nn.Module):
         cached = inputs[: self.n_cache]
         rest = list(inputs[self.n_cache:])
         images = rest.pop(0) if self.takes_images else None
-        cache = self.join(cached, images)
-        values = dict(zip(self.names, rest[1:] if self.takes_mix else rest, strict=True))
-        if self.takes_mix:
-            return self.receiver.render(cache, values, rest[0]).image
-        return self.receiver.render(cache, values).image
+        mix = rest.pop(0) if self.takes_mix else None
+        values = dict(zip(self.names, rest, strict=True))
+        return self.receiver.render(self.join(cached, images), values, mix).image
 
 
 def _frontalizer_cache(pixel_blend: bool, n: int, c: int, h: int
@@ -224,8 +222,7 @@ def generator_network(model: KeypointAnimationModel, num_sources: int | None = N
         images = dataclasses.replace(images, shape=(*images.shape[:3], output_size, output_size))
     streams = model.layout.streams
     n = images.shape[1]
-    # the Frontalizer's per-frame weights of the sources' pixels (FOM has one source)
-    takes_mix = pixel_blend and model.cfg["family"] != "fom"
+    takes_mix = model.receiver.mixes_sources
     mix = TensorSpec("source_mix", (1, n),
                      "per source: the factor on its pixel weights this frame, the pose "
                      "weighting of facecodec/receiver/mixing.py (all ones: the learned "

@@ -48,6 +48,8 @@ class FomReceiver(nn.Module):
     def pixel_blend(self) -> bool:
         return self.decoder.blend is not None
 
+    mixes_sources = False  # one source: nothing to weight per frame
+
     def embed_sources(self, images: Tensor, values: Values,
                       pixels: Tensor | None = None) -> FomCache:
         """images (B, N, 3, H, W): only the first source is used (FOM has one);
@@ -57,7 +59,10 @@ class FomReceiver(nn.Module):
         full = images if pixels is None else pixels
         return FomCache(self.encoder(images[:, 0]), kp, jac, full[:, 0])
 
-    def render(self, cache: FomCache, values: Values) -> RenderOutput:
+    def render(self, cache: FomCache, values: Values,
+               source_mix: Tensor | None = None) -> RenderOutput:
+        """``source_mix`` is ignored (the receivers share one signature; FOM has one
+        source)."""
         kp_d, jac_d = self.layout.assemble(values)
         motion = self.dense_motion(cache.features, cache.kp, kp_d, cache.jac, jac_d)
         warped = warp(cache.features, motion.flow) * motion.occlusion

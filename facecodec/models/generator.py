@@ -84,6 +84,11 @@ class FrontalizerReceiver(nn.Module):
     def pixel_blend(self) -> bool:
         return self.decoder.blend is not None
 
+    @property
+    def mixes_sources(self) -> bool:
+        """Whether ``render`` takes a per-frame ``source_mix`` (with the pixel blend)."""
+        return self.pixel_blend
+
     def embed_sources(self, images: Tensor, values: Values,
                       pixels: Tensor | None = None) -> SourceCache:
         """images (B, N, 3, H, W) in [0, 1] at the model's resolution; values with leading

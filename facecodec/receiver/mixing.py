@@ -71,7 +71,7 @@ class SourceMixer:
         target = pose_weights(source_kp.expand(kp.shape[0], -1, -1, -1), kp, self.temperature)
         out = []
         for t in target:
-            if self._last is not None and self._last.shape == t.shape:
+            if self._last is not None:
                 t = self.smoothing * self._last + (1 - self.smoothing) * t
             self._last = t
             out.append(t)

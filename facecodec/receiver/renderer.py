@@ -45,10 +45,8 @@ class Renderer:
         self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
-        # the Frontalizer's pixel blend takes each frame's pixels mostly from the source
-        # nearest in pose (facecodec/receiver/mixing.py); FOM has one source
-        self.mixer = (SourceMixer.from_config(package.config)
-                      if self.model.pixel_blend and package.config["family"] != "fom"
+        # each frame's pixels mostly from the sources nearest in pose (receiver/mixing.py)
+        self.mixer = (SourceMixer.from_config(package.config) if self.model.mixes_sources
                       else None)
         self.start(max_sources)
 
@@ -93,8 +91,8 @@ class Renderer:
         self._stacked = torch.stack([self._pixels[s] for s in slots])[None]
         per = [self._tensors(self._values[s], (1,)) for s in slots]
         values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
-        self._source_kp = self.model.layout.assemble(values)[0]
         if self.mixer is not None:
+            self._source_kp = self.model.layout.assemble(values)[0]
             self.mixer.reset()
         return self.model.embed_sources(images, values, self._stacked)
 
@@ -116,8 +114,6 @@ class Renderer:
                                for i, v in enumerate(per)])
             return self._to_uint8(image)
         cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
-        if mix is None:
-            return self._to_uint8(self.model.render(cache, values).image)
         return self._to_uint8(self.model.render(cache, values, mix).image)
 
     @staticmethod
