@@ -23,8 +23,8 @@ STAMP = VENV / ".facecodec-installed"
 
 
 def setup() -> None:
-    """Create .venv and install the package with its dev and export extras, once per
-    pyproject.toml."""
+    """Create .venv and install the package with its dev, export and identity extras, once
+    per pyproject.toml."""
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want:
         return
@@ -35,8 +35,9 @@ def setup() -> None:
     # a CUDA build of several GB on the way (see shared/ENVIRONMENT.md).
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "torch==2.13.0"], check=True)
-    # the export extra too: the tests convert to Core ML and check ONNX with onnxruntime
-    subprocess.run([*pip, "-e", f"{ROOT}[dev,export]"], check=True)
+    # the export extra too: the tests convert to Core ML and check ONNX with onnxruntime;
+    # and identity: the tests score the eval's identity distance on known pairs
+    subprocess.run([*pip, "-e", f"{ROOT}[dev,export,identity]"], check=True)
     STAMP.write_text(want)
 
 

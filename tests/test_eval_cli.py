@@ -57,6 +57,7 @@ def test_cli_end_to_end_on_a_cached_clip(tmp_path: Path) -> None:
     held = rows["zero-bit", None]
     assert held["frames"] == 10 and held["kbps_all"] == 0 and held["motion_ratio"] == 0
     assert held["nme"] is None and held["face_found"] == 0  # no face in a synthetic pan
+    assert held["identity"] is None  # nor for the face descriptor
     assert rows["x264", 20.0]["kbps_all"] < rows["x264", 60.0]["kbps_all"]
     assert rows["x264", 60.0]["psnr"] > rows["x264", 20.0]["psnr"]
     text = report.read_text()
@@ -94,6 +95,8 @@ def test_cli_on_a_real_excerpt_through_the_sender(tmp_path: Path) -> None:
     (score,) = json.loads(json_path.read_text())["scores"]
     assert score["clip"] == "excerpt" and score["frames"] >= 8
     assert score["face_found"] == 1.0 and 0 <= score["nme"] < 0.2
+    if doc_identity := json.loads(json_path.read_text())["identity"]:  # the extra installed
+        assert "dlib" in doc_identity and 0 < score["identity"] < 0.5  # the same person
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:

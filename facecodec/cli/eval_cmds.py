@@ -74,7 +74,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              threads: int, card: bool, list_methods: bool, no_progress: bool,
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
-    rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, temporal consistency, speed."""
+    rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, identity distance (with the
+    'identity' extra), temporal consistency, speed."""
     import datetime
     import json
     import shlex
@@ -138,6 +139,11 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     if len({m.name for m in chosen}) != len(chosen):
         raise InputError(f"a method is listed twice: {', '.join(specs)}")
 
+    from facecodec.eval.identity import FaceIdentity, unavailable_reason
+
+    identity = FaceIdentity.load_or_none()
+    if identity is None:
+        click.echo(f"warning: no identity distance: {unavailable_reason()}", err=True)
     settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
     reused = {}
     if previous is not None:
@@ -145,7 +151,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
 
         reused = reusable(previous, settings,
                           {m.name: m.operating_points(target_rates) for m in chosen},
-                          [r.name for r in refs], max_frames)
+                          [r.name for r in refs], max_frames,
+                          identity.description if identity else None)
         click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
                    f"(commit {previous.get('commit', '?')})", err=True)
 
@@ -154,7 +161,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     with quiet_mediapipe_logs():
         run = evaluate(refs, chosen, target_rates, max_frames, progress=not no_progress,
                        sheet_clip=sheet_clip, log=log, reused=reused,
-                       sheet=not no_sheet)
+                       sheet=not no_sheet, identity=identity)
     elapsed = (time.monotonic() - start) / 60
     click.echo(summary_table(summarize(run.scores)))
 
@@ -165,6 +172,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         "elapsed_min": elapsed, "clips_from": clips_from, "rates_kbps": target_rates,
         "max_frames": max_frames, "json": str(json_path or "results.json"),
         "methods": settings,
+        "identity": identity.description if identity else None,
+        "identity_missing": None if identity else unavailable_reason(),
     }
     if previous is not None and reused:
         # a row reused twice keeps the commit that scored it

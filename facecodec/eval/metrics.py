@@ -2,7 +2,8 @@
 
 Picture: LPIPS-alex (Zhang et al. 2018, v0.1; the project's implementation in
 facecodec/training/lpips.py, the papers' main metric), PSNR, MS-SSIM (Wang, Simoncelli and
-Bovik 2003, through ``pytorch-msssim``). Motion: landmark NME (MediaPipe Face Mesh on the
+Bovik 2003, through ``pytorch-msssim``). Identity: the dlib face descriptor distance of
+eval/identity.py (an optional extra). Motion: landmark NME (MediaPipe Face Mesh on the
 output against MediaPipe on the original, over the outer-eye-corner distance) and two
 temporal-consistency figures: the motion ratio (frame-to-frame change of the output over
 that of the original) and flicker (the change the output adds beyond the original's).
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facecodec.eval.base import Encoded, EvalClip
+from facecodec.eval.identity import FaceIdentity
 
 # Outer eye corners in MediaPipe's mesh (subject's right, left): the NME normaliser, the
 # "inter-ocular distance" of face-alignment benchmarks (300-W uses outer corners too).
@@ -189,6 +191,7 @@ class ClipScore:
     psnr: float  # from the clip's mean squared error
     ms_ssim: float
     nme: float  # NaN if no reference face at all
+    identity: float  # dlib descriptor L2 to the original (< 0.6: same person); NaN: not run
     face_found: float  # fraction of output frames where MediaPipe finds a face
     motion_ratio: float  # mean frame change of output / of original (0 = frozen)
     motion_error: float  # mean |change of output - change of original|, 8-bit levels
@@ -201,8 +204,10 @@ class ClipScore:
 
 
 def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips: LPIPS,
-          ref_landmarks: np.ndarray) -> ClipScore:
-    """All metrics of ``enc`` against ``clip``; ``ref_landmarks`` = track_landmarks(clip)."""
+          ref_landmarks: np.ndarray, identity: FaceIdentity | None = None,
+          ref_identity: tuple | None = None) -> ClipScore:
+    """All metrics of ``enc`` against ``clip``; ``ref_landmarks`` = track_landmarks(clip),
+    ``ref_identity`` = identity.reference(clip.frames) (identity NaN without them)."""
     orig, out = clip.frames, enc.frames
     t = len(orig)
     bits = np.asarray(enc.frame_bits, dtype=np.int64)
@@ -226,6 +231,8 @@ def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips
         lpips=float(lpips(out, orig).mean()), psnr=psnr(out, orig),
         ms_ssim=float(ms_ssim(out, orig).mean()),
         nme=float(per_frame[ok].mean()) if ok.any() else math.nan,
+        identity=(identity.distance(out, ref_identity)
+                  if identity is not None and ref_identity is not None else math.nan),
         face_found=float(found.mean()), motion_ratio=motion_ratio(out, orig),
         motion_error=float(np.abs(change_out - change_orig).mean()) if t > 1 else 0.0,
         flicker=flicker(out, orig),

@@ -20,7 +20,8 @@ from facecodec.eval.runner import EvalRun, SheetFrames
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = ("kbps_all", "kbps_steady", "bits_per_frame", "lpips", "psnr", "ms_ssim", "nme",
-           "face_found", "motion_ratio", "motion_error", "flicker", "encode_fps", "decode_fps")
+           "identity", "face_found", "motion_ratio", "motion_error", "flicker", "encode_fps",
+           "decode_fps")
 
 
 @dataclass
@@ -68,8 +69,8 @@ def _f(value: float | None, digits: int) -> str:
 
 def summary_table(rows: Sequence[Row]) -> str:
     head = ("| method | target kbps | clips (target reached) | kbps all-in | kbps steady | "
-            "bits/frame steady | LPIPS-alex ↓ | PSNR dB ↑ | MS-SSIM ↑ | NME ↓ | face found | "
-            "motion ratio | motion error | flicker ↓ | encode fps | decode fps |")
+            "bits/frame steady | LPIPS-alex ↓ | PSNR dB ↑ | MS-SSIM ↑ | NME ↓ | identity ↓ | "
+            "face found | motion ratio | motion error | flicker ↓ | encode fps | decode fps |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         m = r.means
@@ -77,15 +78,15 @@ def summary_table(rows: Sequence[Row]) -> str:
             f"| {r.method} | {_f(r.target_kbps, 0) if r.target_kbps is not None else '-'} | "
             f"{r.clips} ({r.reached}) | {_f(m['kbps_all'], 2)} | {_f(m['kbps_steady'], 2)} | "
             f"{_f(m['bits_per_frame'], 0)} | {_f(m['lpips'], 3)} | {_f(m['psnr'], 2)} | "
-            f"{_f(m['ms_ssim'], 3)} | {_f(m['nme'], 3)} | {_f(m['face_found'], 2)} | "
-            f"{_f(m['motion_ratio'], 2)} | {_f(m['motion_error'], 2)} | "
+            f"{_f(m['ms_ssim'], 3)} | {_f(m['nme'], 3)} | {_f(m['identity'], 3)} | "
+            f"{_f(m['face_found'], 2)} | {_f(m['motion_ratio'], 2)} | {_f(m['motion_error'], 2)} | "
             f"{_f(m['flicker'], 2)} | {_f(m['encode_fps'], 0)} | {_f(m['decode_fps'], 0)} |")
     return "\n".join(lines)
 
 
 def clip_table(scores: Sequence[ClipScore]) -> str:
     head = ("| method | target | setting | kbps all-in | first frame kbit | LPIPS | PSNR | "
-            "MS-SSIM | NME | face found | motion ratio | flicker |")
+            "MS-SSIM | NME | identity | face found | motion ratio | flicker |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for s in scores:
         setting = ", ".join(f"{k} {v}" for k, v in s.setting.items()) or "-"
@@ -95,8 +96,8 @@ def clip_table(scores: Sequence[ClipScore]) -> str:
         lines.append(
             f"| {s.method} | {target} | {setting} | {_f(s.kbps_all, 2)} | "
             f"{_f(s.bits_first / 1000, 1)} | {_f(s.lpips, 3)} | {_f(s.psnr, 2)} | "
-            f"{_f(s.ms_ssim, 3)} | {_f(s.nme, 3)} | {_f(s.face_found, 2)} | "
-            f"{_f(s.motion_ratio, 2)} | {_f(s.flicker, 2)} |")
+            f"{_f(s.ms_ssim, 3)} | {_f(s.nme, 3)} | {_f(s.identity, 3)} | "
+            f"{_f(s.face_found, 2)} | {_f(s.motion_ratio, 2)} | {_f(s.flicker, 2)} |")
     return "\n".join(lines)
 
 
@@ -336,6 +337,14 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "have it). LPIPS rewards a frozen picture on talking heads: read **NME** (MediaPipe "
         "mesh of the output vs of the original, over the outer-eye-corner distance) beside "
         "it. A method that does not beat the held frame on NME has not sent motion.",
+        "- **identity**: " + (
+            f"{info['identity']} (eval/identity.py): the mean L2 distance between the "
+            "descriptors of output and original frames, the face aligned in the original's "
+            "HOG box. dlib's threshold for *same person* is 0.6; on these clips other people "
+            "measure 0.46-0.93 (shared/ENVIRONMENT.md), the same frame at JPEG quality 10 "
+            "0.3. It says whether the person is still recognisable, not whether the motion "
+            "is right (the held frame scores well)." if info.get("identity") else
+            f"not measured: {info.get('identity_missing') or 'unknown reason'}."),
         "- **PSNR** from each clip's mean squared error (RGB, 8-bit). **MS-SSIM** on RGB "
         "(pytorch-msssim). **face found**: fraction of output frames where MediaPipe finds "
         "the face (frames where it does not keep the last landmarks found for NME). "
@@ -422,7 +431,8 @@ def card_section(results: dict, model_dir: Path, report: Path | None) -> str | N
     cols = [("method", "method", "{}"), ("all-in kbps", "kbps_all", "{:.2f}"),
             ("steady kbps", "kbps_steady", "{:.2f}"), ("bits/frame", "bits_per_frame", "{:.0f}"),
             ("LPIPS-alex", "lpips", "{:.3f}"), ("PSNR dB", "psnr", "{:.2f}"),
-            ("NME", "nme", "{:.3f}"), ("flicker", "flicker", "{:.2f}")]
+            ("NME", "nme", "{:.3f}"), ("identity", "identity", "{:.3f}"),
+            ("flicker", "flicker", "{:.2f}")]
     lines = [CARD_BEGIN, "## Evaluation on the val clips", "",
              f"`{results['command']}` at commit {results['commit']} on {results['date']}: "
              f"{len(results['clips'])} clips ({results['clips_from']}), 256x256 face tubes at "

@@ -24,8 +24,9 @@ from facecodec.eval.report import jsonable
 Key = tuple[str, float | None]  # (clip, target kbps)
 
 # metrics JSON stores NaN as null; the averages are NaN-aware, so they must be NaN again
-_FLOAT_METRICS = ("lpips", "psnr", "ms_ssim", "nme", "face_found", "motion_ratio",
-                  "motion_error", "flicker")
+# (a row from before a metric existed lacks it: NaN too)
+_FLOAT_METRICS = ("lpips", "psnr", "ms_ssim", "nme", "identity", "face_found",
+                  "motion_ratio", "motion_error", "flicker")
 
 
 def load_previous(path: Path) -> dict:
@@ -48,13 +49,18 @@ def _score(row: dict) -> ClipScore:
 
 
 def reusable(previous: dict, settings: Mapping[str, dict], targets: Mapping[str, Sequence],
-             clips: Iterable[str], max_frames: int | None) -> dict[str, dict[Key, ClipScore]]:
+             clips: Iterable[str], max_frames: int | None,
+             identity: str | None = None) -> dict[str, dict[Key, ClipScore]]:
     """Scores of ``previous`` per method that can stand for a run of it now.
 
     ``settings[name]``: what this run's report records of the method (JSON-normalised
-    here); ``targets[name]``: its operating points for this run's rates.
+    here); ``targets[name]``: its operating points for this run's rates. ``identity``:
+    how this run measures the identity distance (None: it cannot); rows scored without
+    it, or otherwise, are not reused, so that no column mixes the two.
     """
     if previous.get("max_frames") != max_frames:
+        return {}
+    if identity is not None and previous.get("identity") != identity:
         return {}
     clips = list(clips)
     by_method: dict[str, dict[Key, ClipScore]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 from facecodec.errors import InputError
 from facecodec.eval.base import EvalClip, Method
 from facecodec.eval.clips import ClipRef
+from facecodec.eval.identity import FaceIdentity
 from facecodec.eval.metrics import LPIPS, ClipScore, score, track_landmarks
 
 SHEET_ROWS = 6
@@ -56,11 +57,12 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
              sheet_clip: str | None = None,
              log: Callable[[str], None] | None = None,
              reused: Mapping[str, Mapping[tuple[str, float | None], ClipScore]] | None = None,
-             sheet: bool = True) -> EvalRun:
+             sheet: bool = True, identity: FaceIdentity | None = None) -> EvalRun:
     """Score every method on every clip. ``sheet_clip``: the clip of the contact sheet
     (default: the largest yaw range seen). ``reused[method][clip, target]``: scores of an
     earlier run (eval/reuse.py) that stand for running ``method``; it then runs only on
-    the contact sheet's clip, for its frames (``sheet=False``: no sheet frames are kept)."""
+    the contact sheet's clip, for its frames (``sheet=False``: no sheet frames are kept).
+    ``identity``: the face descriptor network of the identity distance (None: NaN)."""
     from tqdm import tqdm
 
     points = {m.name: m.operating_points(rates) for m in methods}
@@ -86,7 +88,7 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
             if keep:
                 run.sheet = SheetFrames(clip.name, yaw, sheet_indices(clip))
                 run.sheet.frames["original"] = clip.frames[run.sheet.indices].copy()
-            ref_lm = None  # the original's landmarks: tracked once, when a score needs them
+            ref_lm = ref_id = None  # the original's landmarks and face descriptors: once
             for method in methods:
                 done: dict[tuple, ClipScore] = {}  # one codec setting, several targets
                 for target in points[method.name]:
@@ -108,7 +110,10 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                     else:
                         if ref_lm is None:
                             ref_lm = track_landmarks(clip.frames)
-                        s = score(clip, enc, method.name, target, lpips, ref_lm)
+                            if identity is not None:
+                                ref_id = identity.reference(clip.frames)
+                        s = score(clip, enc, method.name, target, lpips, ref_lm, identity,
+                                  ref_id)
                         done[key] = s
                     run.scores.append(s)
                     if keep:
@@ -116,7 +121,8 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                         run.sheet.kbps[label] = s.kbps_all
                     if log:
                         log(f"{clip.name} {label}: {s.kbps_all:.2f} kbps, LPIPS "
-                            f"{s.lpips:.3f}, PSNR {s.psnr:.2f}, NME {s.nme:.3f}")
+                            f"{s.lpips:.3f}, PSNR {s.psnr:.2f}, NME {s.nme:.3f}, "
+                            f"identity {s.identity:.3f}")
                     bar.update()
     for method in methods:
         method.close()
