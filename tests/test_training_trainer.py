@@ -83,6 +83,28 @@ def test_resume_continues_bit_for_bit(cache, tmp_path) -> None:  # noqa: ANN001
     assert len(moved) > 10
 
 
+def test_resume_follows_the_configs_new_milestones(cache, tmp_path) -> None:  # noqa: ANN001
+    """A run whose config moved the lr decay (fitted to the CPU budget) resumes at the
+    config's lr: decayed when the new milestone is behind it, decayed later when ahead."""
+    over = [f"data.root={cache}", "optim.milestones=[100,200]"]
+    train(TINY, over, tmp_path / "r", max_steps=3, resume=False)
+    now = [f"data.root={cache}", "optim.milestones=[2,5]"]
+    last = torch.load(train(TINY, now, tmp_path / "r", max_steps=6, resume=True),
+                      weights_only=False)
+    base = tiny_config()["optim"]
+    gamma = float(base["gamma"])
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "r" / "log.jsonl").read_text()
+                                .splitlines()) if r["kind"] == "train"]
+    assert lrs[:3] == [float(base["lr_generator"])] * 3  # before the change
+    # as a run made with [2, 5] from the start: the lr logged at step s is the one of
+    # step s + 1, once decayed after step 2 (so at the resume), twice from step 5 on
+    assert lrs[3:] == pytest.approx([base["lr_generator"] * gamma]
+                                    + [base["lr_generator"] * gamma**2] * 2)
+    assert sorted(last["sched_g"]["milestones"]) == [2, 5]
+    assert last["opt_d"]["param_groups"][0]["lr"] == pytest.approx(
+        base["lr_discriminator"] * gamma**2)
+
+
 def test_resume_with_a_data_worker_in_one_process(cache, tmp_path) -> None:  # noqa: ANN001
     """The real configs load data in a worker process: resume is bit-for-bit there too, and
     a second run in the same process starts (a worker forked after OpenCV's thread pool

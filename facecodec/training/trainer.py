@@ -4,11 +4,14 @@ Single process or ``torchrun --nproc_per_node N`` (DDP, gloo on CPU) without cha
 Resumable bit for bit: a checkpoint holds models, optimizers, schedulers, the step, every
 rank's torch / numpy / python RNG state, and the sampler position (samples are a pure
 function of their number, see facecodec/training/data.py). Optimizer: Adam (0.5, 0.99),
-lr 2e-4, divided by 10 at 60k and 90k steps (Oquab et al. section 3.3, "Losses parameters").
+lr 2e-4, divided by 10 at the config's milestones (Oquab et al. section 3.3, "Losses
+parameters": 60k and 90k of 100k steps; a CPU run puts them at the same fractions of its
+budget).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -16,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +194,32 @@ class Trainer:
         set_rng_state(states[self.rank] if len(states) == self.world else states[0])
         if self.rank == 0:
             self._trim_log(self.step)
+        self._follow_config_schedule()
+
+    def _follow_config_schedule(self) -> None:
+        """A resumed run keeps the checkpoint's learning rate unless the config now puts
+        the decay steps elsewhere: then the config's milestones hold from this step on
+        (lr = base * gamma ** milestones passed). This is how a run's schedule is fitted
+        to the CPU budget it turned out to have; an unchanged config resumes bit for bit."""
+        oc = self.cfg["optim"]
+        want = sorted(int(m) for m in oc["milestones"])
+        pairs = [(self.sched_g, float(oc["lr_generator"]))]
+        if self.disc is not None:
+            pairs.append((self.sched_d, float(oc["lr_discriminator"])))
+        if all(sorted(sched.milestones.elements()) == want for sched, _ in pairs):
+            return
+        decays = bisect.bisect_right(want, self.sched_g.last_epoch)
+        for sched, base in pairs:
+            sched.milestones = Counter(want)
+            lr = base * float(oc["gamma"]) ** decays
+            for group in sched.optimizer.param_groups:
+                group["lr"] = lr
+            sched._last_lr = [lr] * len(sched.optimizer.param_groups)  # get_last_lr()
+        lr = self.sched_g.get_last_lr()[0]
+        if self.rank == 0:
+            print(f"lr schedule from the config: milestones {want}, generator lr {lr:g} "
+                  f"from step {self.step}", flush=True)
+        self.log({"kind": "schedule", "step": self.step, "milestones": want, "lr": lr})
 
     def _trim_log(self, step: int) -> None:
         """Drop log records of steps after the checkpoint's: a run stopped between two
