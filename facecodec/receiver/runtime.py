@@ -1,8 +1,10 @@
 """The receiver's per-frame generator on onnxruntime.
 
 PyTorch's eager CPU kernels are slow on this small mobile network (many thin convolutions,
-batch 1): the same generator as an ONNX graph on onnxruntime renders 32.8 instead of 20.0
-frames/s at 256 on one thread (bench/codec_speed.py measures both). The graph is the one
+batch 1): the same generator as an ONNX graph on onnxruntime rendered 32.8 instead of 20.0
+frames/s at 256 on one thread when first measured. bench/codec_speed.py measures both; its
+latest run (docs/BENCHMARKS.md, on a machine busy training, before the pose weighting) did
+not show the gap, so the default awaits a re-measurement on a quiet machine. The graph is the one
 ``facecodec export onnx`` writes, and its wrappers call the networks' own ``render``, so
 both backends compute the same function within float rounding
 (tests/test_receiver_runtime.py). It is traced from the local weights the first time a
@@ -68,8 +70,8 @@ class OnnxGenerator:
         self.model = model
         self.package = package
         self.output_size = output_size  # of the source images and the frame (None: model's)
-        # One intra-op thread: measured faster than two on the 2-core target (32.8 vs 28.0
-        # frames/s at 256, bench/codec_speed.py), and it leaves a core to the sender in a call.
+        # One intra-op thread: measured faster than two on the 2-core target when first
+        # measured (bench/codec_speed.py), and it leaves a core to the sender in a call.
         self.threads = threads or 1
         self._sessions: dict[int, tuple[object, list[str], object]] = {}
         self._fixed_for: object | None = None  # the cache self._fixed was made from
