@@ -141,9 +141,11 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
 
     from facecodec.eval.identity import FaceIdentity, unavailable_reason
 
-    identity = FaceIdentity.load_or_none()
-    if identity is None:
-        click.echo(f"warning: no identity distance: {unavailable_reason()}", err=True)
+    missing = unavailable_reason()
+    identity = None if missing else FaceIdentity()
+    measured = identity.description if identity else None  # how rows were scored
+    if missing:
+        click.echo(f"warning: no identity distance: {missing}", err=True)
     settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
     reused = {}
     if previous is not None:
@@ -151,8 +153,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
 
         reused = reusable(previous, settings,
                           {m.name: m.operating_points(target_rates) for m in chosen},
-                          [r.name for r in refs], max_frames,
-                          identity.description if identity else None)
+                          [r.name for r in refs], max_frames, measured)
         click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
                    f"(commit {previous.get('commit', '?')})", err=True)
 
@@ -172,8 +173,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         "elapsed_min": elapsed, "clips_from": clips_from, "rates_kbps": target_rates,
         "max_frames": max_frames, "json": str(json_path or "results.json"),
         "methods": settings,
-        "identity": identity.description if identity else None,
-        "identity_missing": None if identity else unavailable_reason(),
+        "identity": measured, "identity_missing": missing,
     }
     if previous is not None and reused:
         # a row reused twice keeps the commit that scored it

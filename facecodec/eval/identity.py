@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,14 @@ def sample_indices(frames: int, count: int = FRAMES_PER_CLIP) -> np.ndarray:
     return np.unique(np.linspace(0, frames - 1, min(count, frames)).round().astype(int))
 
 
+class Reference(NamedTuple):
+    """What a clip's scores need of the original, computed once per clip."""
+
+    indices: np.ndarray  # the sampled frames
+    boxes: list  # their HOG face boxes (None: no face)
+    descriptors: np.ndarray  # (len(indices), 128), NaN rows where no face
+
+
 class FaceIdentity:
     """128-d dlib face descriptors and their distances, with the networks loaded once.
 
@@ -75,10 +84,6 @@ class FaceIdentity:
         return (f"dlib {self.version} ResNet face descriptor L2, {FRAMES_PER_CLIP} frames "
                 "per clip")
 
-    @classmethod
-    def load_or_none(cls) -> FaceIdentity | None:
-        return None if unavailable_reason() is not None else cls()
-
     def boxes(self, frames: np.ndarray) -> list:
         """The largest HOG face box of each (H, W, 3) uint8 RGB frame, None where none."""
         out = []
@@ -98,17 +103,16 @@ class FaceIdentity:
             out[t] = np.asarray(self.net.compute_face_descriptor(image, self.shape(image, box)))
         return out
 
-    def reference(self, frames: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
-        """What one clip's scores need of the original, computed once per clip: the
-        sampled indices, their face boxes and descriptors."""
+    def reference(self, frames: np.ndarray) -> Reference:
+        """The original clip's sampled frames, face boxes and descriptors."""
         idx = sample_indices(len(frames))
         boxes = self.boxes(frames[idx])
-        return idx, boxes, self.descriptors(frames[idx], boxes)
+        return Reference(idx, boxes, self.descriptors(frames[idx], boxes))
 
-    def distance(self, out: np.ndarray, ref: tuple[np.ndarray, list, np.ndarray]) -> float:
+    def distance(self, out: np.ndarray, ref: Reference) -> float:
         """Mean L2 distance between the descriptors of ``out`` and of the original on the
         sampled frames where the original has a face; NaN if it has none."""
-        idx, boxes, ref_desc = ref
-        d = np.linalg.norm(self.descriptors(out[idx], boxes) - ref_desc, axis=1)
+        d = np.linalg.norm(self.descriptors(out[ref.indices], ref.boxes) - ref.descriptors,
+                           axis=1)
         d = d[np.isfinite(d)]
         return float(d.mean()) if len(d) else float("nan")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facecodec.eval.base import Encoded, EvalClip
-from facecodec.eval.identity import FaceIdentity
+from facecodec.eval.identity import FaceIdentity, Reference
 
 # Outer eye corners in MediaPipe's mesh (subject's right, left): the NME normaliser, the
 # "inter-ocular distance" of face-alignment benchmarks (300-W uses outer corners too).
@@ -205,7 +205,7 @@ class ClipScore:
 
 def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips: LPIPS,
           ref_landmarks: np.ndarray, identity: FaceIdentity | None = None,
-          ref_identity: tuple | None = None) -> ClipScore:
+          ref_identity: Reference | None = None) -> ClipScore:
     """All metrics of ``enc`` against ``clip``; ``ref_landmarks`` = track_landmarks(clip),
     ``ref_identity`` = identity.reference(clip.frames) (identity NaN without them)."""
     orig, out = clip.frames, enc.frames
