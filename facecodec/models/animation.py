@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from facecodec.models.base import FaceAnimationModel, TrainOutput
+from facecodec.models.blocks import resize_image
 from facecodec.models.fom import FomReceiver
 from facecodec.models.generator import FrontalizerReceiver
 from facecodec.models.layout import KeypointLayout, Values
@@ -25,6 +26,7 @@ class KeypointAnimationModel(FaceAnimationModel):
     def __init__(self, cfg: dict, reference_init: Tensor | None = None):
         super().__init__(cfg, reference_init)
         self.layout = KeypointLayout.from_config(cfg["model"])
+        self.resolution = int(cfg["data"]["resolution"])
         self.sender = SenderModel(self.layout, int(cfg["data"]["resolution"]),
                                   cfg["model"]["keypoint_detector"])
         self.receiver = self._build_receiver(cfg, reference_init)
@@ -57,12 +59,28 @@ class KeypointAnimationModel(FaceAnimationModel):
             batch = {**batch, "sources": batch["sources"][:, : self.max_sources],
                      **{k: v[:, : self.max_sources] for k, v in batch.items()
                         if k.startswith("src_")}}
+        sources, drivers = batch["sources"], batch["drivers"]
+        pixels = sender_frames = None
+        if sources.shape[-1] != self.resolution:
+            # data.output_resolution: the networks see the frames at their resolution, the
+            # pixel blend warps the sources at the display size (as facecodec.receiver)
+            if not self.receiver.pixel_blend:
+                raise ValueError(f"frames of {sources.shape[-1]} px for a {self.resolution} "
+                                 "model: only a receiver with the pixel blend renders larger")
+            pixels = sources
+            batch = {**batch, "sources": _resized(sources, self.resolution),
+                     "drivers": _resized(drivers, self.resolution)}
+            sender_frames = batch["drivers"].flatten(0, 1)
         sv, dv = self.frame_values(batch)
-        drivers = batch["drivers"]
-        cache = self.receiver.embed_sources(batch["sources"], sv)
+        cache = self.receiver.embed_sources(batch["sources"], sv, pixels)
         out = self.receiver.render(cache.repeat(drivers.shape[1]), dv)
         learned = {k: dv[k] for k in ("unsup", "jac") if k in dv}
-        return TrainOutput(out.image, drivers.flatten(0, 1), learned, {}, out)
+        return TrainOutput(out.image, drivers.flatten(0, 1), learned, {}, out, sender_frames)
+
+
+def _resized(frames: Tensor, size: int) -> Tensor:
+    """(B, F, 3, H, W) -> (B, F, 3, size, size)."""
+    return resize_image(frames.flatten(0, 1), size).unflatten(0, frames.shape[:2])
 
 
 def cat_frames(src: Tensor, drv: Tensor) -> Tensor:

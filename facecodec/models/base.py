@@ -23,6 +23,9 @@ class TrainOutput:
     driving_values: dict[str, Tensor] = field(default_factory=dict)  # learned values per target
     extra_losses: dict[str, Tensor] = field(default_factory=dict)  # already weighted
     details: Any = None  # family-specific (e.g. the RenderOutput), for logging and tests
+    # the driving frames as the sender saw them, when smaller than ``target``
+    # (``data.output_resolution``); the equivariance loss re-detects on these
+    sender_frames: Tensor | None = None
 
 
 class FaceAnimationModel(nn.Module):

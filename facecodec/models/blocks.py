@@ -230,12 +230,67 @@ def combine_motions(motions: Tensor, mask_logits: Tensor) -> tuple[Tensor, Tenso
     return flow.reshape(b, h, w, 2), mask
 
 
-def warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
-    """``grid_sample`` x (B, C, H, W) at flow (B, H', W', 2); resizes the flow first when
-    its resolution differs from the wanted output (bilinear is exact on affine flows)."""
+PIXEL_WARPS = ("bilinear", "bicubic")
+BICUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
+
+
+def warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros", mode: str = "bilinear",
+         bilinear_taps: bool = False) -> Tensor:
+    """``grid_sample`` x (B, C, H, W) at flow (B, H', W', 2) (normalised coordinates).
+
+    ``mode="bicubic"`` keeps the detail of images that bilinear sampling at fractional
+    positions low-passes (a half-pixel shift averages two pixels); it overshoots, so the
+    result is clamped to [0, 1] (images only). ``bilinear_taps``: the same bicubic from
+    9 bilinear ``grid_sample`` taps, :func:`bicubic_by_bilinear_taps`, for Core ML, which
+    has no bicubic ``resample``."""
+    if mode == "bicubic":
+        if bilinear_taps:
+            return bicubic_by_bilinear_taps(x, flow, padding_mode).clamp(0.0, 1.0)
+        return F.grid_sample(x, flow, mode="bicubic", padding_mode=padding_mode,
+                             align_corners=ALIGN_CORNERS).clamp(0.0, 1.0)
     return F.grid_sample(
         x, flow, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS
     )
+
+
+def _cubic_taps(t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Keys' cubic convolution weights of the pixels at -1, 0, 1, 2 from a fractional
+    position ``t`` in [0, 1) (Keys 1981, a = BICUBIC_A; PyTorch's upsample kernel)."""
+    a = BICUBIC_A
+
+    def near(d: Tensor) -> Tensor:  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d: Tensor) -> Tensor:  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def bicubic_by_bilinear_taps(x: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
+    """``grid_sample(x, grid, mode="bicubic")`` from bilinear samples only (align_corners
+    False). Per axis the 4 cubic weights of pixels i-1..i+2 are w0 <= 0, w1, w2 >= 0,
+    w3 <= 0: one bilinear tap at i + w2 / (w1 + w2) carries w1 + w2 exactly, and the
+    outer pixels are bilinear taps at whole positions; 3 x 3 taps in 2-D. The padding
+    agrees too: a pixel outside reads the border pixel ("border") or 0 ("zeros") in both."""
+    _, _, h, w = x.shape
+    size = grid.new_tensor([w, h])
+    pos = ((grid + 1) * size - 1) / 2  # pixel coordinates
+    base = torch.floor(pos)
+    t = pos - base
+    w0, w1, w2, w3 = _cubic_taps(t)
+    mid = w1 + w2
+    offsets = (torch.full_like(t, -1.0), w2 / mid, torch.full_like(t, 2.0))
+    weights = (w0, mid, w3)
+    terms = []
+    for j in range(3):  # y
+        for i in range(3):  # x
+            tap = torch.stack([base[..., 0] + offsets[i][..., 0],
+                               base[..., 1] + offsets[j][..., 1]], dim=-1)
+            sample = F.grid_sample(x, (2 * tap + 1) / size - 1, mode="bilinear",
+                                   padding_mode=padding_mode, align_corners=False)
+            terms.append(sample * (weights[i][..., 0] * weights[j][..., 1]).unsqueeze(1))
+    return sum(terms[1:], terms[0])
 
 
 def resize_flow(flow: Tensor, h: int, w: int) -> Tensor:
@@ -249,6 +304,15 @@ def resize_flow(flow: Tensor, h: int, w: int) -> Tensor:
     disp = (flow - make_coordinate_grid(h0, w0, flow).unsqueeze(0)).permute(0, 3, 1, 2)
     disp = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=ALIGN_CORNERS)
     return disp.permute(0, 2, 3, 1) + make_coordinate_grid(h, w, flow).unsqueeze(0)
+
+
+def resize_image(x: Tensor, size: int) -> Tensor:
+    """(B, C, H, W) -> (B, C, size, size), antialiased when shrinking: how frames of the
+    display size reach the networks, in the sender, the receiver and training alike."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
 
 
 def log2_int(n: int, what: str) -> int:

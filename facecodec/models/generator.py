@@ -79,6 +79,9 @@ class FrontalizerReceiver(nn.Module):
         self.frontalizer = Frontalizer(layout.num_kp, c, reference_init, var, **m["frontalizer"])
         self.dense_motion = DenseMotion(layout.num_kp, c, var, **m["dense_motion"])
         self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
+        # Core ML has no bicubic resample: its export traces the bicubic pixel warp as
+        # bilinear taps (facecodec/export/to_coreml.py), the same picture
+        self.bicubic_by_taps = False
 
     @property
     def pixel_blend(self) -> bool:
@@ -122,8 +125,7 @@ class FrontalizerReceiver(nn.Module):
     def forward(self, images: Tensor, src_values: Values, values: Values) -> Tensor:
         return self.render(self.embed_sources(images, src_values), values).image
 
-    @staticmethod
-    def _warp_source_pixels(cache: SourceCache, flow: Tensor,
+    def _warp_source_pixels(self, cache: SourceCache, flow: Tensor,
                             source_mix: Tensor | None = None) -> Tensor:
         """Compose driving -> reference (``flow``) with reference -> source i (cached), warp
         each source image at full resolution and blend them with the Frontalizer weights
@@ -134,7 +136,8 @@ class FrontalizerReceiver(nn.Module):
         flow_n = flow.unsqueeze(1).expand(b, n, h, w, 2).reshape(b * n, h, w, 2)
         composed = warp(cache.flows.reshape(b * n, 2, h, w), flow_n, "border")
         composed = resize_flow(composed.permute(0, 2, 3, 1), big_h, big_w)
-        pixels = warp(cache.images.reshape(b * n, 3, big_h, big_w), composed, "border")
+        pixels = warp(cache.images.reshape(b * n, 3, big_h, big_w), composed, "border",
+                      self.decoder.pixel_warp, self.bicubic_by_taps)
         weights = warp(cache.weights, flow, "border")
         if source_mix is not None:
             weights = weights * source_mix[:, :, None, None]

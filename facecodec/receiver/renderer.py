@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from facecodec.models.blocks import resize_image
 from facecodec.models.package import ModelPackage
 
 Values = dict[str, np.ndarray]
@@ -70,8 +70,8 @@ class Renderer:
         if slot >= self.max_sources:
             return  # FOM: only the first source
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255
-        self._images[slot] = _resized(x, self.resolution)[0]
-        self._pixels[slot] = _resized(x, self.output_size)[0]
+        self._images[slot] = resize_image(x, self.resolution)[0]
+        self._pixels[slot] = resize_image(x, self.output_size)[0]
         self._values[slot] = values
         self._cache = None
 
@@ -119,11 +119,3 @@ class Renderer:
     @staticmethod
     def _to_uint8(image: torch.Tensor) -> np.ndarray:
         return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(1, 3, H, W) -> (1, 3, size, size): area-like (antialiased) when shrinking."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from facecodec.models.blocks import resize_image
 from facecodec.models.package import ModelPackage
 
 
@@ -32,8 +32,5 @@ class SenderNetwork:
         if not tubes.flags.writeable:  # a memory-mapped cache: torch wants its own copy
             tubes = tubes.copy()
         x = torch.from_numpy(tubes).permute(0, 3, 1, 2).float() / 255
-        if x.shape[-1] != self.resolution:
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
-                              antialias=True, align_corners=False)
-        out = self.model(x)
+        out = self.model(resize_image(x, self.resolution))
         return {k: v.numpy().astype(np.float32) for k, v in out.items()}

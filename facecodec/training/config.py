@@ -19,6 +19,10 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "root": None,  # None -> $FACECODEC_DATA or ~/.cache/facecodec/data
         "resolution": 128,  # 128 and 256 read the tubes directly, others resize tube256/128
+        # None: the networks' resolution. Larger (Frontalizer with the pixel blend): train as
+        # the receiver renders, the networks at `resolution` and the blend with the source
+        # pixels at this size, scored against the drivers at this size (docs/training.md)
+        "output_resolution": None,
         "strategy": "rotation4",  # "rotation4" (section 3.3) or "random" (FOM pairs)
         "num_sources": 2,  # A, C
         "num_drivers": 2,  # B1, B2
@@ -47,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
         "dense_motion": {"base": 32, "max_channels": 128, "num_blocks": 3, "expansion": 4,
                          "motion_feature_channels": 0},
         "decoder": {"max_channels": 64, "min_channels": 16, "res_blocks": 2, "expansion": 2,
-                    "pixel_blend": True, "blend_bias": 2.0},
+                    "pixel_blend": True, "blend_bias": 2.0,
+                    "pixel_warp": "bilinear"},  # or "bicubic": how the blend samples sources
         "discriminator": {"scales": [1], "base": 32, "max_channels": 256, "num_blocks": 4},
     },
     "losses": {

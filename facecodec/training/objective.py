@@ -45,9 +45,10 @@ class GeneratorObjective(nn.Module):
         if detector is None or not (wv or wj) or "unsup" not in out.driving_values:
             return {}
         tc = self.cfg["transform"]
-        transform = RandomTransform(out.target.shape[0], tc["sigma_affine"], tc["sigma_tps"],
-                                    tc["points_tps"], like=out.target)
-        det = detector(transform.transform_frame(out.target))
+        frames = out.target if out.sender_frames is None else out.sender_frames
+        transform = RandomTransform(frames.shape[0], tc["sigma_affine"], tc["sigma_tps"],
+                                    tc["points_tps"], like=frames)
+        det = detector(transform.transform_frame(frames))
         value, jac = equivariance_losses(out.driving_values["unsup"],
                                          out.driving_values.get("jac"), det["unsup"],
                                          det.get("jac"), transform)

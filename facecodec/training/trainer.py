@@ -114,7 +114,8 @@ class Trainer:
         cv2.setNumThreads(1)
         seed = int(cfg["seed"])
         seed_everything(seed)  # identical init on every rank
-        self.store = ClipStore(data_root(cfg), int(cfg["data"]["resolution"]))
+        dc = cfg["data"]
+        self.store = ClipStore(data_root(cfg), int(dc["output_resolution"] or dc["resolution"]))
         self.model: FaceAnimationModel = build_model(cfg, reference_init(cfg, self.store))
         self.objective: nn.Module = GeneratorObjective(self.model, cfg["losses"])
         lc = cfg["losses"]
@@ -392,13 +393,21 @@ def _worker_init(_: int) -> None:
 
 
 def train(config: str | Path | None, overrides: list[str] | None = None,
-          out: Path | None = None, max_steps: int | None = None, resume: bool = True) -> Path:
-    """Build, optionally resume from ``<out>/checkpoint.pt``, train; returns the checkpoint."""
+          out: Path | None = None, max_steps: int | None = None, resume: bool = True,
+          init_from: Path | None = None) -> Path:
+    """Build, optionally resume from ``<out>/checkpoint.pt``, train; returns the checkpoint.
+
+    ``init_from``: a run directory without a checkpoint of its own starts from this one
+    (another run's: weights, optimiser, step; the config's milestones apply), e.g. a
+    fine-tune at a larger ``data.output_resolution``. Ignored once the run has its own."""
     cfg = load_config(config, overrides)
     trainer = Trainer(cfg, out)
     ckpt = trainer.out / CHECKPOINT
     if resume and ckpt.exists():
         trainer.load(ckpt)
+    elif init_from is not None:
+        trainer.load(Path(init_from))
+        trainer.log({"kind": "init", "step": trainer.step, "from": str(init_from)})
     try:
         return trainer.fit(max_steps)
     finally:
