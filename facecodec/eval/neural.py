@@ -160,11 +160,12 @@ class FacecodecMethod(Method):
         self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
         mixer = SourceMixer.from_config(self.package.config)
         self._mix = mixer.describe() if mixer and family != "fom" and n > 1 else None
+        self._warp = self.package.config["model"]["decoder"].get("pixel_warp", "bilinear")
         self.name = name
         self.description = (f"{self.package.name}: sender values from the clip's tube, "
                             f"{n} source frame(s), real .fcs bytes, Decoder output at "
                             f"{EVAL_SIZE} (model at {self.package.resolution}, source pixels "
-                            f"warped at {EVAL_SIZE}); encode time "
+                            f"warped at {EVAL_SIZE}, {self._warp}); encode time "
                             "excludes MediaPipe (values from the cache)"
                             + (f"; source pixels weighted by pose ({self._mix})"
                                if self._mix else ""))
@@ -178,7 +179,9 @@ class FacecodecMethod(Method):
                 "intra_period": e.intra_period, "resolution": self.package.resolution,
                 "output_size": self.decoder.output_size,
                 # only where it acts: FOM and one source render as they did before it
-                **({"source_mix": self._mix} if self._mix else {})}
+                **({"source_mix": self._mix} if self._mix else {}),
+                # only when not the bilinear that every row scored before it had
+                **({"pixel_warp": self._warp} if self._warp != "bilinear" else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
