@@ -16,6 +16,7 @@ from facecodec.models.blocks import resize_image
 from facecodec.models.registry import build_model, load_model
 from facecodec.training.config import load_config, parse_override
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
+from facecodec.training.export import read_run_log
 from facecodec.training.objective import GeneratorObjective
 from facecodec.training.synthetic import write_synthetic_cache
 from facecodec.training.trainer import train
@@ -145,6 +146,10 @@ def test_a_fine_tune_starts_from_another_runs_checkpoint(cache, tmp_path) -> Non
     again = torch.load(train(TINY, tuned, tmp_path / "ft", max_steps=4, init_from=base),
                        weights_only=False)
     assert again["step"] == 4
+    # its model card tells the whole history: the base run's steps, then the fine-tune's
+    chain = [(r["kind"], r["step"]) for r in read_run_log(tmp_path / "ft" / "log.jsonl")
+             if r["kind"] in ("train", "init")]
+    assert chain == [("train", 1), ("train", 2), ("init", 2), ("train", 3), ("train", 4)]
 
 
 def test_resume_with_a_data_worker_in_one_process(cache, tmp_path) -> None:  # noqa: ANN001

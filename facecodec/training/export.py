@@ -44,11 +44,13 @@ def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = No
     meta = {"family": cfg["family"], "name": cfg["name"], "step": str(ckpt["step"])}
     dest = write_package(model, cfg, dest, meta)
     log = Path(checkpoint).with_name("log.jsonl")
-    (dest / "MODEL_CARD.md").write_text(model_card(model, cfg, ckpt, _read_log(log)))
+    (dest / "MODEL_CARD.md").write_text(model_card(model, cfg, ckpt, read_run_log(log)))
     return dest
 
 
-def _read_log(path: Path) -> list[dict]:
+def read_run_log(path: Path) -> list[dict]:
+    """A run's log records; a fine-tune's (``train --init-from``) are preceded by those of
+    the run it started from, up to its start, so a card tells the whole history."""
     if not path.is_file():
         return []
     out = []
@@ -57,11 +59,18 @@ def _read_log(path: Path) -> list[dict]:
             out.append(json.loads(line))
         except ValueError:
             continue  # a line cut by a crash: the rest still tells the story
+    init = next((r for r in out if r.get("kind") == "init"), None)
+    if init is not None:
+        parent = Path(init["from"]).with_name("log.jsonl")
+        before = [r for r in read_run_log(parent) if r.get("step", 0) <= init["step"]]
+        out = before + out
     return out
 
 
-def training_summary(log: list[dict], step: int) -> tuple[str, str]:
+def training_summary(log: list[dict], step: int, size: int | None = None
+                     ) -> tuple[str, str]:
     """(CPU-hours line, validation-curve table) from a run's log.jsonl, up to ``step``.
+    ``size``: the validation frame size after a fine-tune's start (its ``init`` record).
 
     CPU time is the logged seconds per step times the steps they cover, times the
     processes (``world_size``) and torch threads of the run: what the run cost this CPU."""
@@ -70,10 +79,18 @@ def training_summary(log: list[dict], step: int) -> tuple[str, str]:
     for r in train:
         secs += r["s_per_step"] * (r["step"] - prev)
         prev = r["step"]
-    val = [r for r in log if r.get("kind") == "val" and r["step"] <= step]
-    rows = "\n".join(
-        f"| {r['step']} | {r['lpips']:.4f} | {r['psnr']:.2f} | {r['held_lpips']:.4f} | "
-        f"{r['held_psnr']:.2f} |" for r in val if "lpips" in r)
+    lines, validated = [], False
+    for r in log:
+        if r.get("step", 0) > step:
+            continue
+        if r.get("kind") == "val" and "lpips" in r:
+            validated = True
+            lines.append(f"| {r['step']} | {r['lpips']:.4f} | {r['psnr']:.2f} | "
+                         f"{r['held_lpips']:.4f} | {r['held_psnr']:.2f} |")
+        elif r.get("kind") == "init":
+            lines.append(f"| {r['step']} | fine-tune from `{r['from']}`; below: validated at "
+                         f"{size}x{size} | | | |")
+    rows = "\n".join(lines) if validated else ""
     table = ("| step | LPIPS-alex | PSNR dB | held frame LPIPS | held frame PSNR dB |\n"
              "|---:|---:|---:|---:|---:|\n" + rows) if rows else "no validation recorded"
     return f"{secs / 3600:.2f} hours of wall time at {train[-1]['s_per_step'] if train else 0}"\
@@ -83,7 +100,8 @@ def training_summary(log: list[dict], step: int) -> tuple[str, str]:
 def model_card(model: torch.nn.Module, cfg: dict, ckpt: dict, log: list[dict] | None = None
                ) -> str:
     layout = KeypointLayout.from_config(cfg["model"])
-    cpu, curve = training_summary(log or [], ckpt["step"])
+    shown = int(cfg["data"].get("output_resolution") or cfg["data"]["resolution"])
+    cpu, curve = training_summary(log or [], ckpt["step"], shown)
     threads = cfg.get("training", {}).get("threads", 1)
     rows = "\n".join(f"| {n} | {p:,} | {mb:.2f} |" for n, p, mb in network_table(model))
     val = ckpt.get("last_val") or {}
@@ -95,7 +113,8 @@ def model_card(model: torch.nn.Module, cfg: dict, ckpt: dict, log: list[dict] | 
   {layout.unsup}, Jacobians {layout.jacobians}, expression code {layout.expr_dim})
 - resolution {cfg['data']['resolution']}x{cfg['data']['resolution']}, motion at
   {cfg['model']['feature_res']}x{cfg['model']['feature_res']}; pixel blend
-  {cfg['model']['decoder']['pixel_blend']}
+  {cfg['model']['decoder']['pixel_blend']}, pixel warp
+  {cfg['model']['decoder'].get('pixel_warp', 'bilinear')}; losses at {shown}x{shown}
 - trained {ckpt['step']} steps (batch {cfg['optim']['batch_size']} x {ckpt.get('world_size', 1)}
   processes), sampling `{cfg['data']['strategy']}`, exported
   {datetime.date.today().isoformat()}
