@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from facecodec.receiver.mixing import POSE_TEMPERATURE, SMOOTHING
+
 DEFAULTS: dict[str, Any] = {
     "name": "unnamed",
     "family": "frontalizer",  # key of facecodec.models.registry.FAMILIES
@@ -85,6 +87,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "validation": {"every": 1000, "num_samples": 16, "batch_size": 8, "lpips": True,
                    "save_images": True},
+    # the receiver's, not training's: exported with the model (facecodec/receiver/mixing.py)
+    "inference": {"pose_temperature": POSE_TEMPERATURE, "pose_smoothing": SMOOTHING},
 }
 
 
