@@ -124,6 +124,17 @@ def test_one_source_sends_one_image_and_the_same_frames(clip: EvalClip) -> None:
     assert one.setting == {"sources": 1}
 
 
+def test_source_quality_changes_only_the_source_images(clip: EvalClip) -> None:
+    low = make_method("facecodec:model=tiny_codec")
+    high = make_method("facecodec:model=tiny_codec;source_quality=95")
+    assert high.settings()["source_codec"] == "webp q95" != low.settings()["source_codec"]
+    a, b = low.run(clip, None), high.run(clip, None)
+    np.testing.assert_array_equal(a.frame_bits, b.frame_bits)
+    assert b.setup_bits > a.setup_bits
+    with pytest.raises(InputError, match="source quality must be in 1..100"):
+        make_method("facecodec:model=tiny_codec;source_quality=101")
+
+
 def test_a_new_tube_box_is_a_crop_chunk_and_an_intra_frame(clip: EvalClip) -> None:
     method = make_method("facecodec:model=tiny_codec")
     meta = {k: v.copy() for k, v in clip.meta.items()}
