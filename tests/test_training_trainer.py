@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 from training_helpers import TINY, random_batch, tiny_config
 
 from facecodec.models.blocks import resize_image
-from facecodec.models.registry import build_model, load_model
+from facecodec.models.registry import build_model, load_model, read_config
 from facecodec.training.config import load_config, parse_override
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
 from facecodec.training.export import read_run_log
@@ -233,8 +233,14 @@ def test_cli_train_then_export_then_load(cache, tmp_path) -> None:  # noqa: ANN0
     assert val and {"psnr", "held_psnr", "l1"} <= set(val[0])
     assert list(out.glob("val_*.png"))
     dest = tmp_path / "models" / "tiny"
-    res = runner.invoke(cli, ["export-model", str(out / "checkpoint.pt"), "--dest", str(dest)])
+    res = runner.invoke(cli, ["export-model", str(out / "checkpoint.pt"), "--dest", str(dest),
+                              "--inference", "pose_temperature=0.002"])
     assert res.exit_code == 0, res.output
+    # a receiver setting chosen after the checkpoint was saved ships with it
+    assert read_config(dest)["inference"] == {"pose_temperature": 0.002, "pose_smoothing": 0.7}
+    res = runner.invoke(cli, ["export-model", str(out / "checkpoint.pt"), "--dest", str(dest),
+                              "--inference", "lr=1"])
+    assert res.exit_code != 0 and "unknown config key 'inference.lr'" in res.output
     model = load_model(dest, parts=("sender",))
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     for k, v in model.sender.state_dict().items():

@@ -41,7 +41,11 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, max_steps: i
 @click.option("--name", default=None, help="Model name (default: the config's name).")
 @click.option("--dest", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: models/<name>).")
-def export_model(checkpoint: str, name: str | None, dest: str | None) -> None:
+@click.option("--inference", "inference", multiple=True, metavar="KEY=VALUE",
+              help="A receiver setting of the config's inference section, e.g. "
+                   "pose_temperature=0.0015 (repeatable; the weights are not touched).")
+def export_model(checkpoint: str, name: str | None, dest: str | None,
+                 inference: tuple[str, ...]) -> None:
     """Export a training checkpoint to models/<name>/ (safetensors + config + model card)."""
     import torch
 
@@ -50,7 +54,11 @@ def export_model(checkpoint: str, name: str | None, dest: str | None) -> None:
     if dest is None:
         cfg = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
         dest = f"models/{name or cfg['name']}"
-    click.echo(f"exported: {run(checkpoint, dest, name)}")
+    try:
+        path = run(checkpoint, dest, name, list(inference))
+    except (KeyError, ValueError) as e:  # an unknown or malformed inference setting
+        raise click.UsageError(f"--inference: {e}") from None
+    click.echo(f"exported: {path}")
 
 
 COMMANDS = [train, export_model]

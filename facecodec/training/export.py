@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from facecodec.models.layout import KeypointLayout
 from facecodec.models.profile import network_table
 from facecodec.models.registry import build_model
+from facecodec.training.config import DEFAULTS, deep_merge, parse_override
 
 
 def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
@@ -34,10 +35,19 @@ def write_package(model: torch.nn.Module, cfg: dict, dest: str | Path,
     return dest
 
 
-def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = None) -> Path:
+def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = None,
+                 inference: list[str] | None = None) -> Path:
+    """``inference``: "key=value" settings of the config's ``inference`` section (the
+    receiver's, e.g. ``pose_temperature=0.0015``): they do not touch the weights, so a
+    checkpoint saved before they were chosen can still ship with them."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = dict(ckpt["config"])
     cfg["name"] = name or cfg["name"]
+    if inference:
+        section = {**DEFAULTS["inference"], **cfg.get("inference", {})}
+        for item in inference:
+            section = deep_merge(section, parse_override(item), "inference.")
+        cfg["inference"] = section
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
     model.eval()
