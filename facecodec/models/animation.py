@@ -27,7 +27,7 @@ class KeypointAnimationModel(FaceAnimationModel):
         super().__init__(cfg, reference_init)
         self.layout = KeypointLayout.from_config(cfg["model"])
         self.resolution = int(cfg["data"]["resolution"])
-        self.sender = SenderModel(self.layout, int(cfg["data"]["resolution"]),
+        self.sender = SenderModel(self.layout, self.resolution,
                                   cfg["model"]["keypoint_detector"])
         self.receiver = self._build_receiver(cfg, reference_init)
 
