@@ -5,8 +5,8 @@ Two numbers, because they cost differently on a phone:
 - ``dense``: convolutions, linear layers and matrix products (torch's own formulas,
   FLOPs / 2). This is what a GPU's MAC throughput bounds, and what
   ``facecodec.models.profile.count_macs`` counts with module hooks.
-- ``sampling``: bilinear taps of ``grid_sample`` and bilinear resizes (4 per output
-  element). Memory-bound gathers, not MAC-bound, and the op Core ML keeps in FP32.
+- ``sampling``: taps of ``grid_sample`` (4 per output element bilinear, 16 bicubic) and
+  of bilinear resizes (4). Memory-bound gathers, not MAC-bound, and the op Core ML keeps in FP32.
 Elementwise work (activations, norms, softmax, Gaussians) is left out of both.
 """
 
@@ -38,14 +38,25 @@ def _bilinear_taps(*_: Any, out_shape: Any = None, **__: Any) -> int:
     return 2 * 4 * int(torch.Size(out_shape).numel())
 
 
+GRID_SAMPLER_TAPS = {0: 4, 1: 1, 2: 16}  # interpolation_mode: bilinear, nearest, bicubic
+
+
+def _grid_sampler_taps(_input: Any, _grid: Any, mode: int, *_: Any, out_shape: Any = None,
+                       **__: Any) -> int:
+    """As :func:`_bilinear_taps`, with the taps of the sampler's mode (the bicubic pixel
+    warp reads 4 x 4 pixels per output element)."""
+    return 2 * GRID_SAMPLER_TAPS[int(mode)] * int(torch.Size(out_shape).numel())
+
+
 SAMPLING_OPS = (aten.grid_sampler_2d, aten.upsample_bilinear2d, aten._upsample_bilinear2d_aa)
 
 
 def count(net: ExportNetwork, inputs: tuple[torch.Tensor, ...] | None = None) -> Macs:
     """MACs of one call of ``net`` on ``inputs`` (default: its example inputs; the count
     depends only on the shapes)."""
-    mode = FlopCounterMode(display=False, custom_mapping={op: _bilinear_taps
-                                                          for op in SAMPLING_OPS})
+    formulas = {op: _bilinear_taps for op in SAMPLING_OPS}
+    formulas[aten.grid_sampler_2d] = _grid_sampler_taps
+    mode = FlopCounterMode(display=False, custom_mapping=formulas)
     # not under no_grad: FlopCounterMode's module tracker then trips on parameters that
     # require grad without a grad_fn (torch 2.13)
     with mode:

@@ -30,6 +30,8 @@ import torch
 
 from facecodec.errors import InputError
 from facecodec.export.wrappers import ExportNetwork
+from facecodec.models.blocks import BICUBIC_TAPS
+from facecodec.models.decoder import Decoder
 
 IOS_TARGETS = (15, 16)
 """ML Program needs iOS 15; the iPhone 8 stops at iOS 16."""
@@ -149,17 +151,18 @@ def convert(net: ExportNetwork, ios: int = 16, fp16: bool = True,
 
 @contextlib.contextmanager
 def _bilinear_taps(module: torch.nn.Module):  # noqa: ANN202
-    """Core ML's ``resample`` samples bilinear or nearest only: a receiver whose pixel warp
+    """Core ML's ``resample`` samples bilinear or nearest only: a decoder whose pixel warp
     is bicubic is traced with the bicubic made of bilinear taps
     (:func:`facecodec.models.blocks.bicubic_by_bilinear_taps`, equal to float rounding)."""
-    flagged = [m for m in module.modules() if hasattr(m, "bicubic_by_taps")]
-    for m in flagged:
-        m.bicubic_by_taps = True
+    bicubic = [m for m in module.modules()
+               if isinstance(m, Decoder) and m.pixel_warp == "bicubic"]
+    for m in bicubic:
+        m.pixel_warp = BICUBIC_TAPS
     try:
         yield
     finally:
-        for m in flagged:
-            m.bicubic_by_taps = False
+        for m in bicubic:
+            m.pixel_warp = "bicubic"
 
 
 def save(model: Any, path: Path) -> Path:

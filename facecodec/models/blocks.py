@@ -231,23 +231,25 @@ def combine_motions(motions: Tensor, mask_logits: Tensor) -> tuple[Tensor, Tenso
 
 
 PIXEL_WARPS = ("bilinear", "bicubic")
+BICUBIC_TAPS = "bicubic_taps"
+"""The bicubic warp as bilinear taps: what the Core ML export traces instead of "bicubic"
+(facecodec/export/to_coreml.py), the same picture."""
 BICUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
 
 
-def warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros", mode: str = "bilinear",
-         bilinear_taps: bool = False) -> Tensor:
+def warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros", mode: str = "bilinear") -> Tensor:
     """``grid_sample`` x (B, C, H, W) at flow (B, H', W', 2) (normalised coordinates).
 
     ``mode="bicubic"`` keeps the detail of images that bilinear sampling at fractional
     positions low-passes (a half-pixel shift averages two pixels); it overshoots, so the
-    result is clamped to [0, 1] (images only). ``bilinear_taps``: the same bicubic from
-    9 bilinear ``grid_sample`` taps, :func:`bicubic_by_bilinear_taps`, for Core ML, which
+    result is clamped to [0, 1] (for images only). ``BICUBIC_TAPS``: the same from 9
+    bilinear ``grid_sample`` taps, :func:`bicubic_by_bilinear_taps`, for Core ML, which
     has no bicubic ``resample``."""
     if mode == "bicubic":
-        if bilinear_taps:
-            return bicubic_by_bilinear_taps(x, flow, padding_mode).clamp(0.0, 1.0)
         return F.grid_sample(x, flow, mode="bicubic", padding_mode=padding_mode,
                              align_corners=ALIGN_CORNERS).clamp(0.0, 1.0)
+    if mode == BICUBIC_TAPS:
+        return bicubic_by_bilinear_taps(x, flow, padding_mode).clamp(0.0, 1.0)
     return F.grid_sample(
         x, flow, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS
     )

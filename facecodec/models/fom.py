@@ -43,7 +43,6 @@ class FomReceiver(nn.Module):
         self.dense_motion = DenseMotion(layout.num_kp, c, float(m["kp_variance"]),
                                         **m["dense_motion"])
         self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
-        self.bicubic_by_taps = False  # as FrontalizerReceiver's
 
     @property
     def pixel_blend(self) -> bool:
@@ -72,7 +71,7 @@ class FomReceiver(nn.Module):
         if mask is not None:
             h, w = cache.image.shape[-2:]
             pixels = warp(cache.image, resize_flow(motion.flow, h, w), "border",
-                          self.decoder.pixel_warp, self.bicubic_by_taps)
+                          self.decoder.pixel_warp)
         return RenderOutput(blend_output(rgb, mask, pixels), rgb, mask, pixels,
                             motion.occlusion, motion.flow)
 

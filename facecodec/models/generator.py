@@ -79,9 +79,6 @@ class FrontalizerReceiver(nn.Module):
         self.frontalizer = Frontalizer(layout.num_kp, c, reference_init, var, **m["frontalizer"])
         self.dense_motion = DenseMotion(layout.num_kp, c, var, **m["dense_motion"])
         self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
-        # Core ML has no bicubic resample: its export traces the bicubic pixel warp as
-        # bilinear taps (facecodec/export/to_coreml.py), the same picture
-        self.bicubic_by_taps = False
 
     @property
     def pixel_blend(self) -> bool:
@@ -137,7 +134,7 @@ class FrontalizerReceiver(nn.Module):
         composed = warp(cache.flows.reshape(b * n, 2, h, w), flow_n, "border")
         composed = resize_flow(composed.permute(0, 2, 3, 1), big_h, big_w)
         pixels = warp(cache.images.reshape(b * n, 3, big_h, big_w), composed, "border",
-                      self.decoder.pixel_warp, self.bicubic_by_taps)
+                      self.decoder.pixel_warp)
         weights = warp(cache.weights, flow, "border")
         if source_mix is not None:
             weights = weights * source_mix[:, :, None, None]
