@@ -1,121 +1,78 @@
 """The ``.fcs`` container: a header, then chunks (source frames, frame packets, crops, end).
 
 Written and read incrementally: a writer emits each chunk as soon as it is complete (one
-packet per frame by default, for latency), a reader needs only a ``read(n)`` stream. The
-byte layout is specified in docs/format.md; this module is its reference implementation.
+packet per frame by default, for latency); a reader takes bytes as they arrive (a file,
+bytes, or an iterable of network packets) and yields what they decide. The byte layout
+is specified in docs/format.md; this module is its reference implementation.
+
+Loss resilience (format 2): every frame packet names its first frame and the frame its
+deltas refer to, so a lost, duplicated, reordered or spliced packet is known. The reader
+keeps the decoded state of recent frames and decodes a packet only from the exact state
+it was coded against; a frame it cannot decode is concealed (the last good values held,
+``DecodedFrame.held``), never rendered from a broken delta chain. The writer can make
+frames that refer to an older frame (a *recovery point* every ``recovery_period`` frames,
+or a frame the receiver acknowledged through a feedback channel: ``recover_from``), and
+can send each recovery point twice (``redundancy``), so decoding resumes long before the
+next intra frame.
 
 Every malformed input raises :class:`facecodec.errors.FormatError` with the byte offset
-of the problem; every length is bounded before anything is allocated or read.
+of the problem (strict mode) or is skipped and reported (tolerant mode); every length,
+count and frame number is bounded before anything is allocated.
 """
 
 from __future__ import annotations
 
-import binascii
-import io
-import json
+import math
 import struct
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
-from facecodec.bitstream.coder import CorruptPayload, FrameCoder, decode_packet, encode_packet
+from facecodec.bitstream.chunks import (
+    CROP,
+    END,
+    FRAME_KINDS,
+    INTER,
+    INTER_REF,
+    INTRA,
+    SOURCE,
+    Chunk,
+    ChunkParser,
+    Damage,
+    chunk,
+    read_varint,
+    varint,
+)
+from facecodec.bitstream.coder import (
+    CorruptPayload,
+    FrameCoder,
+    RangeDecoder,
+    bytes_to_words,
+    decode_packet,
+    encode_packet,
+)
+from facecodec.bitstream.header import MAGIC, VERSION, Header, header_length, parse_header
+from facecodec.bitstream.limits import MAX_SOURCE_SIDE
 from facecodec.bitstream.prior import Prior
-from facecodec.bitstream.streams import Coded, Frame, StreamSpec, StreamTable
+from facecodec.bitstream.streams import Coded, Frame
 from facecodec.errors import FormatError, ModelMismatchError
 
-MAGIC = b"\x89FCS"
-VERSION = (1, 0)  # (major, minor): a reader refuses a newer major version
-
-# chunk kinds
-INTER = 0x01
-INTRA = 0x02
-SOURCE = 0x10
-CROP = 0x11
-END = 0x7F
-ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
-
-MAX_HEADER = 65535
-MAX_PAYLOAD = {INTER: 1 << 20, INTRA: 1 << 20, SOURCE: 16 << 20, CROP: 64, END: 64}
-MAX_ANCILLARY = 1 << 20
+__all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
+           "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
+           "SOURCE", "CROP", "END", "MAX_REF", "IMAGE_CODECS"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
+MAX_REF = 255  # the farthest back a frame may refer (frames); the reader keeps that many
+MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
+MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
+READ_BLOCK = 1 << 16
 
-
-@dataclass(frozen=True)
-class Header:
-    """Everything a decoder must know before the first chunk."""
-
-    table: StreamTable
-    prior_id: str
-    fps: Fraction = Fraction(15)
-    crop_size: int = 256
-    intra_period: int = 30
-    packet_frames: int = 1
-    n_sources: int = 0
-    model_id: str = ""
-    model_hash: bytes = b"\0" * 16
-    info: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.fps <= 0 or self.fps.numerator >= 1 << 32 or self.fps.denominator >= 1 << 32:
-            raise ValueError(f"fps {self.fps} not representable")
-        if not 1 <= self.packet_frames <= 255:
-            raise ValueError("packet_frames must be in 1..255")
-        if not 1 <= self.intra_period <= 65535:
-            raise ValueError("intra_period must be in 1..65535")
-        if not 1 <= self.crop_size <= 65535 or not 0 <= self.n_sources <= 255:
-            raise ValueError("crop_size or n_sources out of range")
-        if len(self.model_hash) != 16:
-            raise ValueError("model_hash must be 16 bytes")
-
-    def to_bytes(self) -> bytes:
-        b = bytearray()
-        b += _str8(self.model_id) + self.model_hash + _str8(self.prior_id)
-        b += struct.pack("<IIHHBB", self.fps.numerator, self.fps.denominator, self.crop_size,
-                         self.intra_period, self.packet_frames, self.n_sources)
-        b += struct.pack("<B", len(self.table))
-        for s in self.table:
-            b += _str8(s.name) + struct.pack("<HffBBH", s.count, s.lo, s.hi, s.bits,
-                                             int(s.points), s.period)
-        info = json.dumps(self.info, separators=(",", ":"), sort_keys=True).encode()
-        b += struct.pack("<H", len(info)) + info
-        if len(b) > MAX_HEADER:
-            raise ValueError("header too large")
-        head = MAGIC + bytes(VERSION) + struct.pack("<H", len(b)) + bytes(b)
-        return head + struct.pack("<I", zlib.crc32(head))
-
-
-def _str8(s: str) -> bytes:
-    e = s.encode()
-    if len(e) > 255:
-        raise ValueError(f"string too long for the header: {s[:40]!r}...")
-    return bytes([len(e)]) + e
-
-
-def _varint(n: int) -> bytes:
-    """Unsigned LEB128."""
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
-    return binascii.crc_hqx(data, 0xFFFF)
-
-
-def chunk(kind: int, payload: bytes) -> bytes:
-    """kind (1 byte) | payload length (LEB128) | payload | CRC-16 of all before it."""
-    body = bytes([kind]) + _varint(len(payload)) + payload
-    return body + struct.pack("<H", _crc16(body))
+# Exceptions a corrupt range-coded payload can raise inside constriction or numpy
+# (constriction 0.5.0 raises AssertionError for data invalid under the model).
+_DECODE_ERRORS = (CorruptPayload, AssertionError, ValueError, OverflowError, RuntimeError,
+                  IndexError, KeyError)
 
 
 # -- events a reader yields ----------------------------------------------------------------
@@ -138,7 +95,7 @@ class DecodedFrame:
     intra: bool
     bits: dict[str, float]  # ideal code length per stream
     packet_bits: float  # this frame's share of its chunk, all bytes included
-    held: bool = False  # tolerant mode: a lost frame, values repeat the last good one
+    held: bool = False  # concealed: lost or undecodable, the last good values repeat
 
 
 @dataclass
@@ -152,7 +109,7 @@ class Crop:
 class Skipped:
     offset: int
     reason: str
-    frames: int  # frames lost (held), known once the next intra packet is found
+    frames: int  # frames concealed (held) because of it
 
 
 # -- writer --------------------------------------------------------------------------------
@@ -161,20 +118,41 @@ class FcsWriter:
 
     ``add_frame`` returns the bytes it wrote (empty while a packet of several frames
     is still filling): what a live sender would put on the wire.
+
+    Args:
+        recovery_period: every this many frames after an intra frame, a frame is coded
+            against the previous recovery point instead of the previous frame, so that a
+            receiver that lost a packet decodes again from there (0: off).
+        redundancy: copies of each intra frame and recovery point sent again, just
+            before the next packet (0 or 1), so losing one packet does not break the
+            chain of recovery points.
     """
 
-    def __init__(self, out: BinaryIO, header: Header, prior: Prior):
+    def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
+                 recovery_period: int = 0, redundancy: int = 0):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
             raise ValueError("the prior was fitted for another stream table")
+        if not 0 <= recovery_period <= MAX_REF:
+            raise ValueError(f"recovery_period must be in 0..{MAX_REF}")
+        if redundancy not in (0, 1):
+            raise ValueError("redundancy must be 0 or 1")
         self.out, self.header, self.prior = out, header, prior
+        self.recovery_period, self.redundancy = recovery_period, redundancy
         self.coder = FrameCoder(prior)
         self.frames = 0
+        self.closed = False
         self._pending: list[Coded] = []
-        self._pending_intra = False
+        self._pending_ref = 0  # the first pending frame's reference: 0 intra, else distance
         self._force_intra = True
+        self._recover_from: int | None = None
+        self._anchor = 0  # the last intra frame or recovery point
+        self._last_intra = 0
+        self._states: dict[int, tuple[Coded, Coded]] = {}  # frame -> (indices, deltas)
+        self._repeat: list[bytes] = []
         self.bytes_written = 0
+        self.redundant_bytes = 0
         self.frame_bits: list[dict[str, float]] = []
         self._emit(header.to_bytes())
 
@@ -189,16 +167,20 @@ class FcsWriter:
         codes = {v: k for k, v in IMAGE_CODECS.items()}
         if codec not in codes:
             raise ValueError(f"image codec {codec!r} not in {sorted(codes)}")
+        if not 0 <= index < max(self.header.n_sources, 1):
+            raise ValueError(f"source slot {index} not in 0..{self.header.n_sources - 1}")
+        if not (1 <= width <= MAX_SOURCE_SIDE and 1 <= height <= MAX_SOURCE_SIDE):
+            raise ValueError(f"source image {width}x{height} above {MAX_SOURCE_SIDE}")
         coded = self.header.table.quantize(values)
         payload, _ = encode_packet(FrameCoder(self.prior), [coded], first_intra=True)
         body = struct.pack("<BBHH", index, codes[codec], width, height)
-        body += _varint(len(image)) + image + payload
+        body += varint(len(image)) + image + payload
         return self._emit(chunk(SOURCE, body))
 
     def add_crop(self, box: tuple[float, float, float], src_size: tuple[int, int]) -> bytes:
         """The face tube moved: applies from the next frame, which is coded intra."""
         out = self.flush()
-        body = _varint(self.frames) + struct.pack("<fffHH", *box, *src_size)
+        body = varint(self.frames) + struct.pack("<fffHH", *box, *src_size)
         self._force_intra = True
         return out + self._emit(chunk(CROP, body))
 
@@ -206,16 +188,40 @@ class FcsWriter:
         """Code the next frame intra (a receiver asked to resync, say)."""
         self._force_intra = True
 
+    def recover_from(self, frame: int) -> None:
+        """A receiver lost packets but holds ``frame`` (its last correctly decoded frame):
+        code the next frame against it, which costs far less than an intra frame (falls
+        back to intra when ``frame`` is too old or unknown)."""
+        self._recover_from = int(frame)
+
     def add_frame(self, values: Frame) -> bytes:
         return self.add_coded(self.header.table.quantize(values))
 
+    def _reference(self, f: int) -> int:
+        """Frame ``f``'s reference: 0 for intra, else how many frames back."""
+        if self._force_intra or f % self.header.intra_period == 0:
+            return 0
+        if self._recover_from is not None:
+            a, self._recover_from = self._recover_from, None
+            return f - a if 0 < f - a <= MAX_REF and a in self._states else 0
+        if self.recovery_period and (f - self._last_intra) % self.recovery_period == 0:
+            return f - self._anchor if f - self._anchor <= MAX_REF else 0
+        return 1
+
     def add_coded(self, coded: Coded) -> bytes:
-        intra = self._force_intra or self.frames % self.header.intra_period == 0
+        if self.closed:
+            raise ValueError("the stream is closed")
+        if self.frames >= MAX_FRAME:
+            raise ValueError("stream too long: frame numbers are 32-bit")
+        ref = self._reference(self.frames)
         out = b""
-        if intra:
-            out += self.flush()  # an intra frame always starts a packet
-            self._pending_intra = True
+        if ref != 1:  # an intra frame or a recovery point always starts a packet
+            out += self.flush()
+            self._pending_ref = ref
             self._force_intra = False
+            self._anchor = self.frames
+            if ref == 0:
+                self._last_intra = self.frames
         self._pending.append(coded)
         self.frames += 1
         if len(self._pending) >= self.header.packet_frames:
@@ -227,151 +233,97 @@ class FcsWriter:
             return b""
         n = len(self._pending)
         first = self.frames - n
-        payload, bits = encode_packet(self.coder, self._pending, self._pending_intra)
-        head = _varint(first) if self._pending_intra else b""
+        ref = self._pending_ref
+        if ref:
+            q, d = self._states[first - ref]
+            self.coder.prev = q
+            # the own-delta predictor term is a one-frame delta: none across a longer gap
+            self.coder.prev_delta = d if ref == 1 else {k: np.zeros_like(v)
+                                                        for k, v in d.items()}
+        payload, bits = encode_packet(self.coder, self._pending, ref == 0)
+        # the coder ends at the last frame's state; earlier frames of a packet are only
+        # ever referred to by the next frame, which is in the packet
+        self._states[self.frames - 1] = (self.coder.prev, dict(self.coder.prev_delta))
+        for old in [k for k in self._states if k < self.frames - 1 - MAX_REF]:
+            del self._states[old]
+        head = varint(first)
+        kind = INTRA if ref == 0 else INTER if ref == 1 else INTER_REF
+        if kind == INTER_REF:
+            head += varint(ref)
         if self.header.packet_frames > 1:
             head += bytes([n])
-        data = chunk(INTRA if self._pending_intra else INTER, head + payload)
+        data = chunk(kind, head + payload)
         self.frame_bits.extend(bits)
-        self._pending, self._pending_intra = [], False
-        return self._emit(data)
+        self._pending, self._pending_ref = [], 1
+        out = self._emit_repeats()
+        if ref != 1 and self.redundancy:
+            self._repeat.append(data)
+        return out + self._emit(data)
+
+    def _emit_repeats(self) -> bytes:
+        out = b"".join(self._repeat)
+        self._repeat = []
+        self.redundant_bytes += len(out)
+        return self._emit(out) if out else b""
 
     def close(self) -> bytes:
         """Flush the last packet and write the end chunk."""
-        out = self.flush()
+        if self.closed:
+            raise ValueError("the stream is closed")
+        out = self.flush() + self._emit_repeats()
+        self.closed = True
         return out + self._emit(chunk(END, struct.pack("<I", self.frames)))
 
 
 # -- reader --------------------------------------------------------------------------------
-class _Stream:
-    """A read(n) source that counts its offset and never reads more than asked."""
-
-    def __init__(self, src: BinaryIO, name: str | None):
-        self.src, self.name, self.offset = src, name, 0
-        self._chunk = bytearray()  # bytes read since begin(): what a resync re-scans
-
-    def begin(self) -> None:
-        self._chunk = bytearray()
-
-    def recent(self) -> bytes:
-        return bytes(self._chunk)
-
-    def read(self, n: int, what: str) -> bytes:
-        data = self.src.read(n) if n else b""
-        self._chunk += data
-        if len(data) < n:
-            raise FormatError(f"truncated: {what} needs {n} bytes, {len(data)} left",
-                              self.offset, self.name)
-        self.offset += n
-        return data
-
-    def peek_eof(self) -> bool:
-        """True at the end of the stream (consumes nothing otherwise)."""
-        b = self.src.read(1)
-        if not b:
-            return True
-        self.src = _Prepend(b, self.src)
-        return False
-
-    def varint(self, what: str, limit: int) -> tuple[int, bytes]:
-        raw = bytearray()
-        value = 0
-        for shift in range(0, 35, 7):
-            b = self.read(1, what)[0]
-            raw.append(b)
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-        else:
-            raise FormatError(f"{what}: varint longer than 5 bytes", self.offset, self.name)
-        if value > limit:
-            raise FormatError(f"absurd {what} {value} (limit {limit})",
-                              self.offset - len(raw), self.name)
-        return value, bytes(raw)
-
-
-class _Prepend(io.RawIOBase):
-    def __init__(self, head: bytes, src: BinaryIO):
-        self.head, self.src = head, src
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.src.read(n)
-        h, self.head = self.head[:n], self.head[n:]
-        return h + (self.src.read(n - len(h)) if n - len(h) > 0 else b"")
-
-
-def read_header(stream: _Stream) -> Header:
-    start = stream.read(8, "file header")
-    if start[:4] != MAGIC:
-        raise FormatError(f"not a .fcs stream (magic {start[:4]!r}, want {MAGIC!r})", 0,
-                          stream.name)
-    major, minor = start[4], start[5]
-    if major > VERSION[0]:
-        raise FormatError(f"format version {major}.{minor} is newer than this decoder "
-                          f"({VERSION[0]}.{VERSION[1]}): upgrade facecodec", 4, stream.name)
-    (length,) = struct.unpack("<H", start[6:8])
-    body = stream.read(length, "header body")
-    (crc,) = struct.unpack("<I", stream.read(4, "header CRC"))
-    if crc != zlib.crc32(start + body):
-        raise FormatError("header CRC mismatch (corrupt header)", 8 + length, stream.name)
-    try:
-        return _parse_header(body)
-    except (struct.error, ValueError, UnicodeDecodeError, IndexError) as e:
-        raise FormatError(f"malformed header ({e})", 8, stream.name) from None
-
-
-def _parse_header(b: bytes) -> Header:
-    pos = 0
-
-    def take(n: int) -> bytes:
-        nonlocal pos
-        if pos + n > len(b):
-            raise ValueError("header body too short")
-        out = b[pos : pos + n]
-        pos += n
-        return out
-
-    def str8() -> str:
-        return take(take(1)[0]).decode()
-
-    model_id = str8()
-    model_hash = take(16)
-    prior_id = str8()
-    num, den, crop, intra, group, nsrc = struct.unpack("<IIHHBB", take(14))
-    if den == 0 or num == 0:
-        raise ValueError("fps must be positive")
-    streams = []
-    for _ in range(take(1)[0]):
-        name = str8()
-        count, lo, hi, bits, points, period = struct.unpack("<HffBBH", take(14))
-        streams.append(StreamSpec(name, count, lo, hi, bits, bool(points), period))
-    (ilen,) = struct.unpack("<H", take(2))
-    info = json.loads(take(ilen).decode()) if ilen else {}
-    return Header(StreamTable(tuple(streams)), prior_id, Fraction(num, den), crop, intra,
-                  group, nsrc, model_id, model_hash, info)
+def _blocks(src: BinaryIO | bytes | bytearray | memoryview | Iterable[bytes],
+            wanted=lambda: 8) -> Iterator[bytes]:
+    """The input as byte blocks, each as soon as it is there: a file object with
+    ``read1`` gives what one read returns, one with only ``read`` (which may block until
+    it has all it was asked for) is asked for just what decides the next chunk."""
+    if isinstance(src, bytes | bytearray | memoryview):
+        data = bytes(src)
+        for i in range(0, len(data), READ_BLOCK):
+            yield data[i : i + READ_BLOCK]
+        return
+    if hasattr(src, "read"):
+        read1 = getattr(src, "read1", None)
+        while True:
+            b = read1(READ_BLOCK) if read1 is not None else src.read(wanted())
+            if not b:
+                return
+            yield bytes(b)
+    for b in src:
+        if not isinstance(b, bytes | bytearray | memoryview):
+            raise TypeError(f"a stream packet must be bytes, got {type(b).__name__}")
+        if len(b):
+            yield bytes(b)
 
 
 class FcsReader:
     """Reads a ``.fcs`` stream incrementally.
 
     Args:
-        src: binary stream (file, socket file, BytesIO) or bytes.
+        src: bytes, a binary file (or socket file), or an iterable of byte strings
+            (packets as they arrive).
         prior: the prior to decode with; ``None`` looks up the header's prior id with
             ``prior_lookup``.
-        tolerant: skip corrupt packets (holding the last good frame) and resume at the
-            next intra packet, recording each skip in ``self.skipped``, instead of raising.
+        tolerant: conceal what cannot be decoded (lost, damaged, duplicated, reordered
+            or spliced packets) by holding the last good frame, resume as soon as a packet
+            decodes from a state the reader holds, and record each problem in
+            ``self.skipped``, instead of raising.
         model_id / model_hash: when given, the header must name this model.
     """
 
-    def __init__(self, src: BinaryIO | bytes, name: str | None = None,
+    def __init__(self, src: BinaryIO | bytes | Iterable[bytes], name: str | None = None,
                  prior: Prior | None = None, prior_lookup=None, tolerant: bool = False,
                  model_id: str | None = None, model_hash: bytes | None = None):
-        if isinstance(src, bytes | bytearray):
-            src = io.BytesIO(bytes(src))
-        self.stream = _Stream(src, name)
         self.name = name
-        self.header = read_header(self.stream)
+        self.stream: ChunkParser | None = None
+        self._header_need = 8
+        self._blocks = _blocks(src, lambda: self.stream.wanted() if self.stream
+                               else self._header_need)
+        self.header = self._read_header()
         self.header_bytes = self.stream.offset
         if model_id is not None and model_id != self.header.model_id:
             raise ModelMismatchError(f"stream was encoded with model {self.header.model_id!r}, "
@@ -393,192 +345,296 @@ class FcsReader:
         self.prior = prior
         self.tolerant = tolerant
         self.coder = FrameCoder(prior)
-        self.frames = 0
+        self._check = FrameCoder(prior)  # re-encodes each packet: only canonical bytes pass
+        self.frames = 0  # the next frame to output
         self.ended = False
         self.skipped: list[Skipped] = []
         self.crops: list[Crop] = []
-        self.chunk_bytes = {"source": 0, "frames": 0, "other": 0}
+        self.sources_seen: set[int] = set()
+        self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "other": 0}
+        self.max_gap = max(1, math.ceil(MAX_GAP_S * float(self.header.fps)))
+        self._states: dict[int, tuple[Coded, Coded]] = {}  # decoded frames' indices, deltas
         self._last: dict[str, np.ndarray] | None = None
+        self._open_skip: Skipped | None = None  # the problem current concealment is due to
+        self._eof = False
+
+    @property
+    def offset(self) -> int:
+        return self.stream.offset
+
+    def _read_header(self):
+        buf = bytearray()
+        need = 8
+        while len(buf) < need:
+            b = next(self._blocks, None)
+            if b is None:
+                raise FormatError(f"truncated: the file header needs {need} bytes, "
+                                  f"{len(buf)} there", len(buf), self.name)
+            buf += b
+            if need == 8 and len(buf) >= 8:
+                need = header_length(bytes(buf[:8]), self.name)
+            self._header_need = max(1, need - len(buf))
+        header = parse_header(bytes(buf[:need]), self.name)
+        self.stream = ChunkParser(need, plausible=self._plausible)
+        self.stream.feed(bytes(buf[need:]))
+        return header
 
     def __iter__(self) -> Iterator[SourceFrame | DecodedFrame | Crop]:
         while not self.ended:
-            if self.stream.peek_eof():
-                if not self.tolerant:
-                    raise FormatError("stream ends without an end chunk (truncated?)",
-                                      self.stream.offset, self.name)
-                self._skip(self.stream.offset, "stream ends without an end chunk", 0)
-                return
-            start = self.stream.offset
-            self.stream.begin()
-            try:
-                kind, payload, nbytes = self._read_chunk()
-                yield from self._handle(kind, payload, start, nbytes)
-            except FormatError as e:
-                if not self.tolerant:
-                    raise
-                yield from self._resync(start, e.problem)
+            for item in self.stream.chunks():
+                if isinstance(item, Damage):
+                    self._damage(item)
+                else:
+                    yield from self._guarded(item)
+                if self.ended:
+                    return
+            if self._eof:
+                break
+            block = next(self._blocks, None)
+            if block is None:
+                self._eof = True
+                self.stream.close()
+            else:
+                self.stream.feed(block)
+        if not self.ended:
+            if not self.tolerant:
+                raise FormatError("stream ends without an end chunk (truncated?)",
+                                  self.stream.offset, self.name)
+            self._problem(self.stream.offset, "stream ends without an end chunk")
+
+    # -- problems -------------------------------------------------------------------------
+    def _problem(self, offset: int, reason: str) -> Skipped:
+        s = Skipped(offset, reason, 0)
+        self.skipped.append(s)
+        self._open_skip = s
+        return s
+
+    def _damage(self, d: Damage) -> None:
+        if not self.tolerant:
+            raise FormatError(d.reason, d.offset, self.name)
+        end = f"resumed at byte {d.resumed}" if d.resumed is not None else "to the end"
+        self._problem(d.offset, f"{d.reason}; skipped {end}")
+
+    def _guarded(self, ck: Chunk):
+        try:
+            yield from self._handle(ck)
+        except FormatError as e:
+            if not self.tolerant:
+                raise
+            self._problem(ck.offset, e.problem)
+
+    def _plausible(self, kind: int, payload: bytes) -> bool:
+        """Can a resync candidate be a chunk of this stream? (beyond its CRC-16)"""
+        try:
+            if kind in FRAME_KINDS:
+                first, _ = read_varint(payload, 0) or (None, 0)
+                return first is not None and \
+                    self.frames - MAX_REF <= first <= self.frames + self.max_gap
+            if kind == SOURCE:
+                if len(payload) < 6:
+                    return False
+                slot, codec, w, h = struct.unpack_from("<BBHH", payload)
+                return slot < max(self.header.n_sources, 1) and codec in IMAGE_CODECS \
+                    and 1 <= w <= MAX_SOURCE_SIDE and 1 <= h <= MAX_SOURCE_SIDE
+            if kind == END:
+                return len(payload) == 4
+        except ValueError:
+            return False
+        return False
 
     # -- chunks ---------------------------------------------------------------------------
-    def _read_chunk(self) -> tuple[int, bytes, int]:
-        start = self.stream.offset
-        kind = self.stream.read(1, "chunk kind")[0]
-        if kind in MAX_PAYLOAD:
-            limit = MAX_PAYLOAD[kind]
-        elif kind in ANCILLARY:
-            limit = MAX_ANCILLARY
-        else:
-            raise FormatError(f"unknown chunk kind 0x{kind:02x}", start, self.name)
-        length, raw = self.stream.varint("chunk length", limit)
-        payload = self.stream.read(length, f"chunk 0x{kind:02x} payload")
-        (crc,) = struct.unpack("<H", self.stream.read(2, "chunk CRC"))
-        if crc != _crc16(bytes([kind]) + raw + payload):
-            raise FormatError(f"CRC mismatch in chunk 0x{kind:02x}", start, self.name)
-        return kind, payload, self.stream.offset - start
-
-    def _handle(self, kind: int, payload: bytes, start: int, nbytes: int):
-        if kind in (INTER, INTRA):
-            self.chunk_bytes["frames"] += nbytes
-            yield from self._frames(kind == INTRA, payload, start, nbytes)
-        elif kind == SOURCE:
-            self.chunk_bytes["source"] += nbytes
-            yield self._source(payload, start, nbytes)
-        elif kind == CROP:
-            self.chunk_bytes["other"] += nbytes
-            frame, raw = _varint_from(payload, start, self.name)
-            if len(payload) - len(raw) != 16:
-                raise FormatError("crop chunk has the wrong size", start, self.name)
-            x0, y0, size, w, h = struct.unpack("<fffHH", payload[len(raw):])
+    def _handle(self, ck: Chunk):
+        if ck.kind in FRAME_KINDS:
+            yield from self._frames(ck)
+        elif ck.kind == SOURCE:
+            self.chunk_bytes["source"] += ck.nbytes
+            src = self._source(ck)
+            if self._last is None:  # concealment before the first frame shows a source
+                self._last = src.values
+            yield src
+        elif ck.kind == CROP:
+            self.chunk_bytes["other"] += ck.nbytes
+            frame, pos = _varint_at(ck, 0)
+            if len(ck.payload) - pos != 16:
+                raise FormatError("crop chunk has the wrong size", ck.offset, self.name)
+            x0, y0, size, w, h = struct.unpack("<fffHH", ck.payload[pos:])
+            if not all(math.isfinite(v) for v in (x0, y0, size)) or size <= 0:
+                raise FormatError("crop box is not finite and positive", ck.offset, self.name)
             crop = Crop(frame, (x0, y0, size), (w, h))
             self.crops.append(crop)
             yield crop
-        elif kind == END:
-            self.chunk_bytes["other"] += nbytes
-            if len(payload) != 4:
-                raise FormatError("end chunk has the wrong size", start, self.name)
-            (count,) = struct.unpack("<I", payload)
-            if count != self.frames and not self.tolerant:
-                raise FormatError(f"end chunk counts {count} frames, stream had {self.frames}",
-                                  start, self.name)
+        elif ck.kind == END:
+            self.chunk_bytes["other"] += ck.nbytes
+            if len(ck.payload) != 4:
+                raise FormatError("end chunk has the wrong size", ck.offset, self.name)
+            (count,) = struct.unpack("<I", ck.payload)
+            if not self.tolerant:
+                if count != self.frames:
+                    raise FormatError(f"end chunk counts {count} frames, stream had "
+                                      f"{self.frames}", ck.offset, self.name)
+                missing = set(range(self.header.n_sources)) - self.sources_seen
+                if missing:
+                    raise FormatError(f"the header declares {self.header.n_sources} source "
+                                      f"frames, slots {sorted(missing)} never came",
+                                      ck.offset, self.name)
+            elif count > self.frames:
+                self._problem(ck.offset, f"frames {self.frames}..{count - 1} lost")
+                yield from self._conceal(count)
             self.ended = True
         else:  # ancillary: skipped by design
-            self.chunk_bytes["other"] += nbytes
+            self.chunk_bytes["other"] += ck.nbytes
 
-    def _frames(self, intra: bool, payload: bytes, start: int, nbytes: int):
-        pos = 0
-        if intra:
-            first, raw = _varint_from(payload, start, self.name)
-            pos = len(raw)
-            if first != self.frames:
-                if first < self.frames or not self.tolerant:
-                    raise FormatError(f"intra packet for frame {first}, expected {self.frames}",
-                                      start, self.name)
-                lost = first - self.frames  # frames lost to an earlier skip: hold them
-                if self.skipped:
-                    self.skipped[-1].frames += lost
-                yield from self._hold(lost)
+    def _frames(self, ck: Chunk):
+        p = ck.payload
+        first, pos = _varint_at(ck, 0)
+        kind = ck.kind
+        ref = 0 if kind == INTRA else 1
+        if kind == INTER_REF:
+            ref, pos = _varint_at(ck, pos)
+            if not 2 <= ref <= MAX_REF:
+                raise FormatError(f"reference distance {ref} not in 2..{MAX_REF}",
+                                  ck.offset, self.name)
         n = 1
         if self.header.packet_frames > 1:
-            if pos >= len(payload):
-                raise FormatError("frame packet lacks its frame count", start, self.name)
-            n = payload[pos]
-            pos += 1
+            if pos >= len(p):
+                raise FormatError("frame packet lacks its frame count", ck.offset, self.name)
+            n, pos = p[pos], pos + 1
             if not 1 <= n <= self.header.packet_frames:
                 raise FormatError(f"frame packet holds {n} frames, at most "
-                                  f"{self.header.packet_frames}", start, self.name)
+                                  f"{self.header.packet_frames}", ck.offset, self.name)
+        if first + n - 1 > MAX_FRAME or (ref and first < ref):
+            raise FormatError(f"frame number {first} out of range", ck.offset, self.name)
+        end = first + n
+        if end <= self.frames and all(f in self._states or f < self.frames - MAX_REF
+                                      for f in range(first, end)):
+            self.chunk_bytes["redundant"] += ck.nbytes  # a copy of frames already there
+            return
+        if first > self.frames:
+            if not self.tolerant:
+                raise FormatError(f"packet for frame {first}, expected {self.frames} "
+                                  f"(frames lost?)", ck.offset, self.name)
+            if first - self.frames > self.max_gap + MAX_REF:
+                raise FormatError(f"frame number {first} jumps {first - self.frames} frames "
+                                  f"ahead (more than {self.max_gap})", ck.offset, self.name)
+            if self._open_skip is None:  # else the damage already reported lost them
+                self._problem(ck.offset, f"frames {self.frames}..{first - 1} lost")
+            yield from self._conceal(first)
+        elif first < self.frames and not self.tolerant and end > self.frames:
+            raise FormatError(f"packet for frame {first} overlaps frames already decoded",
+                              ck.offset, self.name)
+        self.chunk_bytes["frames" if end > self.frames else "redundant"] += ck.nbytes
+        state = None
+        if ref:
+            state = self._states.get(first - ref)
+            if state is None:
+                if not self.tolerant:
+                    raise FormatError(f"frame {first} refers to frame {first - ref}, which "
+                                      f"was not decoded", ck.offset, self.name)
+                if self._open_skip is None:
+                    self._problem(ck.offset, f"frame {first} refers to lost frame "
+                                             f"{first - ref}")
+                yield from self._conceal(end)
+                return
         try:
-            coded, bits = decode_packet(self.coder, payload[pos:], n, intra)
-        except (CorruptPayload, ValueError) as e:
-            self.coder.reset()
-            raise FormatError(f"corrupt frame packet ({e})", start, self.name) from None
-        for c, b in zip(coded, bits, strict=True):
+            coded, bits = self._decode(p[pos:], n, ref, state, first)
+        except _DECODE_ERRORS as e:
+            if not self.tolerant:
+                raise FormatError(f"corrupt frame packet ({e})", ck.offset, self.name) from None
+            self._problem(ck.offset, f"corrupt frame packet ({e})")
+            yield from self._conceal(end)
+            return
+        self._open_skip = None
+        for i, (c, b) in enumerate(zip(coded, bits, strict=True)):
+            f = first + i
+            if f < self.frames:
+                continue  # a late packet: it only restores the reference state
             values = self.header.table.dequantize(c)
             self._last = values
-            yield DecodedFrame(self.frames, values, intra, b, nbytes * 8 / n)
-            self.frames += 1
-            intra = False
+            yield DecodedFrame(f, values, ref == 0 and i == 0, b, ck.nbytes * 8 / n)
+            self.frames = f + 1
+        self._prune()
 
-    def _source(self, payload: bytes, start: int, nbytes: int) -> SourceFrame:
-        if len(payload) < 6:
-            raise FormatError("source chunk too short", start, self.name)
-        index, codec, w, h = struct.unpack("<BBHH", payload[:6])
-        if codec not in IMAGE_CODECS:
-            raise FormatError(f"unknown image codec {codec}", start, self.name)
-        ilen, raw = _varint_from(payload[6:], start, self.name)
-        pos = 6 + len(raw)
-        if pos + ilen > len(payload):
-            raise FormatError("source image runs past its chunk", start, self.name)
-        image = payload[pos : pos + ilen]
-        try:
-            (coded,), _ = decode_packet(FrameCoder(self.prior), payload[pos + ilen :], 1, True)
-        except (CorruptPayload, ValueError) as e:
-            raise FormatError(f"corrupt source values ({e})", start, self.name) from None
-        return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
-                           self.header.table.dequantize(coded), start, nbytes)
+    def _decode(self, payload: bytes, n: int, ref: int, state, first: int):
+        """Decode a packet's frames from the reference ``state``, store each frame's
+        state, and check the bytes are the ones an encoder writes for these values (a
+        payload that is padded or not fully used is corrupt)."""
+        for coder in (self.coder, self._check):
+            coder.reset()
+            if state is not None:
+                coder.prev = state[0]
+                coder.prev_delta = state[1] if ref == 1 else {k: np.zeros_like(v)
+                                                              for k, v in state[1].items()}
+        dec = RangeDecoder(bytes_to_words(payload))
+        coded, bits, states = [], [], []
+        for i in range(n):
+            c, b = self.coder.decode_frame(dec, ref == 0 and i == 0)
+            coded.append(c)
+            bits.append(b)
+            states.append((c, dict(self.coder.prev_delta)))
+        again, _ = encode_packet(self._check, coded, ref == 0)
+        if again != payload:
+            raise CorruptPayload("the payload is not what an encoder writes for its values")
+        for i, st in enumerate(states):
+            self._states[first + i] = st
+        return coded, bits
 
-    # -- tolerance ------------------------------------------------------------------------
-    def _skip(self, offset: int, reason: str, frames: int) -> None:
-        self.skipped.append(Skipped(offset, reason, frames))
+    def _prune(self) -> None:
+        for old in [k for k in self._states if k < self.frames - 1 - MAX_REF]:
+            del self._states[old]
 
-    def _hold(self, n: int):
-        for _ in range(n):
+    def _conceal(self, upto: int):
+        """Hold the last good values for frames ``self.frames .. upto - 1`` (a gap longer
+        than ``max_gap`` is shown for ``max_gap`` frames, then skipped)."""
+        n = upto - self.frames
+        shown = min(n, self.max_gap)
+        skip = self._open_skip or self._problem(self.stream.offset, "frames lost")
+        for _ in range(shown):
             if self._last is None:
                 break
             yield DecodedFrame(self.frames, self._last, False, {}, 0.0, held=True)
             self.frames += 1
+            skip.frames += 1
+        if self.frames < upto:
+            skip.reason += f"; {upto - self.frames} frames not shown (gap over {MAX_GAP_S:g} s)"
+            self.frames = upto
 
-    def _resync(self, start: int, reason: str):
-        """Drop everything up to the next valid intra packet, source or end chunk."""
-        self._skip(start, reason, 0)
-        self.coder.reset()
-        # Re-read from one byte after the bad chunk's start, in bounded pieces.
-        buf = bytearray(self.stream.recent()[1:])
-        base = start + 1
-        scanned, eof = 0, False
-        while True:
-            found, scanned = _scan(bytes(buf), scanned, eof)
-            if found is not None or eof:
-                break
-            piece = self.stream.src.read(1 << 16)
-            eof = not piece
-            buf += piece
-        if found is None:
-            self.stream.offset = base + len(buf)
-            self.ended = True
-            return
-        self.stream.src = _Prepend(bytes(buf[found:]), self.stream.src)
-        self.stream.offset = base + found
-        yield from ()
-
-
-def _scan(buf: bytes, start: int, eof: bool) -> tuple[int | None, int]:
-    """First offset from ``start`` where an intra, source or end chunk with a valid CRC
-    starts, and where to resume scanning when more bytes arrive. A candidate that runs
-    past the buffer is undecided until more bytes come (or, at ``eof``, invalid)."""
-    for i in range(start, len(buf)):
-        if buf[i] not in (INTRA, SOURCE, END):
-            continue
-        s = _Stream(io.BytesIO(buf[i:]), None)
+    def _source(self, ck: Chunk) -> SourceFrame:
+        p = ck.payload
+        if len(p) < 6:
+            raise FormatError("source chunk too short", ck.offset, self.name)
+        index, codec, w, h = struct.unpack("<BBHH", p[:6])
+        if index >= max(self.header.n_sources, 1):
+            raise FormatError(f"source slot {index} beyond the header's "
+                              f"{self.header.n_sources}", ck.offset, self.name)
+        if codec not in IMAGE_CODECS:
+            raise FormatError(f"unknown image codec {codec}", ck.offset, self.name)
+        if not (1 <= w <= MAX_SOURCE_SIDE and 1 <= h <= MAX_SOURCE_SIDE):
+            raise FormatError(f"source image {w}x{h} (limit {MAX_SOURCE_SIDE})", ck.offset,
+                              self.name)
+        ilen, pos = _varint_at(ck, 6)
+        if pos + ilen > len(p):
+            raise FormatError("source image runs past its chunk", ck.offset, self.name)
+        image = p[pos : pos + ilen]
+        payload = p[pos + ilen :]
         try:
-            kind = s.read(1, "")[0]
-            length, raw = s.varint("", MAX_PAYLOAD[kind])
-        except FormatError as e:
-            if e.problem.startswith("truncated") and not eof:
-                return None, i
-            continue
-        if i + s.offset + length + 2 > len(buf):
-            if not eof:
-                return None, i
-            continue
-        payload = buf[i + s.offset : i + s.offset + length]
-        (crc,) = struct.unpack("<H", buf[i + s.offset + length : i + s.offset + length + 2])
-        if crc == _crc16(bytes([kind]) + raw + payload):
-            return i, i
-    return None, len(buf)
+            (coded,), _ = decode_packet(FrameCoder(self.prior), payload, 1, True)
+            again, _ = encode_packet(FrameCoder(self.prior), [coded], True)
+            if again != payload:
+                raise CorruptPayload("values not as an encoder writes them")
+        except _DECODE_ERRORS as e:
+            raise FormatError(f"corrupt source values ({e})", ck.offset, self.name) from None
+        self.sources_seen.add(index)
+        return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
+                           self.header.table.dequantize(coded), ck.offset, ck.nbytes)
 
 
-def _varint_from(b: bytes, offset: int, name: str | None) -> tuple[int, bytes]:
-    """A varint at the start of a chunk payload; errors point at the chunk."""
+def _varint_at(ck: Chunk, pos: int) -> tuple[int, int]:
+    """A varint inside a chunk payload; errors point at the chunk."""
     try:
-        return _Stream(io.BytesIO(b), name).varint("varint", 1 << 32)
-    except FormatError as e:
-        raise FormatError(e.problem, offset, name) from None
+        got = read_varint(ck.payload, pos)
+    except ValueError as e:
+        raise FormatError(str(e), ck.offset) from None
+    if got is None:
+        raise FormatError("chunk payload ends inside a varint", ck.offset)
+    return got
+

@@ -1,0 +1,290 @@
+"""Chunk framing of the ``.fcs`` stream: writing chunks, and an incremental parser that
+finds them again in damaged bytes.
+
+A chunk is ``kind (1 byte) | payload length (LEB128) | payload | CRC-16`` (docs/format.md,
+section 2). The parser is push-based: bytes go in as they arrive (a file block, a network
+packet), complete chunks come out. It never asks for more bytes than the chunk it is
+reading needs, and after damage it resynchronises on what has already arrived: a candidate
+chunk that claims a long payload does not stop the scan from accepting a complete valid
+chunk further on (a live decoder must not wait ~100 s of a 5 kbps stream for 64 KiB).
+
+Every byte is looked at as a candidate start at most once and every candidate's CRC is
+computed at most once, over at most its kind's length limit, so parsing any input takes
+time linear in its size (times that limit for pathological garbage) and memory bounded by
+the buffer of one chunk plus undecided candidates.
+"""
+
+from __future__ import annotations
+
+import binascii
+import heapq
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+# chunk kinds
+INTER = 0x01  # frames coded against the previous frame
+INTRA = 0x02  # frames whose first is coded without reference
+INTER_REF = 0x03  # frames whose first is coded against an older frame (a reference distance)
+SOURCE = 0x10
+CROP = 0x11
+END = 0x7F
+ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
+FRAME_KINDS = (INTER, INTRA, INTER_REF)
+
+MAX_PAYLOAD = {INTER: 1 << 16, INTRA: 1 << 16, INTER_REF: 1 << 16, SOURCE: 4 << 20,
+               CROP: 64, END: 64}
+MAX_ANCILLARY = 1 << 16
+MAX_VARINT_BYTES = 5  # 35 bits: frame numbers and lengths up to 2^32 - 1
+
+
+def varint(n: int) -> bytes:
+    """Unsigned LEB128."""
+    if n < 0:
+        raise ValueError("varint of a negative number")
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def read_varint(b: bytes | memoryview, pos: int, end: int | None = None
+                ) -> tuple[int, int] | None:
+    """(value, next position) of the varint at ``b[pos]``; None if it runs past ``end``.
+    Raises ValueError when it is longer than 5 bytes."""
+    end = len(b) if end is None else end
+    value = 0
+    for i in range(MAX_VARINT_BYTES):
+        if pos + i >= end:
+            return None
+        byte = b[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("varint longer than 5 bytes")
+
+
+def crc16(data: bytes | memoryview) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def chunk(kind: int, payload: bytes) -> bytes:
+    """kind (1 byte) | payload length (LEB128) | payload | CRC-16 of all before it."""
+    body = bytes([kind]) + varint(len(payload)) + payload
+    return body + struct.pack("<H", crc16(body))
+
+
+def limit(kind: int) -> int | None:
+    """The largest payload of a chunk kind; None for a kind no stream may hold."""
+    if kind in MAX_PAYLOAD:
+        return MAX_PAYLOAD[kind]
+    if kind in ANCILLARY:
+        return MAX_ANCILLARY
+    return None
+
+
+@dataclass
+class Chunk:
+    kind: int
+    payload: bytes
+    offset: int  # stream offset of its kind byte
+    nbytes: int  # all its bytes, framing included
+
+
+@dataclass
+class Damage:
+    offset: int  # where the damaged bytes start
+    reason: str
+    resumed: int | None = None  # where parsing resumed (None: at the end of the input)
+
+
+class ChunkParser:
+    """Bytes in (``feed``), chunks out (``chunks``), with resynchronisation after damage.
+
+    Args:
+        start: stream offset of the first byte fed (the header's length).
+        plausible: an optional structural check of a resync candidate (kind, payload)
+            beyond its CRC (e.g. a frame number the reader can use), to reject garbage that
+            happens to carry a valid CRC-16.
+    """
+
+    def __init__(self, start: int = 0,
+                 plausible: Callable[[int, bytes], bool] | None = None):
+        self._buf = bytearray()
+        self._base = start  # stream offset of _buf[0]
+        self._pos = 0  # next candidate in _buf
+        self._eof = False
+        self._resync: Damage | None = None  # set while scanning for the next good chunk
+        self._pending: list[tuple[int, int]] = []  # undecided candidates: (end, start)
+        self._plausible = plausible
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next byte to parse."""
+        return self._base + self._pos
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def wanted(self) -> int:
+        """How many more bytes decide the next chunk (at least 1): what a reader of a
+        source that blocks until it has all it asked for should ask for."""
+        if self._resync is not None:
+            return 1
+        i = self._pos
+        if i + 1 >= len(self._buf):
+            return i + 2 - len(self._buf)
+        try:
+            got = read_varint(self._buf, i + 1)
+        except ValueError:
+            return 1
+        if got is None:
+            return 1
+        return max(1, got[1] + got[0] + 2 - len(self._buf))
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def close(self) -> None:
+        """No more bytes will come: undecided candidates become invalid."""
+        self._eof = True
+
+    def chunks(self) -> Iterator[Chunk | Damage]:
+        """Every chunk (or damage report) that the bytes fed so far decide."""
+        while True:
+            if self._resync is not None:
+                found = self._scan()
+                if found is None:
+                    if self._eof:
+                        self._resync.resumed = None
+                        dmg, self._resync = self._resync, None
+                        self._drop(len(self._buf))
+                        yield dmg
+                    return
+                self._drop(found)
+                dmg, self._resync = self._resync, None
+                dmg.resumed = self.offset
+                yield dmg
+            if self._pos >= len(self._buf):
+                self._compact()
+                return
+            got = self._parse_at(self._pos)
+            if got is None:  # needs more bytes
+                if self._eof:
+                    yield from self._damage(f"truncated chunk ({self.buffered} bytes left)")
+                    continue
+                self._compact()
+                return
+            if isinstance(got, str):
+                yield from self._damage(got)
+                continue
+            kind, payload, end = got
+            ck = Chunk(kind, bytes(payload), self.offset, end - self._pos)
+            self._pos = end
+            yield ck
+
+    # -- parsing --------------------------------------------------------------------------
+    def _parse_at(self, i: int) -> tuple[int, memoryview, int] | str | None:
+        """The chunk at ``_buf[i]``: (kind, payload, end), a reason it is invalid, or
+        None if more bytes are needed to tell."""
+        buf = self._buf
+        kind = buf[i]
+        lim = limit(kind)
+        if lim is None:
+            return f"unknown chunk kind 0x{kind:02x}"
+        try:
+            got = read_varint(buf, i + 1)
+        except ValueError as e:
+            return f"chunk 0x{kind:02x}: {e}"
+        if got is None:
+            return None
+        length, p = got
+        if length > lim:
+            return f"chunk 0x{kind:02x} claims {length} bytes (limit {lim})"
+        end = p + length + 2
+        if end > len(buf):
+            return None
+        view = memoryview(buf)
+        try:
+            (crc,) = struct.unpack_from("<H", buf, p + length)
+            if crc != crc16(view[i : p + length]):
+                return f"CRC mismatch in chunk 0x{kind:02x}"
+            return kind, view[p : p + length].tobytes(), end
+        finally:
+            view.release()
+
+    def _damage(self, reason: str) -> Iterator[Damage]:
+        """Start a resync one byte after the bad chunk's start."""
+        self._resync = Damage(self.offset, reason)
+        self._pos += 1
+        self._pending = []
+        return iter(())
+
+    def _scan(self) -> int | None:
+        """Index in _buf of the first chunk that parses with a valid CRC (and passes the
+        plausibility check), or None if none is decided yet. Candidates that need more
+        bytes wait in a heap by the end they claim, each checked once."""
+        buf = self._buf
+        best = None
+        while self._pending and (self._pending[0][0] <= len(buf) or self._eof):
+            _, i = heapq.heappop(self._pending)
+            v = self._valid(i)
+            if v is None:  # its length is known now: wait for its end
+                heapq.heappush(self._pending, (self._claimed_end(i), i))
+                continue
+            if v and (best is None or i < best):
+                best = i
+        while best is None and self._pos < len(buf):
+            i = self._pos
+            self._pos += 1
+            if limit(buf[i]) is None or buf[i] in ANCILLARY or buf[i] == CROP:
+                continue  # resume only at frames, sources or the end
+            v = self._valid(i)
+            if v is True:
+                best = i
+            elif v is None:
+                heapq.heappush(self._pending, (self._claimed_end(i), i))
+        if best is None:
+            return None
+        # undecided candidates before the one found are given up: the stream goes on
+        self._pending = []
+        return best
+
+    def _valid(self, i: int) -> bool | None:
+        got = self._parse_at(i)
+        if got is None:
+            return None if not self._eof else False
+        if isinstance(got, str):
+            return False
+        kind, payload, _ = got
+        return self._plausible is None or self._plausible(kind, bytes(payload))
+
+    def _claimed_end(self, i: int) -> int:
+        try:
+            got = read_varint(self._buf, i + 1)
+        except ValueError:
+            return i + 1
+        if got is None:
+            return i + 1 + MAX_VARINT_BYTES
+        return got[1] + got[0] + 2
+
+    def _drop(self, i: int) -> None:
+        """Forget _buf before index ``i``; parsing continues there."""
+        self._pos = i
+        self._compact(force=True)
+
+    def _compact(self, force: bool = False) -> None:
+        keep = self._pos
+        if self._pending:
+            keep = min(keep, min(s for _, s in self._pending))
+        if keep and (force or keep > len(self._buf) // 2):
+            del self._buf[:keep]
+            self._base += keep
+            self._pos -= keep
+            self._pending = [(e - keep, s - keep) for e, s in self._pending]
+            heapq.heapify(self._pending)
