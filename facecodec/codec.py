@@ -27,6 +27,8 @@ frame with open eyes and the yaw extremes, section 3.3) and :meth:`Decoder.decod
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import os
 import time
 from collections import deque
@@ -46,16 +48,20 @@ from facecodec.bitstream.container import (
     Header,
     SourceFrame,
 )
+from facecodec.bitstream.header import MAX_FPS as HEADER_MAX_FPS
+from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior, prior_dirs
 from facecodec.bitstream.streams import TABLES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
-from facecodec.imagecodec import decode_image, encode_image
-from facecodec.models.package import ModelPackage, find_model
+from facecodec.files import VIDEO_SUFFIXES, check_output
+from facecodec.imagecodec import CODECS, decode_source, encode_image
+from facecodec.models.package import ModelPackage, find_installed_model, find_model
 from facecodec.sender.deadband import Deadband
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
+MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
 
 
 def find_model_prior(package: ModelPackage) -> Prior:
@@ -94,6 +100,7 @@ class EncodeStats:
     sources: list[int] = field(default_factory=list)  # frame index of each source sent
     bytes: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. the video ended early (cut)
 
 
 class Encoder:
@@ -112,6 +119,10 @@ class Encoder:
         deadband: strength of the dead zone on the learned values, the rate knob
             (:mod:`facecodec.sender.deadband`; 0: off; default: the strength the prior
             was fitted with, ``prior.info["deadband"]``).
+
+    An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
+    It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
+    and any number of files (:meth:`encode_file`).
     """
 
     def __init__(self, model: str | Path | None = None, *, fps: float = 15.0,
@@ -119,30 +130,36 @@ class Encoder:
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
                  deadband: float | None = None):
+        # every argument is checked here, before the model loads: a bad one must not
+        # surface as a ValueError at the first push, or mid-stream
+        _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
+                            packet_frames, prior, max_num_faces, deadband)
         from facecodec.sender.network import SenderNetwork
 
-        if not 1 <= n_sources <= 255:
-            raise InputError(f"n_sources must be in 1..255, got {n_sources}")
-        if not 1 <= source_quality <= 100:
-            raise InputError(f"source quality must be in 1..100, got {source_quality}")
-        if fps <= 0:
-            raise InputError(f"fps must be positive, got {fps}")
         self.package = find_model(model)
         self.prior = prior or find_model_prior(self.package)
         self.network = SenderNetwork(self.package)
-        self.fps = Fraction(fps).limit_denominator(1001)
-        self.n_sources = n_sources
-        self.source_codec, self.source_quality = source_codec, source_quality
-        self.intra_period = intra_period or max(1, round(2 * float(self.fps)))
-        self.packet_frames = packet_frames
-        self.max_num_faces = max_num_faces
+        # (numpy scalars pass the checks; Fraction and the header want Python numbers)
+        self.fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)
+                            ).limit_denominator(1001)
+        self.n_sources = int(n_sources)
+        self.source_codec, self.source_quality = source_codec, int(source_quality)
+        self.intra_period = int(intra_period or max(1, round(2 * float(self.fps))))
+        self.packet_frames = int(packet_frames)
+        self.max_num_faces = int(max_num_faces)
         # by default the strength the prior was fitted with (priors fitted before the dead
         # zone existed saw raw streams: 0)
         self.deadband = float(self.prior.info.get("deadband", 0.0) if deadband is None
                               else deadband)
         if self.deadband < 0:
             raise InputError(f"deadband must be >= 0, got {deadband}")
+        self._model_hash = self.package.weights_hash()  # read once: it hashes the file
+        try:  # whatever else the header cannot carry fails here, not at the first frame
+            self.header(self.n_sources)
+        except ValueError as e:
+            raise InputError(f"these settings cannot be written in a stream: {e}") from None
         self._live: _LiveState | None = None
+        self._closed = False  # close() ended the live stream: an Encoder makes one
 
     # -- shared ---------------------------------------------------------------------------
     def header(self, n_sources: int) -> Header:
@@ -150,7 +167,7 @@ class Encoder:
         return Header(self.prior.table, self.prior.id, self.fps, crop_size=256,
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
-                      model_hash=self.package.weights_hash())
+                      model_hash=self._model_hash)
 
     def _values(self, record, learned: Values, i: int) -> Values:
         v = {"sup": record.sup.reshape(-1), "iris": record.iris.reshape(-1)}
@@ -192,14 +209,29 @@ class Encoder:
     def push(self, image: np.ndarray, time_s: float | None = None) -> bytes:
         """Encode one RGB frame; returns the bytes to send now (the header comes with
         the first call; frames are held back until the first source frame is chosen,
-        at most ~1 s at the start of a call)."""
+        at most ~1 s at the start of a call). ``time_s``: the frame's capture time in
+        seconds, finite and increasing from frame to frame (the landmark smoothing
+        measures speeds with it); default: 1 / fps after the previous frame."""
         from facecodec.sender import FrontEnd, SourcePolicy
         from facecodec.sender.video import Frame
 
+        if self._closed:  # a second header on the same wire would not decode
+            raise InputError("the stream is closed: push() after close(); make a new "
+                             "Encoder for a new stream")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"a frame must be RGB uint8 (H, W, 3), got {image.dtype} "
                              f"{image.shape}")
+        last = self._live.last_time if self._live is not None else None
+        if time_s is None:
+            t = 0.0 if last is None else last + 1.0 / float(self.fps)
+        else:
+            if not _is_real(time_s):
+                raise InputError(f"time_s must be a finite number of seconds, got {time_s!r}")
+            t = float(time_s)
+            if last is not None and t <= last:
+                raise InputError(f"time_s must increase from frame to frame: {t!r} after "
+                                 f"{last!r}")
         if self._live is None:
             sink = _Collect()
             self._live = _LiveState(
@@ -207,9 +239,9 @@ class Encoder:
                 sink, FcsWriter(sink, self.header(self.n_sources), self.prior),
                 Deadband(self.deadband))
         st = self._live
-        t = time_s if time_s is not None else st.count / float(self.fps)
-        record = st.frontend.process(Frame(image, float(t), st.count))
+        record = st.frontend.process(Frame(image, t, st.count))
         st.count += 1
+        st.last_time = t
         values = st.band(self._values(record, self.network(record.tube[None]), 0))
         st.recent.append((record, values))
         update = st.policy.update(record)
@@ -234,6 +266,8 @@ class Encoder:
 
     def close(self) -> bytes:
         """End the live stream; returns the last bytes to send."""
+        if self._closed:
+            raise InputError("the stream is closed: close() was called already")
         st = self._live
         if st is None:
             raise InputError("close() before any frame was pushed")
@@ -249,6 +283,7 @@ class Encoder:
         st.writer.close()
         st.frontend.close()
         self._live = None
+        self._closed = True
         return st.sink.drain()
 
     # -- files ----------------------------------------------------------------------------
@@ -257,7 +292,9 @@ class Encoder:
         """Encode a video file into ``dst`` (.fcs). Two passes over the video, memory
         bounded: the first tracks every frame and keeps its values (a few hundred bytes),
         the second fetches the chosen source frames. ``dst`` is written under a temporary
-        name and renamed at the end: a failure never leaves a partial file."""
+        name and renamed at the end: a failure never leaves a partial file. A video that
+        ends well before its header says (a cut copy) is encoded up to the cut, with a
+        line in ``EncodeStats.warnings`` saying so."""
         from tqdm import tqdm
 
         from facecodec.sender import FrontEnd, select_sources
@@ -266,8 +303,10 @@ class Encoder:
 
         t0 = time.perf_counter()
         src, dst = Path(src), Path(dst)
-        with VideoReader(src, fps=float(self.fps)) as probe:
-            info = probe.info
+        # before the tracking pass: a bad destination must not cost a minute of work
+        check_output(dst, inputs=[src], suffixes=(".fcs",), writes="encode writes a .fcs stream")
+        reader = VideoReader(src, fps=float(self.fps))
+        info = reader.info
         total = round(info.duration * float(self.fps)) if info.duration else None
         records, values = [], []
         batch: list = []
@@ -281,16 +320,18 @@ class Encoder:
                 records.append(r)
             batch.clear()
 
-        with FrontEnd(max_num_faces=self.max_num_faces) as fe, \
+        with reader, FrontEnd(max_num_faces=self.max_num_faces) as fe, \
                 tqdm(total=total, desc="encode: track", unit="frame",
                      disable=not progress) as bar:
-            for r in fe.video(src, fps=float(self.fps)):
+            for r in fe.run(reader, name=str(src)):
                 batch.append(r)
                 if len(batch) == 16:
                     run_batch()
                 bar.update(1)
             if batch:
                 run_batch()
+        short = reader.shortfall()
+        warnings = [f"{short}: encoded {len(records)} frames"] if short else []
         yaw = np.array([r.yaw for r in records])
         valid = np.array([r.valid for r in records])
         eyes = np.array([r.eyes_open for r in records])
@@ -315,7 +356,49 @@ class Encoder:
             part.unlink(missing_ok=True)
             raise
         return EncodeStats(len(records), int(valid.sum()), list(chosen), dst.stat().st_size,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, warnings)
+
+
+MIN_FPS, MAX_FPS = 1 / 60, float(HEADER_MAX_FPS)  # what the header carries (header.py)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
+                        packet_frames, prior, max_num_faces, deadband) -> None:
+    """:class:`InputError` naming the first :class:`Encoder` argument that no stream can
+    carry (the header's field sizes: docs/format.md) or that no part of the sender takes."""
+    checks = [
+        (_is_real(fps) and MIN_FPS <= fps <= MAX_FPS,
+         f"fps must be a finite number in [1/60, {MAX_FPS:g}] (what the stream header "
+         f"carries), got {fps!r}"),
+        (_is_int(n_sources) and 1 <= n_sources <= MAX_SOURCES,  # a receiver refuses more
+         f"n_sources must be an integer in 1..{MAX_SOURCES}, got {n_sources!r}"),
+        (source_codec in CODECS,
+         f"source_codec must be one of {', '.join(CODECS)}, got {source_codec!r}"),
+        (_is_int(source_quality) and 1 <= source_quality <= 100,
+         f"source_quality must be an integer in 1..100, got {source_quality!r}"),
+        (intra_period is None or (_is_int(intra_period) and 1 <= intra_period <= 65535),
+         f"intra_period must be None (2 s) or an integer in 1..65535, got {intra_period!r}"),
+        (_is_int(packet_frames) and 1 <= packet_frames <= 255,
+         f"packet_frames must be an integer in 1..255, got {packet_frames!r}"),
+        (prior is None or isinstance(prior, Prior),
+         f"prior must be None or a facecodec.bitstream.prior.Prior (Prior.load(path)), "
+         f"got {type(prior).__name__}"),
+        (_is_int(max_num_faces) and max_num_faces >= 1,
+         f"max_num_faces must be an integer >= 1, got {max_num_faces!r}"),
+        (deadband is None or (_is_real(deadband) and deadband >= 0),
+         f"deadband must be None (the prior's) or a finite number >= 0, got {deadband!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
 
 
 @dataclass
@@ -326,6 +409,7 @@ class _LiveState:
     writer: FcsWriter
     band: Deadband
     count: int = 0
+    last_time: float | None = None  # the previous frame's time (s)
     sources: list[int] = field(default_factory=list)
     pending: list = field(default_factory=list)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))
@@ -340,24 +424,24 @@ class DecodedImage:
     intra: bool
 
 
-class _Chunks(io.RawIOBase):
-    """A blocking read(n) over an iterable of byte strings (packets from a socket, a
-    queue...): read() returns exactly n bytes unless the iterable is exhausted."""
-
-    def __init__(self, chunks: Iterable[bytes]):
-        self._it = iter(chunks)
-        self._buf = bytearray()
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            nxt = next(self._it, None)
-            if nxt is None:
-                break
-            self._buf += nxt
-        n = len(self._buf) if n < 0 else min(n, len(self._buf))
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+def _stream_source(src) -> BinaryIO | bytes | Iterable[bytes]:
+    """What :meth:`Decoder.frames` accepts, as :class:`FcsReader` takes it: bytes-like,
+    a path, a binary file object, or an iterable of byte strings (packets)."""
+    if isinstance(src, bytes | bytearray | memoryview):
+        return bytes(src)
+    if isinstance(src, str | os.PathLike):
+        path = Path(src)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        return path.read_bytes() if path.stat().st_size <= 64 << 20 else open(path, "rb")
+    if hasattr(src, "read"):
+        if isinstance(src, io.TextIOBase):
+            raise InputError("a .fcs stream is binary: open the file with 'rb'")
+        return src
+    if isinstance(src, Iterable):
+        return src
+    raise InputError(f"cannot decode a {type(src).__name__}: give bytes, a path, a binary "
+                     f"file or an iterable of packets")
 
 
 class Decoder:
@@ -386,12 +470,20 @@ class Decoder:
         self.output_size = output_size
         self.header: Header | None = None
         self.skipped: list = []
+        self._reader: FcsReader | None = None
         self._renderers: dict[tuple[Path, int], object] = {}
 
     def _renderer(self, header: Header, name: str):
         from facecodec.receiver.renderer import Renderer
 
-        package = find_model(self.model or header.model_id)
+        # the receiver traces one generator graph per source count: bounded per stream
+        if header.n_sources > MAX_SOURCES:
+            raise FormatError(f"header declares {header.n_sources} source frames, at most "
+                              f"{MAX_SOURCES}", 8, name)
+        # the user's own model argument may be a path; the stream's id is only a name,
+        # looked up among the installed models (a peer must not pick a directory)
+        package = (find_model(self.model) if self.model
+                   else find_installed_model(header.model_id, name))
         if package.name != header.model_id:
             raise ModelMismatchError(f"stream was encoded with model {header.model_id!r}, "
                                      f"not {package.name!r}", 8, name)
@@ -402,49 +494,69 @@ class Decoder:
         size = self.output_size or min(header.crop_size, MAX_DEFAULT_OUTPUT)
         key = (package.path, size)
         if key not in self._renderers:  # loading the weights once per model
+            while len(self._renderers) >= MAX_RENDERERS:  # streams pick sizes: bounded
+                self._renderers.pop(next(iter(self._renderers)))
             self._renderers[key] = Renderer(package, backend=self.backend, output_size=size)
         r = self._renderers[key]
         r.start(header.n_sources)
         return r
 
-    def frames(self, src: BinaryIO | bytes | Iterable[bytes], name: str = "stream"
-               ) -> Iterator[DecodedImage]:
+    def frames(self, src: BinaryIO | bytes | str | Path | Iterable[bytes],
+               name: str | None = None) -> Iterator[DecodedImage]:
         """Decoded frames as the stream arrives (a frame per packet with one-frame
-        packets). ``src``: a binary file, bytes, or an iterable of byte strings."""
-        if isinstance(src, bytes | bytearray):
-            src = io.BytesIO(src)
-        elif not hasattr(src, "read"):
-            src = _Chunks(src)
-        reader = FcsReader(src, name=name, tolerant=self.tolerant)
+        packets). ``src``: bytes, a path, a binary file, or an iterable of byte strings
+        (packets as they arrive: each is decoded as soon as it is complete, and damage is
+        resynchronised on what has arrived).
+
+        A frame that cannot be decoded from what arrived (a lost or damaged packet, or a
+        packet whose reference was lost) is concealed in tolerant mode: the last good
+        picture is shown again (``held``); :attr:`last_good` then names the frame a
+        sender with a back channel should code against (``Encoder.recover_from``)."""
+        name = name or (str(src) if isinstance(src, str | os.PathLike) else "stream")
+        reader = FcsReader(_stream_source(src), name=name, tolerant=self.tolerant)
+        self._reader = reader
         self.header = reader.header
         renderer = self._renderer(reader.header, name)
-        for ev in reader:
-            if isinstance(ev, SourceFrame):
-                if ev.index >= max(reader.header.n_sources, 1):
-                    raise FormatError(f"source slot {ev.index} beyond the header's "
-                                      f"{reader.header.n_sources}", ev.offset, name)
-                renderer.set_source(ev.index, decode_image(ev.image, name), ev.values)
-            elif isinstance(ev, DecodedFrame):
-                if not renderer.ready:
-                    raise FormatError(f"frame {ev.index} comes before any source frame",
-                                      reader.stream.offset, name)
-                yield DecodedImage(ev.index, renderer.render([ev.values])[0], ev.values,
-                                   ev.held, ev.intra)
-            elif isinstance(ev, Crop):
-                pass  # the output is the face tube; the crop places it in the original
-        self.skipped = reader.skipped
+        last: np.ndarray | None = None
+        try:
+            for ev in reader:
+                if isinstance(ev, SourceFrame):
+                    renderer.set_source(ev.index, decode_source(ev, name), ev.values)
+                elif isinstance(ev, DecodedFrame):
+                    if not renderer.ready:
+                        raise FormatError(f"frame {ev.index} comes before any source frame",
+                                          reader.offset, name)
+                    if ev.held and last is not None:  # a freeze: nothing new to draw
+                        image = last
+                    else:
+                        image = last = renderer.render([ev.values])[0]
+                    yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra)
+                elif isinstance(ev, Crop):
+                    pass  # the output is the face tube; the crop places it in the original
+        finally:
+            self.skipped = reader.skipped
+
+    @property
+    def last_good(self) -> int | None:
+        """The last frame of the current stream decoded from received values (None before
+        the first): what to send back to the sender after a loss."""
+        return None if self._reader is None else self._reader.last_good
 
     def decode_file(self, src: str | Path, dst: str | Path, compare: str | Path | None = None,
                     size: int = 256, progress: bool = True) -> dict:
-        """Render ``src`` (.fcs) into the video ``dst`` (mp4, H.264) at ``size`` x ``size``;
-        with ``compare``, the original video's face tube (same crop boxes, from the
-        stream) goes on the left. Written under a temporary name, renamed at the end."""
+        """Render ``src`` (.fcs) into the video ``dst`` (H.264 in .mp4, .m4v, .mov or
+        .mkv) at ``size`` x ``size``; with ``compare``, the original video's face tube
+        (same crop boxes, from the stream) goes on the left. Written under a temporary
+        name, renamed at the end."""
         import av
         from tqdm import tqdm
 
         src, dst = Path(src), Path(dst)
         if not src.is_file():
             raise InputError(f"{src}: no such file")
+        # before any rendering: PyAV refuses other containers only at the first frame
+        check_output(dst, inputs=[src, compare], suffixes=VIDEO_SUFFIXES,
+                     writes="decode writes H.264 video")
         originals = self._originals(src, compare, size) if compare else None
         part = dst.with_name(dst.name + ".part" + dst.suffix)
         t0, n, held = time.perf_counter(), 0, 0

@@ -50,6 +50,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
     (tmp_path / "empty.fcs").write_bytes(b"")
     (tmp_path / "junk.fcs").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    (tmp_path / "clip.mp4").write_bytes(b"a video the user cares about")
     cases = [
         (("bitrate", "empty.fcs"), "truncated"),
         (("bitrate", "junk.fcs"), "not a .fcs stream"),
@@ -58,6 +59,19 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         (("encode", "junk.npz", "x.fcs", "--prior", "untrained"), "not a value file"),
         (("encode", "in.mp4", "x.fcs"), "in.mp4: no such file"),
         (("decode", "junk.fcs", "x.mp4"), "not a .fcs stream"),
+        # outputs are checked before any work (issue #16, part 5)
+        (("encode", "clip.mp4", "clip.mp4"), "clip.mp4: the output is the input"),
+        (("encode", "clip.mp4", "x.mp4"), "encode writes a .fcs stream: the output name must "
+                                          "end in .fcs, not '.mp4'"),
+        (("encode", "clip.mp4", "nodir/x.fcs"), "nodir/x.fcs: cannot write there: nodir: no "
+                                                "such directory"),
+        (("encode", "junk.npz", "x.npz"), "must end in .fcs"),
+        (("decode", "junk.fcs", "x.webm"), "must end in .mp4, .m4v, .mov, .mkv or .npz, not "
+                                           "'.webm'"),
+        (("decode", "junk.fcs", "x"), "it has no extension"),
+        (("decode", "junk.fcs", "nodir/x.mp4"), "nodir: no such directory"),
+        (("decode", "junk.fcs", "clip.mp4", "--compare", "clip.mp4"), "the output is the input"),
+        (("track", "clip.mp4", "--out", "nodir/t.npz"), "nodir: no such directory"),
     ]
     for args, msg in cases:
         r = run(*args, cwd=tmp_path)
@@ -65,7 +79,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
         assert "Traceback" not in r.stderr, r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
-    assert not list(tmp_path.glob("x.*"))
+    assert not list(tmp_path.glob("x.*")) and not (tmp_path / "x").exists()
+    assert (tmp_path / "clip.mp4").read_bytes() == b"a video the user cares about"
 
 
 def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):

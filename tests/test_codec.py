@@ -1,9 +1,12 @@
 """facecodec.Encoder / Decoder end to end, on files and live, with a random-weight model
 (what is tested is the pipeline, not the picture quality: see docs/EVAL.md for that)."""
 
+import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -44,6 +47,7 @@ def test_file_round_trip(env, tmp_path):
     fcs = tmp_path / "a.fcs"
     st = Encoder("tiny_codec").encode_file(env["video"], fcs, progress=False)
     assert st.frames == 45 and st.faces == 45 and len(st.sources) == 3
+    assert st.warnings == []  # a whole video: nothing to report
     _, values, reader = decode_values(fcs)
     assert reader.header.model_id == "tiny_codec" and reader.header.n_sources == 3
     assert values["unsup"].shape == (45, 20) and values["expr"].shape == (45, 16)
@@ -150,6 +154,133 @@ def test_cli_video_round_trip_and_one_line_errors(env, tmp_path):
     r = run("encode", "bad.mp4", "b.fcs", "--model", "tiny_codec")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "bad.mp4" in r.stderr
     assert not (tmp_path / "b.fcs").exists()
+
+
+def test_live_misuse_is_an_input_error(env):
+    """push() after close() would start a second header on the same wire; a NaN or
+    backwards time would feed the smoothing nonsense speeds: both refused, and a refused
+    push leaves the stream as it was."""
+    with VideoReader(env["video"], fps=15) as video:
+        images = [f.image for _, f in zip(range(4), video, strict=False)]
+    enc = Encoder("tiny_codec", n_sources=1)
+    wire = [enc.push(images[0], time_s=10.0)]
+    for bad, message in ((math.nan, "finite"), (math.inf, "finite"), ("1", "finite"),
+                         (10.0, "increase from frame to frame: 10.0 after 10.0"),
+                         (9.5, "increase")):
+        with pytest.raises(InputError, match=message):
+            enc.push(images[1], time_s=bad)
+    wire.append(enc.push(images[1], time_s=10.1))
+    wire.append(enc.push(images[2]))  # default time: 1 / fps after the previous frame
+    wire.append(enc.close())
+    with pytest.raises(InputError, match="the stream is closed"):
+        enc.push(images[3])
+    with pytest.raises(InputError, match="the stream is closed"):
+        enc.close()
+    assert [f.index for f in Decoder().frames(wire)] == [0, 1, 2]
+
+
+def test_file_outputs_are_checked_before_any_work(env, tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(env["video"].read_bytes())
+    enc = Encoder("tiny_codec")
+    cases = [(video, "the output is the input"), (tmp_path / "v.fcs.mp4", r"must end in \.fcs"),
+             (tmp_path / "nodir" / "v.fcs", "no such directory")]
+    for dst, message in cases:
+        start = time.perf_counter()
+        with pytest.raises(InputError, match=message):
+            enc.encode_file(video, dst, progress=False)
+        assert time.perf_counter() - start < 0.5  # refused before the tracking pass
+    assert video.read_bytes() == env["video"].read_bytes()
+    fcs = tmp_path / "junk.fcs"
+    fcs.write_bytes(b"not read: the output is refused first")
+    for dst, message in [(tmp_path / "x.webm", r"\.mp4, \.m4v, \.mov or \.mkv, not '\.webm'"),
+                         (tmp_path / "x", "it has no extension"),
+                         (video, "the output is the input")]:
+        with pytest.raises(InputError, match=message):
+            Decoder().decode_file(fcs, dst, compare=video, progress=False)
+    assert video.read_bytes() == env["video"].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def stream(env) -> Path:
+    """A one-source stream of the example video, made once for the tests that read it."""
+    fcs = env["root"] / "one_source.fcs"
+    Encoder("tiny_codec", n_sources=1).encode_file(env["video"], fcs, progress=False)
+    return fcs
+
+
+# a `facecodec decode` that stops as soon as its .part file exists (PyAV creates it at the
+# first packet H.264 gives out), until it is signalled
+_SLOW_DECODE = """
+import sys, time
+from pathlib import Path
+import facecodec.codec
+from facecodec.cli import main
+
+ready, resize = Path(sys.argv[1]), facecodec.codec._resize
+part = Path(sys.argv[3] + ".part.mp4")  # argv: ready, stream, output, options
+
+def stop_once_written(image, size):
+    if part.exists():
+        ready.touch()
+        time.sleep(120)
+    return resize(image, size)
+
+facecodec.codec._resize = stop_once_written
+sys.argv = ["facecodec", "decode", *sys.argv[2:]]
+main()
+"""
+
+
+def test_cli_sigterm_removes_the_part_file(env, stream, tmp_path):
+    # SIGINT takes the same path (tests/test_api_errors.py checks its handler)
+    signum = signal.SIGTERM
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", _SLOW_DECODE, str(ready), str(stream),
+                          "out.mp4", "--backend", "torch", "--no-progress"], cwd=tmp_path,
+                         env=env["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), p.communicate(timeout=10)[1]
+        assert (tmp_path / "out.mp4.part.mp4").exists()
+        p.send_signal(signum)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + signum, err
+    assert err.splitlines() == ["facecodec: interrupted"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["ready"]  # no part, no output
+
+
+def test_truncated_video_is_encoded_up_to_the_cut_and_reported(env, tmp_path):
+    """A cut mp4 whose index is at the front decodes up to the cut without an error:
+    the frames there are encoded, and one warning line says where the video ends."""
+    with VideoReader(env["video"], fps=None) as video:
+        images = [f.image for f in video]
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream("libx264", rate=15, options={"crf": "18", "preset": "veryfast"})
+        s.width, s.height, s.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        for image in images:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
+        out.mux(s.encode(None))
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with VideoReader(tmp_path / "cut.mp4", fps=None) as video:
+        kept = sum(1 for _ in video)
+    assert 5 < kept < 40
+    r = subprocess.run([sys.executable, "-m", "facecodec", "encode", "cut.mp4", "cut.fcs",
+                        "--model", "tiny_codec", "--sources", "1", "--no-progress"],
+                       cwd=tmp_path, env=env["env"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"facecodec: warning: cut.mp4 is truncated or damaged after frame {kept} (of ~45 "
+        f"expected, {kept / 15:.1f} s of 3.0 s): encoded {kept} frames"]
+    assert len(decode_values(tmp_path / "cut.fcs")[1]["sup"]) == kept
 
 
 def test_loopback_call_example(env):

@@ -123,6 +123,32 @@ def test_reader_errors_name_the_file(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_reader_reports_a_video_cut_after_its_index(tmp_path):
+    """An mp4 with its index at the front (faststart) still opens when cut, and decodes up
+    to the cut without an error: shortfall() says so once the frames run out."""
+    noise = np.random.default_rng(0).integers(0, 256, (60, 64, 64, 3), np.uint8)
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for img in noise:  # noise: the bytes spread evenly over the frames
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode())
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with VideoReader(whole, fps=None) as video:
+        assert sum(1 for _ in video) == 60 and video.shortfall() is None
+    with VideoReader(cut, fps=None) as video:
+        n = sum(1 for _ in video)
+        assert 10 < n < 50 and video.decoded == n and video.expected_frames() == 60
+        assert video.shortfall() == (f"{cut} is truncated or damaged after frame {n} (of ~60 "
+                                     f"expected, {n / 15:.1f} s of 4.0 s)")
+    with VideoReader(cut, fps=15) as video:  # a reader left before the end says nothing
+        next(iter(video))
+        assert video.shortfall() is None
+
+
 # --- orientation -------------------------------------------------------------------------
 
 def _matrix(a, b, c, d):

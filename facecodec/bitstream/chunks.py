@@ -120,6 +120,7 @@ class ChunkParser:
         self._eof = False
         self._resync: Damage | None = None  # set while scanning for the next good chunk
         self._pending: list[tuple[int, int]] = []  # undecided candidates: (end, start)
+        self._tentative: int | None = None  # an incomplete chunk scanned past, in _buf
         self._plausible = plausible
 
     @property
@@ -163,13 +164,20 @@ class ChunkParser:
                     if self._eof:
                         self._resync.resumed = None
                         dmg, self._resync = self._resync, None
+                        if self._tentative is not None:  # it never completed: a cut
+                            dmg.reason = (f"truncated chunk 0x{self._buf[self._tentative]:02x}"
+                                          f" ({len(self._buf) - self._tentative} bytes left)")
+                            self._tentative = None
                         self._drop(len(self._buf))
                         yield dmg
                     return
+                completed = found == self._tentative  # the incomplete chunk came whole
+                self._tentative = None
                 self._drop(found)
                 dmg, self._resync = self._resync, None
-                dmg.resumed = self.offset
-                yield dmg
+                if not completed:
+                    dmg.resumed = self.offset
+                    yield dmg
             if self._pos >= len(self._buf):
                 self._compact()
                 return
@@ -178,8 +186,16 @@ class ChunkParser:
                 if self._eof:
                     yield from self._damage(f"truncated chunk ({self.buffered} bytes left)")
                     continue
-                self._compact()
-                return
+                # Do not wait on it alone: a damaged length field can claim 64 KiB, minutes
+                # of a call. Scan what follows meanwhile; if a valid chunk turns up before
+                # this one completes, this one was damage.
+                self._tentative = self._pos
+                end = self._chunk_end(self._pos)
+                yield from self._damage(f"chunk 0x{self._buf[self._pos]:02x} claims "
+                                        f"{end - self._pos} bytes, and a valid chunk "
+                                        f"follows before its end")
+                heapq.heappush(self._pending, (end, self._tentative))
+                continue
             if isinstance(got, str):
                 yield from self._damage(got)
                 continue
@@ -256,15 +272,39 @@ class ChunkParser:
         return best
 
     def _valid(self, i: int) -> bool | None:
+        """Is there a chunk at ``_buf[i]`` to resume at? None: more bytes will tell.
+
+        A CRC-16 alone passes one garbage candidate in 65,536, which damage of a few
+        hundred kilobytes offers; so a resync candidate must also pass the reader's
+        plausibility check and be followed by another valid chunk (or the end of the
+        input): one packet of latency after damage, for a false resync of ~2^-32.
+        """
         got = self._parse_at(i)
         if got is None:
             return None if not self._eof else False
         if isinstance(got, str):
             return False
-        kind, payload, _ = got
-        return self._plausible is None or self._plausible(kind, bytes(payload))
+        kind, payload, end = got
+        if i == self._tentative:  # a chunk in the normal course: its CRC is enough
+            return True
+        if self._plausible is not None and not self._plausible(kind, bytes(payload)):
+            return False
+        if kind == END or end == len(self._buf) and self._eof:
+            return True
+        nxt = self._parse_at(end) if end < len(self._buf) else None
+        if nxt is None:
+            return None if not self._eof else True
+        return not isinstance(nxt, str)
 
     def _claimed_end(self, i: int) -> int:
+        """How far the buffer must reach to decide the candidate at ``i``: its end, or
+        once that is there, the end of the chunk that follows it."""
+        end = self._chunk_end(i)
+        if i == self._tentative or end > len(self._buf):
+            return end
+        return max(end + 1, self._chunk_end(end))
+
+    def _chunk_end(self, i: int) -> int:
         try:
             got = read_varint(self._buf, i + 1)
         except ValueError:
@@ -287,4 +327,6 @@ class ChunkParser:
             self._base += keep
             self._pos -= keep
             self._pending = [(e - keep, s - keep) for e, s in self._pending]
+            if self._tentative is not None:
+                self._tentative -= keep
             heapq.heapify(self._pending)

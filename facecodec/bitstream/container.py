@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -110,6 +111,7 @@ class Skipped:
     offset: int
     reason: str
     frames: int  # frames concealed (held) because of it
+    not_shown: int = 0  # frames skipped: a gap over MAX_GAP_S, or nothing to hold yet
 
 
 # -- writer --------------------------------------------------------------------------------
@@ -238,8 +240,8 @@ class FcsWriter:
             q, d = self._states[first - ref]
             self.coder.prev = q
             # the own-delta predictor term is a one-frame delta: none across a longer gap
-            self.coder.prev_delta = d if ref == 1 else {k: np.zeros_like(v)
-                                                        for k, v in d.items()}
+            self.coder.prev_delta = dict(d) if ref == 1 else {k: np.zeros_like(v)
+                                                              for k, v in d.items()}
         payload, bits = encode_packet(self.coder, self._pending, ref == 0)
         # the coder ends at the last frame's state; earlier frames of a packet are only
         # ever referred to by the next frame, which is in the packet
@@ -250,6 +252,8 @@ class FcsWriter:
         kind = INTRA if ref == 0 else INTER if ref == 1 else INTER_REF
         if kind == INTER_REF:
             head += varint(ref)
+        if ref:
+            head += bytes([state_check(self._states[first - ref][0], self.header)])
         if self.header.packet_frames > 1:
             head += bytes([n])
         data = chunk(kind, head + payload)
@@ -362,6 +366,12 @@ class FcsReader:
     def offset(self) -> int:
         return self.stream.offset
 
+    @property
+    def last_good(self) -> int | None:
+        """The last frame decoded from received values: what a receiver tells the sender
+        to code against after a loss (``FcsWriter.recover_from``)."""
+        return max(self._states, default=None)
+
     def _read_header(self):
         buf = bytearray()
         need = 8
@@ -472,11 +482,6 @@ class FcsReader:
                 if count != self.frames:
                     raise FormatError(f"end chunk counts {count} frames, stream had "
                                       f"{self.frames}", ck.offset, self.name)
-                missing = set(range(self.header.n_sources)) - self.sources_seen
-                if missing:
-                    raise FormatError(f"the header declares {self.header.n_sources} source "
-                                      f"frames, slots {sorted(missing)} never came",
-                                      ck.offset, self.name)
             elif count > self.frames:
                 self._problem(ck.offset, f"frames {self.frames}..{count - 1} lost")
                 yield from self._conceal(count)
@@ -494,6 +499,12 @@ class FcsReader:
             if not 2 <= ref <= MAX_REF:
                 raise FormatError(f"reference distance {ref} not in 2..{MAX_REF}",
                                   ck.offset, self.name)
+        check = None
+        if ref:
+            if pos >= len(p):
+                raise FormatError("frame packet lacks its reference check", ck.offset,
+                                  self.name)
+            check, pos = p[pos], pos + 1
         n = 1
         if self.header.packet_frames > 1:
             if pos >= len(p):
@@ -526,6 +537,16 @@ class FcsReader:
         state = None
         if ref:
             state = self._states.get(first - ref)
+            if state is not None and state_check(state[0], self.header) != check:
+                # coded against other values than ours: a packet of another stream
+                # spliced in, or a desynchronised sender; decoding would give wrong values
+                if not self.tolerant:
+                    raise FormatError(f"frame {first}: its reference check does not match "
+                                      f"frame {first - ref} (spliced or desynchronised "
+                                      f"packet)", ck.offset, self.name)
+                self._problem(ck.offset, f"frame {first}: reference check mismatch "
+                                         f"(spliced or desynchronised packet)")
+                state = None
             if state is None:
                 if not self.tolerant:
                     raise FormatError(f"frame {first} refers to frame {first - ref}, which "
@@ -562,8 +583,9 @@ class FcsReader:
             coder.reset()
             if state is not None:
                 coder.prev = state[0]
-                coder.prev_delta = state[1] if ref == 1 else {k: np.zeros_like(v)
-                                                              for k, v in state[1].items()}
+                # a copy: the coder updates its delta dict in place
+                coder.prev_delta = dict(state[1]) if ref == 1 else {
+                    k: np.zeros_like(v) for k, v in state[1].items()}
         dec = RangeDecoder(bytes_to_words(payload))
         coded, bits, states = [], [], []
         for i in range(n):
@@ -594,8 +616,8 @@ class FcsReader:
             yield DecodedFrame(self.frames, self._last, False, {}, 0.0, held=True)
             self.frames += 1
             skip.frames += 1
-        if self.frames < upto:
-            skip.reason += f"; {upto - self.frames} frames not shown (gap over {MAX_GAP_S:g} s)"
+        if self.frames < upto:  # nothing to hold yet, or a gap over max_gap
+            skip.not_shown += upto - self.frames
             self.frames = upto
 
     def _source(self, ck: Chunk) -> SourceFrame:
@@ -626,6 +648,17 @@ class FcsReader:
         self.sources_seen.add(index)
         return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
                            self.header.table.dequantize(coded), ck.offset, ck.nbytes)
+
+
+def state_check(q: Coded, header: Header) -> int:
+    """One byte that identifies a frame's quantization indices: an inter packet carries
+    its reference's, so a packet coded against other values (another stream's, a
+    desynchronised sender's) is refused instead of decoded into wrong values (1 in 256
+    such packets passes)."""
+    crc = 0
+    for name in header.table.names:
+        crc = zlib.crc32(np.ascontiguousarray(q[name], dtype="<i8").tobytes(), crc)
+    return crc & 0xFF
 
 
 def _varint_at(ck: Chunk, pos: int) -> tuple[int, int]:

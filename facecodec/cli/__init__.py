@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
 
 import click
@@ -34,10 +35,34 @@ def _register() -> None:
 _register()
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived. Raised in the main thread by the handler main() installs,
+    so that the writers' ``except BaseException`` / ``finally`` remove their temporary
+    ``.part`` files; a BaseException (not KeyboardInterrupt, which click turns into an
+    "Aborted!" with a blank line) so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # a second signal (cleanup stuck?) ends the process the default way, at once
+    signal.signal(signum, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Console entry point: expected errors become one line on stderr and a non-zero exit."""
+    """Console entry point: expected errors become one line on stderr and a non-zero exit;
+    SIGTERM and SIGINT end the command with its temporary files removed, "interrupted" on
+    stderr and the exit status 128 + the signal number (143, 130), like a shell's."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     try:
         cli.main(standalone_mode=False)
+    except Interrupted as e:
+        click.echo("facecodec: interrupted", err=True)
+        sys.exit(128 + e.signum)
     except click.exceptions.Abort:
         click.echo("facecodec: aborted", err=True)
         sys.exit(130)

@@ -72,6 +72,10 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
 
+    from facecodec.files import check_output
+
+    # before the model loads and the video is tracked: a bad DST fails at once
+    check_output(dst, inputs=[src], suffixes=(".fcs",), writes="encode writes a .fcs stream")
     if src.suffix.lower() != ".npz":
         from facecodec.bitstream.prior import Prior
         from facecodec.codec import Encoder
@@ -88,6 +92,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         click.echo(f"{dst}: {st.frames} frames ({secs:.1f} s), face in {st.faces}, sources "
                    f"{st.sources}, {st.bytes} bytes = {st.bytes * 8 / max(secs, 1e-9) / 1000:.2f}"
                    f" kbps all-in, encoded at {st.frames / st.seconds:.1f} frames/s")
+        for w in st.warnings:  # e.g. a cut video: what was there is encoded, and said so
+            click.echo(f"facecodec: warning: {w}", err=True)
         return
     from facecodec.bitstream.values import encode_values, load_values
 
@@ -118,9 +124,14 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
            model: str | None, backend: str | None, no_progress: bool) -> None:
-    """Decode SRC (.fcs) into DST: a video (.mp4, rendered) or a value file (.npz)."""
+    """Decode SRC (.fcs) into DST: a video (.mp4, .m4v, .mov or .mkv; rendered) or a
+    value file (.npz)."""
     from facecodec.bitstream.values import decode_values, save_values
+    from facecodec.files import VIDEO_SUFFIXES, check_output
 
+    # before the model loads: a container H.264 cannot go in, or a bad directory, fails now
+    check_output(dst, inputs=[src, compare], suffixes=(*VIDEO_SUFFIXES, ".npz"),
+                 writes="decode writes H.264 video or values (.npz)")
     if dst.suffix.lower() != ".npz":
         from facecodec.codec import Decoder
 

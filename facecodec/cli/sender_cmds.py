@@ -52,10 +52,12 @@ def track(video: Path, out: Path, fps: float, max_faces: int, n_sources: int) ->
     (T,2,2) in tube coordinates, fps, valid, yaw/pitch/roll, segment, new_box, sources."""
     import numpy as np
 
+    from facecodec.files import check_output
     from facecodec.sender.frontend import FrontEnd, stack
     from facecodec.sender.landmarks import quiet_mediapipe_logs
     from facecodec.sender.sources import select_sources
 
+    check_output(out, inputs=[video])  # before the tracking pass, not after it
     with quiet_mediapipe_logs(), FrontEnd(max_num_faces=max_faces) as fe:
         values = stack(fe.video(video, fps=fps or None, crop_tube=False))
     t = len(values["valid"])

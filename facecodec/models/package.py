@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from facecodec.bitstream.limits import MODEL_ID_PATTERN
 from facecodec.errors import InputError, ModelMismatchError
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
@@ -70,9 +72,38 @@ class ModelPackage:
 
 
 def find_model(name_or_path: str | Path | None = None) -> ModelPackage:
-    """A model directory given as a path, or by name in :func:`model_dirs`."""
+    """A model directory given as a path, or by name in :func:`model_dirs`. For the
+    user's own argument (trusted input); a name read from a stream goes through
+    :func:`find_installed_model`."""
     name_or_path = name_or_path or DEFAULT_MODEL
     candidates = [Path(name_or_path)] + [d / str(name_or_path) for d in model_dirs()]
+    return _load_first(candidates, name_or_path)
+
+
+def valid_model_id(model_id: str) -> bool:
+    """Whether ``model_id`` is a model *name* (:data:`MODEL_ID_PATTERN`, no ``..``): a
+    string that, joined to a models directory, stays inside it."""
+    return bool(re.fullmatch(MODEL_ID_PATTERN, model_id)) and ".." not in model_id
+
+
+def find_installed_model(model_id: str, source: str | None = None) -> ModelPackage:
+    """The installed model a stream names: ``model_id`` is looked up by name in
+    :func:`model_dirs` only, never taken as a path (a stream comes from a network peer:
+    an absolute or ``..`` id would make the receiver load a directory of the sender's
+    choosing). A malformed or unknown id is a :class:`ModelMismatchError` at the header
+    (byte 8, where the id is)."""
+    if not valid_model_id(model_id):
+        shown = model_id if len(model_id) <= 80 else model_id[:80] + "..."
+        raise ModelMismatchError(f"stream names model {shown!r}, which is not a model name "
+                                 f"({MODEL_ID_PATTERN}, no '..')", 8, source)
+    try:
+        return _load_first([d / model_id for d in model_dirs()], model_id)
+    except InputError as e:
+        raise ModelMismatchError(f"stream was encoded with model {model_id!r}, which is not "
+                                 f"installed ({e})", 8, source) from None
+
+
+def _load_first(candidates: list[Path], name_or_path: str | Path) -> ModelPackage:
     for path in candidates:
         if (path / "config.yaml").is_file():
             try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from facecodec.bitstream.limits import MAX_SOURCES
+from facecodec.errors import InputError
 from facecodec.models.blocks import resize_image
 from facecodec.models.package import ModelPackage
 
@@ -51,7 +53,10 @@ class Renderer:
         self.start(max_sources)
 
     def start(self, max_sources: int) -> None:
-        """Forget the sources: a new stream with up to ``max_sources`` of them."""
+        """Forget the sources: a new stream with up to ``max_sources`` of them (at most
+        ``MAX_SOURCES``: the generator is traced once per source count)."""
+        if not 0 <= max_sources <= MAX_SOURCES:
+            raise InputError(f"{max_sources} sources: a receiver takes at most {MAX_SOURCES}")
         # FOM animates one source; the Frontalizer fuses all of them
         self.max_sources = 1 if self.package.config["family"] == "fom" else max_sources
         self._images: dict[int, torch.Tensor] = {}  # at the model's resolution

@@ -9,6 +9,13 @@ not show the gap, so the default awaits a re-measurement on a quiet machine. The
 both backends compute the same function within float rounding
 (tests/test_receiver_runtime.py). It is traced from the local weights the first time a
 model is used with N sources and kept in a cache directory; nothing is downloaded.
+
+The cache is fed by streams from network peers, so nothing in its file names comes from a
+stream: a graph is named by a hash of the model's weights, config and settings (a model
+id like ``../../x`` once made the receiver write and load graphs outside it), each graph
+is loaded only if its SHA-256 matches the one written beside it (else it is traced
+again), and the cache keeps at most :data:`MAX_CACHED_GRAPHS` graphs (a stream's crop
+size picks the output size, so many streams could otherwise fill the disk).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.errors import InputError
 from facecodec.models.package import ModelPackage
 
@@ -30,6 +38,11 @@ BACKENDS = ("auto", "onnxruntime", "torch")
 """``auto``: onnxruntime when it is installed and the model converts, else PyTorch."""
 
 _FORMAT = 2  # bump when the wrappers change what the cached graph computes
+
+MAX_CACHED_GRAPHS = 64
+"""Most graphs kept in :func:`cache_dir`; the least recently used go first. A stream
+makes at most ``MAX_SOURCES`` graphs (one per source count, facecodec/bitstream/limits.py);
+a machine's legitimate uses (a few models, source counts and output sizes) need far fewer."""
 
 
 def cache_dir() -> Path:
@@ -78,43 +91,58 @@ class OnnxGenerator:
         self._fixed: dict[str, np.ndarray] = {}
 
     def _key(self, n: int) -> str:
+        """The cache file name: only integers and a hash (of the receiver weights, the
+        config and every setting the graph depends on), never a string from a stream."""
         import onnxruntime
 
+        if not 1 <= n <= MAX_SOURCES:
+            raise InputError(f"{n} sources: the generator takes 1..{MAX_SOURCES}")
         h = hashlib.sha256()
         for part in (self.package.weights_hash(), (self.package.path / "config.yaml").read_bytes(),
                      f"{n} {self.output_size} {_FORMAT} {torch.__version__} "
                      f"{onnxruntime.__version__}".encode()):
             h.update(part)
-        size = f"-s{self.output_size}" if self.output_size else ""
-        return f"{self.package.name}-n{n}{size}-{h.hexdigest()[:16]}.onnx"
+        size = f"-s{int(self.output_size)}" if self.output_size else ""
+        return f"generator-n{int(n)}{size}-{h.hexdigest()[:32]}.onnx"
 
     def _build(self, n: int):
-        from facecodec.export import to_onnx
         from facecodec.export.wrappers import generator_network
 
         net, split = generator_network(self.model, n, self.output_size)
         path = cache_dir() / self._key(n)
-        # the renderer runs under inference_mode, which tracing must leave
-        with torch.inference_mode(False):
-            if not path.exists():
-                self._export(net, path, n)
-        sess = to_onnx.session(path, self.threads)
+        graph = _read_verified(path)
+        if graph is None:
+            # the renderer runs under inference_mode, which tracing must leave
+            with torch.inference_mode(False):
+                graph = self._export(net, path, n)
+        # the session is made from the bytes that were verified, not re-read from disk
+        sess = _session(graph, self.threads)
         return sess, [s.name for s in net.inputs], split
 
-    def _export(self, net, path: Path, n: int) -> None:
+    def _export(self, net, path: Path, n: int) -> bytes:
+        """Trace the graph into ``path`` and its SHA-256 beside it; returns its bytes."""
         from facecodec.export import to_onnx
 
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"facecodec: preparing the onnxruntime generator of {self.package.name} "
               f"for {n} source(s), once per machine ({path})", file=sys.stderr, flush=True)
-        # under a temporary name: a decoder killed half-way leaves no broken graph
-        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-        os.close(fd)
+        # under temporary names: a decoder killed half-way leaves no broken graph
+        tmps = []
         try:
-            to_onnx.export(net, Path(tmp))
-            os.replace(tmp, path)
+            for suffix in (".onnx", ".sha256"):
+                fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
+                os.close(fd)
+                tmps.append(Path(tmp))
+            to_onnx.export(net, tmps[0])
+            graph = tmps[0].read_bytes()
+            tmps[1].write_text(hashlib.sha256(graph).hexdigest() + "\n")
+            os.replace(tmps[1], _digest_path(path))
+            os.replace(tmps[0], path)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+        _prune(path.parent, keep=path)
+        return graph
 
     def render(self, cache, images: Tensor, values: dict[str, Tensor],
                source_mix: Tensor | None = None) -> Tensor:
@@ -140,3 +168,53 @@ class OnnxGenerator:
                        for k in names[len(self._fixed):]})
         (image,) = sess.run(None, arrays)
         return torch.from_numpy(image)
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """The cached graph's bytes if its SHA-256 matches the one stored beside it, else None
+    (missing, half-written, corrupted or replaced: it is traced again)."""
+    try:
+        graph = path.read_bytes()
+        want = _digest_path(path).read_text().strip()
+    except OSError:
+        return None
+    if hashlib.sha256(graph).hexdigest() != want:
+        print(f"facecodec: the cached generator {path} does not match its checksum; "
+              f"tracing it again", file=sys.stderr, flush=True)
+        return None
+    try:  # its age orders the pruning: least recently used first
+        os.utime(path)
+    except OSError:
+        pass
+    return graph
+
+
+def _prune(directory: Path, keep: Path) -> None:
+    """Delete the least recently used graphs beyond :data:`MAX_CACHED_GRAPHS`."""
+    graphs = []
+    for p in directory.glob("generator-*.onnx"):
+        try:
+            if p != keep:
+                graphs.append((p.stat().st_mtime, p))
+        except OSError:  # removed by another decoder meanwhile
+            continue
+    graphs.sort()
+    for _, p in graphs[: max(0, len(graphs) - (MAX_CACHED_GRAPHS - 1))]:
+        p.unlink(missing_ok=True)
+        _digest_path(p).unlink(missing_ok=True)
+
+
+def _session(graph: bytes, threads: int):
+    """An onnxruntime CPU session on a serialized graph (the options of
+    :func:`facecodec.export.to_onnx.session`)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])

@@ -66,15 +66,20 @@ class FrontEnd:
     ``max_num_faces`` > 1 keeps following the person nearest to the previous face; 1 (the
     default, fastest) lets MediaPipe track one face, re-detecting when it is lost (then,
     with several people in view, it may come back on another one after a second or so:
-    see ``_follow``). Use 2 when other people may be in the picture.
+    see ``_follow``). Use 2 when other people may be in the picture. After
+    ``empty_after`` seconds with no face at all in the picture (the person left it), the
+    next face found is followed at once, wherever it appears.
     ``smoothing=False`` gives MediaPipe's raw landmarks (for measuring the filter).
     """
 
     def __init__(self, tube_size: int = TUBE_SIZE, max_num_faces: int = 1,
                  detect_size: int = 640, smoothing: bool = True, tube_scale: float = 1.8,
-                 reset_after: float = 0.5, follow_radius: float = 0.75):
+                 reset_after: float = 0.5, follow_radius: float = 0.75,
+                 empty_after: float = 0.2):
         self.tube_size = tube_size
         self.follow_radius = follow_radius
+        self.empty_after = empty_after
+        self._empty_since: float | None = None  # first frame of a run with no face at all
         self.tube_scale = tube_scale
         self.reset_after = reset_after  # a face lost this long (s) restarts the smoother
         self.max_num_faces, self.detect_size = max_num_faces, detect_size
@@ -179,14 +184,23 @@ class FrontEnd:
         is near enough to be the same head. The allowed distance grows with the time the
         face has been lost (``follow_radius`` face sizes + 1 face size per second), so a
         second person is not taken for the first while the first is briefly hidden, but a
-        person who moved while hidden is found again."""
+        person who moved while hidden is found again. A picture that had no face at all
+        for ``empty_after`` seconds has no second person to confuse: the person left the
+        picture, and comes back (or another one comes) anywhere in it; waiting for the
+        radius to grow there kept a returning face flagged for over a second."""
         if not faces:
+            if self._empty_since is None:
+                self._empty_since = t
             return None
+        empty_for = t - self._empty_since if self._empty_since is not None else 0.0
+        self._empty_since = None
         if self._last_px is None:
             return faces[0]
         prev, size = _centre(self._last_px), face_size(self._last_px)
         dist = [float(np.hypot(*(_centre(f) - prev))) for f in faces]
         i = int(np.argmin(dist))
+        if empty_for >= self.empty_after:
+            return faces[i]
         radius = size * (self.follow_radius + max(t - self._last_seen, 0.0))
         return faces[i] if dist[i] <= radius else None
 

@@ -179,6 +179,8 @@ class VideoReader:
         self._stream = self._container.streams.video[0]
         if threads:
             self._stream.thread_type = "AUTO"  # frame + slice threads: ~2x on 2 cores
+        self.decoded = 0  # source frames decoded so far
+        self._ended = False  # the decoder ran out of frames (not a break by the caller)
         self.info = self._probe()
 
     def _probe(self) -> VideoInfo:
@@ -219,11 +221,37 @@ class VideoReader:
                 pts = frame.pts
                 t = pts * tb if (pts is not None and tb) else n * fallback_step
                 n += 1
+                self.decoded = n
                 yield t, frame
                 frame = next(self._decoder, None)
         except av_errors() as e:
             raise InputError(f"{self.path}: cannot decode video after {n} frames: "
                              f"{_one_line(e)}") from None
+        self._ended = True
+
+    def expected_frames(self) -> int | None:
+        """The source frames the file says it holds: its index's count, or its duration
+        x rate when smaller (an edit list hides frames the index counts), or None."""
+        info = self.info
+        counts = [c for c in (self._stream.frames or None,
+                              round(info.duration * info.src_fps)
+                              if info.duration and info.src_fps else None) if c]
+        return min(counts) if counts else None
+
+    def shortfall(self) -> str | None:
+        """Once every frame has been read: why the video ended early, when it held
+        clearly fewer frames than its header promises (a cut download or copy: an mp4
+        whose index is at the front decodes up to the cut without an error), else None."""
+        expected = self.expected_frames()
+        # a frame or two less is normal (the last B-frame of some encoders, rounding)
+        if not self._ended or expected is None or self.decoded >= expected - max(
+                2, expected // 50):
+            return None
+        rate = self.info.src_fps
+        seconds = (f", {self.decoded / rate:.1f} s of {expected / rate:.1f} s"
+                   if rate > 0 else "")
+        return (f"{self.path} is truncated or damaged after frame {self.decoded} "
+                f"(of ~{expected} expected{seconds})")
 
     def __iter__(self) -> Iterator[Frame]:
         orient = self._orientation

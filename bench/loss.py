@@ -1,0 +1,343 @@
+"""Benchmark: the stream under packet loss (issue #16), on the val clips' real values.
+
+    python bench/loss.py [--seeds 20] [--split val] [--policies plain,rp3,fb]
+
+Each val clip is encoded once with the shipped model (``Encoder.encode_file``: MediaPipe,
+sender network, dead zone) and its decoded values are kept (a cache keyed by the model
+hash). Each *policy* re-writes those values with :class:`FcsWriter`:
+
+- ``plain``: format 2 with no protection: every frame refers to the previous one, an
+  intra frame every 2 s;
+- ``rpK``: a recovery point every K frames (coded against the previous recovery point)
+  and each recovery point and intra frame sent a second time before the next packet;
+- ``fb``: no recovery points, a feedback channel instead: when the receiver conceals a
+  frame it sends the sender the last frame it decoded (``FcsReader.last_good``), which
+  arrives ``--rtt-frames`` frames later and makes the sender code its next frame against
+  that one (``FcsWriter.recover_from``; NACK/RPSI in WebRTC terms). Feedback messages
+  are lost at the same rate as packets, and repeated while the receiver is stuck.
+
+Then frame packets (and their copies) are dropped: independently at 1 %, 5 % and 20 %,
+or all those sent within one second (a burst), over ``--seeds`` seeds per clip; the
+header, source frames, crop chunks and the end chunk are kept (they go over a reliable
+path in a call: issue #17). Each lossy stream is decoded by ``FcsReader(tolerant=True)``
+and compared with the loss-free decode of the same stream:
+
+- tracebacks (anything but a clean decode), output length == input length;
+- *wrong*: frames output as decoded (not concealed) whose values differ from the
+  loss-free decode (must be 0: nothing is rendered from a broken delta chain);
+- *identical*: frames equal to the loss-free decode; *longest freeze*: the longest run of
+  concealed frames, in seconds;
+- the bits: frame-packet bytes per frame of the policy (copies included) against the
+  format-1.0 stream of the same values (the plain stream without its inter packets'
+  frame numbers, which is what format 1.0 wrote).
+
+Writes bench/results/loss.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import random
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facecodec.bitstream.chunks import (  # noqa: E402
+    FRAME_KINDS,
+    INTER,
+    ChunkParser,
+    Damage,
+    read_varint,
+)
+from facecodec.bitstream.container import (  # noqa: E402
+    DecodedFrame,
+    FcsReader,
+    FcsWriter,
+    SourceFrame,
+)
+
+LOSSES = [("1%", 0.01), ("5%", 0.05), ("20%", 0.20), ("1 s burst", None)]
+
+
+def clip_values(split: str, cache: Path):
+    """(clip name, header, source values, per-frame values) for each clip of the split."""
+    from facecodec.codec import Encoder
+    from facecodec.sender.prepare import read_manifest
+
+    manifest = ROOT.parent / "shared" / "data" / "manifest.csv"
+    clips = [c for c in read_manifest(manifest) if c.split == split]
+    enc = Encoder()
+    key = hashlib.sha256(enc.package.weights_hash() + enc.prior.id.encode()).hexdigest()[:12]
+    out = []
+    for clip in tqdm(clips, desc="values", unit="clip"):
+        path = cache / f"{clip.name}-{key}.fcs"
+        if not path.exists():
+            enc.encode_file(clip.path, path, progress=False)
+        reader = FcsReader(path.read_bytes(), name=path.name)
+        events = list(reader)
+        frames = [e.values for e in events if isinstance(e, DecodedFrame)]
+        sources = [e for e in events if isinstance(e, SourceFrame)]
+        out.append((clip.name, reader.header, reader.prior, (sources, frames)))
+    return out
+
+
+def split_chunks(data: bytes, start: int) -> list[tuple[int, bytes, int]]:
+    """(kind, bytes, first frame or -1) of each chunk after the header."""
+    p = ChunkParser(start)
+    p.feed(data[start:])
+    p.close()
+    out = []
+    for ck in p.chunks():
+        assert not isinstance(ck, Damage)
+        raw = data[ck.offset : ck.offset + ck.nbytes]
+        first = read_varint(ck.payload, 0)[0] if ck.kind in FRAME_KINDS else -1
+        out.append((ck.kind, raw, first))
+    return out
+
+
+class Sink:
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, b: bytes) -> int:
+        self.parts.append(bytes(b))
+        return len(b)
+
+
+def write_stream(header, prior, clip, policy: str) -> bytes:
+    kw = {}
+    if policy.startswith("rp"):
+        kw = {"recovery_period": int(policy[2:]), "redundancy": 1}
+    sink = Sink()
+    w = FcsWriter(sink, header, prior, **kw)
+    sources, frames = clip
+    for s in sources:
+        w.add_source(s.index, s.codec, s.width, s.height, s.image, s.values)
+    for f in frames:
+        w.add_frame(f)
+    w.close()
+    return b"".join(sink.parts)
+
+
+def decode(data_chunks, header_bytes, prior):
+    reader = FcsReader(iter([header_bytes, *data_chunks]), prior=prior, tolerant=True)
+    return [e for e in reader if isinstance(e, DecodedFrame)], reader
+
+
+def drop_mask(chunks, rng, p, fps, n_frames):
+    """True for each chunk that is lost."""
+    if p is not None:
+        return [ck[0] in FRAME_KINDS and rng.random() < p for ck in chunks]
+    burst = max(1, round(float(fps)))
+    start = rng.randrange(0, max(1, n_frames - burst))
+    # a chunk is sent while its frame (or, for a copy, the frame after it) is current
+    mask, current = [], 0
+    for kind, _, first in chunks:
+        if kind in FRAME_KINDS:
+            current = max(current, first)
+        mask.append(kind in FRAME_KINDS and start <= current < start + burst)
+    return mask
+
+
+def score(out, ref, n, fps) -> dict:
+    wrong = identical = freeze = longest = 0
+    for a in out:
+        b = ref[a.index]
+        same = all(np.array_equal(a.values[k], b.values[k]) for k in b.values)
+        if a.held:
+            freeze += 1
+            longest = max(longest, freeze)
+        else:
+            freeze = 0
+            wrong += not same
+        identical += same and not a.held
+    return {"length_ok": len(out) == n, "wrong": wrong, "identical": identical,
+            "longest_freeze_s": longest / float(fps)}
+
+
+def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None):
+    """The fb policy: sender and receiver in lock-step with a delayed, lossy back channel.
+    Returns (decoded frames, frame-packet bytes sent)."""
+    from collections import deque
+
+    sink = Sink()
+    w = FcsWriter(sink, header, prior)
+    sources, frames = clip
+    for s in sources:
+        w.add_source(s.index, s.codec, s.width, s.height, s.image, s.values)
+    head = b"".join(sink.parts)
+    sink.parts.clear()
+    back: deque = deque()  # (arrival frame, last good frame)
+    state = {"t": 0, "sent": 0, "asked_at": -10**9}
+    burst = max(1, round(float(header.fps)))
+
+    def lost() -> bool:
+        if p is None:
+            return burst_start <= state["t"] < burst_start + burst
+        return rng.random() < p
+
+    def packets():
+        for t, f in enumerate(frames):
+            state["t"] = t
+            while back and back[0][0] <= t:
+                w.recover_from(back.popleft()[1])
+            w.add_frame(f)
+            if t == len(frames) - 1:
+                w.close()
+            for kind, raw, _ in split_chunks(head + b"".join(sink.parts), len(head)):
+                if kind in FRAME_KINDS:
+                    state["sent"] += len(raw)
+                    if lost():
+                        continue
+                yield raw
+            sink.parts.clear()
+
+    reader = FcsReader(_Chain(head, packets()), prior=prior, tolerant=True)
+    out = []
+    for e in reader:
+        if not isinstance(e, DecodedFrame):
+            continue
+        out.append(e)
+        if e.held and state["t"] - state["asked_at"] > rtt and reader.last_good is not None:
+            state["asked_at"] = state["t"]
+            if p is None or rng.random() >= p:  # the feedback message itself may be lost
+                back.append((state["t"] + rtt, reader.last_good))
+    return out, state["sent"]
+
+
+class _Chain:
+    def __init__(self, head, it):
+        self.head, self.it = head, it
+
+    def __iter__(self):
+        yield self.head
+        yield from self.it
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--policies", default="plain,rp3,fb")
+    ap.add_argument("--losses", default=",".join(n for n, _ in LOSSES))
+    ap.add_argument("--rtt-frames", type=int, default=3, help="feedback delay (3 = 200 ms)")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fc-loss")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loss.json")
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    clips = clip_values(args.split, args.cache)
+    policies = args.policies.split(",")
+    losses = [lp for lp in LOSSES if lp[0] in args.losses.split(",")]
+    t0 = time.perf_counter()
+    rows = []
+    v1_bytes = sum(_v1_frame_bytes(h, pr, fr) for _, h, pr, fr in clips)
+    total_frames = sum(len(fr[1]) for *_, fr in clips)
+    for policy in policies:
+        sent_total = {name: 0 for name, _ in LOSSES}
+        stats = {name: {"runs": 0, "tracebacks": 0, "length_ok": 0, "wrong": 0,
+                        "identical": 0, "frames": 0, "freezes": []} for name, _ in LOSSES}
+        policy_bytes = 0
+        for name, header, prior, clip in tqdm(clips, desc=policy, unit="clip"):
+            frames = clip[1]
+            data = write_stream(header, prior, clip, "plain" if policy == "fb" else policy)
+            hlen = len(header.to_bytes())
+            chunks = split_chunks(data, hlen)
+            policy_bytes += sum(len(c[1]) for c in chunks if c[0] in FRAME_KINDS)
+            ref, _ = decode([c[1] for c in chunks], data[:hlen], prior)
+            assert len(ref) == len(frames) and not any(f.held for f in ref)
+            for loss, p in losses:
+                st = stats[loss]
+                for seed in range(args.seeds):
+                    rng = random.Random(f"{name}/{loss}/{seed}")
+                    st["runs"] += 1
+                    try:
+                        if policy == "fb":
+                            start = rng.randrange(0, max(1, len(frames) - 15))
+                            out, sent = run_feedback(header, prior, clip, p, rng,
+                                                     args.rtt_frames, start)
+                            sent_total[loss] += sent
+                        else:
+                            mask = drop_mask(chunks, rng, p, header.fps, len(frames))
+                            kept = [c[1] for c, m in zip(chunks, mask, strict=True) if not m]
+                            out, _ = decode(kept, data[:hlen], prior)
+                    except Exception:  # the point of the benchmark: count, show, go on
+                        st["tracebacks"] += 1
+                        traceback.print_exc()
+                        continue
+                    s = score(out, ref, len(frames), header.fps)
+                    st["length_ok"] += s["length_ok"]
+                    st["wrong"] += s["wrong"]
+                    st["identical"] += s["identical"]
+                    st["frames"] += len(frames)
+                    st["freezes"].append(s["longest_freeze_s"])
+        for loss, _ in losses:
+            st = stats[loss]
+            if policy == "fb":
+                bpf = 8 * sent_total[loss] / max(st["frames"], 1)
+            else:
+                bpf = 8 * policy_bytes / total_frames
+            rows.append({
+                "policy": policy, "loss": loss, "runs": st["runs"],
+                "tracebacks": st["tracebacks"],
+                "length_ok": f"{st['length_ok']}/{st['runs']}",
+                "wrong_frames": st["wrong"],
+                "identical_pct": 100 * st["identical"] / max(st["frames"], 1),
+                "longest_freeze_s_max": max(st["freezes"], default=0.0),
+                "longest_freeze_s_median": float(np.median(st["freezes"])) if st["freezes"]
+                else 0.0,
+                "frame_bits_per_frame": bpf,
+                "bits_vs_format1_pct": 100 * (8 * policy_bytes / total_frames if policy != "fb"
+                                              else bpf) / (8 * v1_bytes / total_frames) - 100,
+            })
+    result = {
+        "benchmark": "loss",
+        "command": "python bench/loss.py " + " ".join(sys.argv[1:]),
+        "machine": platform.machine(),
+        "notes": [
+            f"{len(clips)} {args.split} clips, {total_frames} frames, {args.seeds} seeds per "
+            f"clip and loss; format 1.0 frame packets: {8 * v1_bytes / total_frames:.1f} "
+            f"bits/frame on the same values; feedback delay {args.rtt_frames} frames.",
+            "Frame packets (and copies) are dropped; header, sources, crops and the end "
+            "chunk are kept. wrong_frames: decoded (not concealed) frames whose values differ "
+            "from the loss-free decode. identical_pct: frames equal to the loss-free decode. "
+            "For fb the bits are what the sender actually sent at that loss rate.",
+            f"{time.perf_counter() - t0:.0f} s",
+        ],
+        "results": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for r in rows:
+        print(r)
+
+
+def _v1_frame_bytes(header, prior, clip) -> int:
+    """Frame-packet bytes of format 1.0 for these values: the plain format-2 stream
+    without the frame number its inter packets carry (format 1.0 numbered only intra
+    packets; everything else is unchanged, the chunk lengths included)."""
+    data = write_stream(header, prior, clip, "plain")
+    n = 0
+    for kind, raw, first in split_chunks(data, len(header.to_bytes())):
+        if kind in FRAME_KINDS:
+            n += len(raw)
+            if kind == INTER:
+                n -= _varint_len(first)
+    return n
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+if __name__ == "__main__":
+    main()
