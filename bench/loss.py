@@ -13,8 +13,10 @@ hash). Each *policy* re-writes those values with :class:`FcsWriter`:
 - ``fb``: no recovery points, a feedback channel instead: when the receiver conceals a
   frame it sends the sender the last frame it decoded (``FcsReader.last_good``), which
   arrives ``--rtt-frames`` frames later and makes the sender code its next frame against
-  that one (``FcsWriter.recover_from``; NACK/RPSI in WebRTC terms). Feedback messages
-  are lost at the same rate as packets, and repeated while the receiver is stuck.
+  that one (``FcsWriter.recover_from``; NACK/RPSI in WebRTC terms), or an intra frame
+  when it has decoded nothing yet (PLI). Feedback messages are lost at the same rate as
+  packets, and repeated while the receiver is stuck;
+- ``rpK+fb``: both.
 
 Then frame packets (and their copies) are dropped: independently at 1 %, 5 % and 20 %,
 or all those sent within one second (a burst), over ``--seeds`` seeds per clip; the
@@ -115,10 +117,18 @@ class Sink:
         return len(b)
 
 
+def protection(policy: str) -> dict:
+    """Writer settings of a policy name: ``rpK`` (recovery points every K frames, sent
+    twice), ``rpKn`` (the same, sent once), optionally ``+fb``."""
+    name = policy.removesuffix("+fb")
+    if not name.startswith("rp"):
+        return {}
+    single = name.endswith("n")
+    return {"recovery_period": int(name[2:].rstrip("n")), "redundancy": 0 if single else 1}
+
+
 def write_stream(header, prior, clip, policy: str) -> bytes:
-    kw = {}
-    if policy.startswith("rp"):
-        kw = {"recovery_period": int(policy[2:]), "redundancy": 1}
+    kw = protection(policy)
     sink = Sink()
     w = FcsWriter(sink, header, prior, **kw)
     sources, frames = clip
@@ -166,13 +176,13 @@ def score(out, ref, n, fps) -> dict:
             "longest_freeze_s": longest / float(fps)}
 
 
-def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None):
+def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None, kw=None):
     """The fb policy: sender and receiver in lock-step with a delayed, lossy back channel.
     Returns (decoded frames, frame-packet bytes sent)."""
     from collections import deque
 
     sink = Sink()
-    w = FcsWriter(sink, header, prior)
+    w = FcsWriter(sink, header, prior, **(kw or {}))
     sources, frames = clip
     for s in sources:
         w.add_source(s.index, s.codec, s.width, s.height, s.image, s.values)
@@ -191,7 +201,11 @@ def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None):
         for t, f in enumerate(frames):
             state["t"] = t
             while back and back[0][0] <= t:
-                w.recover_from(back.popleft()[1])
+                good = back.popleft()[1]
+                if good is None:  # nothing decoded yet: ask for an intra frame (PLI)
+                    w.request_intra()
+                else:
+                    w.recover_from(good)
             w.add_frame(f)
             if t == len(frames) - 1:
                 w.close()
@@ -209,7 +223,7 @@ def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None):
         if not isinstance(e, DecodedFrame):
             continue
         out.append(e)
-        if e.held and state["t"] - state["asked_at"] > rtt and reader.last_good is not None:
+        if e.held and state["t"] - state["asked_at"] > rtt:
             state["asked_at"] = state["t"]
             if p is None or rng.random() >= p:  # the feedback message itself may be lost
                 back.append((state["t"] + rtt, reader.last_good))
@@ -229,7 +243,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--split", default="val")
-    ap.add_argument("--policies", default="plain,rp3,fb")
+    ap.add_argument("--policies", default="plain,rp3,fb,rp3+fb")
     ap.add_argument("--losses", default=",".join(n for n, _ in LOSSES))
     ap.add_argument("--rtt-frames", type=int, default=3, help="feedback delay (3 = 200 ms)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fc-loss")
@@ -250,7 +264,8 @@ def main() -> None:
         policy_bytes = 0
         for name, header, prior, clip in tqdm(clips, desc=policy, unit="clip"):
             frames = clip[1]
-            data = write_stream(header, prior, clip, "plain" if policy == "fb" else policy)
+            fb = policy.endswith("fb")
+            data = write_stream(header, prior, clip, policy)
             hlen = len(header.to_bytes())
             chunks = split_chunks(data, hlen)
             policy_bytes += sum(len(c[1]) for c in chunks if c[0] in FRAME_KINDS)
@@ -262,10 +277,10 @@ def main() -> None:
                     rng = random.Random(f"{name}/{loss}/{seed}")
                     st["runs"] += 1
                     try:
-                        if policy == "fb":
+                        if fb:
                             start = rng.randrange(0, max(1, len(frames) - 15))
                             out, sent = run_feedback(header, prior, clip, p, rng,
-                                                     args.rtt_frames, start)
+                                                     args.rtt_frames, start, protection(policy))
                             sent_total[loss] += sent
                         else:
                             mask = drop_mask(chunks, rng, p, header.fps, len(frames))
@@ -283,7 +298,7 @@ def main() -> None:
                     st["freezes"].append(s["longest_freeze_s"])
         for loss, _ in losses:
             st = stats[loss]
-            if policy == "fb":
+            if policy.endswith("fb"):
                 bpf = 8 * sent_total[loss] / max(st["frames"], 1)
             else:
                 bpf = 8 * policy_bytes / total_frames
@@ -297,8 +312,7 @@ def main() -> None:
                 "longest_freeze_s_median": float(np.median(st["freezes"])) if st["freezes"]
                 else 0.0,
                 "frame_bits_per_frame": bpf,
-                "bits_vs_format1_pct": 100 * (8 * policy_bytes / total_frames if policy != "fb"
-                                              else bpf) / (8 * v1_bytes / total_frames) - 100,
+                "bits_vs_format1_pct": 100 * bpf / (8 * v1_bytes / total_frames) - 100,
             })
     result = {
         "benchmark": "loss",

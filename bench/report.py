@@ -69,6 +69,8 @@ def main() -> None:
         if data["benchmark"] == "fuzz_stream":
             lines += fuzz_section(data)
             continue
+        for note in data.get("notes", []):  # what the numbers mean, written by the bench
+            lines += [note, ""]
         rows = data["results"]
         # the union of the rows' keys, in order of appearance (rows of one benchmark may
         # measure different things, e.g. the receiver and the sender)

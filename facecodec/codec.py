@@ -41,6 +41,7 @@ from typing import BinaryIO
 import numpy as np
 
 from facecodec.bitstream.container import (
+    MAX_REF,
     Crop,
     DecodedFrame,
     FcsReader,
@@ -129,11 +130,18 @@ class Encoder:
                  n_sources: int = 3, source_codec: str = "webp", source_quality: int = 80,
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
-                 deadband: float | None = None):
+                 deadband: float | None = None, recovery_period: int = 0,
+                 redundancy: int = 0):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
                             packet_frames, prior, max_num_faces, deadband)
+        if not (_is_int(recovery_period) and 0 <= recovery_period <= MAX_REF):
+            raise InputError(f"recovery_period must be an integer in 0..{MAX_REF} (0: off), "
+                             f"got {recovery_period!r}")
+        if redundancy not in (0, 1):
+            raise InputError(f"redundancy must be 0 or 1, got {redundancy!r}")
+        self.recovery_period, self.redundancy = int(recovery_period), int(redundancy)
         from facecodec.sender.network import SenderNetwork
 
         self.package = find_model(model)
@@ -162,6 +170,24 @@ class Encoder:
         self._closed = False  # close() ended the live stream: an Encoder makes one
 
     # -- shared ---------------------------------------------------------------------------
+    def _protection(self) -> dict:
+        return {"recovery_period": self.recovery_period, "redundancy": self.redundancy}
+
+    def recover_from(self, frame: int) -> None:
+        """The receiver lost packets and last decoded ``frame`` (``Decoder.last_good``,
+        sent back over the call's feedback channel): the next frame is coded against it,
+        so the receiver resumes at once and for far fewer bits than an intra frame."""
+        if self._live is None:
+            raise InputError("recover_from() needs a live stream (push() frames first)")
+        self._live.writer.recover_from(int(frame))
+
+    def request_intra(self) -> None:
+        """The receiver has nothing to decode from (it joined late, or lost everything):
+        code the next frame intra."""
+        if self._live is None:
+            raise InputError("request_intra() needs a live stream (push() frames first)")
+        self._live.writer.request_intra()
+
     def header(self, n_sources: int) -> Header:
         """The stream header this encoder writes for `n_sources` source frames."""
         return Header(self.prior.table, self.prior.id, self.fps, crop_size=256,
@@ -183,7 +209,7 @@ class Encoder:
         (the first frame's box too: it places the tube in the ``video_size`` picture).
         Returns the bits of the header and sources, and the bits of each frame (the end
         chunk counted in the last)."""
-        w = FcsWriter(sink, self.header(len(sources)), self.prior)
+        w = FcsWriter(sink, self.header(len(sources)), self.prior, **self._protection())
         for slot, i in enumerate(sources):
             tube = sources[i]
             w.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
@@ -236,7 +262,8 @@ class Encoder:
             sink = _Collect()
             self._live = _LiveState(
                 FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
-                sink, FcsWriter(sink, self.header(self.n_sources), self.prior),
+                sink, FcsWriter(sink, self.header(self.n_sources), self.prior,
+                                **self._protection()),
                 Deadband(self.deadband))
         st = self._live
         record = st.frontend.process(Frame(image, t, st.count))

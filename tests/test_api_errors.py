@@ -41,6 +41,9 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
     ({"deadband": -1.0}, "deadband"),
     ({"max_num_faces": 0}, "max_num_faces"),
     ({"prior": "priors/x.json"}, "prior must be None or a .*Prior"),
+    ({"recovery_period": -1}, r"recovery_period must be an integer in 0\.\.255"),
+    ({"recovery_period": 256}, "recovery_period"),
+    ({"redundancy": 2}, "redundancy must be 0 or 1"),
 ])
 def test_encoder_arguments_are_checked_at_construction(kwargs, message):
     # a model name that does not exist: the argument must fail first, before any loading

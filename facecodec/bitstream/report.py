@@ -39,12 +39,14 @@ class FileStats:
     packet_bits: list[float] = field(default_factory=list)
     held: int = 0
     skipped: int = 0
+    redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
 
     def summary(self) -> dict:
         n = max(self.frames - self.held, 1)
         pk = np.asarray(self.packet_bits) if self.packet_bits else np.zeros(1)
         payload = sum(np.sum(v) for v in self.stream_bits.values())
-        frame_bits = float(pk.mean())
+        # copies of packets belong to the steady rate as much as the packets do
+        frame_bits = float(pk.mean()) + 8 * self.redundant_bytes / max(len(pk), 1)
         duration = self.frames / self.fps if self.fps else 0.0
         streams = {
             name: {"mean": float(np.mean(v)), "p95": float(np.percentile(v, 95))}
@@ -59,6 +61,7 @@ class FileStats:
             "streams": streams,
             "payload_bits_per_frame": float(payload / n),
             "overhead_bits_per_frame": float(pk.sum() / n - payload / n),
+            "redundant_bits_per_frame": 8 * self.redundant_bytes / n,
             "bits_per_frame": frame_bits,
             "bits_per_frame_p95": float(np.percentile(pk, 95)),
             "header_bytes": self.header_bytes,
@@ -94,6 +97,7 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
                     st.stream_bits[name].append(b)
         st.source_bytes = reader.chunk_bytes["source"]
         st.other_bytes = reader.chunk_bytes["other"]
+        st.redundant_bytes = reader.chunk_bytes["redundant"]
         st.skipped = len(reader.skipped)
     st.file_bytes = path.stat().st_size
     return st
@@ -112,6 +116,7 @@ def overall(stats: list[FileStats]) -> FileStats:
         out.source_bytes += s.source_bytes
         out.sources += s.sources
         out.held += s.held
+        out.redundant_bytes += s.redundant_bytes
         out.skipped += s.skipped
         out.packet_bits += s.packet_bits
         for k, v in s.stream_bits.items():
@@ -137,6 +142,8 @@ def to_markdown(summaries: list[dict]) -> str:
         lines += [
             f"| *payload (sum)* | {s['payload_bits_per_frame']:.1f} | |",
             f"| *packet overhead* | {s['overhead_bits_per_frame']:.1f} | |",
+            *([f"| *redundant copies* | {s['redundant_bits_per_frame']:.1f} | |"]
+              if s["redundant_bits_per_frame"] else []),
             f"| **frame packets** | **{s['bits_per_frame']:.1f}** | "
             f"{s['bits_per_frame_p95']:.1f} |",
             "",

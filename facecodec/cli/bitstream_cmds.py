@@ -46,7 +46,7 @@ def _load_prior(prior_path: str | None, table_name: str):
               help="Model directory or name in models/ (default: the shipped model).")
 @click.option("--fps", type=click.FloatRange(1, 120), default=15.0, show_default=True,
               help="Frame rate of the stream (video input is resampled to it).")
-@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=3,
+@click.option("--sources", "n_sources", type=click.IntRange(1, 8), default=3,
               show_default=True, help="Source frames sent once (most frontal + yaw extremes).")
 @click.option("--source-quality", type=click.IntRange(1, 100), default=80, show_default=True,
               help="Still-image quality of the source frames.")
@@ -63,11 +63,18 @@ def _load_prior(prior_path: str | None, table_name: str):
               help="Dead zone on the learned values, the rate knob: a value is sent again "
                    "only once it has moved more than strength x a unit threshold (0: off; "
                    "default: the strength the priors were fitted with). See docs/codec.md.")
+@click.option("--recovery-period", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="Loss protection without a back channel: every K frames a recovery point "
+                   "coded against the previous one, so a receiver that lost a packet resumes "
+                   "there (0: off; see docs/format.md and docs/BENCHMARKS.md for its cost).")
+@click.option("--redundancy", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="Send each intra frame and recovery point twice.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
-           deadband: float | None, no_progress: bool) -> None:
+           deadband: float | None, recovery_period: int, redundancy: int,
+           no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -83,6 +90,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
+                      recovery_period=recovery_period, redundancy=redundancy,
                       prior=Prior.load(prior_path) if prior_path else None)
         from facecodec.sender.landmarks import quiet_mediapipe_logs
 
@@ -111,7 +119,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tolerant", is_flag=True,
-              help="Skip corrupt packets, hold the last good frame, resume at the next intra.")
+              help="Conceal lost or damaged packets (the last good frame is held) and resume "
+                   "as soon as a packet decodes from what arrived; list what was skipped.")
 @click.option("--compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The original video: write it side by side (left) for review.")
 @click.option("--size", type=click.IntRange(16, 2048), default=256, show_default=True,
@@ -141,7 +150,8 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
                    f"frames/s" + (f", {r['held']} held" if r["held"] else ""))
         for s in dec.skipped:
-            click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held",
+            click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held"
+                       + (f", {s.not_shown} not shown" if s.not_shown else ""),
                        err=True)
         return
     fps, values, reader = decode_values(src, tolerant=tolerant)
@@ -149,7 +159,8 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
     n = reader.frames
     click.echo(f"{dst}: {n} frames at {float(fps):.3g} fps")
     for s in reader.skipped:
-        click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held", err=True)
+        click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held"
+                   + (f", {s.not_shown} not shown" if s.not_shown else ""), err=True)
 
 
 @click.command("bitrate")
