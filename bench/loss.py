@@ -245,6 +245,8 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--policies", default="plain,rp3,fb,rp3+fb")
     ap.add_argument("--losses", default=",".join(n for n, _ in LOSSES))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other policies' rows already in --out")
     ap.add_argument("--rtt-frames", type=int, default=3, help="feedback delay (3 = 200 ms)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fc-loss")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loss.json")
@@ -330,6 +332,12 @@ def main() -> None:
         ],
         "results": rows,
     }
+    if args.merge and args.out.exists():  # policies run as separate processes, one file
+        old = json.loads(args.out.read_text())
+        keep = [r for r in old["results"] if r["policy"] not in policies]
+        result["results"] = keep + rows
+        result["command"] = old["command"] + " + " + result["command"]
+        result["notes"][-1] = old["notes"][-1] + " + " + result["notes"][-1]
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
         print(r)

@@ -289,3 +289,57 @@ def test_loopback_call_example(env):
                        env=env["env"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "45 frames received" in r.stdout and "kbps" in r.stdout
+
+
+def test_decoder_takes_bytes_paths_files_and_packets(env, stream):
+    dec = Decoder()
+    ref = [f.image for f in dec.frames(stream.read_bytes())]
+    with open(stream, "rb") as f:
+        data = stream.read_bytes()
+        inputs = [stream, str(stream), memoryview(data), f,
+                  iter([data[i : i + 7] for i in range(0, len(data), 7)])]
+        for src in inputs:
+            got = [fr.image for fr in dec.frames(src)]
+            assert len(got) == len(ref)
+            assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+    with pytest.raises(InputError, match="no such file"):
+        list(dec.frames(env["root"] / "missing.fcs"))
+    with pytest.raises(InputError, match="cannot decode a int"):
+        list(dec.frames(42))
+
+
+def test_live_call_recovers_through_feedback(env):
+    """A lost packet mid-call: the receiver conceals, reports the last frame it holds,
+    the sender codes against it, and every frame after that is the loss-free picture."""
+    with VideoReader(env["video"], fps=15) as video:
+        images = [f.image for f in video]
+    clean_enc = Encoder("tiny_codec", n_sources=1, intra_period=1000)
+    clean = list(Decoder().frames(iter([clean_enc.push(im) for im in images]
+                                       + [clean_enc.close()])))
+    enc = Encoder("tiny_codec", n_sources=1, intra_period=1000)
+    dec = Decoder(tolerant=True)
+    with pytest.raises(InputError, match="live stream"):
+        enc.recover_from(3)
+    sent = {"n": 0}
+
+    def wire():
+        for i, im in enumerate(images):
+            data = enc.push(im)
+            if i == 25 and data:  # this frame's packet is lost
+                data = b""
+            sent["n"] = i
+            yield data
+        yield enc.close()
+
+    out, asked = [], False
+    for fr in dec.frames(wire()):
+        out.append(fr)
+        if fr.held and not asked:
+            enc.recover_from(dec.last_good)
+            asked = True
+    assert [f.index for f in out] == [f.index for f in clean]
+    held = [f.index for f in out if f.held]
+    assert asked and held and max(held) - min(held) <= 3  # no intra frame for 66 s
+    for a, b in zip(out, clean, strict=True):
+        if not a.held and a.index > max(held):
+            np.testing.assert_array_equal(a.image, b.image)

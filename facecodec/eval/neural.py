@@ -237,7 +237,7 @@ class FOMMultMethod(FOMMethod):
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
-        from facecodec.imagecodec import decode_image
+        from facecodec.imagecodec import decode_source
 
         stream = write_stream(self.encoder, clip)
         start = time.perf_counter()
@@ -245,7 +245,7 @@ class FOMMultMethod(FOMMethod):
         images, src_values, frames = {}, {}, []
         for ev in reader:
             if isinstance(ev, SourceFrame):
-                images[ev.index] = decode_image(ev.image, reader.name)
+                images[ev.index] = decode_source(ev, reader.name)
                 src_values[ev.index] = ev.values
             elif isinstance(ev, DecodedFrame):
                 frames.append(ev.values)
