@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import binascii
 import heapq
+import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ MAX_PAYLOAD = {INTER: 1 << 16, INTRA: 1 << 16, INTER_REF: 1 << 16, SOURCE: 4 << 
                CROP: 64, END: 64}
 MAX_ANCILLARY = 1 << 16
 MAX_VARINT_BYTES = 5  # 35 bits: frame numbers and lengths up to 2^32 - 1
+
+
+_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END])) + b"]")
 
 
 def varint(n: int) -> bytes:
@@ -107,13 +111,15 @@ class ChunkParser:
 
     Args:
         start: stream offset of the first byte fed (the header's length).
-        plausible: an optional structural check of a resync candidate (kind, payload)
-            beyond its CRC (e.g. a frame number the reader can use), to reject garbage that
-            happens to carry a valid CRC-16.
+        plausible: an optional structural check of a resync candidate, ``(kind, payload
+            length, the first <= 16 payload bytes that have arrived) -> bool`` (e.g. a
+            frame number the reader can use): False rejects it before its CRC is computed
+            (garbage that happens to carry a valid CRC-16, and cost); True when the bytes
+            there cannot tell yet.
     """
 
     def __init__(self, start: int = 0,
-                 plausible: Callable[[int, bytes], bool] | None = None):
+                 plausible: Callable[[int, int, bytes], bool] | None = None):
         self._buf = bytearray()
         self._base = start  # stream offset of _buf[0]
         self._pos = 0  # next candidate in _buf
@@ -256,10 +262,13 @@ class ChunkParser:
             if v and (best is None or i < best):
                 best = i
         while best is None and self._pos < len(buf):
-            i = self._pos
-            self._pos += 1
-            if limit(buf[i]) is None or buf[i] in ANCILLARY or buf[i] == CROP:
-                continue  # resume only at frames, sources or the end
+            # resume only at frames, sources or the end: jump to the next such byte in C
+            m = _RESUME_KINDS.search(buf, self._pos)
+            if m is None:
+                self._pos = len(buf)
+                break
+            i = m.start()
+            self._pos = i + 1
             v = self._valid(i)
             if v is True:
                 best = i
@@ -279,6 +288,18 @@ class ChunkParser:
         plausibility check and be followed by another valid chunk (or the end of the
         input): one packet of latency after damage, for a false resync of ~2^-32.
         """
+        if i != self._tentative and self._plausible is not None:
+            # the cheap structural check first, on what has arrived: most garbage
+            # candidates fail it, before their CRC over up to a kind's limit of bytes
+            try:
+                head = read_varint(self._buf, i + 1)
+            except ValueError:
+                return False
+            if head is not None:
+                length, p = head
+                if not self._plausible(self._buf[i], length,
+                                       bytes(self._buf[p : p + min(length, 16)])):
+                    return False
         got = self._parse_at(i)
         if got is None:
             return None if not self._eof else False
@@ -287,8 +308,6 @@ class ChunkParser:
         kind, payload, end = got
         if i == self._tentative:  # a chunk in the normal course: its CRC is enough
             return True
-        if self._plausible is not None and not self._plausible(kind, bytes(payload)):
-            return False
         if kind == END or end == len(self._buf) and self._eof:
             return True
         nxt = self._parse_at(end) if end < len(self._buf) else None

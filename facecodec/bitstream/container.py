@@ -38,6 +38,7 @@ from facecodec.bitstream.chunks import (
     INTER,
     INTER_REF,
     INTRA,
+    MAX_VARINT_BYTES,
     SOURCE,
     Chunk,
     ChunkParser,
@@ -433,21 +434,32 @@ class FcsReader:
                 raise
             self._problem(ck.offset, e.problem)
 
-    def _plausible(self, kind: int, payload: bytes) -> bool:
-        """Can a resync candidate be a chunk of this stream? (beyond its CRC-16)"""
+    def _plausible(self, kind: int, length: int, head: bytes) -> bool:
+        """Can a resync candidate be a chunk of this stream? From its kind, its payload
+        length and the first payload bytes that have arrived (True if they cannot tell)."""
         try:
             if kind in FRAME_KINDS:
-                first, _ = read_varint(payload, 0) or (None, 0)
-                return first is not None and \
+                got = read_varint(head, 0)
+                if got is None:
+                    return len(head) < MAX_VARINT_BYTES and length > len(head)
+                first = got[0]
+                return got[1] < length and \
                     self.frames - MAX_REF <= first <= self.frames + self.max_gap
             if kind == SOURCE:
-                if len(payload) < 6:
-                    return False
-                slot, codec, w, h = struct.unpack_from("<BBHH", payload)
-                return slot < max(self.header.n_sources, 1) and codec in IMAGE_CODECS \
-                    and 1 <= w <= MAX_SOURCE_SIDE and 1 <= h <= MAX_SOURCE_SIDE
+                if len(head) < 6:
+                    return length > len(head) and (not head or head[0] < max(
+                        self.header.n_sources, 1))
+                slot, codec, w, h = struct.unpack_from("<BBHH", head)
+                return length > 6 and slot < max(self.header.n_sources, 1) and \
+                    codec in IMAGE_CODECS and 1 <= w <= MAX_SOURCE_SIDE and \
+                    1 <= h <= MAX_SOURCE_SIDE
             if kind == END:
-                return len(payload) == 4
+                if length != 4:
+                    return False
+                if len(head) < 4:
+                    return True
+                (count,) = struct.unpack("<I", head[:4])
+                return self.frames <= count <= self.frames + self.max_gap
         except ValueError:
             return False
         return False
