@@ -532,50 +532,47 @@ class FcsReader:
                                       for f in range(first, end)):
             self.chunk_bytes["redundant"] += ck.nbytes  # a copy of frames already there
             return
-        if first > self.frames:
-            if not self.tolerant:
-                raise FormatError(f"packet for frame {first}, expected {self.frames} "
-                                  f"(frames lost?)", ck.offset, self.name)
-            if first - self.frames > self.max_gap + MAX_REF:
-                raise FormatError(f"frame number {first} jumps {first - self.frames} frames "
-                                  f"ahead (more than {self.max_gap})", ck.offset, self.name)
-            if self._open_skip is None:  # else the damage already reported lost them
-                self._problem(ck.offset, f"frames {self.frames}..{first - 1} lost")
-            yield from self._conceal(first)
-        elif first < self.frames and not self.tolerant and end > self.frames:
+        gap = first - self.frames
+        if gap > 0 and not self.tolerant:
+            raise FormatError(f"packet for frame {first}, expected {self.frames} "
+                              f"(frames lost?)", ck.offset, self.name)
+        if gap < 0 and end > self.frames and not self.tolerant:
             raise FormatError(f"packet for frame {first} overlaps frames already decoded",
                               ck.offset, self.name)
         self.chunk_bytes["frames" if end > self.frames else "redundant"] += ck.nbytes
+        problem = None
         state = None
         if ref:
             state = self._states.get(first - ref)
-            if state is not None and state_check(state[0], self.header) != check:
+            if state is None:
+                problem = f"frame {first} refers to lost frame {first - ref}"
+            elif state_check(state[0], self.header) != check:
                 # coded against other values than ours: a packet of another stream
                 # spliced in, or a desynchronised sender; decoding would give wrong values
-                if not self.tolerant:
-                    raise FormatError(f"frame {first}: its reference check does not match "
-                                      f"frame {first - ref} (spliced or desynchronised "
-                                      f"packet)", ck.offset, self.name)
-                self._problem(ck.offset, f"frame {first}: reference check mismatch "
-                                         f"(spliced or desynchronised packet)")
-                state = None
-            if state is None:
-                if not self.tolerant:
-                    raise FormatError(f"frame {first} refers to frame {first - ref}, which "
-                                      f"was not decoded", ck.offset, self.name)
-                if self._open_skip is None:
-                    self._problem(ck.offset, f"frame {first} refers to lost frame "
-                                             f"{first - ref}")
-                yield from self._conceal(end)
-                return
-        try:
-            coded, bits = self._decode(p[pos:], n, ref, state, first)
-        except _DECODE_ERRORS as e:
+                problem = (f"frame {first}: its reference check does not match frame "
+                           f"{first - ref} (spliced or desynchronised packet)")
+        if problem is None:
+            try:
+                coded, bits = self._decode(p[pos:], n, ref, state, first)
+            except _DECODE_ERRORS as e:
+                problem = f"corrupt frame packet ({e})"
+        if problem is not None:
             if not self.tolerant:
-                raise FormatError(f"corrupt frame packet ({e})", ck.offset, self.name) from None
-            self._problem(ck.offset, f"corrupt frame packet ({e})")
+                raise FormatError(problem, ck.offset, self.name)
+            if gap > self.max_gap:
+                # far ahead and not decodable: not credible, and concealing up to it
+                # would emit frames for nothing
+                self._problem(ck.offset, f"{problem}; frame number {first} is {gap} frames "
+                                         f"ahead: packet dropped")
+                return
+            if self._open_skip is None or "reference check" in problem:
+                self._problem(ck.offset, problem)
             yield from self._conceal(end)
             return
+        if gap > 0:
+            if self._open_skip is None:  # else the damage already reported lost them
+                self._problem(ck.offset, f"frames {self.frames}..{first - 1} lost")
+            yield from self._conceal(first)
         self._open_skip = None
         for i, (c, b) in enumerate(zip(coded, bits, strict=True)):
             f = first + i
