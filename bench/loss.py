@@ -345,15 +345,16 @@ def main() -> None:
 
 def _v1_frame_bytes(header, prior, clip) -> int:
     """Frame-packet bytes of format 1.0 for these values: the plain format-2 stream
-    without the frame number its inter packets carry (format 1.0 numbered only intra
-    packets; everything else is unchanged, the chunk lengths included)."""
+    without the frame number and the reference check its inter packets carry (format 1.0
+    numbered only intra packets; everything else is unchanged; a chunk length crossing
+    127 bytes would shift by a byte, which frame packets of ~40 bytes do not)."""
     data = write_stream(header, prior, clip, "plain")
     n = 0
     for kind, raw, first in split_chunks(data, len(header.to_bytes())):
         if kind in FRAME_KINDS:
             n += len(raw)
             if kind == INTER:
-                n -= _varint_len(first)
+                n -= _varint_len(first) + 1  # its frame number and reference check
     return n
 
 
