@@ -131,7 +131,7 @@ def test_source_quality_changes_only_the_source_images(clip: EvalClip) -> None:
     a, b = low.run(clip, None), high.run(clip, None)
     np.testing.assert_array_equal(a.frame_bits, b.frame_bits)
     assert b.setup_bits > a.setup_bits
-    with pytest.raises(InputError, match="source quality must be in 1..100"):
+    with pytest.raises(InputError, match=r"source_quality must be an integer in 1\.\.100"):
         make_method("facecodec:model=tiny_codec;source_quality=101")
 
 

@@ -56,8 +56,16 @@ def main() -> None:
     """Console entry point: expected errors become one line on stderr and a non-zero exit;
     SIGTERM and SIGINT end the command with its temporary files removed, "interrupted" on
     stderr and the exit status 128 + the signal number (143, 130), like a shell's."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _interrupt)
+    # restored on the way out: main() also runs in-process (tests, a host application)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run() -> None:
     try:
         cli.main(standalone_mode=False)
     except Interrupted as e:
