@@ -328,7 +328,7 @@ def main() -> None:
             "chunk are kept. wrong_frames: decoded (not concealed) frames whose values differ "
             "from the loss-free decode. identical_pct: frames equal to the loss-free decode. "
             "For fb the bits are what the sender actually sent at that loss rate.",
-            f"{time.perf_counter() - t0:.0f} s",
+            f"Wall time: {time.perf_counter() - t0:.0f} s.",
         ],
         "results": rows,
     }
