@@ -649,7 +649,16 @@ def quiet_opencv() -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
+    """This process's peak resident memory so far, in MiB: Linux's VmHWM, which starts
+    afresh at exec (``ru_maxrss`` keeps the parent's peak across fork and exec, so a
+    benchmark started from a big pytest process would report the parent's)."""
     import resource
 
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
