@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import platform
 import random
@@ -127,14 +128,19 @@ def protection(policy: str) -> dict:
     return {"recovery_period": int(name[2:].rstrip("n")), "redundancy": 0 if single else 1}
 
 
-def write_stream(header, prior, clip, policy: str) -> bytes:
-    kw = protection(policy)
+def start_stream(header, prior, clip, policy: str) -> tuple[FcsWriter, Sink]:
+    """A writer with the policy's settings that has written the header and the clip's
+    source frames into the returned sink."""
     sink = Sink()
-    w = FcsWriter(sink, header, prior, **kw)
-    sources, frames = clip
-    for s in sources:
+    w = FcsWriter(sink, header, prior, **protection(policy))
+    for s in clip[0]:
         w.add_source(s.index, s.codec, s.width, s.height, s.image, s.values)
-    for f in frames:
+    return w, sink
+
+
+def write_stream(header, prior, clip, policy: str) -> bytes:
+    w, sink = start_stream(header, prior, clip, policy)
+    for f in clip[1]:
         w.add_frame(f)
     w.close()
     return b"".join(sink.parts)
@@ -176,16 +182,13 @@ def score(out, ref, n, fps) -> dict:
             "longest_freeze_s": longest / float(fps)}
 
 
-def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None, kw=None):
-    """The fb policy: sender and receiver in lock-step with a delayed, lossy back channel.
-    Returns (decoded frames, frame-packet bytes sent)."""
+def run_feedback(header, prior, clip, policy: str, p, rng, rtt: int, burst_start=None):
+    """The fb policies: sender and receiver in lock-step with a delayed, lossy back
+    channel. Returns (decoded frames, frame-packet bytes sent)."""
     from collections import deque
 
-    sink = Sink()
-    w = FcsWriter(sink, header, prior, **(kw or {}))
-    sources, frames = clip
-    for s in sources:
-        w.add_source(s.index, s.codec, s.width, s.height, s.image, s.values)
+    w, sink = start_stream(header, prior, clip, policy)
+    frames = clip[1]
     head = b"".join(sink.parts)
     sink.parts.clear()
     back: deque = deque()  # (arrival frame, last good frame)
@@ -209,7 +212,7 @@ def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None, kw=Non
             w.add_frame(f)
             if t == len(frames) - 1:
                 w.close()
-            for kind, raw, _ in split_chunks(head + b"".join(sink.parts), len(head)):
+            for kind, raw, _ in split_chunks(b"".join(sink.parts), 0):
                 if kind in FRAME_KINDS:
                     state["sent"] += len(raw)
                     if lost():
@@ -217,7 +220,7 @@ def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None, kw=Non
                 yield raw
             sink.parts.clear()
 
-    reader = FcsReader(_Chain(head, packets()), prior=prior, tolerant=True)
+    reader = FcsReader(itertools.chain([head], packets()), prior=prior, tolerant=True)
     out = []
     for e in reader:
         if not isinstance(e, DecodedFrame):
@@ -228,15 +231,6 @@ def run_feedback(header, prior, clip, p, rng, rtt: int, burst_start=None, kw=Non
             if p is None or rng.random() >= p:  # the feedback message itself may be lost
                 back.append((state["t"] + rtt, reader.last_good))
     return out, state["sent"]
-
-
-class _Chain:
-    def __init__(self, head, it):
-        self.head, self.it = head, it
-
-    def __iter__(self):
-        yield self.head
-        yield from self.it
 
 
 def main() -> None:
@@ -281,8 +275,8 @@ def main() -> None:
                     try:
                         if fb:
                             start = rng.randrange(0, max(1, len(frames) - 15))
-                            out, sent = run_feedback(header, prior, clip, p, rng,
-                                                     args.rtt_frames, start, protection(policy))
+                            out, sent = run_feedback(header, prior, clip, policy, p, rng,
+                                                     args.rtt_frames, start)
                             sent_total[loss] += sent
                         else:
                             mask = drop_mask(chunks, rng, p, header.fps, len(frames))

@@ -26,6 +26,7 @@ frame with open eyes and the yaw extremes, section 3.3) and :meth:`Decoder.decod
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import numbers
@@ -49,7 +50,7 @@ from facecodec.bitstream.container import (
     Header,
     SourceFrame,
 )
-from facecodec.bitstream.header import MAX_FPS as HEADER_MAX_FPS
+from facecodec.bitstream.header import MAX_FPS, MIN_FPS
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior, prior_dirs
 from facecodec.bitstream.streams import TABLES
@@ -135,12 +136,8 @@ class Encoder:
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
-                            packet_frames, prior, max_num_faces, deadband)
-        if not (_is_int(recovery_period) and 0 <= recovery_period <= MAX_REF):
-            raise InputError(f"recovery_period must be an integer in 0..{MAX_REF} (0: off), "
-                             f"got {recovery_period!r}")
-        if redundancy not in (0, 1):
-            raise InputError(f"redundancy must be 0 or 1, got {redundancy!r}")
+                            packet_frames, prior, max_num_faces, deadband, recovery_period,
+                            redundancy)
         self.recovery_period, self.redundancy = int(recovery_period), int(redundancy)
         from facecodec.sender.network import SenderNetwork
 
@@ -386,9 +383,6 @@ class Encoder:
                            time.perf_counter() - t0, warnings)
 
 
-MIN_FPS, MAX_FPS = 1 / 60, float(HEADER_MAX_FPS)  # what the header carries (header.py)
-
-
 def _is_int(x: object) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -398,11 +392,12 @@ def _is_real(x: object) -> bool:
 
 
 def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
-                        packet_frames, prior, max_num_faces, deadband) -> None:
+                        packet_frames, prior, max_num_faces, deadband, recovery_period,
+                        redundancy) -> None:
     """:class:`InputError` naming the first :class:`Encoder` argument that no stream can
     carry (the header's field sizes: docs/format.md) or that no part of the sender takes."""
     checks = [
-        (_is_real(fps) and MIN_FPS <= fps <= MAX_FPS,
+        (_is_real(fps) and float(MIN_FPS) <= fps <= MAX_FPS,
          f"fps must be a finite number in [1/60, {MAX_FPS:g}] (what the stream header "
          f"carries), got {fps!r}"),
         (_is_int(n_sources) and 1 <= n_sources <= MAX_SOURCES,  # a receiver refuses more
@@ -422,6 +417,11 @@ def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_peri
          f"max_num_faces must be an integer >= 1, got {max_num_faces!r}"),
         (deadband is None or (_is_real(deadband) and deadband >= 0),
          f"deadband must be None (the prior's) or a finite number >= 0, got {deadband!r}"),
+        (_is_int(recovery_period) and 0 <= recovery_period <= MAX_REF,
+         f"recovery_period must be an integer in 0..{MAX_REF} (0: off), got "
+         f"{recovery_period!r}"),
+        (_is_int(redundancy) and redundancy in (0, 1),
+         f"redundancy must be 0 or 1, got {redundancy!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -451,7 +451,7 @@ class DecodedImage:
     intra: bool
 
 
-def _stream_source(src) -> BinaryIO | bytes | Iterable[bytes]:
+def _stream_source(src, stack: contextlib.ExitStack) -> BinaryIO | bytes | Iterable[bytes]:
     """What :meth:`Decoder.frames` accepts, as :class:`FcsReader` takes it: bytes-like,
     a path, a binary file object, or an iterable of byte strings (packets)."""
     if isinstance(src, bytes | bytearray | memoryview):
@@ -460,7 +460,7 @@ def _stream_source(src) -> BinaryIO | bytes | Iterable[bytes]:
         path = Path(src)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        return path.read_bytes() if path.stat().st_size <= 64 << 20 else open(path, "rb")
+        return stack.enter_context(open(path, "rb"))  # read in blocks, closed at the end
     if hasattr(src, "read"):
         if isinstance(src, io.TextIOBase):
             raise InputError("a .fcs stream is binary: open the file with 'rb'")
@@ -503,10 +503,6 @@ class Decoder:
     def _renderer(self, header: Header, name: str):
         from facecodec.receiver.renderer import Renderer
 
-        # the receiver traces one generator graph per source count: bounded per stream
-        if header.n_sources > MAX_SOURCES:
-            raise FormatError(f"header declares {header.n_sources} source frames, at most "
-                              f"{MAX_SOURCES}", 8, name)
         # the user's own model argument may be a path; the stream's id is only a name,
         # looked up among the installed models (a peer must not pick a directory)
         package = (find_model(self.model) if self.model
@@ -540,7 +536,11 @@ class Decoder:
         picture is shown again (``held``); :attr:`last_good` then names the frame a
         sender with a back channel should code against (``Encoder.recover_from``)."""
         name = name or (str(src) if isinstance(src, str | os.PathLike) else "stream")
-        reader = FcsReader(_stream_source(src), name=name, tolerant=self.tolerant)
+        with contextlib.ExitStack() as stack:
+            reader = FcsReader(_stream_source(src, stack), name=name, tolerant=self.tolerant)
+            yield from self._render(reader, name)
+
+    def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:
         self._reader = reader
         self.header = reader.header
         renderer = self._renderer(reader.header, name)

@@ -266,3 +266,13 @@ def test_end_chunk_and_header_fields_are_range_checked():
         header(n_sources=200)
     with pytest.raises(ValueError, match="nested"):
         header(info={"a": [[[[[[[[[[1]]]]]]]]]]})
+
+
+def test_a_reference_255_back_in_a_packet_of_several_frames():
+    """The writer looks the reference up before it forgets old states (a packet of 10
+    frames coded 255 frames back used to lose its reference to the pruning)."""
+    frames = random_walk(TABLE, 280, seed=7, step=0.002)
+    data, parts = write(frames, feedback={264: 9}, packet_frames=10, intra_period=1000)
+    assert any(kind(p) == INTER_REF for p in parts)
+    out = [e for e in FcsReader(data, prior=PRIOR) if isinstance(e, DecodedFrame)]
+    assert len(out) == 280 and not any(f.held for f in out)

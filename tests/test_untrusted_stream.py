@@ -6,14 +6,13 @@ import hashlib
 import io
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bitstream_helpers import random_walk
 from codec_helpers import save_package
+from stream_fuzzing import jpeg_claiming, png_claiming, webp_claiming
 from training_helpers import tiny_config
 
 from facecodec.bitstream.container import FcsWriter, Header
@@ -131,40 +130,6 @@ def test_onnx_cache_names_are_hashes_and_graphs_are_verified(tmp_path, monkeypat
 
 
 # -- 2. source images ----------------------------------------------------------------------
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR claiming a size, then one tiny IDAT (not a whole image)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real 8x8 JPEG with its frame header's size rewritten."""
-    data = bytearray(encode_image(np.zeros((8, 8, 3), np.uint8), "jpeg"))
-    i = data.index(b"\xff\xc0")
-    data[i + 5 : i + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def webp_claiming(width: int, height: int, kind: str) -> bytes:
-    if kind == "lossy":
-        body = b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\0" * 8
-        return b"RIFF" + struct.pack("<I", 4 + 8 + len(body)) + b"WEBPVP8 " \
-            + struct.pack("<I", len(body)) + body
-    if kind == "lossless":
-        bits = (width - 1) | (height - 1) << 14
-        body = b"\x2f" + struct.pack("<I", bits) + b"\0" * 8
-        return b"RIFF" + struct.pack("<I", 4 + 8 + len(body)) + b"WEBPVP8L" \
-            + struct.pack("<I", len(body)) + body
-    body = b"\0\0\0\0" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-    return b"RIFF" + struct.pack("<I", 4 + 8 + len(body)) + b"WEBPVP8X" \
-        + struct.pack("<I", len(body)) + body
-
-
 @pytest.mark.parametrize("codec", ["webp", "jpeg", "png"])
 def test_image_header_sizes_match_what_decodes(codec):
     from PIL import Image  # a second reader of the headers (Pillow comes with matplotlib)

@@ -190,20 +190,20 @@ class ChunkParser:
             got = self._parse_at(self._pos)
             if got is None:  # needs more bytes
                 if self._eof:
-                    yield from self._damage(f"truncated chunk ({self.buffered} bytes left)")
+                    self._damage(f"truncated chunk ({self.buffered} bytes left)")
                     continue
                 # Do not wait on it alone: a damaged length field can claim 64 KiB, minutes
                 # of a call. Scan what follows meanwhile; if a valid chunk turns up before
                 # this one completes, this one was damage.
                 self._tentative = self._pos
                 end = self._chunk_end(self._pos)
-                yield from self._damage(f"chunk 0x{self._buf[self._pos]:02x} claims "
+                self._damage(f"chunk 0x{self._buf[self._pos]:02x} claims "
                                         f"{end - self._pos} bytes, and a valid chunk "
                                         f"follows before its end")
                 heapq.heappush(self._pending, (end, self._tentative))
                 continue
             if isinstance(got, str):
-                yield from self._damage(got)
+                self._damage(got)
                 continue
             kind, payload, end = got
             ck = Chunk(kind, bytes(payload), self.offset, end - self._pos)
@@ -240,12 +240,11 @@ class ChunkParser:
         finally:
             view.release()
 
-    def _damage(self, reason: str) -> Iterator[Damage]:
+    def _damage(self, reason: str) -> None:
         """Start a resync one byte after the bad chunk's start."""
         self._resync = Damage(self.offset, reason)
         self._pos += 1
         self._pending = []
-        return iter(())
 
     def _scan(self) -> int | None:
         """Index in _buf of the first chunk that parses with a valid CRC (and passes the

@@ -237,24 +237,19 @@ class FcsWriter:
         n = len(self._pending)
         first = self.frames - n
         ref = self._pending_ref
-        if ref:
-            q, d = self._states[first - ref]
-            self.coder.prev = q
-            # the own-delta predictor term is a one-frame delta: none across a longer gap
-            self.coder.prev_delta = dict(d) if ref == 1 else {k: np.zeros_like(v)
-                                                              for k, v in d.items()}
-        payload, bits = encode_packet(self.coder, self._pending, ref == 0)
-        # the coder ends at the last frame's state; earlier frames of a packet are only
-        # ever referred to by the next frame, which is in the packet
-        self._states[self.frames - 1] = (self.coder.prev, dict(self.coder.prev_delta))
-        for old in [k for k in self._states if k < self.frames - 1 - MAX_REF]:
-            del self._states[old]
         head = varint(first)
         kind = INTRA if ref == 0 else INTER if ref == 1 else INTER_REF
         if kind == INTER_REF:
             head += varint(ref)
         if ref:
-            head += bytes([state_check(self._states[first - ref][0], self.header)])
+            state = self._states[first - ref]
+            head += bytes([state_check(state[0], self.header)])
+            start_from(self.coder, state, ref)
+        payload, bits = encode_packet(self.coder, self._pending, ref == 0)
+        # the coder ends at the last frame's state; earlier frames of a packet are only
+        # ever referred to by the next frame, which is in the packet
+        self._states[self.frames - 1] = (self.coder.prev, dict(self.coder.prev_delta))
+        prune_states(self._states, self.frames - 1 - MAX_REF)
         if self.header.packet_frames > 1:
             head += bytes([n])
         data = chunk(kind, head + payload)
@@ -582,7 +577,7 @@ class FcsReader:
             self._last = values
             yield DecodedFrame(f, values, ref == 0 and i == 0, b, ck.nbytes * 8 / n)
             self.frames = f + 1
-        self._prune()
+        prune_states(self._states, self.frames - 1 - MAX_REF)
 
     def _decode(self, payload: bytes, n: int, ref: int, state, first: int):
         """Decode a packet's frames from the reference ``state``, store each frame's
@@ -591,10 +586,7 @@ class FcsReader:
         for coder in (self.coder, self._check):
             coder.reset()
             if state is not None:
-                coder.prev = state[0]
-                # a copy: the coder updates its delta dict in place
-                coder.prev_delta = dict(state[1]) if ref == 1 else {
-                    k: np.zeros_like(v) for k, v in state[1].items()}
+                start_from(coder, state, ref)
         dec = RangeDecoder(bytes_to_words(payload))
         coded, bits, states = [], [], []
         for i in range(n):
@@ -608,10 +600,6 @@ class FcsReader:
         for i, st in enumerate(states):
             self._states[first + i] = st
         return coded, bits
-
-    def _prune(self) -> None:
-        for old in [k for k in self._states if k < self.frames - 1 - MAX_REF]:
-            del self._states[old]
 
     def _conceal(self, upto: int):
         """Hold the last good values for frames ``self.frames .. upto - 1`` (a gap longer
@@ -657,6 +645,22 @@ class FcsReader:
         self.sources_seen.add(index)
         return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
                            self.header.table.dequantize(coded), ck.offset, ck.nbytes)
+
+
+def start_from(coder: FrameCoder, state: tuple[Coded, Coded], ref: int) -> None:
+    """Set a coder to continue from a reference frame's (indices, deltas), ``ref`` frames
+    back: the own-delta predictor term is a one-frame delta, so none across a longer gap
+    (docs/format.md, section 4). The deltas are copied: the coder updates them in place."""
+    coder.prev = state[0]
+    coder.prev_delta = dict(state[1]) if ref == 1 else {k: np.zeros_like(v)
+                                                        for k, v in state[1].items()}
+
+
+def prune_states(states: dict[int, tuple[Coded, Coded]], oldest: int) -> None:
+    """Forget the states of frames before ``oldest``. Frames are stored in increasing
+    order but for late copies (themselves within the window), so the oldest are first."""
+    while states and next(iter(states)) < oldest:
+        del states[next(iter(states))]
 
 
 def state_check(q: Coded, header: Header) -> int:

@@ -21,6 +21,7 @@ VERSION = (2, 0)  # (major, minor): a reader refuses another major version
 MAX_HEADER = 65535
 MAX_INFO = 8192  # bytes of the header's JSON metadata
 MAX_INFO_DEPTH = 8  # nesting of that JSON: a deeply nested one would exhaust the stack
+MIN_FPS = Fraction(1, 60)
 MAX_FPS = 240
 
 
@@ -40,8 +41,8 @@ class Header:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0 < self.fps <= MAX_FPS or self.fps.numerator >= 1 << 32 \
-                or self.fps.denominator >= 1 << 32 or self.fps < Fraction(1, 60):
+        if not MIN_FPS <= self.fps <= MAX_FPS or self.fps.numerator >= 1 << 32 \
+                or self.fps.denominator >= 1 << 32:
             raise ValueError(f"fps {self.fps} not in 1/60..{MAX_FPS}")
         if not 1 <= self.packet_frames <= 255:
             raise ValueError("packet_frames must be in 1..255")
