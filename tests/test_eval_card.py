@@ -5,7 +5,9 @@ from facecodec.eval.report import CARD_BEGIN, CARD_END, card_section, update_car
 
 def results(model_dir) -> dict:
     row = dict(target_kbps=None, kbps_all=30.5, kbps_steady=12.25, bits_per_frame=816.6,
-               lpips=0.2261, psnr=24.641, nme=0.0291, identity=0.3126, flicker=0.097)
+               lpips=0.2261, psnr=24.641, nme=0.0291, identity=0.3126, flicker=0.097,
+               eye_corr=0.8123, mouth_open_corr=0.6049, mouth_width_corr=None,
+               blink_recall=0.75, blink_hits=9, blink_frames=12)
     return {
         "command": "facecodec eval --card", "commit": "abc1234", "date": "2026-11-29",
         "clips": [{"name": "a"}, {"name": "b"}], "clips_from": "val split of manifest.csv",
@@ -27,7 +29,8 @@ def test_section_holds_this_model_and_the_references(tmp_path):
     assert lines[0] == CARD_BEGIN and lines[-1] == CARD_END
     rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| method")]
     assert [r.split(" | ")[0] for r in rows] == ["| facecodec", "| zero-bit", "| svtav1 @10"]
-    assert rows[0] == "| facecodec | 30.50 | 12.25 | 817 | 0.226 | 24.64 | 0.029 | 0.313 | 0.10 |"
+    assert rows[0] == ("| facecodec | 30.50 | 12.25 | 817 | 0.226 | 24.64 | 0.029 | 0.313 | "
+                       "0.10 | 0.81 | 0.60 | - | 0.75 (9/12) |")
     assert "2 clips (val split of manifest.csv)" in s
     assert card_section(results(tmp_path), tmp_path / "nothing", None) is None
 

@@ -81,7 +81,9 @@ def _row(identity: float | None) -> dict:
                frames=4, seconds=1.0, bits_total=1, bits_first=1, bits_per_frame=1.0,
                kbps_steady=1.0, kbps_all=1.0, lpips=0.1, psnr=30.0, ms_ssim=0.9, nme=0.02,
                identity=identity, face_found=1.0, motion_ratio=1.0, motion_error=0.0,
-               flicker=0.0, encode_fps=1.0, decode_fps=1.0)
+               flicker=0.0, eye_error=0.01, mouth_open_error=0.01, mouth_width_error=0.01,
+               eye_corr=0.9, mouth_open_corr=0.9, mouth_width_corr=0.5, blink_frames=3,
+               blink_hits=2, false_blinks=0, encode_fps=1.0, decode_fps=1.0)
     if identity is None:
         del row["identity"]  # a results.json from before the metric
     return row

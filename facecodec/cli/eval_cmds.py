@@ -75,7 +75,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
     rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, identity distance (with the
-    'identity' extra), temporal consistency, speed."""
+    'identity' extra), temporal consistency, expression (eyes, mouth, blinks), speed."""
     import datetime
     import json
     import shlex
@@ -116,6 +116,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     from facecodec.eval.clips import folder_clips, manifest_clips
     from facecodec.eval.report import (
         contact_sheet,
+        expression_table,
         git_commit,
         markdown,
         rate_plots,
@@ -149,11 +150,16 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
     reused = {}
     if previous is not None:
-        from facecodec.eval.reuse import reusable
+        from facecodec.eval.reuse import has_expression, reusable
 
         reused = reusable(previous, settings,
                           {m.name: m.operating_points(target_rates) for m in chosen},
                           [r.name for r in refs], max_frames, measured)
+        before = sorted({r["method"] for r in previous["scores"] if not has_expression(r)}
+                        & settings.keys())
+        if before:
+            click.echo(f"running again (scored before the expression metrics): "
+                       f"{', '.join(before)}", err=True)
         click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
                    f"(commit {previous.get('commit', '?')})", err=True)
 
@@ -164,7 +170,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
                        sheet_clip=sheet_clip, log=log, reused=reused,
                        sheet=not no_sheet, identity=identity)
     elapsed = (time.monotonic() - start) / 60
-    click.echo(summary_table(summarize(run.scores)))
+    rows = summarize(run.scores)
+    click.echo(summary_table(rows) + "\n\n" + expression_table(rows))
 
     argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
     info = {

@@ -7,10 +7,14 @@ eval/identity.py (an optional extra). Motion: landmark NME (MediaPipe Face Mesh 
 output against MediaPipe on the original, over the outer-eye-corner distance) and two
 temporal-consistency figures: the motion ratio (frame-to-frame change of the output over
 that of the original) and flicker (the change the output adds beyond the original's).
+Expression (eval/expression.py, on the same two meshes): eye openness, mouth openness and
+mouth width, their errors and correlations with the original's, and blink recall.
 Rates: bits per frame, steady-state and all-in kbps.
 
 LPIPS alone rewards a frozen picture on talking heads (shared/ENVIRONMENT.md): report NME
-beside it, always.
+beside it, always. NME in turn hardly moves when only the eyes or the mouth are wrong (the
+lids are a few of 468 points): a face that keeps its eyes open through a blink scores a
+good NME and a blink recall of 0, so the expression figures go beside NME.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facecodec.eval.base import Encoded, EvalClip
+from facecodec.eval.expression import compare_expressions
 from facecodec.eval.identity import FaceIdentity, Reference
 
 # Outer eye corners in MediaPipe's mesh (subject's right, left): the NME normaliser, the
@@ -196,11 +201,28 @@ class ClipScore:
     motion_ratio: float  # mean frame change of output / of original (0 = frozen)
     motion_error: float  # mean |change of output - change of original|, 8-bit levels
     flicker: float  # change beyond the original's, over the original's (0 = none)
+    # expression (eval/expression.py); signals in outer-eye-corner distances, NaN if no face
+    eye_error: float  # mean |eye openness of output - of original|
+    mouth_open_error: float
+    mouth_width_error: float
+    eye_corr: float  # Pearson r with the original's series (NaN: exactly constant)
+    mouth_open_corr: float
+    mouth_width_corr: float
+    blink_frames: int  # frames with the original's eyes closed
+    blink_hits: int  # of those, frames with the output's eyes closed too
+    false_blinks: int  # frames with the output's eyes closed and the original's open
     encode_fps: float | None
     decode_fps: float | None
 
+    @property
+    def blink_recall(self) -> float:
+        """Share of the original's closed-eye frames closed in the output (NaN: no blink).
+        Averages over clips pool the counts instead (report.py)."""
+        return self.blink_hits / self.blink_frames if self.blink_frames else math.nan
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, and blink_recall for readers of the JSON (ignored when read back)."""
+        return {**asdict(self), "blink_recall": self.blink_recall}
 
 
 def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips: LPIPS,
@@ -216,7 +238,8 @@ def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips
 
     out_lm = track_landmarks(out)
     found = ~np.isnan(out_lm).any(axis=(1, 2))
-    per_frame = nme(hold_missing(out_lm), ref_landmarks)
+    shown = hold_missing(out_lm)  # what the receiver shows while the face is lost
+    per_frame = nme(shown, ref_landmarks)
     ok = ~np.isnan(per_frame)
     change_out, change_orig = frame_change(out), frame_change(orig)
 
@@ -235,5 +258,5 @@ def score(clip: EvalClip, enc: Encoded, method: str, target: float | None, lpips
                   if identity is not None and ref_identity is not None else math.nan),
         face_found=float(found.mean()), motion_ratio=motion_ratio(out, orig),
         motion_error=float(np.abs(change_out - change_orig).mean()) if t > 1 else 0.0,
-        flicker=flicker(out, orig),
+        flicker=flicker(out, orig), **asdict(compare_expressions(shown, ref_landmarks)),
         encode_fps=fps(enc.encode_seconds), decode_fps=fps(enc.decode_seconds))

@@ -9,7 +9,7 @@ import json
 import math
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +20,34 @@ from facecodec.eval.runner import EvalRun, SheetFrames
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = ("kbps_all", "kbps_steady", "bits_per_frame", "lpips", "psnr", "ms_ssim", "nme",
-           "identity", "face_found", "motion_ratio", "motion_error", "flicker", "encode_fps",
-           "decode_fps")
+           "identity", "face_found", "motion_ratio", "motion_error", "flicker", "eye_error",
+           "mouth_open_error", "mouth_width_error", "eye_corr", "mouth_open_corr",
+           "mouth_width_corr", "encode_fps", "decode_fps")
+BLINK_COUNTS = ("blink_frames", "blink_hits", "false_blinks")  # summed over clips
 
 
 @dataclass
 class Row:
-    """One method at one operating point, averaged over clips (NaN-aware)."""
+    """One method at one operating point: ``means`` of METRICS over clips (NaN-aware);
+    ``pooled``: the blink counts summed over clips and ``blink_recall`` from the sums.
+
+    Recall is pooled, not averaged: a clip without a blink has no recall (NaN), and a mean
+    of per-clip ratios would weigh a clip with one closed-eye frame like one with thirty."""
 
     method: str
     target_kbps: float | None
     clips: int
     reached: int
     means: dict[str, float]
+    pooled: dict[str, float] = field(default_factory=dict)
+
+
+def pool_blinks(group: Sequence[ClipScore]) -> dict[str, float]:
+    """Blink counts summed over ``group`` and the recall of the sums (NaN: no blink)."""
+    out: dict[str, float] = {k: sum(getattr(s, k) for s in group) for k in BLINK_COUNTS}
+    frames = out["blink_frames"]
+    out["blink_recall"] = out["blink_hits"] / frames if frames else math.nan
+    return out
 
     @property
     def label(self) -> str:
@@ -55,7 +70,8 @@ def summarize(scores: Sequence[ClipScore]) -> list[Row]:
                              for s in group], dtype=float)
             vals = vals[np.isfinite(vals)]
             means[m] = float(vals.mean()) if len(vals) else math.nan
-        rows.append(Row(key[0], key[1], len(group), sum(s.reached for s in group), means))
+        rows.append(Row(key[0], key[1], len(group), sum(s.reached for s in group), means,
+                        pool_blinks(group)))
     return rows
 
 
@@ -84,9 +100,33 @@ def summary_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _blinks(hits: float, frames: float) -> str:
+    """"0.75 (9/12)": recall with its counts ("- (0/0)" on clips without a blink)."""
+    return f"{_f(hits / frames if frames else math.nan, 2)} ({hits:g}/{frames:g})"
+
+
+def expression_table(rows: Sequence[Row]) -> str:
+    """Expression figures per method (eval/expression.py): errors and correlations are
+    means over clips, blink recall pools the clips' counts."""
+    head = ("| method | target kbps | eye error ↓ | mouth open error ↓ | mouth width error ↓ | "
+            "eye r ↑ | mouth open r ↑ | mouth width r ↑ | blink recall ↑ (hits/blink frames) | "
+            "false blinks ↓ |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        m, p = r.means, r.pooled
+        lines.append(
+            f"| {r.method} | {_f(r.target_kbps, 0) if r.target_kbps is not None else '-'} | "
+            f"{_f(m['eye_error'], 3)} | {_f(m['mouth_open_error'], 3)} | "
+            f"{_f(m['mouth_width_error'], 3)} | {_f(m['eye_corr'], 2)} | "
+            f"{_f(m['mouth_open_corr'], 2)} | {_f(m['mouth_width_corr'], 2)} | "
+            f"{_blinks(p['blink_hits'], p['blink_frames'])} | {p['false_blinks']:g} |")
+    return "\n".join(lines)
+
+
 def clip_table(scores: Sequence[ClipScore]) -> str:
     head = ("| method | target | setting | kbps all-in | first frame kbit | LPIPS | PSNR | "
-            "MS-SSIM | NME | identity | face found | motion ratio | flicker |")
+            "MS-SSIM | NME | identity | face found | motion ratio | flicker | eye r | "
+            "mouth open r | blink recall | false blinks |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for s in scores:
         setting = ", ".join(f"{k} {v}" for k, v in s.setting.items()) or "-"
@@ -97,7 +137,9 @@ def clip_table(scores: Sequence[ClipScore]) -> str:
             f"| {s.method} | {target} | {setting} | {_f(s.kbps_all, 2)} | "
             f"{_f(s.bits_first / 1000, 1)} | {_f(s.lpips, 3)} | {_f(s.psnr, 2)} | "
             f"{_f(s.ms_ssim, 3)} | {_f(s.nme, 3)} | {_f(s.identity, 3)} | "
-            f"{_f(s.face_found, 2)} | {_f(s.motion_ratio, 2)} | {_f(s.flicker, 2)} |")
+            f"{_f(s.face_found, 2)} | {_f(s.motion_ratio, 2)} | {_f(s.flicker, 2)} | "
+            f"{_f(s.eye_corr, 2)} | {_f(s.mouth_open_corr, 2)} | "
+            f"{_blinks(s.blink_hits, s.blink_frames)} | {s.false_blinks} |")
     return "\n".join(lines)
 
 
@@ -129,7 +171,7 @@ def results_json(run: EvalRun, info: dict) -> str:
     rows = summarize(run.scores)
     doc = {**info, "clips": run.clips, "skipped": run.skipped,
            "summary": [{"method": r.method, "target_kbps": r.target_kbps, "clips": r.clips,
-                        "reached": r.reached, **r.means} for r in rows],
+                        "reached": r.reached, **r.means, **r.pooled} for r in rows],
            "scores": [s.as_dict() for s in run.scores]}
     return json.dumps(jsonable(doc), indent=1) + "\n"
 
@@ -367,6 +409,33 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "per frame for the source index.",
         "- **fps**: single-threaded wall clock on this machine, encode with RGB->YUV.",
         "",
+        "## Expression",
+        "",
+        expression_table(rows),
+        "",
+        "Does the output blink, open its mouth and smile when the original does? NME hardly "
+        "sees it (the lids are a few of 468 points). From the same MediaPipe meshes as NME "
+        "(eval/expression.py), three signals per frame, in outer-eye-corner distances: "
+        "**eye** openness (lid gap, three pairs per eye), **mouth open** (inner-lip gap, "
+        "three pairs), **mouth width** (corner to corner; a smile widens it).",
+        "",
+        "- **error**: mean absolute difference of the output's signal and the original's "
+        "over the clip's frames, then the mean over clips.",
+        "- **r**: Pearson correlation of the output's series with the original's on a clip "
+        "(does it follow, whatever its offset), then the mean over clips; undefined (-) "
+        "for an exactly constant series. MediaPipe's points jitter a little on identical "
+        "frames, so a still picture is not exactly constant: the held frame's r is that "
+        "jitter's chance correlation (its first frame is the original's), the floor a "
+        "method must clear.",
+        "- **blink recall**: the original's eyes are *closed* on a frame when their openness "
+        "is below half of the clip's median (the output's likewise, against its own "
+        "median); recall is the share of the original's closed-eye frames on which the "
+        "output's are closed too, pooled over clips (hits and blink frames summed, so a "
+        "clip with one closed frame weighs one frame). **false blinks**: output frames "
+        "closed while the original's are open, summed over clips.",
+        "- Frames where the output's face is lost keep the last face found (as for NME); "
+        "frames without a face in the original are left out.",
+        "",
         "## Rate-quality curves",
         "",
     ]
@@ -432,7 +501,10 @@ def card_section(results: dict, model_dir: Path, report: Path | None) -> str | N
             ("steady kbps", "kbps_steady", "{:.2f}"), ("bits/frame", "bits_per_frame", "{:.0f}"),
             ("LPIPS-alex", "lpips", "{:.3f}"), ("PSNR dB", "psnr", "{:.2f}"),
             ("NME", "nme", "{:.3f}"), ("identity", "identity", "{:.3f}"),
-            ("flicker", "flicker", "{:.2f}")]
+            ("flicker", "flicker", "{:.2f}"), ("eye r", "eye_corr", "{:.2f}"),
+            ("mouth open r", "mouth_open_corr", "{:.2f}"),
+            ("mouth width r", "mouth_width_corr", "{:.2f}"),
+            ("blink recall (hits/frames)", "blink_recall", "{:.2f}")]
     lines = [CARD_BEGIN, "## Evaluation on the val clips", "",
              f"`{results['command']}` at commit {results['commit']} on {results['date']}: "
              f"{len(results['clips'])} clips ({results['clips_from']}), 256x256 face tubes at "
@@ -442,9 +514,17 @@ def card_section(results: dict, model_dir: Path, report: Path | None) -> str | N
         method = r["method"] + (f" @{r['target_kbps']}" if r.get("target_kbps") else "")
         cells = [method] + [fmt.format(r[key]) if isinstance(r.get(key), int | float)
                             else "-" for _, key, fmt in cols[1:]]
+        if isinstance(r.get("blink_frames"), int | float):
+            cells[-1] += f" ({r['blink_hits']:g}/{r['blink_frames']:g})"
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "NME: landmark error over the outer-eye-corner distance; a method that does "
-              "not beat the held frame (zero-bit) on it has not transmitted motion.", CARD_END]
+              "not beat the held frame (zero-bit) on it has not transmitted motion. "
+              "Expression (eval/expression.py, from the same face meshes): r is the "
+              "correlation of the output's eye openness, mouth opening and mouth width with "
+              "the original's over a clip, averaged over clips (the held frame's is "
+              "tracker jitter, the floor); "
+              "blink recall is the share of the original's closed-eye frames on which the "
+              "output's eyes are closed too, pooled over the clips.", CARD_END]
     return "\n".join(lines)
 
 

@@ -7,6 +7,10 @@ decides its scores differs: the same settings as the report records them (for a 
 its weights' hash, prior, sources, dead zone...), the same ``--max-frames``, and a score
 for every clip and target of this run. The report names the methods it reused and the
 commit that scored them.
+
+Rows from before the expression metrics (eval/expression.py) are not reused: the method
+runs again, so that every row of a report has them rather than a gap that reads as "not
+measured" beside methods that were, and pooled blink recall counts the same clips for all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from facecodec.errors import InputError
+from facecodec.eval.expression import ExpressionScore
 from facecodec.eval.metrics import ClipScore
 from facecodec.eval.report import jsonable
 
@@ -26,7 +31,14 @@ Key = tuple[str, float | None]  # (clip, target kbps)
 # metrics JSON stores NaN as null; the averages are NaN-aware, so they must be NaN again
 # (a row from before a metric existed lacks it: NaN too)
 _FLOAT_METRICS = ("lpips", "psnr", "ms_ssim", "nme", "identity", "face_found",
-                  "motion_ratio", "motion_error", "flicker")
+                  "motion_ratio", "motion_error", "flicker", "eye_error", "mouth_open_error",
+                  "mouth_width_error", "eye_corr", "mouth_open_corr", "mouth_width_corr")
+EXPRESSION_FIELDS = tuple(f.name for f in fields(ExpressionScore))
+
+
+def has_expression(row: dict) -> bool:
+    """Whether an earlier row was scored with the expression metrics (else: run again)."""
+    return all(k in row for k in EXPRESSION_FIELDS)
 
 
 def load_previous(path: Path) -> dict:
@@ -56,7 +68,8 @@ def reusable(previous: dict, settings: Mapping[str, dict], targets: Mapping[str,
     ``settings[name]``: what this run's report records of the method (JSON-normalised
     here); ``targets[name]``: its operating points for this run's rates. ``identity``:
     how this run measures the identity distance (None: it cannot); rows scored without
-    it, or otherwise, are not reused, so that no column mixes the two.
+    it, or otherwise, are not reused, so that no column mixes the two. Nor are rows
+    without the expression metrics (module docstring).
     """
     if previous.get("max_frames") != max_frames:
         return {}
@@ -64,7 +77,7 @@ def reusable(previous: dict, settings: Mapping[str, dict], targets: Mapping[str,
         return {}
     clips = list(clips)
     by_method: dict[str, dict[Key, ClipScore]] = {}
-    for row in previous["scores"]:
+    for row in filter(has_expression, previous["scores"]):
         by_method.setdefault(row["method"], {})[row["clip"], row["target_kbps"]] = _score(row)
     out = {}
     for name, now in settings.items():

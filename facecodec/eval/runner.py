@@ -122,7 +122,8 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                     if log:
                         log(f"{clip.name} {label}: {s.kbps_all:.2f} kbps, LPIPS "
                             f"{s.lpips:.3f}, PSNR {s.psnr:.2f}, NME {s.nme:.3f}, "
-                            f"identity {s.identity:.3f}")
+                            f"identity {s.identity:.3f}, eye r {s.eye_corr:.2f}, mouth r "
+                            f"{s.mouth_open_corr:.2f}, blinks {s.blink_hits}/{s.blink_frames}")
                     bar.update()
     for method in methods:
         method.close()
