@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
         "min_rotation": 0.3,  # yaw_A - yaw_C > 0.3 rad
         "b2_tolerance": 0.1,  # |yaw_A - yaw_B2| < 0.1 rad
         "by_person": True,  # draw a person uniformly, then one of their clips
+        # share of samples whose last driver is a frame whose expression the sources lack
+        # (blink, open mouth, smile: data.pick_expressive); 0 samples as before it existed
+        "expression_drivers": 0.0,
         "augment": {"flip": True, "brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
                     "hue": 0.02},
         "num_workers": 1,
@@ -61,6 +64,11 @@ DEFAULTS: dict[str, Any] = {
         "perceptual": {"network": "vgg16", "scales": [1, 0.5, 0.25, 0.125],
                        "weights": [10, 10, 10, 10, 10]},
         "l1": 1.0,
+        # the same perceptual (x its layer weights) and L1 terms again on crops of the eyes
+        # and the mouth, boxes from the driver's landmarks (losses.region_boxes): a blink
+        # is a few hundred pixels, too few for the whole-image terms to notice (issue 19)
+        "regions": {"perceptual": 0.0, "l1": 0.0, "eye_box": 1.6, "mouth_box": 1.5,
+                    "size": 64},
         "gan": 0.0,  # hinge; 0 builds no discriminator
         "feature_matching": [10, 10, 10, 10],
         "equivariance_value": 10.0,

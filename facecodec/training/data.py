@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 from facecodec.errors import InputError
 from facecodec.training.mirror import supervised_flip_permutation
 
-META_KEYS = ("sup", "iris", "yaw", "valid", "segment")
+META_KEYS = ("sup", "iris", "yaw", "valid", "segment", "eyes_open")
 
 
 @dataclass
@@ -102,6 +102,35 @@ def sample_rotation4(yaw: np.ndarray, rng: np.random.Generator, min_rotation: fl
     return None
 
 
+# Supervised-landmark positions (facecodec.sender.landmarks.SUPERVISED_LANDMARKS order) of
+# the mouth corners (mesh 61, 291) and inner-lip middles (13, 14).
+_MOUTH_CORNERS, _INNER_LIPS = (23, 27), (31, 32)
+
+
+def expression_features(meta: dict[str, np.ndarray]) -> np.ndarray:
+    """(T, 2) per-frame eye openness and mouth opening of a clip, each in units of the
+    clip's median absolute deviation from its median, so that "far from the sources' in
+    expression" reads alike for every person and camera distance."""
+    sup = meta["sup"]
+    width = np.linalg.norm(sup[:, _MOUTH_CORNERS[0]] - sup[:, _MOUTH_CORNERS[1]], axis=-1)
+    mouth = np.linalg.norm(sup[:, _INNER_LIPS[0]] - sup[:, _INNER_LIPS[1]], axis=-1)
+    feats = np.stack([meta["eyes_open"], mouth / np.maximum(width, 1e-6)], axis=1)
+    mad = np.median(np.abs(feats - np.median(feats, axis=0)), axis=0)
+    return feats / np.maximum(mad, 1e-6)
+
+
+def pick_expressive(candidates: np.ndarray, feats: np.ndarray, sources: list[int],
+                    rng: np.random.Generator, top: float = 0.25) -> int:
+    """One of ``candidates`` (frame positions) drawn from the ``top`` share whose expression
+    (``expression_features``) is farthest from every source's: blinks, open mouths and
+    smiles that the sources do not show, the frames a warp of the sources cannot draw
+    (issue 19). Drawn at random among them, so one clip gives many such samples."""
+    dist = np.min([np.abs(feats[candidates] - feats[s]).sum(axis=1) for s in sources], axis=0)
+    keep = max(1, int(np.ceil(top * len(candidates))))
+    best = candidates[np.argsort(-dist, kind="stable")[:keep]]
+    return int(rng.choice(best))
+
+
 def colour_matrix(rng: np.random.Generator, saturation: float, hue: float) -> np.ndarray:
     """3x3 RGB map: rotate the chroma plane of YIQ by a random hue angle and scale it by a
     random saturation factor (linear, so one matrix product per frame)."""
@@ -164,6 +193,7 @@ class FrameSampleDataset(Dataset):
                 else None
         self.flip_perm = flip_perm if isinstance(flip_perm, np.ndarray) else None
         self.n_src, self.n_drv = int(data_cfg["num_sources"]), int(data_cfg["num_drivers"])
+        self._expr: dict[str, np.ndarray] = {}
         if data_cfg["strategy"] == "rotation4" and (self.n_src > 2 or self.n_drv > 2):
             raise ValueError("rotation4 sampling gives at most 2 sources (A, C) and 2 drivers")
 
@@ -193,12 +223,34 @@ class FrameSampleDataset(Dataset):
                                       self.cfg["b2_tolerance"])
             if picked is not None:
                 a, b1, b2, c = (int(frames[i]) for i in picked)
-                return [a, c][: self.n_src], [b1, b2][: self.n_drv], True
+                src, drv = [a, c][: self.n_src], [b1, b2][: self.n_drv]
+                if self._expressive(rng):
+                    # B2 keeps its role (A's pose), among the frames that have it
+                    near = frames[(np.abs(meta["yaw"][frames] - meta["yaw"][a])
+                                   < self.cfg["b2_tolerance"]) & (frames != a)]
+                    drv[-1] = pick_expressive(near, self._features(clip), src, rng)
+                return src, drv, True
         elif self.cfg["strategy"] != "random":
             raise ValueError(f"unknown sampling strategy {self.cfg['strategy']}")
         # too little rotation (or FOM sampling): distinct random frames, small-rotation regime
         chosen = [int(i) for i in rng.choice(frames, size=need, replace=False)]
-        return chosen[: self.n_src], chosen[self.n_src:], False
+        src, drv = chosen[: self.n_src], chosen[self.n_src:]
+        if self._expressive(rng):
+            rest = np.setdiff1d(frames, src + drv[:-1])
+            drv[-1] = pick_expressive(rest, self._features(clip), src, rng)
+        return src, drv, False
+
+    def _expressive(self, rng: np.random.Generator) -> bool:
+        """Whether this sample's last driver is chosen for its expression
+        (``data.expression_drivers``, the share of such samples). Draws from ``rng`` only
+        when the share is set, so runs without it sample exactly as before."""
+        share = float(self.cfg.get("expression_drivers", 0.0))
+        return share > 0 and bool(rng.random() < share)
+
+    def _features(self, clip: Clip) -> np.ndarray:
+        if clip.name not in self._expr:
+            self._expr[clip.name] = expression_features(self.store.meta(clip))
+        return self._expr[clip.name]
 
     def __getitem__(self, n: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(n)])

@@ -41,15 +41,51 @@ class PerceptualLoss(nn.Module):
         self.weights = [float(w) for w in weights]
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        total = pred.new_zeros(())
         pp, pt = self.pyramid(pred), self.pyramid(target)
-        for key in pp:
-            with torch.no_grad():
-                ft = self.net(pt[key])
-            for w, a, b in zip(self.weights, self.net(pp[key]), ft, strict=False):
-                if w:
-                    total = total + w * (a - b).abs().mean()
+        return sum((self.single_scale(pp[k], pt[k]) for k in pp), pred.new_zeros(()))
+
+    def single_scale(self, pred: Tensor, target: Tensor) -> Tensor:
+        """sum_layers w_l * mean |N_l(pred) - N_l(target)| at the images' own size."""
+        total = pred.new_zeros(())
+        with torch.no_grad():
+            ft = self.net(target)
+        for w, a, b in zip(self.weights, self.net(pred), ft, strict=False):
+            if w:
+                total = total + w * (a - b).abs().mean()
         return total
+
+
+# Positions in the supervised landmark set (facecodec.sender.landmarks.SUPERVISED_LANDMARKS)
+# of each eye's outer corner, upper lid, inner corner, lower lid, and of the ten mouth points
+# (corners first-and-fifth).
+EYE_POINTS = ((13, 14, 15, 16), (17, 18, 19, 20))
+MOUTH_POINTS = tuple(range(23, 33))
+
+
+def region_boxes(sup: Tensor, eye_box: float, mouth_box: float) -> Tensor:
+    """(B, 33, 2) supervised landmarks in [-1, 1] -> (B, 3, 3) square boxes (centre x, centre
+    y, half side) around the right eye, the left eye and the mouth: the centre of the
+    region's points, a side of ``eye_box`` (``mouth_box``) times the corner-to-corner width."""
+    boxes = []
+    for points, scale in ((EYE_POINTS[0], eye_box), (EYE_POINTS[1], eye_box),
+                          (MOUTH_POINTS, mouth_box)):
+        pts = sup[:, list(points)]
+        width = (pts[:, 0] - pts[:, 2 if len(points) == 4 else 4]).norm(dim=-1)
+        boxes.append(torch.cat([pts.mean(dim=1), (0.5 * scale * width)[:, None]], dim=1))
+    return torch.stack(boxes, dim=1)
+
+
+def crop_regions(images: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """(B, C, H, W) images, (B, R, 3) boxes -> (B * R, C, size, size) bilinear crops."""
+    b, r = boxes.shape[:2]
+    flat = boxes.reshape(b * r, 3)
+    theta = torch.zeros(b * r, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = flat[:, 2]
+    theta[:, :, 2] = flat[:, :2]
+    grid = F.affine_grid(theta, [b * r, images.shape[1], size, size],
+                         align_corners=ALIGN_CORNERS)
+    return F.grid_sample(images.repeat_interleave(r, dim=0), grid, padding_mode="border",
+                         align_corners=ALIGN_CORNERS)
 
 
 def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

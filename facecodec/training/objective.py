@@ -8,7 +8,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from facecodec.models.base import FaceAnimationModel, TrainOutput
-from facecodec.training.losses import PerceptualLoss, RandomTransform, equivariance_losses
+from facecodec.training.losses import (
+    PerceptualLoss,
+    RandomTransform,
+    crop_regions,
+    equivariance_losses,
+    region_boxes,
+)
 from facecodec.training.vgg import build_feature_net
 
 
@@ -32,10 +38,30 @@ class GeneratorObjective(nn.Module):
             terms["perceptual"] = self.perceptual(out.prediction, out.target)
         if self.cfg["l1"]:
             terms["l1"] = float(self.cfg["l1"]) * (out.prediction - out.target).abs().mean()
+        terms.update(self._regions(batch, out))
         terms.update(self._equivariance(out))
         terms.update(out.extra_losses)
         total = sum(terms.values(), out.prediction.new_zeros(()))
         return total, terms, out
+
+    def _regions(self, batch: dict[str, Tensor], out: TrainOutput) -> dict[str, Tensor]:
+        """``losses.regions``: perceptual and L1 terms on the eyes and the mouth of every
+        driving frame, cropped where the driver's landmarks put them."""
+        rc = self.cfg.get("regions") or {}
+        wp, wl = float(rc.get("perceptual", 0.0)), float(rc.get("l1", 0.0))
+        if not (wp or wl) or "drv_sup" not in batch:
+            return {}
+        boxes = region_boxes(batch["drv_sup"].flatten(0, 1).to(out.prediction.dtype),
+                             float(rc["eye_box"]), float(rc["mouth_box"]))
+        size = int(rc["size"])
+        pred = crop_regions(out.prediction, boxes, size)
+        target = crop_regions(out.target, boxes, size)
+        terms = {}
+        if wl:
+            terms["region_l1"] = wl * (pred - target).abs().mean()
+        if wp and self.perceptual is not None:
+            terms["region_perceptual"] = wp * self.perceptual.single_scale(pred, target)
+        return terms
 
     def _equivariance(self, out: TrainOutput) -> dict[str, Tensor]:
         """FOM section 3.3: the detector on a randomly warped copy of each driving frame must

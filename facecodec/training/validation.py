@@ -12,12 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import default_collate
 
 from facecodec.models.base import FaceAnimationModel
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
+from facecodec.training.losses import crop_regions, region_boxes
 from facecodec.training.lpips import LPIPSAlex, psnr
+
+# the boxes of losses.regions' defaults, so every run is scored on the same crops
+EYE_BOX, MOUTH_BOX = 1.6, 1.5
 
 
 class Validator:
@@ -28,17 +33,29 @@ class Validator:
         split = "val" if store.split("val") else "train"
         if split == "train":
             warnings.warn("no val clips in the cache: validating on train clips", stacklevel=2)
-        ds = FrameSampleDataset(store, cfg["data"], split, int(cfg["seed"]) + 10_007,
-                                augment=False, flip_perm=None)
-        samples = [ds[n] for n in range(int(vc["num_samples"]))]
-        bs = int(vc["batch_size"])
-        self.batches = [to_tensors(default_collate(samples[i:i + bs]))
-                        for i in range(0, len(samples), bs)]
+        # The fixed samples as every run has had them, and (keys prefixed "expr_") as many
+        # whose last driver shows an expression its sources lack (data.pick_expressive):
+        # the frames issue 19 is about, scored whatever the run samples in training.
+        self.sets: dict[str, list[dict[str, Tensor]]] = {}
+        for prefix, share in (("", 0.0), ("expr_", 1.0)):
+            data_cfg = {**cfg["data"], "expression_drivers": share}
+            ds = FrameSampleDataset(store, data_cfg, split, int(cfg["seed"]) + 10_007,
+                                    augment=False, flip_perm=None)
+            samples = [ds[n] for n in range(int(vc["num_samples"]))]
+            bs = int(vc["batch_size"])
+            self.sets[prefix] = [to_tensors(default_collate(samples[i:i + bs]))
+                                 for i in range(0, len(samples), bs)]
         self.lpips = LPIPSAlex.pretrained() if vc["lpips"] else None
         self.held: dict[str, float] | None = None
 
-    def _metrics(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def _metrics(self, pred: Tensor, target: Tensor, sup: Tensor) -> dict[str, Tensor]:
+        """Per-frame LPIPS, PSNR, L1, and the L1 of the eye and mouth crops (``sup``: the
+        drivers' landmarks, (B * D, 33, 2)) that losses.regions trains on."""
         m = {"psnr": psnr(pred, target), "l1": (pred - target).abs().flatten(1).mean(1)}
+        boxes = region_boxes(sup.to(pred.dtype), EYE_BOX, MOUTH_BOX)
+        crops = (crop_regions(pred, boxes, 64) - crop_regions(target, boxes, 64)).abs()
+        crops = crops.flatten(1).mean(1).reshape(len(pred), -1)
+        m["eyes_l1"], m["mouth_l1"] = crops[:, :2].mean(1), crops[:, 2]
         if self.lpips is not None:
             m["lpips"] = self.lpips(pred, target)
         return m
@@ -46,29 +63,35 @@ class Validator:
     @torch.no_grad()
     def run(self, model: FaceAnimationModel, step: int) -> dict[str, float]:
         model.eval()
-        acc: dict[str, list[Tensor]] = {}
-        held: dict[str, list[Tensor]] = {}
-        first = None
-        for batch in self.batches:
-            out = model.training_forward(batch)
-            for k, v in self._metrics(out.prediction, out.target).items():
-                acc.setdefault(k, []).append(v)
-            if self.held is None:
-                d = batch["drivers"].shape[1]
-                src0 = batch["sources"][:, 0].repeat_interleave(d, dim=0)
-                for k, v in self._metrics(src0, out.target).items():
-                    held.setdefault(k, []).append(v)
-            if first is None:
-                first = (batch, out.prediction)
+        result: dict[str, float] = {}
+        held_now: dict[str, float] = {}
+        for prefix, batches in self.sets.items():
+            acc: dict[str, list[Tensor]] = {}
+            held: dict[str, list[Tensor]] = {}
+            for i, batch in enumerate(batches):
+                out = model.training_forward(batch)
+                sup = batch["drv_sup"].flatten(0, 1)
+                for k, v in self._metrics(out.prediction, out.target, sup).items():
+                    acc.setdefault(k, []).append(v)
+                if self.held is None:
+                    d = batch["drivers"].shape[1]
+                    src0 = batch["sources"][:, 0].repeat_interleave(d, dim=0)
+                    src0 = F.interpolate(src0, size=out.target.shape[-2:], mode="area") \
+                        if src0.shape[-1] != out.target.shape[-1] else src0
+                    for k, v in self._metrics(src0, out.target, sup).items():
+                        held.setdefault(k, []).append(v)
+                if i == 0 and self.save_images:
+                    self._save_grid(batch, out.prediction, step, prefix)
+            result.update({f"{prefix}{k}": float(torch.cat(v).mean()) for k, v in acc.items()})
+            held_now.update({f"held_{prefix}{k}": float(torch.cat(v).mean())
+                             for k, v in held.items()})
         if self.held is None:
-            self.held = {f"held_{k}": float(torch.cat(v).mean()) for k, v in held.items()}
-        result = {k: float(torch.cat(v).mean()) for k, v in acc.items()}
+            self.held = held_now
         result.update(self.held)
-        if self.save_images and first is not None:
-            self._save_grid(*first, step)
         return result
 
-    def _save_grid(self, batch: dict[str, Tensor], pred: Tensor, step: int) -> None:
+    def _save_grid(self, batch: dict[str, Tensor], pred: Tensor, step: int,
+                   prefix: str = "") -> None:
         """Rows: sources..., drivers..., predictions... for up to 4 samples."""
         b, d = batch["drivers"].shape[:2]
         n = min(4, b)
@@ -79,4 +102,5 @@ class Validator:
         grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
         img = (grid.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         self.out.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(self.out / f"val_{step:07d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(self.out / f"val_{prefix}{step:07d}.png"),
+                    cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
