@@ -242,6 +242,31 @@ def render_all(renderer: PartsRenderer, sources: list[tuple[np.ndarray, dict]],
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
 
 
+def track_render(images: np.ndarray) -> np.ndarray:
+    """MediaPipe on rendered frames, a lost face holding the last one found (as eval)."""
+    return hold_missing(track_landmarks(images))
+
+
+def make_codec(model: str | None) -> tuple:
+    """The Encoder with default settings (dead zone of the prior, 3 sources) and the
+    Decoder (256 output) of ``model`` (a name or a directory; None: the shipped one)."""
+    from facecodec.codec import Decoder, Encoder
+
+    enc = Encoder(model)
+    return enc, Decoder(enc.package.path, output_size=256)
+
+
+def decoder_render(enc, dec, clip) -> tuple:
+    """Stages d and e: ``clip`` written to a real stream as eval writes it and decoded by
+    the Decoder; the stream and the decoded frames (values and rendered images)."""
+    from facecodec.eval.neural import write_stream
+
+    stream = write_stream(enc, clip)
+    decoded = list(dec.frames(stream.data, name=f"{clip.name}.fcs"))
+    assert len(decoded) == len(clip.frames), (len(decoded), len(clip.frames))
+    return stream, decoded
+
+
 def upscale(images: np.ndarray, size: int = 256) -> np.ndarray:
     from facecodec.eval.neural import to_eval_size
 
@@ -272,7 +297,6 @@ def box_mean(mask: np.ndarray, mesh: np.ndarray, idx: tuple[int, ...], grow: flo
 
 def run_clip(ref, ctx: dict, max_frames: int | None) -> tuple[dict, dict]:
     from facecodec.bitstream.container import FcsReader, SourceFrame
-    from facecodec.eval.neural import write_stream
     from facecodec.imagecodec import decode_image, decode_source
     from facecodec.sender.streams import clip_values
 
@@ -297,9 +321,7 @@ def run_clip(ref, ctx: dict, max_frames: int | None) -> tuple[dict, dict]:
     say(f"  {clip.name}: a, b, c done ({time.perf_counter() - t0:.0f} s)")
 
     # (d), (e) a real stream, decoded and rendered by the Decoder
-    stream = write_stream(enc, clip)
-    decoded = list(dec.frames(stream.data, name=f"{clip.name}.fcs"))
-    assert len(decoded) == t, (len(decoded), t)
+    stream, decoded = decoder_render(enc, dec, clip)
     dvals = [{k: np.asarray(v, dtype=np.float32) for k, v in d.values.items()} for d in decoded]
     dsup = np.stack([v["sup"].reshape(33, 2) for v in dvals])
     row["stages"]["d_decoded"] = score(few_signals(sup_to_mesh(dsup)), ref_few)
@@ -307,8 +329,7 @@ def run_clip(ref, ctx: dict, max_frames: int | None) -> tuple[dict, dict]:
     row["bits_per_frame"] = float(stream.frame_bits[1:].mean()) if t > 1 else math.nan
     row["sources"] = [int(i) for i in stream.sources]
 
-    def track(images: np.ndarray) -> np.ndarray:
-        return hold_missing(track_landmarks(images))
+    track = track_render
 
     def score_render(key: str, images: np.ndarray, driven: np.ndarray | None = None
                      ) -> np.ndarray:
@@ -598,8 +619,8 @@ def run_one(ref, ctx: dict, args, rows: list, probes: list) -> None:
                f"{row['seconds']:.0f} s")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_clip_args(ap: argparse.ArgumentParser) -> None:
+    """The clip selection and thread options (shared with bench/expression_sheet.py)."""
     ap.add_argument("--manifest", type=Path,
                     default=ROOT.parent / "shared" / "data" / "manifest.csv")
     ap.add_argument("--split", default="val")
@@ -607,23 +628,32 @@ def main() -> None:
     ap.add_argument("--clips", default=None, help="comma-separated clip names")
     ap.add_argument("--limit", type=int, default=None, help="first N clips of the split")
     ap.add_argument("--max-frames", type=int, default=None, help="first N frames per clip")
-    ap.add_argument("--model", default=None, help="default: the shipped model")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
-                    "expression_stages.json")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
 
-    from facecodec.codec import Decoder, Encoder
 
+def clip_refs(args) -> list:
+    """The clips ``add_clip_args``' options select; exits if one is not in the cache."""
     names = args.clips.split(",") if args.clips else None
     refs = manifest_clips(args.manifest, args.split, args.cache, names, args.limit)
     missing = [r.name for r in refs if r.cache_dir is None]
     if missing:
         sys.exit(f"not in the cache {args.cache}: {', '.join(missing)} "
                  "(run facecodec prepare-data)")
-    enc = Encoder(args.model)  # default settings: dead zone of the prior, 3 sources
-    ctx = {"encoder": enc, "decoder": Decoder(enc.package.path, output_size=256),
+    return refs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_clip_args(ap)
+    ap.add_argument("--model", default=None, help="default: the shipped model")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
+                    "expression_stages.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    refs = clip_refs(args)
+    enc, dec = make_codec(args.model)
+    ctx = {"encoder": enc, "decoder": dec,
            "renderer": PartsRenderer(enc.package, max_sources=enc.n_sources,
                                      backend="torch", output_size=256),
            "say": tqdm.write}
