@@ -67,7 +67,8 @@ MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across 
 
 
 def find_model_prior(package: ModelPackage) -> Prior:
-    """The prior fitted to this model's value streams: ``priors/<model name>.json``."""
+    """The prior fitted to this model's value streams: ``<model name>.json`` in
+    :func:`~facecodec.bitstream.prior.prior_dirs` (the shipped one: ``priors/``)."""
     for d in prior_dirs():
         path = d / f"{package.name}.json"
         if path.is_file():
@@ -76,8 +77,9 @@ def find_model_prior(package: ModelPackage) -> Prior:
                 raise ModelMismatchError(f"prior {path} is for another stream table than "
                                          f"model {package.name}", source=str(path))
             return prior
-    raise InputError(f"no prior fitted for model {package.name!r} (priors/{package.name}"
-                     f".json); run: facecodec fit-priors --model {package.path}")
+    looked = ", ".join(str(d) for d in prior_dirs())
+    raise InputError(f"no prior fitted for model {package.name!r} ({package.name}.json in "
+                     f"{looked}); run: facecodec fit-priors --model {package.path}")
 
 
 class _Collect:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,9 +150,8 @@ class Prior:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = self._body()
-        body["id"] = self.id
-        body["info"] = self.info
+        # the id first: find_prior reads it from a file's first bytes (recorded_id)
+        body = {"id": self.id, **self._body(), "info": self.info}
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(body, separators=(",", ":")))
         tmp.replace(path)
@@ -412,23 +413,53 @@ def _geometric(a: Alphabet, ratio: float) -> np.ndarray:
 
 def prior_dirs() -> list[Path]:
     """Where installed priors are looked up: ``$FACECODEC_PRIORS`` (colon-separated),
-    then the project's ``priors/`` folder."""
-    import os
+    then the shipped priors (package data ``facecodec._priors``: the checkout's ``priors/``
+    in an editable install, see :mod:`facecodec.resources`)."""
+    from facecodec.resources import shipped
 
     dirs = [Path(p) for p in os.environ.get("FACECODEC_PRIORS", "").split(":") if p]
-    return [*dirs, Path(__file__).resolve().parents[2] / "priors"]
+    return [*dirs, shipped("priors")]
+
+
+HEAD_BYTES = 512  # what recorded_id reads of a file
+_ID_HEAD = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]{1,400})"')
+_OLD_HEAD = re.compile(rb'\{\s*"format"\s*:\s*"%s"\s*,\s*"version"\s*:\s*\d+\s*,\s*'
+                       rb'"name"\s*:\s*"([^"\\]{1,400})"' % PRIOR_FORMAT.encode())
+
+
+def recorded_id(path: Path, prior_id: str | None = None) -> str | None:
+    """The id a prior file records, read from its first :data:`HEAD_BYTES` bytes
+    (:meth:`Prior.save` writes it first); None for a file that is not a prior. A prior
+    saved by an older facecodec (``format``, ``version``, ``name`` first, the id at the
+    end) is parsed whole, and only when its name is the one ``prior_id``
+    (``<name>-<digest>``) names."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError:
+        return None
+    if m := _ID_HEAD.match(head):
+        return m.group(1).decode("utf-8", "replace")
+    m = _OLD_HEAD.match(head)
+    if m is None or (prior_id is not None
+                     and prior_id.rpartition("-")[0] != m.group(1).decode("utf-8", "replace")):
+        return None
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
 
 
 def find_prior(prior_id: str) -> Prior | None:
-    """The installed prior with this id, or None."""
+    """The installed prior with this id, or None: the first file in :func:`prior_dirs`
+    (each searched recursively, in name order) whose :func:`recorded_id` is ``prior_id``.
+    Only that file is parsed (a malformed one is a :class:`FormatError` naming it); the id,
+    which comes from a stream, is compared, never used as a path."""
     for d in prior_dirs():
         for path in sorted(d.glob("**/*.json")) if d.is_dir() else []:
-            try:
-                head = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(head, dict) and head.get("id") == prior_id:
-                return Prior.load(path)
+            if recorded_id(path, prior_id) == prior_id:
+                return Prior.load(path)  # checks the tables against the recorded id
     return None
 
 

@@ -1,10 +1,11 @@
 """``facecodec demo``: the README's first command, end to end on a shippable example.
 
 The input is made here from ``examples/astronaut.jpg`` (a NASA portrait in the public
-domain, see examples/README.md): the still photo is moved by a smooth synthetic head
-motion (turn, nod, sway, zoom) into a short video. The mouth does not move and the head
-turns in the image plane only: it exercises the whole pipeline on a real face without
-shipping anyone's video, it does not show what the codec does with real talking.
+domain, see examples/README.md; it ships as package data, ``facecodec._examples``): the
+still photo is moved by a smooth synthetic head motion (turn, nod, sway, zoom) into a
+short video. The mouth does not move and the head turns in the image plane only: it
+exercises the whole pipeline on a real face without shipping anyone's video, it does not
+show what the codec does with real talking.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from facecodec.resources import shipped
+
+PHOTO = "astronaut.jpg"  # in the shipped examples (facecodec.resources)
 
 
 def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15) -> Path:
@@ -22,9 +25,10 @@ def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15) -> Path:
     import av
     import cv2
 
-    photo = cv2.imread(str(EXAMPLES / "astronaut.jpg"), cv2.IMREAD_COLOR)
+    path = shipped("examples") / PHOTO
+    photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if photo is None:
-        raise click.ClickException(f"{EXAMPLES / 'astronaut.jpg'} is missing or unreadable")
+        raise click.ClickException(f"{path} is missing or unreadable")
     photo = np.ascontiguousarray(photo[..., ::-1])
     h, w = photo.shape[:2]
     centre = (225.0, 125.0)  # the face, in the photo's pixels

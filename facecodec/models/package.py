@@ -17,6 +17,7 @@ import yaml
 
 from facecodec.bitstream.limits import MODEL_ID_PATTERN
 from facecodec.errors import InputError, ModelMismatchError
+from facecodec.resources import shipped
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
 TABLE_OF_VARIANT = {  # (sup, unsup, expr) -> bitstream stream table
@@ -29,9 +30,10 @@ TABLE_OF_VARIANT = {  # (sup, unsup, expr) -> bitstream stream table
 
 def model_dirs() -> list[Path]:
     """Where models are looked up by name: ``$FACECODEC_MODELS`` (colon-separated), then
-    the project's ``models/``."""
+    the shipped models (package data ``facecodec._models``: the checkout's ``models/`` in
+    an editable install, see :mod:`facecodec.resources`)."""
     dirs = [Path(p) for p in os.environ.get("FACECODEC_MODELS", "").split(":") if p]
-    return [*dirs, Path(__file__).resolve().parents[2] / "models"]
+    return [*dirs, shipped("models")]
 
 
 @dataclass(frozen=True)

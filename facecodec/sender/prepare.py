@@ -34,13 +34,17 @@ from pathlib import Path
 import numpy as np
 
 from facecodec.errors import InputError
+from facecodec.resources import source_checkout
 from facecodec.sender.frontend import FrontEnd
 from facecodec.sender.video import VideoReader
 
 CACHE_VERSION = 1
 CACHE_FPS = 15
 TUBE_SIZES = (256, 128)
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "manifest.csv"
+# The project's clips sit beside a checkout, in ../shared (never installed with the
+# package): from an installed copy the default is ../shared of the working directory.
+_CHECKOUT = source_checkout()
+DEFAULT_MANIFEST = (_CHECKOUT.parent if _CHECKOUT else Path("..")) / "shared/data/manifest.csv"
 META_KEYS = ("sup", "iris", "landmarks", "yaw", "pitch", "roll", "valid", "box", "segment",
              "eyes_open")
 
@@ -88,8 +92,8 @@ def read_manifest(manifest: str | Path) -> list[ClipSpec]:
 
 
 def _inside_repo(path: Path) -> bool:
-    repo = Path(__file__).resolve().parents[2]
-    if not (repo / "pyproject.toml").is_file():
+    repo = source_checkout()
+    if repo is None:
         return False
     try:
         path.resolve().relative_to(repo)

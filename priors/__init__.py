@@ -1,0 +1,2 @@
+"""The fitted priors: package data, installed as ``facecodec._priors`` (see
+facecodec/resources.py)."""
