@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from facecodec.bitstream.prior import TOTAL, ClassModel, Prior, predict_deltas, predict_one
+from facecodec.bitstream.prior import TOTAL, ClassModel, Prior, Q, predict_deltas
 from facecodec.bitstream.streams import Coded
 from facecodec.bitstream.symbols import ESCAPE, Alphabet
 
@@ -42,16 +42,17 @@ class _Tables:
     intra: object
     inter_cost: np.ndarray  # -log2 p, per (context, symbol): the report's per-stream bits
     intra_cost: np.ndarray
+    inter_cost_list: list[list[float]]  # the same as Python floats, for the coding loops
+    intra_cost_list: list[float]
 
 
 def _tables(cm: ClassModel) -> _Tables:
     def model(w: np.ndarray):
         return _model.Categorical((w - 1).astype(np.float64), perfect=False)
 
-    return _Tables(
-        [model(row) for row in cm.inter], model(cm.intra),
-        -np.log2(cm.inter / TOTAL), -np.log2(cm.intra / TOTAL),
-    )
+    inter_cost, intra_cost = -np.log2(cm.inter / TOTAL), -np.log2(cm.intra / TOTAL)
+    return _Tables([model(row) for row in cm.inter], model(cm.intra), inter_cost, intra_cost,
+                   inter_cost.tolist(), intra_cost.tolist())
 
 
 _uniform_cache: dict[int, object] = {}
@@ -61,6 +62,83 @@ def _uniform(nbits: int):
     if nbits not in _uniform_cache:
         _uniform_cache[nbits] = _model.Uniform(1 << nbits)
     return _uniform_cache[nbits]
+
+
+@dataclass
+class _Layout:
+    """One stream of a prior, per coded coordinate: what the coding loops look up (built
+    once per prior: the tables are constriction models, costly to make)."""
+
+    name: str
+    n: int
+    bits: list[int]  # coded bit depth
+    limit: np.ndarray  # 2 ** bits
+    tables: list[_Tables]  # the coordinate's class tables
+    alphabets: list[Alphabet]  # inter alphabet
+    intra_alphabets: list[Alphabet]
+    exact: np.ndarray  # inter alphabets' E, per coordinate
+    max_abs: np.ndarray
+    intra_exact: np.ndarray
+    intra_max_abs: np.ndarray
+    predictor: np.ndarray
+    predictor_list: list[int]
+    weights: np.ndarray  # (n, n + 1) Q12 delta predictor
+    columns: list[np.ndarray]  # weights[:, i], the contribution of delta i to every p_j
+    own_weights: list[int]  # weights[:, n]
+    cross: bool  # any weight on the other deltas of the frame
+
+
+_layout_cache: dict[int, tuple[Prior, list[_Layout]]] = {}
+
+
+def _layouts(prior: Prior) -> list[_Layout]:
+    got = _layout_cache.get(id(prior))
+    if got is not None and got[0] is prior:
+        return got[1]
+    out = []
+    for spec in prior.table:
+        sp = prior.streams[spec.name]
+        tabs = [_tables(cm) for cm in sp.classes]
+        classes = spec.coded_classes.tolist()
+        inter = [sp.classes[c].alphabet for c in classes]
+        intra = [sp.classes[c].intra_alphabet for c in classes]
+        bits = spec.coded_bits
+        w = np.asarray(sp.weights, dtype=np.int64)
+        n = spec.n_coded
+        out.append(_Layout(
+            spec.name, n, bits.tolist(), np.left_shift(1, bits), [tabs[c] for c in classes],
+            inter, intra, np.array([a.exact for a in inter], dtype=np.int64),
+            np.array([a.max_abs for a in inter], dtype=np.int64),
+            np.array([a.exact for a in intra], dtype=np.int64),
+            np.array([a.max_abs for a in intra], dtype=np.int64),
+            np.asarray(sp.predictor, dtype=np.int64), [int(v) for v in sp.predictor], w,
+            [np.ascontiguousarray(w[:, i]) for i in range(n)], w[:, n].tolist(),
+            bool(np.any(w[:, :n]))))
+    if len(_layout_cache) > 16:  # priors are few; do not hold on to old ones for ever
+        _layout_cache.clear()
+    _layout_cache[id(prior)] = (prior, out)
+    return out
+
+
+def _symbols(r: np.ndarray, exact: np.ndarray, max_abs: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`Alphabet.encode` of residuals whose alphabets differ per coordinate."""
+    a = np.abs(r)
+    small = a <= exact
+    sym = np.where(small, r + exact + 1, 0)
+    extra = np.zeros_like(r)
+    nbits = np.zeros_like(r)
+    big = ~small & (a <= max_abs)
+    if big.any():
+        rb = (a - exact)[big]
+        k = np.floor(np.log2(rb)).astype(np.int64)
+        # log2 of an exact power of two is exact in float64; guard the rounding anyway
+        k = np.where((1 << (k + 1)) <= rb, k + 1, k)
+        k = np.where((1 << k) > rb, k - 1, k)
+        sym[big] = 2 * exact[big] + 2 + 2 * k + (r[big] < 0)
+        extra[big] = rb - (1 << k)
+        nbits[big] = k
+    return sym, extra, nbits
 
 
 class FrameCoder:
@@ -73,9 +151,7 @@ class FrameCoder:
     def __init__(self, prior: Prior):
         self.prior = prior
         self.table = prior.table
-        self._tables = {
-            s.name: [_tables(cm) for cm in prior.streams[s.name].classes] for s in self.table
-        }
+        self._layout = _layouts(prior)
         self.prev: Coded | None = None
         self.prev_delta: Coded = {}
 
@@ -90,47 +166,39 @@ class FrameCoder:
         if not intra and self.prev is None:
             raise ValueError("the first frame after a reset must be intra")
         bits = {}
-        for spec in self.table:
-            sp = self.prior.streams[spec.name]
-            q = np.asarray(coded[spec.name], dtype=np.int64)
-            cbits = spec.coded_bits
-            if np.any(q < 0) or np.any(q >= (1 << cbits)):
-                raise ValueError(f"stream {spec.name}: index out of range")
-            classes = spec.coded_classes
-            tabs = self._tables[spec.name]
-            m = self.prior.context
+        m = self.prior.context
+        for lay in self._layout:
+            q = np.asarray(coded[lay.name], dtype=np.int64)
+            if q.shape != (lay.n,) or q.min() < 0 or np.any(q >= lay.limit):
+                raise ValueError(f"stream {lay.name}: index out of range")
             if intra:
-                r = q - sp.predictor
+                r = q - lay.predictor
                 d = np.zeros_like(q)
+                sym, extra, nbits = _symbols(r, lay.intra_exact, lay.intra_max_abs)
             else:
-                d = q - self.prev[spec.name]
-                p = predict_deltas(sp.weights, d, self.prev_delta[spec.name])
+                d = q - self.prev[lay.name]
+                p = predict_deltas(lay.weights, d, self.prev_delta[lay.name])
                 r = d - p
-                ctx = np.clip(p, -m, m) + m
-            # symbols and contexts of all coordinates at once, class by class
-            sym = np.zeros(spec.n_coded, dtype=np.int64)
-            extra = np.zeros_like(sym)
-            nbits = np.zeros_like(sym)
-            for k, cm in enumerate(sp.classes):
-                cols = classes == k
-                alphabet = cm.intra_alphabet if intra else cm.alphabet
-                sym[cols], extra[cols], nbits[cols] = alphabet.encode(r[cols])
+                ctx = (np.clip(p, -m, m) + m).tolist()
+                sym, extra, nbits = _symbols(r, lay.exact, lay.max_abs)
             total = 0.0
-            for j in range(spec.n_coded):
-                t = tabs[classes[j]]
-                model, cost = (t.intra, t.intra_cost) if intra else \
-                    (t.inter[ctx[j]], t.inter_cost[ctx[j]])
-                sj = int(sym[j])
+            for j, (sj, xj, nj) in enumerate(zip(sym.tolist(), extra.tolist(), nbits.tolist(),
+                                                 strict=True)):
+                t = lay.tables[j]
+                if intra:
+                    model, cost = t.intra, t.intra_cost_list
+                else:
+                    model, cost = t.inter[ctx[j]], t.inter_cost_list[ctx[j]]
                 enc.encode(sj, model)
                 if sj == ESCAPE:
-                    enc.encode(int(q[j]), _uniform(int(cbits[j])))
-                    total += float(cost[sj]) + int(cbits[j])
+                    enc.encode(int(q[j]), _uniform(lay.bits[j]))
+                    total += cost[sj] + lay.bits[j]
                 else:
-                    if nbits[j]:
-                        enc.encode(int(extra[j]), _uniform(int(nbits[j])))
-                    total += float(cost[sj]) + int(nbits[j])
-            self.prev_delta[spec.name] = d
-            bits[spec.name] = total
+                    if nj:
+                        enc.encode(xj, _uniform(nj))
+                    total += cost[sj] + nj
+            self.prev_delta[lay.name] = d
+            bits[lay.name] = total
         self.prev = {k: np.asarray(v, dtype=np.int64) for k, v in coded.items()}
         return bits
 
@@ -142,48 +210,54 @@ class FrameCoder:
             raise CorruptPayload("inter frame without a preceding intra frame")
         out: Coded = {}
         bits = {}
-        for spec in self.table:
-            sp = self.prior.streams[spec.name]
-            cbits = spec.coded_bits
-            classes = spec.coded_classes
-            tabs = self._tables[spec.name]
-            q = np.zeros(spec.n_coded, dtype=np.int64)
-            d = np.zeros(spec.n_coded, dtype=np.int64)
+        m = self.prior.context
+        half = 1 << (Q - 1)
+        for lay in self._layout:
+            n = lay.n
+            q = [0] * n
+            d = [0] * n
             total = 0.0
-            m = self.prior.context
-            own = self.prev_delta.get(spec.name)
-            for j in range(spec.n_coded):
-                cm, t = sp.classes[classes[j]], tabs[classes[j]]
-                nb_abs = int(cbits[j])
+            if not intra:
+                prev = self.prev[lay.name].tolist()
+                own_arr = self.prev_delta.get(lay.name)
+                own = own_arr.tolist() if own_arr is not None else [0] * n
+                # the cross terms of each p_j, summed as the deltas before it come in
+                acc = np.zeros(n, dtype=np.int64) if lay.cross else None
+            for j in range(n):
+                t = lay.tables[j]
+                nb_abs = lay.bits[j]
                 if intra:
-                    r, raw, cost = self._get(dec, cm.intra_alphabet, t.intra, t.intra_cost,
-                                             nb_abs)
-                    q[j] = raw if raw is not None else sp.predictor[j] + r
+                    alphabet, cost = lay.intra_alphabets[j], t.intra_cost_list
+                    sym = int(dec.decode(t.intra))
                 else:
-                    p = predict_one(sp.weights, d, own, j)
+                    p = lay.own_weights[j] * own[j]
+                    if acc is not None:
+                        p += int(acc[j])
+                    p = (p + half) >> Q
                     ctx = min(max(p, -m), m) + m
-                    r, raw, cost = self._get(dec, cm.alphabet, t.inter[ctx], t.inter_cost[ctx],
-                                             nb_abs)
-                    q[j] = raw if raw is not None else self.prev[spec.name][j] + p + r
-                    d[j] = q[j] - self.prev[spec.name][j]
-                if not 0 <= q[j] < (1 << nb_abs):
-                    raise CorruptPayload(f"stream {spec.name}: index {q[j]} out of range")
-                total += cost
-            out[spec.name] = q
-            self.prev_delta[spec.name] = d
-            bits[spec.name] = total
+                    alphabet, cost = lay.alphabets[j], t.inter_cost_list[ctx]
+                    sym = int(dec.decode(t.inter[ctx]))
+                if sym == ESCAPE:
+                    v = int(dec.decode(_uniform(nb_abs)))
+                    total += cost[sym] + nb_abs
+                else:
+                    nbits = alphabet.extra_bits(sym)
+                    extra = int(dec.decode(_uniform(nbits))) if nbits else 0
+                    total += cost[sym] + nbits
+                    r = alphabet.decode(sym, extra)
+                    v = lay.predictor_list[j] + r if intra else prev[j] + p + r
+                if not 0 <= v < (1 << nb_abs):
+                    raise CorruptPayload(f"stream {lay.name}: index {v} out of range")
+                q[j] = v
+                if not intra:
+                    dj = d[j] = v - prev[j]
+                    if dj and acc is not None:
+                        acc += lay.columns[j] * dj
+            out[lay.name] = np.array(q, dtype=np.int64)
+            self.prev_delta[lay.name] = np.array(d, dtype=np.int64)
+            bits[lay.name] = total
         self.prev = out
         return out, bits
-
-    @staticmethod
-    def _get(dec, alphabet: Alphabet, model, cost: np.ndarray, nbits_abs: int
-             ) -> tuple[int, int | None, float]:
-        sym = int(dec.decode(model))
-        if sym == ESCAPE:
-            return 0, int(dec.decode(_uniform(nbits_abs))), float(cost[sym]) + nbits_abs
-        nbits = alphabet.extra_bits(sym)
-        extra = int(dec.decode(_uniform(nbits))) if nbits else 0
-        return alphabet.decode(sym, extra), None, float(cost[sym]) + nbits
 
 
 def words_to_bytes(words: np.ndarray) -> bytes:
