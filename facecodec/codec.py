@@ -42,6 +42,7 @@ from typing import BinaryIO
 import numpy as np
 
 from facecodec.bitstream.container import (
+    MAX_FEC,
     MAX_REF,
     Crop,
     DecodedFrame,
@@ -123,6 +124,12 @@ class Encoder:
         deadband: strength of the dead zone on the learned values, the rate knob
             (:mod:`facecodec.sender.deadband`; 0: off; default: the strength the prior
             was fitted with, ``prior.info["deadband"]``).
+        recovery_period, redundancy: loss protection without a back channel: a recovery
+            point every K frames, intra frames and recovery points sent twice
+            (docs/format.md, section 6).
+        fec: a parity chunk after every G frame packets (2..16; 0: off), from which the
+            receiver rebuilds any one lost packet of the group (format 2.1); a receiver
+            then holds frames back up to G - 1 frames while a repair is open.
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -134,13 +141,14 @@ class Encoder:
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
                  deadband: float | None = None, recovery_period: int = 0,
-                 redundancy: int = 0):
+                 redundancy: int = 0, fec: int = 0):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
                             packet_frames, prior, max_num_faces, deadband, recovery_period,
-                            redundancy)
+                            redundancy, fec)
         self.recovery_period, self.redundancy = int(recovery_period), int(redundancy)
+        self.fec = int(fec)
         from facecodec.sender.network import SenderNetwork
 
         self.package = find_model(model)
@@ -170,7 +178,8 @@ class Encoder:
 
     # -- shared ---------------------------------------------------------------------------
     def _protection(self) -> dict:
-        return {"recovery_period": self.recovery_period, "redundancy": self.redundancy}
+        return {"recovery_period": self.recovery_period, "redundancy": self.redundancy,
+                "fec": self.fec}
 
     def recover_from(self, frame: int) -> None:
         """The receiver lost packets and last decoded ``frame`` (``Decoder.last_good``,
@@ -395,7 +404,7 @@ def _is_real(x: object) -> bool:
 
 def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
                         packet_frames, prior, max_num_faces, deadband, recovery_period,
-                        redundancy) -> None:
+                        redundancy, fec) -> None:
     """:class:`InputError` naming the first :class:`Encoder` argument that no stream can
     carry (the header's field sizes: docs/format.md) or that no part of the sender takes."""
     checks = [
@@ -424,6 +433,9 @@ def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_peri
          f"{recovery_period!r}"),
         (_is_int(redundancy) and redundancy in (0, 1),
          f"redundancy must be 0 or 1, got {redundancy!r}"),
+        (_is_int(fec) and (fec == 0 or 2 <= fec <= MAX_FEC),
+         f"fec must be 0 (off) or an integer in 2..{MAX_FEC} (frame packets per parity "
+         f"chunk), got {fec!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -487,14 +499,23 @@ class Decoder:
             size its source frames are sent at (256), at most ``MAX_DEFAULT_OUTPUT``. A
             model with the pixel blend warps the sources at this size, sharper than its own
             resolution upscaled.
+        max_delay: tolerant mode, a stream with parity chunks (``Encoder(fec=G)``): the
+            most frames a frame is held back while a lost packet may still be rebuilt
+            (default: the stream's group, G - 1 frames; 0: no added latency, a repair then
+            only shortens the freeze). Frames always come out in order.
     """
 
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
-                 backend: str | None = None, output_size: int | None = None):
+                 backend: str | None = None, output_size: int | None = None,
+                 max_delay: int | None = None):
         from facecodec.receiver.runtime import choose_backend
 
+        if max_delay is not None and not (_is_int(max_delay) and 0 <= max_delay <= MAX_REF):
+            raise InputError(f"max_delay must be None (the stream's parity group) or an "
+                             f"integer in 0..{MAX_REF} frames, got {max_delay!r}")
         self.model = model
         self.tolerant = tolerant
+        self.max_delay = None if max_delay is None else int(max_delay)
         self.backend = choose_backend(backend)  # a bad name fails here, not at the first frame
         self.output_size = output_size
         self.header: Header | None = None
@@ -536,10 +557,14 @@ class Decoder:
         A frame that cannot be decoded from what arrived (a lost or damaged packet, or a
         packet whose reference was lost) is concealed in tolerant mode: the last good
         picture is shown again (``held``); :attr:`last_good` then names the frame a
-        sender with a back channel should code against (``Encoder.recover_from``)."""
+        sender with a back channel should code against (``Encoder.recover_from``). A
+        stream with parity chunks (``Encoder(fec=G)``) is repaired instead when one packet
+        of a group is lost: the frames after the loss then come out up to ``max_delay``
+        frames late (G - 1 by default), decoded, with none held."""
         name = name or (str(src) if isinstance(src, str | os.PathLike) else "stream")
         with contextlib.ExitStack() as stack:
-            reader = FcsReader(_stream_source(src, stack), name=name, tolerant=self.tolerant)
+            reader = FcsReader(_stream_source(src, stack), name=name, tolerant=self.tolerant,
+                               max_delay=self.max_delay)
             yield from self._render(reader, name)
 
     def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:

@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PRIOR_PATH = ROOT / "priors" / "frontalizer_sup_unsup_expr.json"
 TIME_LIMIT = 2.0  # seconds per case (both modes and the images); longer counts as a hang
 MAGIC = b"\x89FCS"
-KINDS = (0x01, 0x02, 0x10, 0x11, 0x7F)  # the kinds docs/format.md defines; 0x40-0x7E ancillary
+# the kinds docs/format.md defines (0x40, parity, is the first ancillary kind, 0x40-0x7E)
+KINDS = (0x01, 0x02, 0x03, 0x10, 0x11, 0x40, 0x7F)
 
 
 # -- crafted source images ----------------------------------------------------------------
@@ -210,12 +211,16 @@ def random_walk(table, frames: int, rng: np.random.Generator) -> list[dict[str, 
 
 def base_streams(prior: Prior) -> list[bytes]:
     """Small valid streams covering the writer's features: 1-3 sources in each image
-    codec, one- and several-frame packets, crops, scheduled and requested intra frames."""
+    codec, one- and several-frame packets, crops, scheduled and requested intra frames,
+    recovery points and their copies, parity chunks (format 2.1)."""
     out = []
-    settings = [  # (n_sources, codec, packet_frames, intra_period, frames, image side)
-        (1, "webp", 1, 4, 7, 32), (2, "jpeg", 3, 5, 8, 48), (3, "png", 1, 3, 5, 24),
-        (2, "webp", 2, 30, 5, 64)]
-    for i, (n_src, codec, group, period, frames, side) in enumerate(settings):
+    settings = [  # (n_sources, codec, packet_frames, intra_period, frames, image side,
+        #           writer protection)
+        (1, "webp", 1, 4, 7, 32, {}), (2, "jpeg", 3, 5, 8, 48, {}), (3, "png", 1, 3, 5, 24, {}),
+        (2, "webp", 2, 30, 5, 64, {}),
+        (1, "webp", 1, 10, 13, 32, {"fec": 3, "recovery_period": 3, "redundancy": 1}),
+        (1, "jpeg", 2, 8, 11, 24, {"fec": 2})]
+    for i, (n_src, codec, group, period, frames, side, protection) in enumerate(settings):
         rng = np.random.default_rng(i)
         values = random_walk(prior.table, frames, rng)
         header = Header(prior.table, prior.id, fps=Fraction(15), crop_size=256,
@@ -223,7 +228,7 @@ def base_streams(prior: Prior) -> list[bytes]:
                         model_id="frontalizer_sup_unsup_expr", model_hash=bytes(range(16)),
                         info={"fuzz": i})
         buf = io.BytesIO()
-        w = FcsWriter(buf, header, prior)
+        w = FcsWriter(buf, header, prior, **protection)
         y, x = np.mgrid[:side, :side]
         for slot in range(n_src):  # a synthetic face-ish image: gradients and a disc
             img = np.stack([x * 255 // side, y * 255 // side,
@@ -394,6 +399,34 @@ def m_frame_count(draw, s: Stream, others) -> str:
     return f"chunk {i} count changed"
 
 
+def m_parity(draw, s: Stream, others) -> str:
+    """A parity chunk's fields (first frame, packet count, length XOR, the XOR bytes), or
+    a frame packet of its group dropped so that the parity is used."""
+    idx = [i for i, c in enumerate(s.chunks) if c.kind == 0x40]
+    if not idx:
+        return "parity: none"
+    i = draw(st.sampled_from(idx))
+    p = bytearray(s.chunks[i].payload)
+    what = draw(st.sampled_from(["first", "count", "flip", "cut", "drop", "long"]))
+    if what == "first":
+        p[0] = draw(st.integers(0, 255))
+    elif what == "count" and len(p) > 1:
+        p[1] = draw(st.sampled_from([0, 1, 2, 3, 15, 16, 17, 255]))
+    elif what == "flip" and p:
+        p[draw(st.integers(0, len(p) - 1))] ^= draw(st.integers(1, 255))
+    elif what == "cut":
+        del p[draw(st.integers(0, len(p))) :]
+    elif what == "long":
+        p += bytes(draw(st.sampled_from([1, 100, 2048, 5000])))
+    else:
+        frames = [j for j in range(max(0, i - 4), i) if s.chunks[j].kind in (0x01, 0x02, 0x03)]
+        if frames:
+            del s.chunks[draw(st.sampled_from(frames))]
+        return f"a packet of parity chunk {i}'s group dropped"
+    s.chunks[i].payload = bytes(p)
+    return f"parity chunk {i} {what}"
+
+
 def m_source(draw, s: Stream, others) -> str:
     """A source chunk's fields: slot, codec, declared size, image length, the image."""
     idx = [i for i, c in enumerate(s.chunks) if c.kind == 0x10 and len(c.payload) >= 6]
@@ -508,7 +541,7 @@ class _Raw(Chunk):
 MUTATIONS: list[Callable] = [
     m_flip_payload, m_kind, m_truncate_payload, m_extend_payload, m_length, m_duplicate,
     m_drop, m_swap, m_splice, m_insert, m_varint_field, m_frame_count, m_source, m_header,
-    m_bad_crc, m_garbage]
+    m_bad_crc, m_garbage, m_parity]
 
 
 @dataclass

@@ -44,6 +44,10 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
     ({"recovery_period": -1}, r"recovery_period must be an integer in 0\.\.255"),
     ({"recovery_period": 256}, "recovery_period"),
     ({"redundancy": 2}, "redundancy must be 0 or 1"),
+    ({"fec": 1}, r"fec must be 0 \(off\) or an integer in 2\.\.16"),
+    ({"fec": 17}, "fec"),
+    ({"fec": True}, "fec"),
+    ({"fec": 4.0}, "fec"),
 ])
 def test_encoder_arguments_are_checked_at_construction(kwargs, message):
     # a model name that does not exist: the argument must fail first, before any loading

@@ -30,16 +30,24 @@ INTER_REF = 0x03  # frames whose first is coded against an older frame (a refere
 SOURCE = 0x10
 CROP = 0x11
 END = 0x7F
+# format 2.1: the XOR of a group of frame packets (facecodec/bitstream/fec.py); an
+# ancillary kind, so a 2.0 reader skips it
+PARITY = 0x40
 ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
 FRAME_KINDS = (INTER, INTRA, INTER_REF)
 
-MAX_PAYLOAD = {INTER: 1 << 16, INTRA: 1 << 16, INTER_REF: 1 << 16, SOURCE: 4 << 20,
-               CROP: 64, END: 64}
-MAX_ANCILLARY = 1 << 16
 MAX_VARINT_BYTES = 5  # 35 bits: frame numbers and lengths up to 2^32 - 1
+MAX_FEC = 16  # the most packets one parity covers
+MAX_PARITY_BODY = 2048  # the longest packet a parity covers (bytes, framing included)
+# first frame, frame count, length XOR (varints), packet count (u8), then the XOR
+MAX_PARITY_PAYLOAD = 3 * MAX_VARINT_BYTES + 1 + MAX_PARITY_BODY
+MAX_PAYLOAD = {INTER: 1 << 16, INTRA: 1 << 16, INTER_REF: 1 << 16, SOURCE: 4 << 20,
+               CROP: 64, END: 64, PARITY: MAX_PARITY_PAYLOAD}
+MAX_ANCILLARY = 1 << 16
 
 
-_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END])) + b"]")
+_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY]))
+                           + b"]")
 
 
 def varint(n: int) -> bytes:
@@ -261,7 +269,7 @@ class ChunkParser:
             if v and (best is None or i < best):
                 best = i
         while best is None and self._pos < len(buf):
-            # resume only at frames, sources or the end: jump to the next such byte in C
+            # resume only at frames, parities, sources or the end: jump to the next such byte
             m = _RESUME_KINDS.search(buf, self._pos)
             if m is None:
                 self._pos = len(buf)

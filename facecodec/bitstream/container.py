@@ -15,6 +15,13 @@ or a frame the receiver acknowledged through a feedback channel: ``recover_from`
 can send each recovery point twice (``redundancy``), so decoding resumes long before the
 next intra frame.
 
+Forward error correction (format 2.1, ``fec``): after every ``fec`` frame packets the
+writer sends a parity chunk, the XOR of their bytes (:mod:`facecodec.bitstream.fec`); a
+tolerant reader keeps the packets that arrive after a loss for up to ``max_delay`` frames
+and, when the parity rebuilds the lost one, decodes them all in order, exactly as if
+nothing had been lost. A parity that comes too late still restores the frames' states, so
+the stream resumes at once instead of at the next recovery point.
+
 Every malformed input raises :class:`facecodec.errors.FormatError` with the byte offset
 of the problem (strict mode) or is skipped and reported (tolerant mode); every length,
 count and frame number is bounded before anything is allocated.
@@ -22,6 +29,7 @@ count and frame number is bounded before anything is allocated.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import zlib
@@ -38,7 +46,10 @@ from facecodec.bitstream.chunks import (
     INTER,
     INTER_REF,
     INTRA,
+    MAX_FEC,
+    MAX_PARITY_BODY,
     MAX_VARINT_BYTES,
+    PARITY,
     SOURCE,
     Chunk,
     ChunkParser,
@@ -55,6 +66,7 @@ from facecodec.bitstream.coder import (
     decode_packet,
     encode_packet,
 )
+from facecodec.bitstream.fec import Parity, parity_payload, parse_parity, rebuild, verify
 from facecodec.bitstream.header import MAGIC, VERSION, Header, header_length, parse_header
 from facecodec.bitstream.limits import MAX_SOURCE_SIDE
 from facecodec.bitstream.prior import Prior
@@ -63,13 +75,18 @@ from facecodec.errors import FormatError, ModelMismatchError
 
 __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
-           "SOURCE", "CROP", "END", "MAX_REF", "IMAGE_CODECS"]
+           "SOURCE", "CROP", "END", "PARITY", "MAX_REF", "MAX_FEC", "IMAGE_CODECS"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 MAX_REF = 255  # the farthest back a frame may refer (frames); the reader keeps that many
 MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
 MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
 READ_BLOCK = 1 << 16
+# forward error correction, reader side: what it keeps to rebuild a lost packet
+KEEP_PACKETS = 2 * MAX_FEC + 8  # recent frame packets (parity members), by frame number
+MAX_WAIT_PACKETS = 2 * MAX_FEC  # packets held back after a gap while a repair may come
+MAX_WAIT_BYTES = 16 * MAX_PARITY_BODY
+MAX_PENDING_PARITIES = 4  # parities that arrived before enough of their group (reordering)
 
 # Exceptions a corrupt range-coded payload can raise inside constriction or numpy
 # (constriction 0.5.0 raises AssertionError for data invalid under the model).
@@ -129,10 +146,15 @@ class FcsWriter:
         redundancy: copies of each intra frame and recovery point sent again, just
             before the next packet (0 or 1), so losing one packet does not break the
             chain of recovery points.
+        fec: after every this many frame packets (2..16; 0: off), a parity chunk from
+            which a receiver rebuilds any one of them that was lost (format 2.1). The
+            header's ``info`` then says ``"fec": G``, which tells a reader how long to
+            hold frames back for a repair. A group with a packet longer than
+            ``MAX_PARITY_BODY`` (2 KiB: many frames per packet) gets no parity.
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
-                 recovery_period: int = 0, redundancy: int = 0):
+                 recovery_period: int = 0, redundancy: int = 0, fec: int = 0):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
@@ -141,7 +163,15 @@ class FcsWriter:
             raise ValueError(f"recovery_period must be in 0..{MAX_REF}")
         if redundancy not in (0, 1):
             raise ValueError("redundancy must be 0 or 1")
+        if fec != 0 and not 2 <= fec <= MAX_FEC:
+            raise ValueError(f"fec must be 0 (off) or in 2..{MAX_FEC}")
+        if fec:
+            header = dataclasses.replace(header, info={**header.info, "fec": fec})
         self.out, self.header, self.prior = out, header, prior
+        self.fec = fec
+        self._group: list[tuple[int, int, bytes]] = []  # (first frame, frames, bytes)
+        self.parity_bytes = 0
+        self.parities_skipped = 0  # groups with a packet too long for a parity
         self.recovery_period, self.redundancy = recovery_period, redundancy
         self.coder = FrameCoder(prior)
         self.frames = 0
@@ -258,7 +288,24 @@ class FcsWriter:
         out = self._emit_repeats()
         if ref != 1 and self.redundancy:
             self._repeat.append(data)
-        return out + self._emit(data)
+        out += self._emit(data)
+        if self.fec:
+            self._group.append((first, n, data))
+            if len(self._group) >= self.fec:
+                out += self._emit_parity()
+        return out
+
+    def _emit_parity(self) -> bytes:
+        """The parity of the packets sent since the last one (copies are not members)."""
+        group, self._group = self._group, []
+        if not group:
+            return b""
+        if max(len(b) for *_, b in group) > MAX_PARITY_BODY:
+            self.parities_skipped += 1
+            return b""
+        data = chunk(PARITY, parity_payload(group, self.header.packet_frames))
+        self.parity_bytes += len(data)
+        return self._emit(data)
 
     def _emit_repeats(self) -> bytes:
         out = b"".join(self._repeat)
@@ -271,6 +318,7 @@ class FcsWriter:
         if self.closed:
             raise ValueError("the stream is closed")
         out = self.flush() + self._emit_repeats()
+        out += self._emit_parity()  # the last group, however short
         self.closed = True
         return out + self._emit(chunk(END, struct.pack("<I", self.frames)))
 
@@ -313,11 +361,24 @@ class FcsReader:
             decodes from a state the reader holds, and record each problem in
             ``self.skipped``, instead of raising.
         model_id / model_hash: when given, the header must name this model.
+        max_delay: tolerant mode, a stream with parity chunks (format 2.1): the most
+            frames a packet that arrives after a loss is held back, waiting for the
+            parity that may rebuild the lost one (then all come out decoded, in order).
+            ``None`` (default): the stream's group less one frame (``fec * packet_frames
+            - 1``, from the header's ``info``), 0 for a stream without parity chunks;
+            0: never wait (a late repair still restores the stream's state, so it resumes
+            at the next packet). At most ``MAX_REF``. Frames are output in order, so a
+            live receiver shows them up to this many frames late while a repair is open.
     """
 
     def __init__(self, src: BinaryIO | bytes | Iterable[bytes], name: str | None = None,
                  prior: Prior | None = None, prior_lookup=None, tolerant: bool = False,
-                 model_id: str | None = None, model_hash: bytes | None = None):
+                 model_id: str | None = None, model_hash: bytes | None = None,
+                 max_delay: int | None = None):
+        if max_delay is not None and not (isinstance(max_delay, int) and not isinstance(
+                max_delay, bool) and 0 <= max_delay <= MAX_REF):
+            raise ValueError(f"max_delay must be None or an integer in 0..{MAX_REF}, got "
+                             f"{max_delay!r}")
         self.name = name
         self.stream: ChunkParser | None = None
         self._header_need = 8
@@ -351,16 +412,35 @@ class FcsReader:
         self.skipped: list[Skipped] = []
         self.crops: list[Crop] = []
         self.sources_seen: set[int] = set()
-        self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "other": 0}
+        self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "parity": 0,
+                            "other": 0}
         self.max_gap = max(1, math.ceil(MAX_GAP_S * float(self.header.fps)))
         self._states: dict[int, tuple[Coded, Coded]] = {}  # decoded frames' indices, deltas
         self._last: dict[str, np.ndarray] | None = None
         self._open_skip: Skipped | None = None  # the problem current concealment is due to
         self._eof = False
+        # forward error correction (format 2.1)
+        fec = self.header.info.get("fec")
+        self.fec = fec if type(fec) is int and 2 <= fec <= MAX_FEC else 0
+        self.max_delay = max_delay
+        self.repaired = 0  # packets rebuilt from a parity
+        self._kept: dict[int, Chunk] = {}  # first frame -> recent frame packet (members)
+        self._waiting: dict[int, tuple[Chunk, _Head]] = {}  # after a gap, by first frame
+        self._parities: list[tuple[Parity, Chunk]] = []  # came before enough members
 
     @property
     def offset(self) -> int:
         return self.stream.offset
+
+    @property
+    def delay(self) -> int:
+        """Frames a packet after a loss is held back for a repair (0: none; see
+        ``max_delay``)."""
+        if not self.tolerant:
+            return 0
+        if self.max_delay is not None:
+            return self.max_delay
+        return min(self.fec * self.header.packet_frames - 1, MAX_REF) if self.fec else 0
 
     @property
     def last_good(self) -> int | None:
@@ -406,6 +486,7 @@ class FcsReader:
             if not self.tolerant:
                 raise FormatError("stream ends without an end chunk (truncated?)",
                                   self.stream.offset, self.name)
+            yield from self._release(force=True)  # what was held back for a repair
             self._problem(self.stream.offset, "stream ends without an end chunk")
 
     # -- problems -------------------------------------------------------------------------
@@ -440,6 +521,12 @@ class FcsReader:
                 first = got[0]
                 return got[1] < length and \
                     self.frames - MAX_REF <= first <= self.frames + self.max_gap
+            if kind == PARITY:
+                got = read_varint(head, 0)
+                if got is None:
+                    return len(head) < MAX_VARINT_BYTES and length > len(head)
+                return got[1] < length and \
+                    self.frames - MAX_REF <= got[0] <= self.frames + self.max_gap
             if kind == SOURCE:
                 if len(head) < 6:
                     return length > len(head) and (not head or head[0] < max(
@@ -462,7 +549,10 @@ class FcsReader:
     # -- chunks ---------------------------------------------------------------------------
     def _handle(self, ck: Chunk):
         if ck.kind in FRAME_KINDS:
-            yield from self._frames(ck)
+            yield from self._packet(ck)
+        elif ck.kind == PARITY:
+            self.chunk_bytes["parity"] += ck.nbytes
+            yield from self._parity(ck)
         elif ck.kind == SOURCE:
             self.chunk_bytes["source"] += ck.nbytes
             src = self._source(ck)
@@ -482,6 +572,7 @@ class FcsReader:
             yield crop
         elif ck.kind == END:
             self.chunk_bytes["other"] += ck.nbytes
+            yield from self._release(force=True)  # no repair comes after the end
             if len(ck.payload) != 4:
                 raise FormatError("end chunk has the wrong size", ck.offset, self.name)
             (count,) = struct.unpack("<I", ck.payload)
@@ -496,7 +587,8 @@ class FcsReader:
         else:  # ancillary: skipped by design
             self.chunk_bytes["other"] += ck.nbytes
 
-    def _frames(self, ck: Chunk):
+    def _head(self, ck: Chunk) -> _Head:
+        """A frame packet's header fields, range-checked."""
         p = ck.payload
         first, pos = _varint_at(ck, 0)
         kind = ck.kind
@@ -522,11 +614,138 @@ class FcsReader:
                                   f"{self.header.packet_frames}", ck.offset, self.name)
         if first + n - 1 > MAX_FRAME or (ref and first < ref):
             raise FormatError(f"frame number {first} out of range", ck.offset, self.name)
+        return _Head(first, n, ref, check, pos)
+
+    # -- frame packets, held back and repaired (format 2.1) -------------------------------
+    def _packet(self, ck: Chunk):
+        """A frame packet as it arrives: decoded now, or, after a gap that a parity may
+        still fill, held back (at most ``delay`` frames, ``MAX_WAIT_*``)."""
+        head = self._head(ck)
+        if self.delay and head.first > self.frames:
+            held = self._waiting.get(head.first)
+            if held is not None:  # a copy, or another packet for the same frame
+                self.chunk_bytes["redundant"] += ck.nbytes
+                if held[0].payload != ck.payload or held[0].kind != ck.kind:
+                    self._problem(ck.offset, f"a second, different packet for frame "
+                                             f"{head.first} while waiting: dropped")
+                return
+            self._waiting[head.first] = (ck, head)
+            self._keep(ck, head.first)
+            yield from self._retry_parities()
+            yield from self._release()
+            return
+        yield from self._take(ck, head)
+        yield from self._drain()
+        yield from self._retry_parities()
+
+    def _take(self, ck: Chunk, head: _Head):
+        """Decode a packet; when it only restored the state of frames already concealed
+        (a late repair or copy), decode the kept packets that follow it too, so the next
+        packet decodes instead of waiting for a recovery point."""
+        ok = yield from self._frames(ck, head)
+        end = head.end
+        while ok and end < self.frames and end not in self._states and end in self._kept:
+            nxt = self._kept[end]
+            h = self._head(nxt)
+            ok = yield from self._frames(nxt, h)
+            end = h.end
+
+    def _drain(self):
+        """Decode the held packets that are next in order."""
+        while self._waiting and min(self._waiting) <= self.frames:
+            ck, head = self._waiting.pop(min(self._waiting))
+            yield from self._take(ck, head)
+
+    def _release(self, force: bool = False, upto: int = 0):
+        """Stop waiting for the oldest gap when the newest packet is more than ``delay``
+        frames past it, the buffer is full, the gap is before ``upto`` (a parity of the
+        group came: nothing else will fill it), or ``force`` (the end): conceal it and go
+        on. Time is counted in frames of the packets that arrive: a receiver that gets no
+        packet has nothing newer to show either."""
+        while self._waiting:
+            if not force and self.frames >= upto and \
+                    max(self._waiting) - self.frames <= self.delay and \
+                    len(self._waiting) <= MAX_WAIT_PACKETS and \
+                    sum(c.nbytes for c, _ in self._waiting.values()) <= MAX_WAIT_BYTES:
+                return
+            ck, head = self._waiting.pop(min(self._waiting))
+            yield from self._take(ck, head)
+            yield from self._drain()
+
+    def _keep(self, ck: Chunk, first: int, replace: bool = False) -> None:
+        """Remember a frame packet as a possible parity member (the last KEEP_PACKETS)."""
+        if ck.nbytes > MAX_PARITY_BODY + MAX_VARINT_BYTES or (first in self._kept
+                                                             and not replace):
+            return
+        self._kept[first] = ck
+        while len(self._kept) > KEEP_PACKETS:
+            del self._kept[min(self._kept)]
+
+    def _parity(self, ck: Chunk):
+        par = parse_parity(ck.payload, self.header.packet_frames)
+        if isinstance(par, str):
+            raise FormatError(par, ck.offset, self.name)
+        yield from self._repair(par, ck)
+        # a gap up to the group's end is repaired now or will not be (an earlier group's
+        # parity came before this one): stop waiting for it
+        yield from self._release(upto=min(par.first + par.frames, self.frames + self.max_gap))
+
+    def _repair(self, par: Parity, ck: Chunk):
+        """Rebuild the one packet of the parity's group that is missing, and take it like
+        a received one (every check a received packet passes). With two or more
+        missing, the parity waits (a member may come late) among a few."""
+        members = [c for f, c in self._kept.items() if par.covers(f)]
+        if len(members) >= par.count:
+            if len(members) == par.count and not verify(par, [_canonical(c) for c in members]):
+                self._report(ck.offset, "parity chunk does not match its packets")
+            return
+        if len(members) < par.count - 1:
+            if self.tolerant and (par, ck) not in self._parities:
+                self._parities.append((par, ck))
+                del self._parities[:-MAX_PENDING_PARITIES]
+            return
+        data = rebuild(par, [_canonical(c) for c in members])
+        if isinstance(data, str):
+            self._report(ck.offset, data)
+            return
+        length, pos = read_varint(data, 1)
+        got = Chunk(data[0], data[pos : pos + length], ck.offset, len(data))
+        head = self._head(got)
+        if not (par.covers(head.first) and head.end <= par.first + par.frames) or \
+                head.first in self._kept:
+            self._report(ck.offset, f"the packet rebuilt from the parity (frame {head.first})"
+                                    f" is not the one its group misses")
+            return
+        if not self.tolerant:  # strict reading stopped at the gap: nothing to repair
+            return
+        self.repaired += 1
+        yield from self._packet(got)
+
+    def _retry_parities(self):
+        """Parities that came before enough of their group: a member may have arrived."""
+        oldest = self.frames - KEEP_PACKETS * self.header.packet_frames
+        self._parities = [(p, c) for p, c in self._parities if p.first + p.frames > oldest]
+        for par, ck in list(self._parities):
+            if sum(par.covers(f) for f in self._kept) >= par.count - 1:
+                self._parities.remove((par, ck))
+                yield from self._repair(par, ck)
+
+    def _report(self, offset: int, reason: str) -> None:
+        """A problem that conceals nothing by itself (strict: an error)."""
+        if not self.tolerant:
+            raise FormatError(reason, offset, self.name)
+        self.skipped.append(Skipped(offset, reason, 0))
+
+    def _frames(self, ck: Chunk, head: _Head):
+        """Decode (or conceal) a packet's frames; returns whether it decoded."""
+        p = ck.payload
+        first, n, ref, check, pos = head.first, head.n, head.ref, head.check, head.pos
+        self._keep(ck, first)
         end = first + n
         if end <= self.frames and all(f in self._states or f < self.frames - MAX_REF
                                       for f in range(first, end)):
             self.chunk_bytes["redundant"] += ck.nbytes  # a copy of frames already there
-            return
+            return False
         gap = first - self.frames
         if gap > 0 and not self.tolerant:
             raise FormatError(f"packet for frame {first}, expected {self.frames} "
@@ -554,16 +773,18 @@ class FcsReader:
         if problem is not None:
             if not self.tolerant:
                 raise FormatError(problem, ck.offset, self.name)
+            if not (ref and state is None) and self._kept.get(first) is ck:
+                del self._kept[first]  # refused (not only undecodable yet): no member
             if gap > self.max_gap:
                 # far ahead and not decodable: not credible, and concealing up to it
                 # would emit frames for nothing
                 self._problem(ck.offset, f"{problem}; frame number {first} is {gap} frames "
                                          f"ahead: packet dropped")
-                return
+                return False
             if self._open_skip is None or "reference check" in problem:
                 self._problem(ck.offset, problem)
             yield from self._conceal(end)
-            return
+            return False
         if gap > 0:
             if self._open_skip is None:  # else the damage already reported lost them
                 self._problem(ck.offset, f"frames {self.frames}..{first - 1} lost")
@@ -578,6 +799,8 @@ class FcsReader:
             yield DecodedFrame(f, values, ref == 0 and i == 0, b, ck.nbytes * 8 / n)
             self.frames = f + 1
         prune_states(self._states, self.frames - 1 - MAX_REF)
+        self._keep(ck, first, replace=True)  # the packet that decoded is the member
+        return True
 
     def _decode(self, payload: bytes, n: int, ref: int, state, first: int):
         """Decode a packet's frames from the reference ``state``, store each frame's
@@ -645,6 +868,28 @@ class FcsReader:
         self.sources_seen.add(index)
         return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
                            self.header.table.dequantize(coded), ck.offset, ck.nbytes)
+
+
+@dataclass
+class _Head:
+    """A frame packet's header: first frame, frame count, reference distance (0: intra),
+    reference check, and where its range-coded frames start in the payload."""
+
+    first: int
+    n: int
+    ref: int
+    check: int | None
+    pos: int
+
+    @property
+    def end(self) -> int:
+        return self.first + self.n
+
+
+def _canonical(ck: Chunk) -> bytes:
+    """A received frame packet's bytes as the writer made them (a minimal length field):
+    what its group's parity was computed over."""
+    return chunk(ck.kind, ck.payload)
 
 
 def start_from(coder: FrameCoder, state: tuple[Coded, Coded], ref: int) -> None:

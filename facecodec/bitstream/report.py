@@ -40,13 +40,15 @@ class FileStats:
     held: int = 0
     skipped: int = 0
     redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
+    parity_bytes: int = 0  # parity chunks (forward error correction, format 2.1)
 
     def summary(self) -> dict:
         n = max(self.frames - self.held, 1)
         pk = np.asarray(self.packet_bits) if self.packet_bits else np.zeros(1)
         payload = sum(np.sum(v) for v in self.stream_bits.values())
-        # copies of packets belong to the steady rate as much as the packets do
-        frame_bits = float(pk.mean()) + 8 * self.redundant_bytes / max(len(pk), 1)
+        # copies of packets and parities belong to the steady rate as much as the packets do
+        frame_bits = float(pk.mean()) + 8 * (self.redundant_bytes + self.parity_bytes) / max(
+            len(pk), 1)
         duration = self.frames / self.fps if self.fps else 0.0
         streams = {
             name: {"mean": float(np.mean(v)), "p95": float(np.percentile(v, 95))}
@@ -62,6 +64,7 @@ class FileStats:
             "payload_bits_per_frame": float(payload / n),
             "overhead_bits_per_frame": float(pk.sum() / n - payload / n),
             "redundant_bits_per_frame": 8 * self.redundant_bytes / n,
+            "parity_bits_per_frame": 8 * self.parity_bytes / n,
             "bits_per_frame": frame_bits,
             "bits_per_frame_p95": float(np.percentile(pk, 95)),
             "header_bytes": self.header_bytes,
@@ -98,6 +101,7 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
         st.source_bytes = reader.chunk_bytes["source"]
         st.other_bytes = reader.chunk_bytes["other"]
         st.redundant_bytes = reader.chunk_bytes["redundant"]
+        st.parity_bytes = reader.chunk_bytes["parity"]
         st.skipped = len(reader.skipped)
     st.file_bytes = path.stat().st_size
     return st
@@ -117,6 +121,7 @@ def overall(stats: list[FileStats]) -> FileStats:
         out.sources += s.sources
         out.held += s.held
         out.redundant_bytes += s.redundant_bytes
+        out.parity_bytes += s.parity_bytes
         out.skipped += s.skipped
         out.packet_bits += s.packet_bits
         for k, v in s.stream_bits.items():
@@ -144,6 +149,8 @@ def to_markdown(summaries: list[dict]) -> str:
             f"| *packet overhead* | {s['overhead_bits_per_frame']:.1f} | |",
             *([f"| *redundant copies* | {s['redundant_bits_per_frame']:.1f} | |"]
               if s["redundant_bits_per_frame"] else []),
+            *([f"| *parity (FEC)* | {s['parity_bits_per_frame']:.1f} | |"]
+              if s.get("parity_bits_per_frame") else []),
             f"| **frame packets** | **{s['bits_per_frame']:.1f}** | "
             f"{s['bits_per_frame_p95']:.1f} |",
             "",

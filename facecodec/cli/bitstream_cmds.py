@@ -39,6 +39,12 @@ def _load_prior(prior_path: str | None, table_name: str):
     return prior
 
 
+def _check_fec(ctx, param, value: int) -> int:
+    if value == 1:
+        raise click.BadParameter("a parity needs a group of 2..16 packets (0: off)")
+    return value
+
+
 @click.command("encode")
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
@@ -69,11 +75,16 @@ def _load_prior(prior_path: str | None, table_name: str):
                    "there (0: off; see docs/format.md and docs/BENCHMARKS.md for its cost).")
 @click.option("--redundancy", type=click.IntRange(0, 1), default=0, show_default=True,
               help="Send each intra frame and recovery point twice.")
+@click.option("--fec", type=click.IntRange(0, 16), default=0, show_default=True,
+              callback=_check_fec,
+              help="Forward error correction: after every G frame packets (2..16) a parity "
+                   "packet from which the receiver rebuilds any one lost packet of the group, "
+                   "at up to G - 1 frames of added delay (0: off; see docs/format.md).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
-           deadband: float | None, recovery_period: int, redundancy: int,
+           deadband: float | None, recovery_period: int, redundancy: int, fec: int,
            no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
@@ -90,7 +101,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
-                      recovery_period=recovery_period, redundancy=redundancy,
+                      recovery_period=recovery_period, redundancy=redundancy, fec=fec,
                       prior=Prior.load(prior_path) if prior_path else None)
         from facecodec.sender.landmarks import quiet_mediapipe_logs
 
@@ -110,7 +121,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
     n = len(next(iter(values.values())))
     with tqdm(total=n, unit="frame", desc="encode", disable=no_progress or n < 300) as bar:
         size = encode_values(values, fps_file, prior, dst, intra_period or 30, packet_frames,
-                             bar.update)
+                             bar.update, recovery_period=recovery_period,
+                             redundancy=redundancy, fec=fec)
     click.echo(f"{dst}: {n} frames, {size} bytes, {size * 8 / max(n, 1):.1f} bits/frame "
                f"all-in, prior {prior.id}")
 
