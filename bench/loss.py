@@ -1,6 +1,6 @@
 """Benchmark: the stream under packet loss (issue #16), on the val clips' real values.
 
-    python bench/loss.py [--seeds 20] [--split val] [--policies plain,rp3,fb]
+    python bench/loss.py [--seeds 20] [--split val] [--policies plain,rp3,fec4,rp6n+fec4,fb]
 
 Each val clip is encoded once with the shipped model (``Encoder.encode_file``: MediaPipe,
 sender network, dead zone) and its decoded values are kept (a cache keyed by the model
@@ -16,9 +16,16 @@ hash). Each *policy* re-writes those values with :class:`FcsWriter`:
   that one (``FcsWriter.recover_from``; NACK/RPSI in WebRTC terms), or an intra frame
   when it has decoded nothing yet (PLI). Feedback messages are lost at the same rate as
   packets, and repeated while the receiver is stuck;
-- ``rpK+fb``: both.
+- ``rpK+fb``: both;
+- ``fecG`` (format 2.1): a parity chunk after every G frame packets (the XOR of their
+  bytes), from which the receiver rebuilds any one lost packet of the group; the reader
+  holds the packets after a loss back until the parity comes (at most G - 1 frames), so
+  the repaired frames come out identical. Combined with recovery points as ``rpK+fecG``
+  or ``rpKn+fecG``; ``+dN`` sets the reader's ``max_delay`` to N frames (``d0``: no
+  waiting; a repair then only restores the stream's state, so it resumes sooner).
 
-Then frame packets (and their copies) are dropped: independently at 1 %, 5 % and 20 %,
+Then frame packets (their copies and parity chunks) are dropped: independently at 1 %,
+5 % and 20 %,
 or all those sent within one second (a burst), over ``--seeds`` seeds per clip; the
 header, source frames, crop chunks and the end chunk are kept (they go over a reliable
 path in a call: issue #17). Each lossy stream is decoded by ``FcsReader(tolerant=True)``
@@ -29,9 +36,12 @@ and compared with the loss-free decode of the same stream:
   loss-free decode (must be 0: nothing is rendered from a broken delta chain);
 - *identical*: frames equal to the loss-free decode; *longest freeze*: the longest run of
   concealed frames, in seconds;
-- the bits: frame-packet bytes per frame of the policy (copies included) against the
-  format-1.0 stream of the same values (the plain stream without its inter packets'
-  frame numbers, which is what format 1.0 wrote).
+- the bits: frame-packet bytes per frame of the policy (copies and parities included)
+  against the plain stream and the format-1.0 stream of the same values (the plain
+  stream without its inter packets' frame numbers, which is what format 1.0 wrote);
+- the added latency: for each frame output decoded (not held), how many frames behind
+  the newest packet that had arrived it came out (0 without losses; a frame held back
+  for a repair comes out late), the largest and the mean, in ms.
 
 Writes bench/results/loss.json.
 """
@@ -39,6 +49,7 @@ Writes bench/results/loss.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -59,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 from facecodec.bitstream.chunks import (  # noqa: E402
     FRAME_KINDS,
     INTER,
+    PARITY,
     ChunkParser,
     Damage,
     read_varint,
@@ -69,8 +81,10 @@ from facecodec.bitstream.container import (  # noqa: E402
     FcsWriter,
     SourceFrame,
 )
+from facecodec.bitstream.header import header_length  # noqa: E402
 
 LOSSES = [("1%", 0.01), ("5%", 0.05), ("20%", 0.20), ("1 s burst", None)]
+LOSSY = (*FRAME_KINDS, PARITY)  # chunks sent over the lossy path
 
 
 def clip_values(split: str, cache: Path):
@@ -119,13 +133,27 @@ class Sink:
 
 
 def protection(policy: str) -> dict:
-    """Writer settings of a policy name: ``rpK`` (recovery points every K frames, sent
-    twice), ``rpKn`` (the same, sent once), optionally ``+fb``."""
-    name = policy.removesuffix("+fb")
-    if not name.startswith("rp"):
-        return {}
-    single = name.endswith("n")
-    return {"recovery_period": int(name[2:].rstrip("n")), "redundancy": 0 if single else 1}
+    """Writer settings of a policy name, ``+``-separated: ``rpK`` (recovery points every
+    K frames, sent twice), ``rpKn`` (the same, sent once), ``fecG`` (a parity chunk per G
+    frame packets); ``fb``, ``dN`` and ``plain`` set nothing here."""
+    out: dict = {}
+    for tok in policy.split("+"):
+        if tok.startswith("rp"):
+            out["recovery_period"] = int(tok[2:].rstrip("n"))
+            out["redundancy"] = 0 if tok.endswith("n") else 1
+        elif tok.startswith("fec"):
+            out["fec"] = int(tok[3:])
+        elif tok not in ("plain", "fb") and not (tok[:1] == "d" and tok[1:].isdigit()):
+            raise ValueError(f"unknown policy part {tok!r} in {policy!r}")
+    return out
+
+
+def reader_delay(policy: str) -> int | None:
+    """The reader's ``max_delay`` of a policy (``+dN``); None: the stream's default."""
+    for tok in policy.split("+"):
+        if tok[:1] == "d" and tok[1:].isdigit():
+            return int(tok[1:])
+    return None
 
 
 def start_stream(header, prior, clip, policy: str) -> tuple[FcsWriter, Sink]:
@@ -146,15 +174,82 @@ def write_stream(header, prior, clip, policy: str) -> bytes:
     return b"".join(sink.parts)
 
 
-def decode(data_chunks, header_bytes, prior):
-    reader = FcsReader(iter([header_bytes, *data_chunks]), prior=prior, tolerant=True)
-    return [e for e in reader if isinstance(e, DecodedFrame)], reader
+class MemoReader(FcsReader):
+    """The tolerant reader with its range decoding memoized (``--no-memo``: off).
+
+    Decoding a packet (and re-encoding it, the canonical-payload check) is a pure function
+    of its payload and the state of the frame it refers to, and this benchmark decodes the
+    same packets from the same states in every run of a clip: the memo returns the very
+    result the decoder computed the first time, so every number the benchmark reports is
+    unchanged (``--no-memo`` checks that) while a run of 20 seeds takes minutes, not an
+    hour. Everything else (parsing, references, concealment, parity repair) runs as is."""
+
+    memo: dict = {}
+    enabled = True
+
+    def _decode(self, payload, n, ref, state, first):
+        if not self.enabled:
+            return super()._decode(payload, n, ref, state, first)
+        key = (payload, n, ref, None if state is None else _state_key(state))
+        hit = self.memo.get(key)
+        if hit is None:
+            try:
+                coded, bits = super()._decode(payload, n, ref, state, first)
+            except Exception as e:
+                self.memo[key] = e
+                raise
+            self.memo[key] = hit = (coded, bits, [self._states[first + i] for i in range(n)])
+        if isinstance(hit, Exception):
+            raise hit
+        coded, bits, states = hit
+        for i, st in enumerate(states):
+            self._states[first + i] = st
+        return coded, bits
+
+    def _source(self, ck):
+        if not self.enabled:
+            return super()._source(ck)
+        key = ("source", ck.payload)
+        if key not in self.memo:
+            self.memo[key] = super()._source(ck)
+        src = self.memo[key]
+        self.sources_seen.add(src.index)
+        return dataclasses.replace(src, offset=ck.offset, nbytes=ck.nbytes)
+
+
+def _state_key(state) -> bytes:
+    q, d = state
+    return b"".join(np.ascontiguousarray(a).tobytes() for part in (q, d)
+                    for a in part.values())
+
+
+def decode(chunks, header_bytes, prior, max_delay=None):
+    """Decode chunks ``(kind, bytes, first frame)`` as a live receiver gets them, one at a
+    time; returns the frames, the reader, and for each frame output decoded how many
+    frames behind the newest frame packet received it came out."""
+    now = [0]
+
+    def feed():
+        yield header_bytes
+        for kind, raw, first in chunks:
+            if kind in FRAME_KINDS:
+                now[0] = max(now[0], first)
+            yield raw
+
+    reader = MemoReader(feed(), prior=prior, tolerant=True, max_delay=max_delay)
+    out, late = [], []
+    for e in reader:
+        if isinstance(e, DecodedFrame):
+            out.append(e)
+            if not e.held:
+                late.append(max(0, now[0] - e.index))
+    return out, reader, late
 
 
 def drop_mask(chunks, rng, p, fps, n_frames):
     """True for each chunk that is lost."""
     if p is not None:
-        return [ck[0] in FRAME_KINDS and rng.random() < p for ck in chunks]
+        return [ck[0] in LOSSY and rng.random() < p for ck in chunks]
     burst = max(1, round(float(fps)))
     start = rng.randrange(0, max(1, n_frames - burst))
     # a chunk is sent while its frame (or, for a copy, the frame after it) is current
@@ -162,7 +257,7 @@ def drop_mask(chunks, rng, p, fps, n_frames):
     for kind, _, first in chunks:
         if kind in FRAME_KINDS:
             current = max(current, first)
-        mask.append(kind in FRAME_KINDS and start <= current < start + burst)
+        mask.append(kind in LOSSY and start <= current < start + burst)
     return mask
 
 
@@ -220,7 +315,7 @@ def run_feedback(header, prior, clip, policy: str, p, rng, rtt: int, burst_start
                 yield raw
             sink.parts.clear()
 
-    reader = FcsReader(itertools.chain([head], packets()), prior=prior, tolerant=True)
+    reader = MemoReader(itertools.chain([head], packets()), prior=prior, tolerant=True)
     out = []
     for e in reader:
         if not isinstance(e, DecodedFrame):
@@ -242,9 +337,12 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true",
                     help="keep the other policies' rows already in --out")
     ap.add_argument("--rtt-frames", type=int, default=3, help="feedback delay (3 = 200 ms)")
+    ap.add_argument("--no-memo", action="store_true",
+                    help="decode every packet afresh (same numbers, ~10x slower)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fc-loss")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loss.json")
     args = ap.parse_args()
+    MemoReader.enabled = not args.no_memo
     args.cache.mkdir(parents=True, exist_ok=True)
     clips = clip_values(args.split, args.cache)
     policies = args.policies.split(",")
@@ -252,21 +350,26 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = []
     v1_bytes = sum(_v1_frame_bytes(h, pr, fr) for _, h, pr, fr in clips)
+    plain_bytes = sum(_frame_bytes(h, pr, fr, "plain") for _, h, pr, fr in clips)
     total_frames = sum(len(fr[1]) for *_, fr in clips)
     for policy in policies:
+        protection(policy)  # a misspelt policy fails here, not after the others ran
         sent_total = {name: 0 for name, _ in LOSSES}
         stats = {name: {"runs": 0, "tracebacks": 0, "length_ok": 0, "wrong": 0,
-                        "identical": 0, "frames": 0, "freezes": []} for name, _ in LOSSES}
+                        "identical": 0, "frames": 0, "freezes": [], "late": [],
+                        "decoded": 0} for name, _ in LOSSES}
         policy_bytes = 0
+        fb = "fb" in policy.split("+")
+        delay = reader_delay(policy)
         for name, header, prior, clip in tqdm(clips, desc=policy, unit="clip"):
+            MemoReader.memo.clear()  # (bounded: one clip's packets and states)
             frames = clip[1]
-            fb = policy.endswith("fb")
             data = write_stream(header, prior, clip, policy)
-            hlen = len(header.to_bytes())
+            hlen = header_length(data[:8], name)  # (a policy's writer may add info keys)
             chunks = split_chunks(data, hlen)
-            policy_bytes += sum(len(c[1]) for c in chunks if c[0] in FRAME_KINDS)
-            ref, _ = decode([c[1] for c in chunks], data[:hlen], prior)
-            assert len(ref) == len(frames) and not any(f.held for f in ref)
+            policy_bytes += sum(len(c[1]) for c in chunks if c[0] in LOSSY)
+            ref, _, late = decode(chunks, data[:hlen], prior, delay)
+            assert len(ref) == len(frames) and not any(f.held for f in ref) and not any(late)
             for loss, p in losses:
                 st = stats[loss]
                 for seed in range(args.seeds):
@@ -280,8 +383,11 @@ def main() -> None:
                             sent_total[loss] += sent
                         else:
                             mask = drop_mask(chunks, rng, p, header.fps, len(frames))
-                            kept = [c[1] for c, m in zip(chunks, mask, strict=True) if not m]
-                            out, _ = decode(kept, data[:hlen], prior)
+                            kept = [c for c, m in zip(chunks, mask, strict=True) if not m]
+                            out, _, late = decode(kept, data[:hlen], prior, delay)
+                            st["late"].append(max(late, default=0))
+                            st["decoded"] += len(late)
+                            st["late_sum"] = st.get("late_sum", 0) + sum(late)
                     except Exception:  # the point of the benchmark: count, show, go on
                         st["tracebacks"] += 1
                         traceback.print_exc()
@@ -294,10 +400,11 @@ def main() -> None:
                     st["freezes"].append(s["longest_freeze_s"])
         for loss, _ in losses:
             st = stats[loss]
-            if policy.endswith("fb"):
+            if fb:
                 bpf = 8 * sent_total[loss] / max(st["frames"], 1)
             else:
                 bpf = 8 * policy_bytes / total_frames
+            ms = 1000 / float(clips[0][1].fps)
             rows.append({
                 "policy": policy, "loss": loss, "runs": st["runs"],
                 "tracebacks": st["tracebacks"],
@@ -308,7 +415,12 @@ def main() -> None:
                 "longest_freeze_s_median": float(np.median(st["freezes"])) if st["freezes"]
                 else 0.0,
                 "frame_bits_per_frame": bpf,
+                "bits_vs_plain_pct": 100 * bpf / (8 * plain_bytes / total_frames) - 100,
                 "bits_vs_format1_pct": 100 * bpf / (8 * v1_bytes / total_frames) - 100,
+                # (the feedback runs are not timed: their sender and receiver run in step)
+                "added_delay_ms_max": None if fb else ms * max(st["late"], default=0),
+                "added_delay_ms_mean": None if fb else
+                ms * st.get("late_sum", 0) / max(st["decoded"], 1),
             })
     result = {
         "benchmark": "loss",
@@ -316,12 +428,17 @@ def main() -> None:
         "machine": platform.machine(),
         "notes": [
             f"{len(clips)} {args.split} clips, {total_frames} frames, {args.seeds} seeds per "
-            f"clip and loss; format 1.0 frame packets: {8 * v1_bytes / total_frames:.1f} "
-            f"bits/frame on the same values; feedback delay {args.rtt_frames} frames.",
-            "Frame packets (and copies) are dropped; header, sources, crops and the end "
-            "chunk are kept. wrong_frames: decoded (not concealed) frames whose values differ "
-            "from the loss-free decode. identical_pct: frames equal to the loss-free decode. "
-            "For fb the bits are what the sender actually sent at that loss rate.",
+            f"clip and loss; plain format-2 frame packets: "
+            f"{8 * plain_bytes / total_frames:.1f} bits/frame, format 1.0: "
+            f"{8 * v1_bytes / total_frames:.1f} bits/frame on the same values; feedback "
+            f"delay {args.rtt_frames} frames.",
+            "Frame packets (copies and parity chunks too) are dropped; header, sources, "
+            "crops and the end chunk are kept. wrong_frames: decoded (not concealed) frames "
+            "whose values differ from the loss-free decode. identical_pct: frames equal to "
+            "the loss-free decode. For fb the bits are what the sender actually sent at that "
+            "loss rate. added_delay_ms: how far behind the newest packet received a decoded "
+            "frame came out (frames held back for a repair), the largest over all runs and "
+            "the mean over decoded frames; empty for fb.",
             f"Wall time: {time.perf_counter() - t0:.0f} s.",
         ],
         "results": rows,
@@ -335,6 +452,13 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
         print(r)
+
+
+def _frame_bytes(header, prior, clip, policy: str) -> int:
+    """Bytes of the frame packets, copies and parities of a policy's stream."""
+    data = write_stream(header, prior, clip, policy)
+    return sum(len(raw) for kind, raw, _ in split_chunks(data, header_length(data[:8], None))
+               if kind in LOSSY)
 
 
 def _v1_frame_bytes(header, prior, clip) -> int:
