@@ -35,7 +35,8 @@ and compared with the loss-free decode of the same stream:
 - *wrong*: frames output as decoded (not concealed) whose values differ from the
   loss-free decode (must be 0: nothing is rendered from a broken delta chain);
 - *identical*: frames equal to the loss-free decode; *longest freeze*: the longest run of
-  concealed frames, in seconds;
+  concealed frames, in seconds (the largest over the runs, the median, and how many runs
+  froze longer than 0.5 s);
 - the bits: frame-packet bytes per frame of the policy (copies and parities included)
   against the plain stream and the format-1.0 stream of the same values (the plain
   stream without its inter packets' frame numbers, which is what format 1.0 wrote);
@@ -414,6 +415,9 @@ def main() -> None:
                 "longest_freeze_s_max": max(st["freezes"], default=0.0),
                 "longest_freeze_s_median": float(np.median(st["freezes"])) if st["freezes"]
                 else 0.0,
+                # how many runs broke the 0.5-s bound (issue 16), to tell a rare event
+                # from a common one
+                "runs_freeze_over_0_5s": sum(f > 0.5 for f in st["freezes"]),
                 "frame_bits_per_frame": bpf,
                 "bits_vs_plain_pct": 100 * bpf / (8 * plain_bytes / total_frames) - 100,
                 "bits_vs_format1_pct": 100 * bpf / (8 * v1_bytes / total_frames) - 100,

@@ -19,7 +19,8 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     out = ["| " + " | ".join(h for h, _, _ in columns) + " |",
            "|" + "|".join("---" for _ in columns) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(format(r[k], f) if k in r else "" for _, k, f in columns)
+        out.append("| " + " | ".join(format(r[k], f) if r.get(k) is not None else ""
+                                 for _, k, f in columns)
                    + " |")
     return out
 
