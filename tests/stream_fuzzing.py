@@ -408,7 +408,7 @@ def m_parity(draw, s: Stream, others) -> str:
     i = draw(st.sampled_from(idx))
     p = bytearray(s.chunks[i].payload)
     what = draw(st.sampled_from(["first", "count", "flip", "cut", "drop", "long"]))
-    if what == "first":
+    if what == "first" and p:
         p[0] = draw(st.integers(0, 255))
     elif what == "count" and len(p) > 1:
         p[1] = draw(st.sampled_from([0, 1, 2, 3, 15, 16, 17, 255]))

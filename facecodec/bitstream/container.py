@@ -725,10 +725,14 @@ class FcsReader:
         """Parities that came before enough of their group: a member may have arrived."""
         oldest = self.frames - KEEP_PACKETS * self.header.packet_frames
         self._parities = [(p, c) for p, c in self._parities if p.first + p.frames > oldest]
-        for par, ck in list(self._parities):
-            if sum(par.covers(f) for f in self._kept) >= par.count - 1:
-                self._parities.remove((par, ck))
-                yield from self._repair(par, ck)
+        while True:  # (a repair takes a packet, which may retry parities itself)
+            ready = next((pc for pc in self._parities
+                          if sum(pc[0].covers(f) for f in self._kept) >= pc[0].count - 1),
+                         None)
+            if ready is None:
+                return
+            self._parities.remove(ready)
+            yield from self._repair(*ready)
 
     def _report(self, offset: int, reason: str) -> None:
         """A problem that conceals nothing by itself (strict: an error)."""
