@@ -74,6 +74,20 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def _png_chunks_fit(data: bytes) -> bool:
+    """Does every chunk's length (u32 big-endian, then type, data, CRC) fit in the bytes
+    up to IEND? (A PNG cut inside a chunk header is left to the decoder: it fails.)"""
+    pos = 8
+    while pos + 8 <= len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        if n > len(data) - pos - 12:
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + n
+    return True
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = 2
     for _ in range(_JPEG_MAX_SEGMENTS):
@@ -147,7 +161,11 @@ def decode_image(data: bytes, source: str | None = None, *, codec: str | None = 
     decoder use is bounded by ``MAX_SOURCE_SIDE``)."""
     import cv2
 
-    _, w, h = check_image(data, codec, width, height, source)
+    real, w, h = check_image(data, codec, width, height, source)
+    if real == "png" and not _png_chunks_fit(data):
+        # OpenCV allocates what a PNG chunk's length field claims (found by fuzzing: one
+        # flipped byte in a 24x24 source made it take 370 MB)
+        raise FormatError("source PNG has a chunk longer than the image", source=source)
     # the orientation tag is ignored: the image must be the size its header says
     image = cv2.imdecode(np.frombuffer(data, np.uint8),
                          cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)

@@ -110,3 +110,20 @@ def test_a_hang_is_caught():
     finally:
         stream_fuzzing._strict = old
     assert out.kind == "hang" and not out.ok and out.seconds < 10 * TIME_LIMIT
+
+
+def test_a_png_chunk_longer_than_the_image_is_refused_before_decoding():
+    """Found by the fuzzer: OpenCV allocates what an IDAT length field claims (370 MB for
+    one flipped byte of a 24x24 source)."""
+    import struct
+
+    import numpy as np
+
+    from facecodec.imagecodec import encode_image
+
+    png = encode_image(np.zeros((24, 24, 3), np.uint8), "png")
+    assert decode_image(png, codec="png", width=24, height=24).shape == (24, 24, 3)
+    i = png.index(b"IDAT") - 4
+    bad = png[:i] + struct.pack(">I", 0x17000000) + png[i + 4 :]
+    with pytest.raises(FormatError, match="chunk longer than the image"):
+        decode_image(bad, codec="png", width=24, height=24)
