@@ -213,12 +213,7 @@ class PartsRenderer(Renderer):
     def render_parts(self, frames: list[dict], force: np.ndarray | None = None
                      ) -> tuple[np.ndarray, ...]:
         """``force`` (B, N): where a row is finite, it replaces that frame's pose mix."""
-        if self._cache is None:
-            self._cache = self._embed()
-        per = [self._tensors(f, (1,)) for f in frames]
-        values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
-        mix = (self.mixer(self._source_kp, self.model.layout.assemble(values)[0])
-               if self.mixer is not None else None)
+        _, values, mix = self.frame_values(frames)
         if force is not None and mix is not None:
             rows = torch.from_numpy(np.isfinite(force).all(1))
             mix = torch.where(rows[:, None], torch.from_numpy(np.nan_to_num(force)).float(), mix)

@@ -101,18 +101,25 @@ class Renderer:
             self.mixer.reset()
         return self.model.embed_sources(images, values, self._stacked)
 
-    @torch.inference_mode()
-    def render(self, frames: list[Values]) -> np.ndarray:
-        """Decoded values of ``len(frames)`` frames -> (B, S, S, 3) uint8 images, S =
-        ``output_size``."""
-        if not self.ready:
-            raise RuntimeError("no source frame yet")
+    def frame_values(self, frames: list[Values]
+                     ) -> tuple[list[Values], Values, torch.Tensor | None]:
+        """Embeds the sources if needed; -> (each frame's tensors, the batch of them, the
+        pose mix (B, N) or None): what every render of ``frames`` starts from."""
         if self._cache is None:
             self._cache = self._embed()
         per = [self._tensors(f, (1,)) for f in frames]
         values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
         mix = (self.mixer(self._source_kp, self.model.layout.assemble(values)[0])
                if self.mixer is not None else None)
+        return per, values, mix
+
+    @torch.inference_mode()
+    def render(self, frames: list[Values]) -> np.ndarray:
+        """Decoded values of ``len(frames)`` frames -> (B, S, S, 3) uint8 images, S =
+        ``output_size``."""
+        if not self.ready:
+            raise RuntimeError("no source frame yet")
+        per, values, mix = self.frame_values(frames)
         if self._onnx is not None:
             image = torch.cat([self._onnx.render(self._cache, self._stacked, v,
                                                  None if mix is None else mix[i:i + 1])

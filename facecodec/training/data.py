@@ -244,7 +244,7 @@ class FrameSampleDataset(Dataset):
         """Whether this sample's last driver is chosen for its expression
         (``data.expression_drivers``, the share of such samples). Draws from ``rng`` only
         when the share is set, so runs without it sample exactly as before."""
-        share = float(self.cfg.get("expression_drivers", 0.0))
+        share = float(self.cfg["expression_drivers"])
         return share > 0 and bool(rng.random() < share)
 
     def _features(self, clip: Clip) -> np.ndarray:

@@ -47,8 +47,8 @@ class GeneratorObjective(nn.Module):
     def _regions(self, batch: dict[str, Tensor], out: TrainOutput) -> dict[str, Tensor]:
         """``losses.regions``: perceptual and L1 terms on the eyes and the mouth of every
         driving frame, cropped where the driver's landmarks put them."""
-        rc = self.cfg.get("regions") or {}
-        wp, wl = float(rc.get("perceptual", 0.0)), float(rc.get("l1", 0.0))
+        rc = self.cfg["regions"]
+        wp, wl = float(rc["perceptual"]), float(rc["l1"])
         if not (wp or wl) or "drv_sup" not in batch:
             return {}
         boxes = region_boxes(batch["drv_sup"].flatten(0, 1).to(out.prediction.dtype),

@@ -17,12 +17,15 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 from facecodec.models.base import FaceAnimationModel
+from facecodec.training.config import DEFAULTS
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
 from facecodec.training.losses import crop_regions, region_boxes
 from facecodec.training.lpips import LPIPSAlex, psnr
 
-# the boxes of losses.regions' defaults, so every run is scored on the same crops
-EYE_BOX, MOUTH_BOX = 1.6, 1.5
+# the boxes of losses.regions' defaults, whatever the run trains with: every run is scored
+# on the same crops
+EYE_BOX = float(DEFAULTS["losses"]["regions"]["eye_box"])
+MOUTH_BOX = float(DEFAULTS["losses"]["regions"]["mouth_box"])
 
 
 class Validator:
