@@ -150,3 +150,10 @@ def test_the_senders_supervised_landmarks_can_be_flipped() -> None:
     assert np.array_equal(np.array(MEDIAPIPE_MIRROR)[idx], idx[perm])
     # the irises are stored right-then-left: a flip swaps them, as flip_sample does
     assert MEDIAPIPE_MIRROR[landmarks.IRIS_CENTRES[0]] == landmarks.IRIS_CENTRES[1]
+
+
+def test_rotation4_rounding_edge_has_no_a_without_c() -> None:
+    # found by hypothesis in CI: 1e-38 - 0.3 rounds to -0.3, so an A test written as
+    # yaw_min + 0.3 admitted an A with no C strictly 0.3 below it (rng.choice on nothing)
+    yaw = np.array([0.0, 0.0, 1.1754943508222875e-38, -0.3])
+    assert sample_rotation4(yaw, np.random.default_rng(0), 0.3, 0.1) is None

@@ -85,8 +85,10 @@ def sample_rotation4(yaw: np.ndarray, rng: np.random.Generator, min_rotation: fl
     yaw_A - yaw_C > ``min_rotation`` and |yaw_A - yaw_B2| < ``tolerance`` (B2 != A).
     Positions into ``yaw``, or None when the frames do not turn that much."""
     n = len(yaw)
-    a_choices = np.flatnonzero(yaw > yaw.min() + min_rotation)
-    # A needs some C below it by min_rotation and some B1 strictly in between
+    # A needs some C below it by min_rotation and some B1 strictly in between; the test is
+    # written as C's below (yaw_A - min_rotation, not yaw_min + min_rotation) so that float
+    # rounding cannot admit an A that has no C
+    a_choices = np.flatnonzero(yaw.min() < yaw - min_rotation)
     rng.shuffle(a_choices)
     for a in a_choices[:16]:
         c_choices = np.flatnonzero(yaw < yaw[a] - min_rotation)
