@@ -1,11 +1,13 @@
 """Contact sheet of blinks, open mouths and smiles: original | decoded (issue 19, item 3).
 
     python bench/expression_sheet.py --sheet out/expressions.png [--model A --model B]
-                                     [--clips a,b] [--limit N] [--max-frames N] [--k 6]
+                                     [--retouch] [--clips a,b] [--limit N]
+                                     [--max-frames N] [--k 6]
 
 Runs stages a and e of bench/expression_stages.py on the clips (MediaPipe on the original
 tube frames; a real stream from the ``Encoder`` with default settings, rendered by the
-``Decoder``, once per ``--model``) and picks across the clips, from the original's
+``Decoder`` without the lid and lip touch-up, once per ``--model``; with ``--retouch``
+also with it, the Decoder's default) and picks across the clips, from the original's
 signals (facecodec/eval/expression.py):
 
 - **blinks**: the K frames of lowest eye openness over the clip's median,
@@ -187,6 +189,9 @@ def main() -> None:
     ap.add_argument("--min-gap", type=int, default=MIN_GAP,
                     help="frames between two picks of a kind in one clip")
     ap.add_argument("--tile", type=int, default=TILE, help="tile size in px (160-256)")
+    ap.add_argument("--retouch", action="store_true",
+                    help="a second column per model: the Decoder's default output, with "
+                         "the lid and lip touch-up (facecodec/receiver/expression.py)")
     args = ap.parse_args()
     if args.sheet.suffix.lower() != ".png":
         sys.exit(f"{args.sheet}: the sheet is a .png")
@@ -202,6 +207,12 @@ def main() -> None:
     refs = clip_refs(args)
     codecs = [make_codec(m) for m in args.model or [None]]
     names = model_names([enc.package for enc, _ in codecs])
+    if args.retouch:
+        from facecodec.codec import Decoder
+
+        codecs = [c for enc, dec in codecs for c in
+                  ((enc, dec), (enc, Decoder(enc.package.path, output_size=256)))]
+        names = [f"{n}{tag}" for n in names for tag in (" drawn", " retouched")]
     start = time.perf_counter()
     originals, decoded = [], {n: [] for n in names}  # signals per clip
     pictures: dict[tuple[int, int], list[np.ndarray]] = {}  # candidates' tiles

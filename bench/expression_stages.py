@@ -242,13 +242,15 @@ def track_render(images: np.ndarray) -> np.ndarray:
     return hold_missing(track_landmarks(images))
 
 
-def make_codec(model: str | None) -> tuple:
+def make_codec(model: str | None, retouch: bool = False) -> tuple:
     """The Encoder with default settings (dead zone of the prior, 3 sources) and the
-    Decoder (256 output) of ``model`` (a name or a directory; None: the shipped one)."""
+    Decoder (256 output) of ``model`` (a name or a directory; None: the shipped one);
+    without the lid and lip touch-up unless ``retouch``: these stages measure the
+    generator."""
     from facecodec.codec import Decoder, Encoder
 
     enc = Encoder(model)
-    return enc, Decoder(enc.package.path, output_size=256)
+    return enc, Decoder(enc.package.path, output_size=256, retouch=retouch)
 
 
 def decoder_render(enc, dec, clip) -> tuple:

@@ -503,11 +503,14 @@ class Decoder:
             most frames a frame is held back while a lost packet may still be rebuilt
             (default: the stream's group, G - 1 frames; 0: no added latency, a repair then
             only shortens the freeze). Frames always come out in order.
+        retouch: move the rendered eyelids and lips to where the stream's landmarks put
+            them (:mod:`facecodec.receiver.expression`: blinks and mouth openings the
+            generator does not draw); default on.
     """
 
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
                  backend: str | None = None, output_size: int | None = None,
-                 max_delay: int | None = None):
+                 max_delay: int | None = None, retouch: bool = True):
         from facecodec.receiver.runtime import choose_backend
 
         if max_delay is not None and not (_is_int(max_delay) and 0 <= max_delay <= MAX_REF):
@@ -518,6 +521,7 @@ class Decoder:
         self.max_delay = None if max_delay is None else int(max_delay)
         self.backend = choose_backend(backend)  # a bad name fails here, not at the first frame
         self.output_size = output_size
+        self.retouch = bool(retouch)
         self.header: Header | None = None
         self.skipped: list = []
         self._reader: FcsReader | None = None
@@ -570,7 +574,11 @@ class Decoder:
     def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:
         self._reader = reader
         self.header = reader.header
+        from facecodec.receiver.expression import Retoucher
+
         renderer = self._renderer(reader.header, name)
+        # one per stream: it tracks the rendered face from frame to frame
+        retoucher = Retoucher() if self.retouch else None
         last: np.ndarray | None = None
         try:
             for ev in reader:
@@ -583,12 +591,17 @@ class Decoder:
                     if ev.held and last is not None:  # a freeze: nothing new to draw
                         image = last
                     else:
-                        image = last = renderer.render([ev.values])[0]
+                        image = renderer.render([ev.values])[0]
+                        if retoucher is not None and "sup" in ev.values:
+                            image = retoucher(image, ev.values["sup"])
+                        last = image
                     yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra)
                 elif isinstance(ev, Crop):
                     pass  # the output is the face tube; the crop places it in the original
         finally:
             self.skipped = reader.skipped
+            if retoucher is not None:
+                retoucher.close()
 
     @property
     def last_good(self) -> int | None:
@@ -612,6 +625,7 @@ class Decoder:
         check_output(dst, inputs=[src, compare], suffixes=VIDEO_SUFFIXES,
                      writes="decode writes H.264 video")
         originals = self._originals(src, compare, size) if compare else None
+        total = self._count_frames(src) if progress else None
         part = dst.with_name(dst.name + ".part" + dst.suffix)
         t0, n, held = time.perf_counter(), 0, 0
         try:
@@ -624,7 +638,8 @@ class Decoder:
                 stream.width, stream.height = size * (2 if compare else 1), size
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "18", "preset": "veryfast"}
-                with tqdm(desc="decode", unit="frame", disable=not progress) as bar:
+                with tqdm(desc="decode", unit="frame", total=total,
+                          disable=not progress) as bar:
                     for fr in _chain(first, frames):
                         image = _resize(fr.image, size)
                         if originals is not None:
@@ -641,6 +656,17 @@ class Decoder:
             raise
         return {"frames": n, "held": held, "seconds": time.perf_counter() - t0,
                 "skipped": [s.__dict__ for s in self.skipped]}
+
+    def _count_frames(self, src: Path) -> int | None:
+        """The frames ``src`` will give (the progress bar's total), from a pass over its
+        values alone (a small share of the rendering time); None if that pass fails: the
+        rendering pass then reports why, at the frame where it happens."""
+        try:
+            with open(src, "rb") as f:
+                reader = FcsReader(f, name=str(src), tolerant=self.tolerant)
+                return sum(isinstance(ev, DecodedFrame) for ev in reader)
+        except Exception:  # noqa: BLE001 - any failure is reported by the real pass
+            return None
 
     def _originals(self, fcs: Path, video: str | Path, size: int) -> Iterator[np.ndarray]:
         """The original's face tube, frame by frame, cropped with the stream's boxes."""

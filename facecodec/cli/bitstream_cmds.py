@@ -142,9 +142,13 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch"]), default=None,
               help="Runtime of the per-frame generator [default: auto, onnxruntime when "
                    "installed; or $FACECODEC_BACKEND].")
+@click.option("--no-retouch", is_flag=True,
+              help="Show the generator's eyelids and lips as drawn, without moving them to "
+                   "where the stream's landmarks put them (blinks, mouth openings).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
-           model: str | None, backend: str | None, no_progress: bool) -> None:
+           model: str | None, backend: str | None, no_retouch: bool,
+           no_progress: bool) -> None:
     """Decode SRC (.fcs) into DST: a video (.mp4, .m4v, .mov or .mkv; rendered) or a
     value file (.npz)."""
     from facecodec.bitstream.values import decode_values, save_values
@@ -157,7 +161,8 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
         from facecodec.codec import Decoder
 
         # rendered at the output size: the pixel blend warps the 256 sources there directly
-        dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size)
+        dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size,
+                      retouch=not no_retouch)
         r = dec.decode_file(src, dst, compare=compare, size=size, progress=not no_progress)
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
                    f"frames/s" + (f", {r['held']} held" if r["held"] else ""))
