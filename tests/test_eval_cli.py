@@ -185,3 +185,55 @@ def test_reuse_of_a_file_that_is_not_results_is_one_line(tmp_path: Path) -> None
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"facecodec: error: {bad}: not a results.json of facecodec eval"
+
+
+def test_a_stopped_run_resumes_from_its_journal(tmp_path: Path, monkeypatch) -> None:
+    """Each score is journaled as it is made: a run stopped half-way, run again on the
+    same commit, takes the scores it had and runs only the rest; the journal is deleted
+    with the results written. A journal of another commit is not used."""
+    from facecodec.eval import report as report_mod
+    from facecodec.eval.classic import ClassicCodec
+    from facecodec.eval.methods import HeldFrame
+
+    monkeypatch.setattr(report_mod, "git_commit", lambda: "abc1234")
+    manifest = fake_cache(tmp_path, "pan", moving_clip(12))
+    results = tmp_path / "results.json"
+    base = ["eval", "--manifest", str(manifest), "--cache", str(tmp_path / "cache"),
+            "--methods", "zero-bit,x264", "--rates", "20", "--max-frames", "10",
+            "--no-sheet", "--no-progress", "--json", str(results)]
+    run_x264 = ClassicCodec.run
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassicCodec, "run", stop)
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code != 0 and not results.exists()
+    journal = tmp_path / "results.partial.jsonl"
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["method"] == "zero-bit"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("zero-bit ran although its score was journaled")
+
+    monkeypatch.setattr(ClassicCodec, "run", run_x264)
+    monkeypatch.setattr(HeldFrame, "run", refuse)
+    report = tmp_path / "EVAL.md"
+    result = CliRunner().invoke(cli, [*base, "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(results.read_text())
+    assert sorted(s["method"] for s in doc["scores"]) == ["x264", "zero-bit"]
+    assert doc["resumed_scores"] == 1 and "after resuming 1 scores" in report.read_text()
+    assert not journal.exists()
+
+    # stopped again, then run at another commit: it starts over
+    results.unlink()
+    monkeypatch.undo()
+    monkeypatch.setattr(report_mod, "git_commit", lambda: "abc1234")
+    monkeypatch.setattr(ClassicCodec, "run", stop)
+    assert CliRunner().invoke(cli, base).exit_code != 0 and journal.exists()
+    monkeypatch.setattr(report_mod, "git_commit", lambda: "def5678")
+    monkeypatch.setattr(ClassicCodec, "run", run_x264)
+    monkeypatch.setattr(HeldFrame, "run", refuse)
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code != 0 and "zero-bit ran" in repr(result.exception)

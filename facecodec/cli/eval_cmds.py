@@ -43,7 +43,9 @@ def _rates(value: str) -> list[float]:
                    "named after it (docs/EVAL.md -> docs/eval/).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the results as JSON here (default with --report: "
-                                 "<report folder>/results.json).")
+                                 "<report folder>/results.json). Scores are journaled "
+                                 "beside it as they are made: a stopped run of a "
+                                 "committed tree, run again, resumes.")
 @click.option("--reuse", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None,
               help="An earlier results.json: methods it scored with the same settings on "
@@ -163,12 +165,28 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
                    f"(commit {previous.get('commit', '?')})", err=True)
 
+    journal, resumed = None, {}
+    if json_path is not None:  # a stopped run resumes from its journal (eval/journal.py)
+        from facecodec.eval.journal import Journal, journal_path
+
+        journal = Journal(journal_path(json_path), git_commit(), max_frames, measured,
+                          settings)
+        resumed = journal.load()
+        if resumed:
+            click.echo(f"resuming {sum(map(len, resumed.values()))} scores from "
+                       f"{journal.path} (a stopped run of this commit)", err=True)
+        elif not journal.resumable:
+            click.echo("note: uncommitted changes: if stopped, this run starts over",
+                       err=True)
+    taken = {m: {**resumed.get(m, {}), **reused.get(m, {})} for m in {*resumed, *reused}}
+
     start = time.monotonic()
     log = (lambda line: click.echo(line, err=True)) if verbose else None
     with quiet_mediapipe_logs():
         run = evaluate(refs, chosen, target_rates, max_frames, progress=not no_progress,
-                       sheet_clip=sheet_clip, log=log, reused=reused,
-                       sheet=not no_sheet, identity=identity)
+                       sheet_clip=sheet_clip, log=log, reused=taken,
+                       sheet=not no_sheet, identity=identity,
+                       on_score=(lambda s: journal.add(s, resumed)) if journal else None)
     elapsed = (time.monotonic() - start) / 60
     rows = summarize(run.scores)
     click.echo(summary_table(rows) + "\n\n" + expression_table(rows))
@@ -181,6 +199,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         "max_frames": max_frames, "json": str(json_path or "results.json"),
         "methods": settings,
         "identity": measured, "identity_missing": missing,
+        "resumed_scores": sum(map(len, resumed.values())),
     }
     if previous is not None and reused:
         # a row reused twice keeps the commit that scored it
@@ -196,6 +215,8 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(results_json(run, info))
         click.echo(f"results: {json_path}")
+        if journal is not None:
+            journal.remove()
     if card:
         from facecodec.eval.report import card_section, update_card
 

@@ -181,7 +181,9 @@ class FacecodecMethod(Method):
                 # only where it acts: FOM and one source render as they did before it
                 **({"source_mix": self._mix} if self._mix else {}),
                 # only when not the bilinear that every row scored before it had
-                **({"pixel_warp": self._warp} if self._warp != "bilinear" else {})}
+                **({"pixel_warp": self._warp} if self._warp != "bilinear" else {}),
+                # the lid and lip touch-up, absent from rows scored before it existed
+                **({"retouch": True} if self.decoder.retouch else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)

@@ -356,7 +356,9 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
         "# Evaluation: rate and quality on face tubes",
         "",
         f"Made by `{info['command']}` at commit {info['commit']} on {info['date']} "
-        f"({info['threads']} thread(s), {info['elapsed_min']:.1f} min).",
+        f"({info['threads']} thread(s), {info['elapsed_min']:.1f} min"
+        + (f" after resuming {info['resumed_scores']} scores from a stopped run of the "
+           "same commit" if info.get("resumed_scores") else "") + ").",
         *_reused_line(info),
         "",
         f"{len(run.clips)} clips ({info['clips_from']}), {frames} frames, {seconds:.1f} s, "

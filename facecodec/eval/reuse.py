@@ -51,7 +51,8 @@ def load_previous(path: Path) -> dict:
     return doc
 
 
-def _score(row: dict) -> ClipScore:
+def score_from_row(row: dict) -> ClipScore:
+    """A results.json score row -> ClipScore (null metrics as NaN)."""
     names = {f.name for f in fields(ClipScore)}
     values = {k: v for k, v in row.items() if k in names}
     for k in _FLOAT_METRICS:
@@ -78,7 +79,8 @@ def reusable(previous: dict, settings: Mapping[str, dict], targets: Mapping[str,
     clips = list(clips)
     by_method: dict[str, dict[Key, ClipScore]] = {}
     for row in filter(has_expression, previous["scores"]):
-        by_method.setdefault(row["method"], {})[row["clip"], row["target_kbps"]] = _score(row)
+        key = row["clip"], row["target_kbps"]
+        by_method.setdefault(row["method"], {})[key] = score_from_row(row)
     out = {}
     for name, now in settings.items():
         before = previous["methods"].get(name)

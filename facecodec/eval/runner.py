@@ -57,12 +57,14 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
              sheet_clip: str | None = None,
              log: Callable[[str], None] | None = None,
              reused: Mapping[str, Mapping[tuple[str, float | None], ClipScore]] | None = None,
-             sheet: bool = True, identity: FaceIdentity | None = None) -> EvalRun:
+             sheet: bool = True, identity: FaceIdentity | None = None,
+             on_score: Callable[[ClipScore], None] | None = None) -> EvalRun:
     """Score every method on every clip. ``sheet_clip``: the clip of the contact sheet
     (default: the largest yaw range seen). ``reused[method][clip, target]``: scores of an
     earlier run (eval/reuse.py) that stand for running ``method``; it then runs only on
     the contact sheet's clip, for its frames (``sheet=False``: no sheet frames are kept).
-    ``identity``: the face descriptor network of the identity distance (None: NaN)."""
+    ``identity``: the face descriptor network of the identity distance (None: NaN).
+    ``on_score``: called with each score made (not reused) as soon as it is made."""
     from tqdm import tqdm
 
     points = {m.name: m.operating_points(rates) for m in methods}
@@ -115,6 +117,8 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
                         s = score(clip, enc, method.name, target, lpips, ref_lm, identity,
                                   ref_id)
                         done[key] = s
+                    if earlier is None and on_score is not None:
+                        on_score(s)
                     run.scores.append(s)
                     if keep:
                         run.sheet.frames[label] = enc.frames[run.sheet.indices].copy()
