@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -28,17 +29,26 @@ def setup() -> None:
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want:
         return
+    start = time.monotonic()
+    print(f"dev.py: setting up {VENV} (first run, or pyproject.toml changed): about 6 "
+          "minutes and 2.3 GB here", flush=True)
     if not PY.exists():
-        print(f"creating {VENV}", flush=True)
+        print("[1/3] creating the virtual environment", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
+    # pip's own lines (one per package collected, a bar per download) are the progress
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check",
+           "--progress-bar", "on"]
     # torch first and alone: pinned to the local CPU build, so that nothing resolves
     # a CUDA build of several GB on the way (see shared/ENVIRONMENT.md).
-    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    print("[2/3] PyTorch 2.13.0 (CPU build)", flush=True)
     subprocess.run([*pip, "torch==2.13.0"], check=True)
     # the export extra too: the tests convert to Core ML and check ONNX with onnxruntime;
     # and identity: the tests score the eval's identity distance on known pairs
+    print("[3/3] facecodec and its dependencies (MediaPipe, PyAV, constriction, Core ML "
+          "and ONNX tools, dlib...)", flush=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev,export,identity]"], check=True)
     STAMP.write_text(want)
+    print(f"dev.py: {VENV} ready in {(time.monotonic() - start) / 60:.1f} min", flush=True)
 
 
 def main(argv: list[str]) -> int:
