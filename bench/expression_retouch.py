@@ -96,6 +96,28 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def result_rows(summary: dict) -> list[dict]:
+    """bench/report.py's table rows: one per output, figures already formatted."""
+    rows = []
+    for m, label in (("plain", "as drawn (--no-retouch)"), ("retouched", "retouched (default)")):
+        s = summary[m]
+        rows.append({"output": label, "eye r": f"{s['eye_corr']:.2f}",
+                     "mouth open r": f"{s['mouth_open_corr']:.2f}",
+                     "mouth width r": f"{s['mouth_width_corr']:.2f}",
+                     "blink recall": f"{s['blink_recall']:.2f} ({s['blink_hits']}/"
+                                     f"{s['blink_frames']})",
+                     "false blinks": str(s["false_blinks"]),
+                     "LPIPS-alex": f"{s['lpips']:.4f}", "NME": f"{s['nme']:.4f}",
+                     "flicker": f"{s['flicker']:.3f}"})
+    return rows
+
+
+NOTES = ["The val clips decoded with the Encoder's defaults, scored as eval scores them "
+         "(facecodec/eval/expression.py; blink recall pooled over clips), without and with "
+         "the receiver's lid and lip touch-up (facecodec/receiver/expression.py); see "
+         "docs/EXPRESSIONS.md."]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_clip_args(ap)
@@ -126,7 +148,11 @@ def main() -> None:
                f" {a}" for a in sys.argv[1:]),
            "machine": f"{platform.machine()}, {args.threads} thread(s)",
            "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
-           "model": str(enc.package.name), "summary": summary, "clips": rows}
+           "model": str(enc.package.name), "notes": NOTES,
+           "results": result_rows(summary) + [
+               {"output": "touch-up time", "ms/frame (median)":
+                f"{summary['retouch_ms_median']:.1f}"}],
+           "summary": summary, "clips": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dump(doc))
     print("| | eye r | mouth open r | mouth width r | blink recall | false blinks | LPIPS "
