@@ -139,3 +139,16 @@ def test_a_mesh_found_away_from_the_transmitted_face_is_ignored():
     img, mesh = face(eye_gap=10)
     _, shut = face(eye_gap=0)
     assert np.array_equal(retouch(img, mesh + [60.0, 0.0], to_sup(shut)), img)
+
+
+def test_a_wider_mouth_is_drawn_wider_and_the_eyes_stay():
+    img, mesh = face(eye_gap=10, mouth_gap=8)
+    _, wide = face(eye_gap=10, mouth_gap=8)
+    left, right = MOUTH[0], MOUTH[1]
+    wide[left] -= (4.0, 0.0)
+    wide[right] += (4.0, 0.0)  # 40 -> 48 px wide
+    out = retouch(img, mesh, to_sup(wide))
+    row = out[95].mean(axis=-1) < 100
+    before = img[95].mean(axis=-1) < 100
+    assert row.sum() >= before.sum() + 5  # the dark gap spans more of its row
+    assert np.array_equal(out[:70], img[:70])

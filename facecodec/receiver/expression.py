@@ -5,7 +5,7 @@ blend mask is ~0.97 there, docs/EXPRESSIONS.md), so a blink or a mouth opening t
 source shows does not appear: the rendered eye openness follows the transmitted one with a
 gain of 0.28 and blink recall 0.04 on the val clips, although the decoded landmarks still
 carry 95 % of the blinks. The receiver knows both ends of that gap: where the stream puts
-the lids and lips (the decoded supervised landmarks 159/145, 386/374 and 13/14) and where
+the lids and lips (the decoded supervised landmarks 159/145, 386/374, 13/14 and 61/291) and where
 the generator drew them (MediaPipe's face mesh on the rendered frame, the sender's own
 tracker). This module moves the drawn ones to the transmitted gaps with a local warp:
 
@@ -19,6 +19,9 @@ tracker). This module moves the drawn ones to the transmitted gaps with a local 
   whole to the transmitted gap and the skin below it is squeezed or stretched, fading out
   towards the chin. What lies between the lips (teeth, the dark of the mouth) is squeezed
   or stretched rather than covered: the lips' corners would tear at an occlusion edge.
+  Then the mouth's width (61/291: a smile widens it) is moved to the transmitted one by
+  stretching or squeezing the lips along their axis, fading out into the cheeks
+  (``_width_map``).
 
 Gaps are compared in outer-eye-corner units (the drawn face and the transmitted one have
 the same pose but may differ in scale by a few pixels); a change below
@@ -57,6 +60,12 @@ LASH_WIDTH = 0.04
 MIN_CHANGE = 0.01
 """Gap changes below this share of the outer-eye-corner distance are left alone (the face
 mesh on a rendered frame jitters by about that much)."""
+
+WIDTH_REACH = 0.5
+"""The width change fades out over this many mouth widths beyond each corner."""
+
+WIDTH_BAND = 0.45
+"""... and over this many mouth widths across the lips (above and below them)."""
 
 CLOSE_BIAS = 0.005
 """A closing lid is drawn this much lower (in outer-eye-corner distances, ~0.5 px at 256):
@@ -158,6 +167,28 @@ def _feature_map(f: Feature, drawn: dict[int, np.ndarray], target_gap: float,
     return xs + dz * n[0], ys + dz * n[1], lash
 
 
+def _width_map(a: np.ndarray, b: np.ndarray, target: float, xs: np.ndarray, ys: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The backward map that moves the mouth corners ``a`` and ``b`` (as drawn) apart or
+    together to ``target`` pixels: the lips are stretched or squeezed along their axis,
+    the cheeks beyond the corners squeezed or stretched to fill out to
+    :data:`WIDTH_REACH` widths, and the change fades out across the axis (nose, chin)."""
+    mid, axis = 0.5 * (a + b), b - a
+    width = float(np.linalg.norm(axis))
+    e = axis / width
+    u = (xs - mid[0]) * e[0] + (ys - mid[1]) * e[1]
+    v = -(xs - mid[0]) * e[1] + (ys - mid[1]) * e[0]
+    hd, ht = 0.5 * width, 0.5 * target
+    reach = hd + WIDTH_REACH * width
+    au = np.abs(u)
+    src = np.where(au <= ht, au * hd / ht,
+                   np.where(au < reach, hd + (au - ht) * (reach - hd) / (reach - ht), au))
+    band = WIDTH_BAND * width
+    fade = np.where(np.abs(v) < band, np.cos(0.5 * np.pi * v / band) ** 2, 0.0)
+    du = (np.sign(u) * src - u) * fade
+    return xs + du * e[0], ys + du * e[1]
+
+
 def _gap(points: dict[int, np.ndarray], f: Feature) -> float:
     return float(np.linalg.norm(points[f.moving] - points[f.fixed]))
 
@@ -213,6 +244,35 @@ def retouch(image: np.ndarray, drawn_mesh: np.ndarray | None, sup: np.ndarray) -
         if out is image:
             out = image.copy()
         out[y0:y1 + 1, x0:x1 + 1] = patch
+    return _retouch_width(out, image, drawn, want, scale_drawn, scale_want)
+
+
+def _retouch_width(out: np.ndarray, image: np.ndarray, drawn: dict[int, np.ndarray],
+                   want: dict[int, np.ndarray], scale_drawn: float, scale_want: float
+                   ) -> np.ndarray:
+    """The mouth's width (a smile widens it) to the transmitted one (:func:`_width_map`)."""
+    import cv2
+
+    a, b = drawn[MOUTH[0]], drawn[MOUTH[1]]
+    width = float(np.linalg.norm(b - a))
+    target = float(np.linalg.norm(want[MOUTH[1]] - want[MOUTH[0]])) / scale_want * scale_drawn
+    if width < 4 or abs(target - width) < MIN_CHANGE * scale_drawn:
+        return out
+    target = float(np.clip(target, width / MAX_STRETCH, width * MAX_STRETCH))
+    pad = (WIDTH_REACH + 0.1) * width + abs(target - width)
+    lo = np.floor(np.minimum(a, b) - pad).astype(int)
+    hi = np.ceil(np.maximum(a, b) + pad).astype(int)
+    x0, y0 = max(lo[0], 0), max(lo[1], 0)
+    x1, y1 = min(hi[0], out.shape[1] - 1), min(hi[1], out.shape[0] - 1)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1].astype(np.float64)
+    mx, my = _width_map(a, b, target, xs, ys)
+    patch = cv2.remap(out, mx.astype(np.float32), my.astype(np.float32),
+                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out is image:
+        out = image.copy()
+    out[y0:y1 + 1, x0:x1 + 1] = patch
     return out
 
 
