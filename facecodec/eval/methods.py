@@ -71,7 +71,7 @@ REGISTRY: dict[str, Entry] = {
                   "option preset=..."),
     "svtav1": Entry(_classic("svtav1"), "AV1 (SVT-AV1), CRF searched for each target rate; "
                     "option preset=..."),
-    # model methods (issue 6): facecodec/eval/neural.py
+    # model methods: facecodec/eval/neural.py
     "facecodec": Entry(_neural("facecodec_variant", DEFAULT_MODEL, "facecodec"),
                        "the codec end to end (real .fcs bytes, Decoder output); options "
                        f"model= (default {DEFAULT_MODEL}), sources=1|3 (default 3), deadband= "

@@ -1,4 +1,4 @@
-"""The neural methods of ``facecodec eval`` (issue 6): the codec itself, end to end, and the
+"""The neural methods of ``facecodec eval``: the codec itself, end to end, and the
 two First Order Motion baselines of Oquab et al. 2022 (FOM-Mobile, section 4.2; "FOM mult",
 Table 5).
 

@@ -56,8 +56,7 @@ def blend_output(rgb: Tensor, mask: Tensor | None, pixels: Tensor | None) -> Ten
     frames at the display size (they arrive at 256 while the model runs at 128), and the
     decoder's RGB and mask are resized to it. The warp is a smooth field, so this is the
     same composition at a finer sampling; it keeps the sources' detail that a 128 -> 256
-    upscale of the output loses (LPIPS-alex at 256 on val clip lp_d19 with the step-2,512
-    export: 0.198 upscaled from 128; the same frames scored at 128: 0.041)."""
+    upscale of the output loses (measured in docs/codec.md)."""
     if mask is None or pixels is None:
         return rgb
     size = pixels.shape[-2:]

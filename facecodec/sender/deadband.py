@@ -13,14 +13,11 @@ docs/EVAL.md): strength 8 halves the Jacobians' bits (307 -> 161 bits/frame, pri
 for a mean deviation of 0.012 per Jacobian entry. The supervised landmarks are not touched:
 the tracker smooths them (facecodec/sender/smoothing.py) and they cost 8 bits per value.
 
-The default strength, 16, is the smallest of 0, 4, 8, 16 and 32 whose steady rate on the
-val clips is within the 433 bits/frame budget (Oquab et al. 2022, Sup+Unsup+Expr): each
-strength with a prior fitted at it, val cross-entropy 700 / 500 / 421 / 354 / 312
-bits/frame, plus ~48 bits/frame of packet framing. At 16 a keypoint is re-sent after
-4 pixels at 256, a Jacobian entry after 0.08, an expression code after 0.16. It was
-chosen on rate alone, because the shipped generator barely uses its learned values yet:
-LPIPS, PSNR and landmark error on the val clips do not move from strength 0 to 32
-(docs/EVAL.md). A model that uses them will need the strength chosen again on quality
+The default strength is the smallest of those with a fitted prior whose steady rate on
+the val clips fits the 433 bits/frame budget of Oquab et al. 2022 (Sup+Unsup+Expr); the
+measured rates are in docs/codec.md. It was chosen on rate alone because the shipped
+generator barely uses its learned values (docs/EVAL.md: quality does not move with the
+strength); a model that uses them needs the strength chosen again on quality
 (``facecodec eval -m "facecodec:deadband=S;prior=P"``, priors/operating_points/).
 """
 
