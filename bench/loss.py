@@ -10,6 +10,8 @@ hash). Each *policy* re-writes those values with :class:`FcsWriter`:
   intra frame every 2 s;
 - ``rpK``: a recovery point every K frames (coded against the previous recovery point)
   and each recovery point and intra frame sent a second time before the next packet;
+  ``rpKn`` sends them once; ``rpKi`` / ``rpKin`` code each recovery point against the
+  last intra frame instead (a lost one then costs only its own period);
 - ``fb``: no recovery points, a feedback channel instead: when the receiver conceals a
   frame it sends the sender the last frame it decoded (``FcsReader.last_good``), which
   arrives ``--rtt-frames`` frames later and makes the sender code its next frame against
@@ -135,13 +137,20 @@ class Sink:
 
 def protection(policy: str) -> dict:
     """Writer settings of a policy name, ``+``-separated: ``rpK`` (recovery points every
-    K frames, sent twice), ``rpKn`` (the same, sent once), ``fecG`` (a parity chunk per G
+    K frames, sent twice), ``rpKn`` (the same, sent once), ``rpKi`` / ``rpKin`` (coded
+    against the last intra frame instead of the previous recovery point), ``fecG`` (a
+    parity chunk per G
     frame packets); ``fb``, ``dN`` and ``plain`` set nothing here."""
     out: dict = {}
     for tok in policy.split("+"):
         if tok.startswith("rp"):
-            out["recovery_period"] = int(tok[2:].rstrip("n"))
-            out["redundancy"] = 0 if tok.endswith("n") else 1
+            flags = tok[2:].lstrip("0123456789")
+            if set(flags) - {"n", "i"}:
+                raise ValueError(f"unknown policy part {tok!r} in {policy!r}")
+            out["recovery_period"] = int(tok[2:len(tok) - len(flags)])
+            out["redundancy"] = 0 if "n" in flags else 1
+            if "i" in flags:
+                out["recovery_anchor"] = "intra"
         elif tok.startswith("fec"):
             out["fec"] = int(tok[3:])
         elif tok not in ("plain", "fb") and not (tok[:1] == "d" and tok[1:].isdigit()):

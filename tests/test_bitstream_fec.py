@@ -392,3 +392,16 @@ def test_fec_through_the_api_and_the_cli(tmp_path):
     assert r.header.info["fec"] == 4
     assert check_against([e for e in r if isinstance(e, DecodedFrame)], REF) == 0
     assert r.chunk_bytes["parity"] > 0
+
+
+def test_recovery_points_anchored_on_the_intra_frame_survive_a_lost_one():
+    """recovery_anchor="intra": each recovery point is coded against the last intra frame,
+    so losing one costs only its own period, where the chain costs up to the intra."""
+    parts = write(recovery_period=4, recovery_anchor="intra")
+    ref, _ = decode(parts)
+    lost = next(i for i, p in enumerate(parts) if kind(p) in FRAME_KINDS and frame_of(p) == 20)
+    out, r = decode(drop(parts, lost))
+    held = [f.index for f in out if f.held]
+    assert check_against(out, ref) == len(held) and held == [20, 21, 22, 23]
+    with pytest.raises(ValueError, match="recovery_anchor"):
+        write(recovery_anchor="first")

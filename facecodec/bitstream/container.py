@@ -133,6 +133,9 @@ class Skipped:
 
 
 # -- writer --------------------------------------------------------------------------------
+RECOVERY_ANCHORS = ("previous", "intra")
+
+
 class FcsWriter:
     """Writes a ``.fcs`` stream incrementally to ``out`` (a file or any ``write`` sink).
 
@@ -143,6 +146,11 @@ class FcsWriter:
         recovery_period: every this many frames after an intra frame, a frame is coded
             against the previous recovery point instead of the previous frame, so that a
             receiver that lost a packet decodes again from there (0: off).
+        recovery_anchor: what a recovery point is coded against: ``"previous"`` (the
+            previous recovery point or intra frame: a chain, cheapest, but a lost recovery
+            point breaks every later one up to the next intra frame) or ``"intra"`` (the
+            last intra frame: a lost recovery point costs only its own period, for the bits
+            of a longer reference distance).
         redundancy: copies of each intra frame and recovery point sent again, just
             before the next packet (0 or 1), so losing one packet does not break the
             chain of recovery points.
@@ -154,7 +162,8 @@ class FcsWriter:
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
-                 recovery_period: int = 0, redundancy: int = 0, fec: int = 0):
+                 recovery_period: int = 0, redundancy: int = 0, fec: int = 0,
+                 recovery_anchor: str = "previous"):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
@@ -163,6 +172,9 @@ class FcsWriter:
             raise ValueError(f"recovery_period must be in 0..{MAX_REF}")
         if redundancy not in (0, 1):
             raise ValueError("redundancy must be 0 or 1")
+        if recovery_anchor not in RECOVERY_ANCHORS:
+            raise ValueError(f"recovery_anchor must be one of {', '.join(RECOVERY_ANCHORS)}")
+        self.recovery_anchor = recovery_anchor
         if fec != 0 and not 2 <= fec <= MAX_FEC:
             raise ValueError(f"fec must be 0 (off) or in 2..{MAX_FEC}")
         if fec:
@@ -238,7 +250,8 @@ class FcsWriter:
             a, self._recover_from = self._recover_from, None
             return f - a if 0 < f - a <= MAX_REF and a in self._states else 0
         if self.recovery_period and (f - self._last_intra) % self.recovery_period == 0:
-            return f - self._anchor if f - self._anchor <= MAX_REF else 0
+            anchor = self._last_intra if self.recovery_anchor == "intra" else self._anchor
+            return f - anchor if f - anchor <= MAX_REF else 0
         return 1
 
     def add_coded(self, coded: Coded) -> bytes:
