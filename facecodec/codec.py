@@ -577,7 +577,7 @@ class Decoder:
         from facecodec.receiver.expression import Retoucher
 
         renderer = self._renderer(reader.header, name)
-        # one per stream: it tracks the rendered face from frame to frame
+        # one per stream: it keeps the face mesh loaded (each frame is touched up alone)
         retoucher = Retoucher() if self.retouch else None
         last: np.ndarray | None = None
         try:

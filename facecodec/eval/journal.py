@@ -1,6 +1,6 @@
 """Resume an interrupted ``facecodec eval``: each score is journaled as soon as it is made.
 
-A full eval of the val split takes one to two hours on two cores; stopped half-way (a
+A full eval of the val split takes hours on two cores; stopped half-way (a
 session ends, Ctrl-C), it would otherwise start over. While it runs, every score it makes
 is appended as one JSON line to ``<results>.partial.jsonl`` beside its results.json; a
 later run with the same command on the same commit takes those scores instead of running
