@@ -42,7 +42,6 @@ from typing import BinaryIO
 import numpy as np
 
 from facecodec.bitstream.container import (
-    MAX_FEC,
     MAX_REF,
     Crop,
     DecodedFrame,
@@ -54,6 +53,8 @@ from facecodec.bitstream.container import (
 from facecodec.bitstream.header import MAX_FPS, MIN_FPS
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior, prior_dirs
+from facecodec.bitstream.protection import Protection
+from facecodec.bitstream.protection import resolve as resolve_protection
 from facecodec.bitstream.streams import TABLES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
@@ -124,12 +125,16 @@ class Encoder:
         deadband: strength of the dead zone on the learned values, the rate knob
             (:mod:`facecodec.sender.deadband`; 0: off; default: the strength the prior
             was fitted with, ``prior.info["deadband"]``).
-        recovery_period, redundancy: loss protection without a back channel: a recovery
-            point every K frames, intra frames and recovery points sent twice
-            (docs/format.md, section 6).
-        fec: a parity chunk after every G frame packets (2..16; 0: off), from which the
-            receiver rebuilds any one lost packet of the group (format 2.1); a receiver
-            then holds frames back up to G - 1 frames while a repair is open.
+        protection: loss protection without a back channel: a preset name (``"none"``,
+            ``"light"``, ``"strong"``; measured costs and gains in
+            :mod:`facecodec.bitstream.protection`) or a
+            :class:`~facecodec.bitstream.protection.Protection`.
+        recovery_period, redundancy, fec: override those fields of ``protection`` (None:
+            the preset's): a recovery point every K frames, intra frames and recovery
+            points sent twice (docs/format.md, section 6); a parity chunk after every G
+            frame packets (2..16; 0: off), from which the receiver rebuilds any one lost
+            packet of the group (format 2.1), holding frames back up to G - 1 frames while
+            a repair is open.
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -140,15 +145,18 @@ class Encoder:
                  n_sources: int = 3, source_codec: str = "webp", source_quality: int = 80,
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
-                 deadband: float | None = None, recovery_period: int = 0,
-                 redundancy: int = 0, fec: int = 0):
+                 deadband: float | None = None, protection: str | Protection = "none",
+                 recovery_period: int | None = None, redundancy: int | None = None,
+                 fec: int | None = None):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
-                            packet_frames, prior, max_num_faces, deadband, recovery_period,
-                            redundancy, fec)
-        self.recovery_period, self.redundancy = int(recovery_period), int(redundancy)
-        self.fec = int(fec)
+                            packet_frames, prior, max_num_faces, deadband)
+        try:
+            self.protection = resolve_protection(protection, recovery_period=recovery_period,
+                                                 redundancy=redundancy, fec=fec)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         from facecodec.sender.network import SenderNetwork
 
         self.package = find_model(model)
@@ -178,8 +186,7 @@ class Encoder:
 
     # -- shared ---------------------------------------------------------------------------
     def _protection(self) -> dict:
-        return {"recovery_period": self.recovery_period, "redundancy": self.redundancy,
-                "fec": self.fec}
+        return self.protection.writer_args()
 
     def recover_from(self, frame: int) -> None:
         """The receiver lost packets and last decoded ``frame`` (``Decoder.last_good``,
@@ -403,8 +410,7 @@ def _is_real(x: object) -> bool:
 
 
 def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
-                        packet_frames, prior, max_num_faces, deadband, recovery_period,
-                        redundancy, fec) -> None:
+                        packet_frames, prior, max_num_faces, deadband) -> None:
     """:class:`InputError` naming the first :class:`Encoder` argument that no stream can
     carry (the header's field sizes: docs/format.md) or that no part of the sender takes."""
     checks = [
@@ -428,14 +434,6 @@ def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_peri
          f"max_num_faces must be an integer >= 1, got {max_num_faces!r}"),
         (deadband is None or (_is_real(deadband) and deadband >= 0),
          f"deadband must be None (the prior's) or a finite number >= 0, got {deadband!r}"),
-        (_is_int(recovery_period) and 0 <= recovery_period <= MAX_REF,
-         f"recovery_period must be an integer in 0..{MAX_REF} (0: off), got "
-         f"{recovery_period!r}"),
-        (_is_int(redundancy) and redundancy in (0, 1),
-         f"redundancy must be 0 or 1, got {redundancy!r}"),
-        (_is_int(fec) and (fec == 0 or 2 <= fec <= MAX_FEC),
-         f"fec must be 0 (off) or an integer in 2..{MAX_FEC} (frame packets per parity "
-         f"chunk), got {fec!r}"),
     ]
     for ok, message in checks:
         if not ok:

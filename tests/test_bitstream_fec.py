@@ -392,6 +392,17 @@ def test_fec_through_the_api_and_the_cli(tmp_path):
     assert r.header.info["fec"] == 4
     assert check_against([e for e in r if isinstance(e, DecodedFrame)], REF) == 0
     assert r.chunk_bytes["parity"] > 0
+    # a preset, one field overridden: parities per 5 packets, intra frames sent twice
+    r = subprocess.run([*run, "encode", "v.npz", "p.fcs", "--table", "sup_unsup_expr",
+                        "--prior", "untrained", "--protect", "strong", "--fec", "5"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = FcsReader((tmp_path / "p.fcs").read_bytes(), prior=PRIOR)
+    assert r.header.info["fec"] == 5
+    assert check_against([e for e in r if isinstance(e, DecodedFrame)], REF) == 0
+    assert r.chunk_bytes["redundant"] > 0 and r.chunk_bytes["parity"] > 0
+    with pytest.raises(InputError, match="protection must be one of"):
+        Encoder(protection="max")
 
 
 def test_recovery_points_anchored_on_the_intra_frame_survive_a_lost_one():

@@ -19,6 +19,7 @@ import numpy as np
 
 from facecodec.bitstream.container import DecodedFrame, FcsReader, FcsWriter, Header
 from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.streams import StreamTable
 from facecodec.errors import InputError
 
@@ -75,10 +76,10 @@ def coded_clip(table: StreamTable, values: Values) -> dict[str, np.ndarray]:
 
 def encode_values(values: Values, fps: Fraction, prior: Prior, out_path: str | Path,
                   intra_period: int = 30, packet_frames: int = 1,
-                  progress: Callable[[int], None] | None = None, *, recovery_period: int = 0,
-                  redundancy: int = 0, fec: int = 0) -> int:
+                  progress: Callable[[int], None] | None = None, *,
+                  protection: Protection | None = None) -> int:
     """Encode value streams to a ``.fcs`` file (no source frames). Returns its size.
-    ``recovery_period``, ``redundancy`` and ``fec``: loss protection (:class:`FcsWriter`).
+    ``protection``: loss protection (none by default).
 
     Written to a temporary name and renamed at the end, so a failure never leaves a
     half-written file under the requested name."""
@@ -89,8 +90,7 @@ def encode_values(values: Values, fps: Fraction, prior: Prior, out_path: str | P
     tmp = out_path.with_name(out_path.name + ".part")
     try:
         with open(tmp, "wb") as f:
-            w = FcsWriter(f, header, prior, recovery_period=recovery_period,
-                          redundancy=redundancy, fec=fec)
+            w = FcsWriter(f, header, prior, **(protection or Protection()).writer_args())
             for t in range(n):
                 w.add_frame({s.name: values[s.name][t] for s in prior.table})
                 if progress:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from facecodec.bitstream.protection import PRESETS
+from facecodec.bitstream.protection import resolve as resolve_protection
 from facecodec.errors import InputError
 
 
@@ -39,7 +41,7 @@ def _load_prior(prior_path: str | None, table_name: str):
     return prior
 
 
-def _check_fec(ctx, param, value: int) -> int:
+def _check_fec(ctx, param, value: int | None) -> int | None:
     if value == 1:
         raise click.BadParameter("a parity needs a group of 2..16 packets (0: off)")
     return value
@@ -69,13 +71,23 @@ def _check_fec(ctx, param, value: int) -> int:
               help="Dead zone on the learned values, the rate knob: a value is sent again "
                    "only once it has moved more than strength x a unit threshold (0: off; "
                    "default: the strength the priors were fitted with). See docs/codec.md.")
-@click.option("--recovery-period", type=click.IntRange(0, 255), default=0, show_default=True,
-              help="Loss protection without a back channel: every K frames a recovery point "
-                   "coded against the previous one, so a receiver that lost a packet resumes "
-                   "there (0: off; see docs/format.md and docs/BENCHMARKS.md for its cost).")
-@click.option("--redundancy", type=click.IntRange(0, 1), default=0, show_default=True,
-              help="Send each intra frame and recovery point twice.")
-@click.option("--fec", type=click.IntRange(0, 16), default=0, show_default=True,
+@click.option("--protect", "preset", type=click.Choice(list(PRESETS)), default="none",
+              show_default=True,
+              help="Loss protection without a back channel: 'light' (+8 % bits) resumes at "
+                   "the next recovery point, 'strong' (+91 % bits, up to 2 frames of delay "
+                   "after a loss) keeps 98 % of frames intact at 5 % packet loss "
+                   "(docs/BENCHMARKS.md, loss). The options below override its fields.")
+@click.option("--recovery-period", type=click.IntRange(0, 255), default=None,
+              help="Every K frames a recovery point coded against an older frame, so a "
+                   "receiver that lost a packet resumes there (0: off).")
+@click.option("--recovery-anchor", type=click.Choice(["previous", "intra"]), default=None,
+              help="What a recovery point refers to: the previous one, or the last intra "
+                   "frame (a lost one then costs only its own period).")
+@click.option("--redundancy", type=click.IntRange(0, 1), default=None,
+              help="1: send each intra frame and recovery point twice.")
+@click.option("--repeat-intra/--no-repeat-intra", default=None,
+              help="Send each intra frame twice.")
+@click.option("--fec", type=click.IntRange(0, 16), default=None,
               callback=_check_fec,
               help="Forward error correction: after every G frame packets (2..16) a parity "
                    "packet from which the receiver rebuilds any one lost packet of the group, "
@@ -84,8 +96,9 @@ def _check_fec(ctx, param, value: int) -> int:
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
-           deadband: float | None, recovery_period: int, redundancy: int, fec: int,
-           no_progress: bool) -> None:
+           deadband: float | None, preset: str, recovery_period: int | None,
+           recovery_anchor: str | None, redundancy: int | None, repeat_intra: bool | None,
+           fec: int | None, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -94,6 +107,9 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
 
     # before the model loads and the video is tracked: a bad DST fails at once
     check_output(dst, inputs=[src], suffixes=(".fcs",), writes="encode writes a .fcs stream")
+    protection = resolve_protection(preset, recovery_period=recovery_period,
+                                    recovery_anchor=recovery_anchor, redundancy=redundancy,
+                                    repeat_intra=repeat_intra, fec=fec)
     if src.suffix.lower() != ".npz":
         from facecodec.bitstream.prior import Prior
         from facecodec.codec import Encoder
@@ -101,7 +117,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
-                      recovery_period=recovery_period, redundancy=redundancy, fec=fec,
+                      protection=protection,
                       prior=Prior.load(prior_path) if prior_path else None)
         from facecodec.sender.landmarks import quiet_mediapipe_logs
 
@@ -121,8 +137,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
     n = len(next(iter(values.values())))
     with tqdm(total=n, unit="frame", desc="encode", disable=no_progress or n < 300) as bar:
         size = encode_values(values, fps_file, prior, dst, intra_period or 30, packet_frames,
-                             bar.update, recovery_period=recovery_period,
-                             redundancy=redundancy, fec=fec)
+                             bar.update, protection=protection)
     click.echo(f"{dst}: {n} frames, {size} bytes, {size * 8 / max(n, 1):.1f} bits/frame "
                f"all-in, prior {prior.id}")
 
