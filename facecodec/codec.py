@@ -61,6 +61,7 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_source, encode_image
 from facecodec.models.package import ModelPackage, find_installed_model, find_model
 from facecodec.sender.deadband import Deadband
+from facecodec.sender.frontend import TUBE_SIZE
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
@@ -205,7 +206,7 @@ class Encoder:
 
     def header(self, n_sources: int) -> Header:
         """The stream header this encoder writes for `n_sources` source frames."""
-        return Header(self.prior.table, self.prior.id, self.fps, crop_size=256,
+        return Header(self.prior.table, self.prior.id, self.fps, crop_size=TUBE_SIZE,
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
                       model_hash=self._model_hash)
@@ -382,7 +383,7 @@ class Encoder:
         with VideoReader(src, fps=float(self.fps)) as video:
             for frame in video:
                 if frame.index in chosen:
-                    tubes[frame.index] = crop(frame.image, records[frame.index].box, 256)
+                    tubes[frame.index] = crop(frame.image, records[frame.index].box, TUBE_SIZE)
                 if len(tubes) == len(chosen) or frame.index >= max(chosen):
                     break
         if len(tubes) != len(chosen):
@@ -608,7 +609,7 @@ class Decoder:
         return None if self._reader is None else self._reader.last_good
 
     def decode_file(self, src: str | Path, dst: str | Path, compare: str | Path | None = None,
-                    size: int = 256, progress: bool = True) -> dict:
+                    size: int = TUBE_SIZE, progress: bool = True) -> dict:
         """Render ``src`` (.fcs) into the video ``dst`` (H.264 in .mp4, .m4v, .mov or
         .mkv) at ``size`` x ``size``; with ``compare``, the original video's face tube
         (same crop boxes, from the stream) goes on the left. Written under a temporary

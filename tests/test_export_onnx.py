@@ -15,6 +15,7 @@ import torch
 from export_helpers import build_package, real_frames, run_cli
 
 from facecodec.export import to_onnx
+from facecodec.models.keypoints import assemble
 from facecodec.models.registry import load_model
 from facecodec.receiver.mixing import POSE_TEMPERATURE, pose_weights
 
@@ -111,10 +112,10 @@ def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
                           "source_weights": cache.weights}))
 
     # generator, chained on the ONNX cache and the ONNX sender's values, against render
-    source_kp = model.layout.assemble(src_values)[0]
+    source_kp = assemble(model.layout, src_values)[0]
     for j, i in enumerate(drivers):
         drv = {k: v[i:i + 1] for k, v in values.items()}
-        mix = pose_weights(source_kp, model.layout.assemble(drv)[0], POSE_TEMPERATURE)
+        mix = pose_weights(source_kp, assemble(model.layout, drv)[0], POSE_TEMPERATURE)
         with torch.no_grad():
             want = model.receiver.render(cache, drv, mix).image
         onnx_values = {"sup": drv["sup"].numpy(), "iris": drv["iris"].numpy(),

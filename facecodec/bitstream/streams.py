@@ -206,3 +206,16 @@ TABLES: dict[str, StreamTable] = {
     "sup_unsup_expr": StreamTable((SUP, IRIS, UNSUP, JAC, EXPR)),
 }
 """Stream tables by model variant. ``landmarks`` is what a landmark track alone can fill."""
+
+MODEL_TABLES = ("sup", "sup_unsup", "sup_unsup_expr", "fom")
+"""The tables a model's values travel in (``landmarks`` carries the same streams as
+``sup`` for value files; a model's prior is fitted for its variant's name)."""
+
+
+def table_of_streams(names: Sequence[str]) -> str | None:
+    """The name of the model table that carries exactly the value streams ``names`` (in
+    order), or None."""
+    for name in MODEL_TABLES:
+        if TABLES[name].names == list(names):
+            return name
+    return None

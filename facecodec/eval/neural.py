@@ -153,14 +153,15 @@ class FacecodecMethod(Method):
                                prior=None if prior is None else _installed_prior(prior, name),
                                **quality)
         self.package = self.encoder.package
-        family = self.package.config.get("family")
+        family = self.package.profile.family
         if self.family is not None and family != self.family:
             raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
                              f"a {family} model, not {self.family}")
         self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
         mixer = SourceMixer.from_config(self.package.config)
-        self._mix = mixer.describe() if mixer and family != "fom" and n > 1 else None
-        self._warp = self.package.config["model"]["decoder"].get("pixel_warp", "bilinear")
+        self._mix = (mixer.describe() if mixer and self.package.profile.max_sources > 1
+                     and n > 1 else None)
+        self._warp = self.package.profile.pixel_warp
         self.name = name
         self.description = (f"{self.package.name}: sender values from the clip's tube, "
                             f"{n} source frame(s), real .fcs bytes, Decoder output at "

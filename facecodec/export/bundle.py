@@ -59,7 +59,7 @@ def load_for_export(package: ModelPackage) -> KeypointAnimationModel:
 
     model = load_model(package.path)
     if not isinstance(model, KeypointAnimationModel):
-        raise InputError(f"{package.path}: family {package.config['family']!r} has no "
+        raise InputError(f"{package.path}: family {package.profile.family!r} has no "
                          "export wrappers yet")
     return model
 
@@ -88,7 +88,7 @@ def export_bundle(fmt: str, package: ModelPackage, out: Path, *,
             bar.set_postfix_str(net.name)
             done.append(_export_one(fmt, net, package, out, ios, fp16, opset))
     manifest = {
-        "format": fmt, "model": package.name, "family": package.config["family"],
+        "format": fmt, "model": package.name, "family": package.profile.family,
         "resolution": package.resolution, "num_sources": _num_sources(nets),
         "output_size": _output_size(nets),
         "streams": list(model.layout.streams),

@@ -17,6 +17,7 @@ from facecodec.models.decoder import Decoder
 from facecodec.models.dense_motion import DenseMotion
 from facecodec.models.encoder import Encoder
 from facecodec.models.generator import RenderOutput, blend_output
+from facecodec.models.keypoints import assemble
 from facecodec.models.layout import KeypointLayout, Values
 
 
@@ -55,7 +56,7 @@ class FomReceiver(nn.Module):
         """images (B, N, 3, H, W): only the first source is used (FOM has one);
         ``pixels``: the same frames at the output size for the pixel blend (default:
         ``images``; see :func:`facecodec.models.generator.blend_output`)."""
-        kp, jac = self.layout.assemble({k: v[:, 0] for k, v in values.items()})
+        kp, jac = assemble(self.layout, {k: v[:, 0] for k, v in values.items()})
         full = images if pixels is None else pixels
         return FomCache(self.encoder(images[:, 0]), kp, jac, full[:, 0])
 
@@ -63,7 +64,7 @@ class FomReceiver(nn.Module):
                source_mix: Tensor | None = None) -> RenderOutput:
         """``source_mix`` is ignored (the receivers share one signature; FOM has one
         source)."""
-        kp_d, jac_d = self.layout.assemble(values)
+        kp_d, jac_d = assemble(self.layout, values)
         motion = self.dense_motion(cache.features, cache.kp, kp_d, cache.jac, jac_d)
         warped = warp(cache.features, motion.flow) * motion.occlusion
         rgb, mask = self.decoder(warped, values.get("expr"))

@@ -19,6 +19,7 @@ from facecodec.models.decoder import Decoder
 from facecodec.models.dense_motion import DenseMotion
 from facecodec.models.encoder import Encoder
 from facecodec.models.frontalizer import Frontalizer
+from facecodec.models.keypoints import assemble
 from facecodec.models.layout import KeypointLayout, Values
 
 
@@ -96,7 +97,7 @@ class FrontalizerReceiver(nn.Module):
         b, n = images.shape[:2]
         feats = self.encoder(images.flatten(0, 1))
         feats = feats.reshape(b, n, *feats.shape[1:])
-        kp, jac = self.layout.assemble(values)
+        kp, jac = assemble(self.layout, values)
         fr = self.frontalizer(feats, kp, jac)
         if not self.pixel_blend:
             return SourceCache(fr.embedding)
@@ -108,7 +109,7 @@ class FrontalizerReceiver(nn.Module):
         """values with leading (B,): the driving frame's sup/iris/unsup/jac/expr.
         ``source_mix`` (B, N): per-frame factors on the sources' pixel weights, the
         receiver's pose weighting (facecodec/receiver/mixing.py); None in training."""
-        kp_d, jac_d = self.layout.assemble(values)
+        kp_d, jac_d = assemble(self.layout, values)
         ref = self.frontalizer.reference.unsqueeze(0).expand_as(kp_d)
         motion = self.dense_motion(cache.embedding, ref, kp_d, identity_jacobians(ref), jac_d)
         warped = warp(cache.embedding, motion.flow) * motion.occlusion

@@ -10,14 +10,15 @@ Per-frame values travel as a dict, the same names as the bitstream's streams
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # the layout is read where torch is not loaded (the codec's model profile)
+    from torch import Tensor
 
 SUP_POINTS = 33
 IRIS_POINTS = 2
 
-Values = dict[str, Tensor]
+Values = dict[str, "Tensor"]
 
 
 @dataclass(frozen=True)
@@ -54,27 +55,3 @@ class KeypointLayout:
         if self.expr_dim:
             names.append("expr")
         return tuple(names)
-
-    def assemble(self, values: Values) -> tuple[Tensor, Tensor]:
-        """values with leading shape L -> keypoints (*L, n_kp, 2) and Jacobians
-        (*L, n_kp, 2, 2): landmarks get identity Jacobians, so that the sparse motions of
-        FOM eq. 4 reduce to translations for them."""
-        parts = []
-        if self.sup:
-            parts.append(values["sup"])
-        if self.iris:
-            parts.append(values["iris"])
-        if self.unsup:
-            parts.append(values["unsup"])
-        if not parts:
-            raise ValueError("empty keypoint layout")
-        kp = torch.cat(parts, dim=-2)
-        lead = kp.shape[:-2]
-        eye = torch.eye(2, dtype=kp.dtype, device=kp.device)
-        n_ident = self.num_landmarks + (0 if self.jacobians else self.unsup)
-        jac = eye.expand(*lead, n_ident, 2, 2)
-        if self.jacobians:
-            # no empty identity block when only learned keypoints carry Jacobians (FOM):
-            # Core ML's converter mistakes a zero-size expand for size 1
-            jac = torch.cat([jac, values["jac"]], dim=-3) if n_ident else values["jac"]
-        return kp, jac

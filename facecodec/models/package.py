@@ -1,4 +1,10 @@
-"""Finding an exported model (``models/<name>/``) and naming it in a bitstream.
+"""Finding an exported model (``models/<name>/``), what its variant means, and naming it
+in a bitstream.
+
+:class:`ModelProfile` is the one place that reads what a model *is* from its
+``config.yaml``: its family, keypoint layout, stream table, network resolution, pixel warp
+and how many sources its receiver takes. The Encoder, the Decoder, the renderer, eval
+and export read the profile instead of the config's keys.
 
 A ``.fcs`` header carries the model's id (its config name) and a 16-byte hash of its
 receiver weights: a receiver refuses a stream made for other weights instead of rendering
@@ -15,17 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from facecodec.bitstream.limits import MODEL_ID_PATTERN
+from facecodec.bitstream.limits import MAX_SOURCES, MODEL_ID_PATTERN
+from facecodec.bitstream.streams import table_of_streams
 from facecodec.errors import InputError, ModelMismatchError
+from facecodec.models.layout import KeypointLayout
 from facecodec.resources import shipped
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
-TABLE_OF_VARIANT = {  # (sup, unsup, expr) -> bitstream stream table
-    (True, False, False): "sup",
-    (True, True, False): "sup_unsup",
-    (True, True, True): "sup_unsup_expr",
-    (False, True, False): "fom",
-}
+SINGLE_SOURCE_FAMILIES = ("fom",)  # FOM animates one source; the Frontalizer fuses several
 
 
 def model_dirs() -> list[Path]:
@@ -37,28 +40,66 @@ def model_dirs() -> list[Path]:
 
 
 @dataclass(frozen=True)
+class ModelProfile:
+    """What a model variant means to the codec, read once from its config.
+
+    Attributes:
+        name: the config's name, which a stream header carries as the model id.
+        family: ``frontalizer`` or ``fom`` (facecodec/models/registry.py).
+        layout: the keypoints and values a frame carries.
+        table_name: the bitstream stream table of those values (bitstream/streams.py).
+        resolution: the side of the images the networks take.
+        pixel_warp: how the receiver samples the source pixels it blends.
+        max_sources: the most source frames its receiver uses (1 for FOM).
+    """
+
+    name: str
+    family: str
+    layout: KeypointLayout
+    table_name: str
+    resolution: int
+    pixel_warp: str
+    max_sources: int
+
+    @classmethod
+    def from_config(cls, cfg: dict, source: str | None = None) -> ModelProfile:
+        """Raises :class:`ModelMismatchError` for a config no stream can carry."""
+        try:
+            layout = KeypointLayout.from_config(cfg["model"])
+            family = str(cfg["family"])
+            profile = cls(
+                name=str(cfg["name"]), family=family, layout=layout,
+                table_name=table_of_streams(layout.streams) or "",
+                resolution=int(cfg["data"]["resolution"]),
+                pixel_warp=str(cfg["model"].get("decoder", {}).get("pixel_warp", "bilinear")),
+                max_sources=1 if family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ModelMismatchError(f"config.yaml is not a model config ({e!r})",
+                                     source=source) from None
+        if not profile.table_name:
+            raise ModelMismatchError(f"no stream table carries the values {layout.streams}",
+                                     source=source)
+        return profile
+
+
+@dataclass(frozen=True)
 class ModelPackage:
     path: Path
     config: dict
+    profile: ModelProfile
 
     @property
     def name(self) -> str:
-        return str(self.config["name"])
+        return self.profile.name
 
     @property
     def resolution(self) -> int:
-        return int(self.config["data"]["resolution"])
+        return self.profile.resolution
 
     @property
     def table_name(self) -> str:
         """The bitstream stream table of this variant (facecodec/bitstream/streams.py)."""
-        m = self.config["model"]
-        key = (bool(m["landmarks"]["sup"]), int(m["num_unsup"]) > 0, int(m["expr_dim"]) > 0)
-        try:
-            return TABLE_OF_VARIANT[key]
-        except KeyError:
-            raise ModelMismatchError(f"no stream table for model variant {key}",
-                                     source=str(self.path)) from None
+        return self.profile.table_name
 
     def weights_hash(self) -> bytes:
         """16 bytes of the SHA-256 of the receiver weights."""
@@ -116,7 +157,7 @@ def _load_first(candidates: list[Path], name_or_path: str | Path) -> ModelPackag
             for part in ("sender", "receiver"):
                 if not (path / f"{part}.safetensors").is_file():
                     raise ModelMismatchError(f"{part}.safetensors is missing", source=str(path))
-            return ModelPackage(path, cfg)
+            return ModelPackage(path, cfg, ModelProfile.from_config(cfg, str(path)))
     looked = ", ".join(str(d) for d in model_dirs())
     raise InputError(f"no model {str(name_or_path)!r} (a directory with config.yaml and "
                      f"*.safetensors; looked in {looked})")

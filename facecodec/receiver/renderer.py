@@ -12,6 +12,7 @@ import torch
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.errors import InputError
 from facecodec.models.blocks import resize_image
+from facecodec.models.keypoints import assemble
 from facecodec.models.package import ModelPackage
 
 Values = dict[str, np.ndarray]
@@ -58,7 +59,7 @@ class Renderer:
         if not 0 <= max_sources <= MAX_SOURCES:
             raise InputError(f"{max_sources} sources: a receiver takes at most {MAX_SOURCES}")
         # FOM animates one source; the Frontalizer fuses all of them
-        self.max_sources = 1 if self.package.config["family"] == "fom" else max_sources
+        self.max_sources = min(max_sources, self.package.profile.max_sources)
         self._images: dict[int, torch.Tensor] = {}  # at the model's resolution
         self._pixels: dict[int, torch.Tensor] = {}  # at the output size
         self._values: dict[int, Values] = {}
@@ -97,7 +98,7 @@ class Renderer:
         per = [self._tensors(self._values[s], (1,)) for s in slots]
         values = {k: torch.cat([p[k] for p in per])[None] for k in per[0]}
         if self.mixer is not None:
-            self._source_kp = self.model.layout.assemble(values)[0]
+            self._source_kp = assemble(self.model.layout, values)[0]
             self.mixer.reset()
         return self.model.embed_sources(images, values, self._stacked)
 
@@ -109,7 +110,7 @@ class Renderer:
             self._cache = self._embed()
         per = [self._tensors(f, (1,)) for f in frames]
         values = {k: torch.cat([p[k] for p in per]) for k in per[0]}
-        mix = (self.mixer(self._source_kp, self.model.layout.assemble(values)[0])
+        mix = (self.mixer(self._source_kp, assemble(self.model.layout, values)[0])
                if self.mixer is not None else None)
         return per, values, mix
 

@@ -1,0 +1,55 @@
+"""The model profile: one reading of what a model variant means (issue #21)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from facecodec.bitstream.limits import MAX_SOURCES
+from facecodec.bitstream.streams import TABLES, table_of_streams
+from facecodec.errors import ModelMismatchError
+from facecodec.models.package import ModelProfile, find_model
+
+SHIPPED = {  # name -> (family, stream table, network resolution, most sources)
+    "frontalizer_sup_unsup_expr": ("frontalizer", "sup_unsup_expr", 128, MAX_SOURCES),
+    "frontalizer_sup_unsup": ("frontalizer", "sup_unsup", 128, MAX_SOURCES),
+    "frontalizer_sup": ("frontalizer", "sup", 128, MAX_SOURCES),
+    "fom": ("fom", "fom", 128, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_models_profiles(name):
+    p = find_model(name).profile
+    assert (p.family, p.table_name, p.resolution, p.max_sources) == SHIPPED[name]
+    assert p.name == name and TABLES[p.table_name].names == list(p.layout.streams)
+
+
+def test_the_stream_table_follows_the_values_a_frame_carries():
+    assert table_of_streams(("sup", "iris")) == "sup"  # not "landmarks": a model's table
+    assert table_of_streams(("unsup", "jac")) == "fom"
+    assert table_of_streams(("iris", "sup")) is None  # order matters: it is the wire order
+    assert table_of_streams(()) is None
+
+
+def test_a_config_no_stream_carries_is_refused_with_where():
+    pkg = find_model("frontalizer_sup")
+    cfg = copy.deepcopy(pkg.config)
+    cfg["model"]["landmarks"]["iris"] = False  # sup without iris: no table has that
+    with pytest.raises(ModelMismatchError, match=r"no stream table carries.*'sup',\)"):
+        ModelProfile.from_config(cfg, "somewhere/config.yaml")
+    del cfg["data"]
+    with pytest.raises(ModelMismatchError, match="not a model config"):
+        ModelProfile.from_config(cfg, "somewhere/config.yaml")
+
+
+def test_a_model_directory_with_a_broken_config_is_a_mismatch(tmp_path):
+    pkg = find_model("fom")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"name": "x", "family": "fom"}))
+    for part in ("sender", "receiver"):
+        (tmp_path / f"{part}.safetensors").write_bytes((pkg.path / f"{part}.safetensors")
+                                                      .read_bytes()[:8])
+    with pytest.raises(ModelMismatchError, match="not a model config"):
+        find_model(tmp_path)
