@@ -12,8 +12,8 @@ hash). Each *policy* re-writes those values with :class:`FcsWriter`:
   and each recovery point and intra frame sent a second time before the next packet;
   ``rpKn`` sends them once; ``rpKi`` / ``rpKin`` code each recovery point against the
   last intra frame instead (a lost one then costs only its own period);
-- ``I2``: each intra frame sent a second time (alone: ``rpKin+I2`` repeats only the
-  intra frames, which RPs coded against the intra frame all depend on);
+- ``I2`` / ``I3``: each intra frame sent two / three times (with ``rpKin`` only the
+  intra frames are repeated: every recovery point coded against the intra depends on it);
 - ``fb``: no recovery points, a feedback channel instead: when the receiver conceals a
   frame it sends the sender the last frame it decoded (``FcsReader.last_good``), which
   arrives ``--rtt-frames`` frames later and makes the sender code its next frame against
@@ -140,8 +140,8 @@ class Sink:
 def protection(policy: str) -> dict:
     """Writer settings of a policy name, ``+``-separated: ``rpK`` (recovery points every
     K frames, sent twice), ``rpKn`` (the same, sent once), ``rpKi`` / ``rpKin`` (coded
-    against the last intra frame instead of the previous recovery point), ``I2`` (each
-    intra frame sent twice), ``fecG`` (a
+    against the last intra frame instead of the previous recovery point), ``I2`` / ``I3``
+    (each intra frame sent two / three times), ``fecG`` (a
     parity chunk per G
     frame packets); ``fb``, ``dN`` and ``plain`` set nothing here."""
     out: dict = {}
@@ -154,8 +154,8 @@ def protection(policy: str) -> dict:
             out["redundancy"] = 0 if "n" in flags else 1
             if "i" in flags:
                 out["recovery_anchor"] = "intra"
-        elif tok == "I2":
-            out["repeat_intra"] = True
+        elif tok in ("I2", "I3"):
+            out["repeat_intra"] = int(tok[1]) - 1
         elif tok.startswith("fec"):
             out["fec"] = int(tok[3:])
         elif tok not in ("plain", "fb") and not (tok[:1] == "d" and tok[1:].isdigit()):

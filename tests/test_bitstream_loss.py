@@ -281,15 +281,20 @@ def test_a_reference_255_back_in_a_packet_of_several_frames():
 def test_a_repeated_intra_frame_survives_the_loss_of_either_copy():
     """repeat_intra: every intra frame is sent twice (and nothing else is); with recovery
     points anchored on it, losing one copy costs no frame."""
-    _, parts = write(recovery_period=5, recovery_anchor="intra", repeat_intra=True)
+    _, parts = write(recovery_period=5, recovery_anchor="intra", repeat_intra=1)
     ref = frames_of(parts)
     kinds = [kind(p) for p in parts]
-    assert kinds.count(INTRA) == 2 * 2 and kinds.count(INTER_REF) == 2 * 5  # 60 frames
+    assert kinds.count(INTRA) == 2 * 2 and kinds.count(INTER_REF) == 10  # 60 frames
     for i in [i for i in frame_parts(parts) if kinds[i] == INTRA]:
         assert check_against(frames_of(parts[:i] + parts[i + 1 :]), ref) == 0
     both = [i for i in frame_parts(parts) if kinds[i] == INTRA][2:]  # frame 30, twice
     lossy = frames_of([p for i, p in enumerate(parts) if i not in both])
     assert [f.index for f in lossy if f.held] == list(range(30, 60))
+    _, parts = write(repeat_intra=2, redundancy=1, recovery_period=5)  # the larger count
+    kinds = [kind(p) for p in parts]
+    assert kinds.count(INTRA) == 3 * 2 and kinds.count(INTER_REF) == 2 * 10
+    with pytest.raises(ValueError, match="repeat_intra"):
+        write(repeat_intra=3)
 
 
 def test_protection_presets_resolve_and_refuse_what_a_stream_cannot_carry():
@@ -298,14 +303,15 @@ def test_protection_presets_resolve_and_refuse_what_a_stream_cannot_carry():
     assert resolve() == Protection() == PRESETS["none"]
     strong = resolve("strong", fec=4)
     assert (strong.recovery_period, strong.recovery_anchor, strong.repeat_intra,
-            strong.fec) == (6, "intra", True, 4)
+            strong.fec) == (6, "intra", 2, 4)
     assert resolve(strong) == strong and resolve("light", fec=None) == PRESETS["light"]
     _, parts = write(**PRESETS["strong"].writer_args())  # every preset is a writer's
     assert check_against(frames_of(parts), frames_of(parts)) == 0
     for bad, match in [({"preset": "max"}, "one of none, light, strong"),
                        ({"fec": 1}, "fec must be 0"), ({"recovery_period": 256}, "0..255"),
                        ({"recovery_anchor": "first"}, "recovery_anchor"),
-                       ({"repeat_intra": 1}, "repeat_intra must be a bool"),
+                       ({"repeat_intra": 3}, r"repeat_intra must be an integer in 0\.\.2"),
+                       ({"repeat_intra": True}, "repeat_intra"),
                        ({"frames": 3}, "unknown protection setting")]:
         with pytest.raises(ValueError, match=match):
             resolve(**bad)

@@ -134,6 +134,7 @@ class Skipped:
 
 # -- writer --------------------------------------------------------------------------------
 RECOVERY_ANCHORS = ("previous", "intra")
+MAX_INTRA_COPIES = 2
 
 
 class FcsWriter:
@@ -154,10 +155,10 @@ class FcsWriter:
         redundancy: copies of each intra frame and recovery point sent again, just
             before the next packet (0 or 1), so losing one packet does not break the
             chain of recovery points.
-        repeat_intra: send each intra frame a second time even without ``redundancy``.
-            With recovery points coded against the intra frame, a lost intra frame is
-            the one loss that freezes the picture until the next one (2 s); its copy
-            costs about 4 inter frames per intra period (measured in bench/loss.py).
+        repeat_intra: copies of each intra frame sent again (0..2; ``redundancy`` sends
+            one). With recovery points coded against the intra frame, a lost
+            intra frame is the one loss that freezes the picture until the next one
+            (2 s); a copy costs about 4 inter frames per intra period (bench/loss.py).
         fec: after every this many frame packets (2..16; 0: off), a parity chunk from
             which a receiver rebuilds any one of them that was lost (format 2.1). The
             header's ``info`` then says ``"fec": G``, which tells a reader how long to
@@ -167,7 +168,7 @@ class FcsWriter:
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
                  recovery_period: int = 0, redundancy: int = 0, fec: int = 0,
-                 recovery_anchor: str = "previous", repeat_intra: bool = False):
+                 recovery_anchor: str = "previous", repeat_intra: int = 0):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
@@ -189,7 +190,9 @@ class FcsWriter:
         self.parity_bytes = 0
         self.parities_skipped = 0  # groups with a packet too long for a parity
         self.recovery_period, self.redundancy = recovery_period, redundancy
-        self.repeat_intra = bool(repeat_intra)
+        if not 0 <= repeat_intra <= MAX_INTRA_COPIES:
+            raise ValueError(f"repeat_intra must be in 0..{MAX_INTRA_COPIES}")
+        self.repeat_intra = int(repeat_intra)
         self.coder = FrameCoder(prior)
         self.frames = 0
         self.closed = False
@@ -304,8 +307,10 @@ class FcsWriter:
         self.frame_bits.extend(bits)
         self._pending, self._pending_ref = [], 1
         out = self._emit_repeats()
-        if (ref != 1 and self.redundancy) or (ref == 0 and self.repeat_intra):
-            self._repeat.append(data)
+        copies = self.redundancy if ref != 1 else 0
+        if ref == 0:
+            copies = max(copies, self.repeat_intra)
+        self._repeat += [data] * copies
         out += self._emit(data)
         if self.fec:
             self._group.append((first, n, data))
