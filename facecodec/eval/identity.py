@@ -3,7 +3,7 @@
 dlib's face recognition ResNet (King 2017; the 128-d descriptor of the ``face_recognition``
 package, trained with a metric loss so that the L2 distance between two descriptors is
 below 0.6 for the same person) on a few frames of the output against the same frames of
-the original. shared/ENVIRONMENT.md measured on talking-head frames: same person
+the original. docs/environment.md measured on talking-head frames: same person
 0.39-0.57, different people 0.46-0.93 (mean 0.81), the same frame at JPEG quality 10 0.30.
 
 An optional extra (``pip install facecodec[identity]``: ``dlib-bin`` and the 100 MB

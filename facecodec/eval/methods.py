@@ -24,7 +24,7 @@ from facecodec.models.package import DEFAULT_MODEL
 class HeldFrame(Method):
     """The zero-bit baseline: the first frame of the clip shown for the whole clip. Nothing
     is sent after it, and the first frame itself is not counted (as in the anchor table of
-    shared/ENVIRONMENT.md): it stands for what the receiver already has. A method that does
+    docs/environment.md): it stands for what the receiver already has. A method that does
     not beat it on landmark error has not transmitted motion, whatever its LPIPS."""
 
     name = "zero-bit"

@@ -11,7 +11,7 @@ Expression (eval/expression.py, on the same two meshes): eye openness, mouth ope
 mouth width, their errors and correlations with the original's, and blink recall.
 Rates: bits per frame, steady-state and all-in kbps.
 
-LPIPS alone rewards a frozen picture on talking heads (shared/ENVIRONMENT.md): report NME
+LPIPS alone rewards a frozen picture on talking heads (docs/environment.md): report NME
 beside it, always. NME in turn hardly moves when only the eyes or the mouth are wrong (the
 lids are a few of 468 points): a face that keeps its eyes open through a blink scores a
 good NME and a blink recall of 0, so the expression figures go beside NME.

@@ -385,7 +385,7 @@ def markdown(run: EvalRun, info: dict, plots: Sequence[Path], report: Path,
             f"{info['identity']} (eval/identity.py): the mean L2 distance between the "
             "descriptors of output and original frames, the face aligned in the original's "
             "HOG box. dlib's threshold for *same person* is 0.6; on these clips other people "
-            "measure 0.46-0.93 (shared/ENVIRONMENT.md), the same frame at JPEG quality 10 "
+            "measure 0.46-0.93 (docs/environment.md), the same frame at JPEG quality 10 "
             "0.3. It says whether the person is still recognisable, not whether the motion "
             "is right (the held frame scores well)." if info.get("identity") else
             f"not measured: {info.get('identity_missing') or 'unknown reason'}."),

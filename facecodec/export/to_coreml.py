@@ -4,7 +4,7 @@
   oldest target with ML Programs. Higher targets would lock the iPhone 8 out.
 - FP16 compute for the networks (what Core ML runs on the GPU), except the resampling path:
   Core ML's ``resample`` (our ``grid_sample``) is wrong in FP16 (coremltools issue 2068,
-  shared/ENVIRONMENT.md), and sampling coordinates deserve more than FP16's 11 bits
+  docs/environment.md), and sampling coordinates deserve more than FP16's 11 bits
   (an error of 2^-11 is 0.06 pixel at 256). So every ``resample`` op and every op
   computing its ``coordinates`` (keypoint motions, the softmax-weighted flow, the flow
   resizing) stay FP32, and so does the tail of every output marked ``fp32`` (the sender's

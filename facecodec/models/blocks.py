@@ -5,7 +5,7 @@ residual block introduced in [14] (MobileNetV2) ... All of them use the hourglas
 architecture". The geometric helpers (coordinate grid, Gaussian heatmaps, sparse motions)
 follow the First Order Model (Siarohin et al. 2019, sections 3.1-3.2).
 
-Every op here must later convert to Core ML (shared/ENVIRONMENT.md): no ``torch.inverse``
+Every op here must later convert to Core ML (docs/environment.md): no ``torch.inverse``
 (2x2 inverses are written in closed form), no ``view_as``, tensors of rank <= 5, and only
 4-D ``grid_sample``. Coordinates are (x, y) in [-1, 1] with -1 and 1 on the
 outer edges of the first and last pixel, i.e. ``grid_sample(..., align_corners=False)``: the

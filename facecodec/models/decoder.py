@@ -4,7 +4,7 @@ x~_d = Dec(e~^{p_d}); appendix 6.1: "(32, 32, 32) ... outputs an image of size (
 Section 3.2.2: "To concatenate its values to the input feature map of the decoder, we fill
 E_k maps with the spatial repetition of each value e_k".
 
-Optional pixel blend (shared/ENVIRONMENT.md, CPU calibration): besides the RGB image the
+Optional pixel blend (docs/environment.md, CPU calibration): besides the RGB image the
 decoder predicts a mask m, and the receiver outputs m * (source pixels warped by the
 upsampled flow) + (1 - m) * decoder RGB. The mask bias starts at +2 (m ~ 0.88): the warp is
 trusted first, so early training only has to learn motion and where to inpaint.

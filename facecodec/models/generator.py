@@ -51,7 +51,7 @@ class RenderOutput:
 
 
 def blend_output(rgb: Tensor, mask: Tensor | None, pixels: Tensor | None) -> Tensor:
-    """m * warped pixels + (1 - m) * decoder RGB (shared/ENVIRONMENT.md calibration).
+    """m * warped pixels + (1 - m) * decoder RGB (docs/environment.md calibration).
 
     ``pixels`` may be larger than the decoder's output: the receiver warps the source
     frames at the display size (they arrive at 256 while the model runs at 128), and the

@@ -1,6 +1,6 @@
 """Head pose (yaw, pitch, roll) and eye openness from MediaPipe's 3-D landmarks.
 
-No model fit: two head axes are read off the landmarks (shared/ENVIRONMENT.md; a generic
+No model fit: two head axes are read off the landmarks (docs/environment.md; a generic
 6-point ``solvePnP`` model was off by up to 0.4 rad on frontal clips, so it is not used).
 
 - Left-right axis ``r``: mean of the unit vectors between 8 symmetric landmark pairs

