@@ -61,7 +61,7 @@ def test_distance_orders_known_pairs(identity, faces) -> None:
     assert identity.distance(me, ref) == 0.0  # deterministic: the same frames give 0
     near, far = identity.distance(jpeg(me, 90), ref), identity.distance(jpeg(me, 10), ref)
     stranger = identity.distance(other, ref)
-    # shared/ENVIRONMENT.md: JPEG q10 of the same frame ~0.3, other people 0.46-0.93
+    # docs/environment.md: JPEG q10 of the same frame ~0.3, other people 0.46-0.93
     assert 0 < near < 0.15 < far < 0.5
     assert stranger > 0.6 > far  # dlib's same-person threshold lies between
     # the person held still is still the person: identity is not a motion metric

@@ -148,7 +148,7 @@ FORBIDDEN = {"aten::inverse", "aten::linalg_inv", "aten::linalg_inv_ex", "aten::
 
 
 def _check_coreml_ops(fn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-    """The shared/ENVIRONMENT.md Core ML limits, checked on the traced graph: no inverse, no
+    """The docs/environment.md Core ML limits, checked on the traced graph: no inverse, no
     view_as, grid_sample only 4-D, no tensor above rank 5."""
     traced = torch.jit.trace(fn, inputs, check_trace=False, strict=False)
     graph = traced.inlined_graph
