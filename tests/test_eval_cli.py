@@ -237,3 +237,22 @@ def test_a_stopped_run_resumes_from_its_journal(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(HeldFrame, "run", refuse)
     result = CliRunner().invoke(cli, base)
     assert result.exit_code != 0 and "zero-bit ran" in repr(result.exception)
+
+
+def test_a_run_without_the_cli(tmp_path: Path) -> None:
+    """The CLI is a thin layer: the same run, driven by a typed request, from Python."""
+    from facecodec.eval.session import EvalRequest, run_eval
+
+    manifest = fake_cache(tmp_path, "pan", moving_clip(8))
+    said: list[str] = []
+    request = EvalRequest(methods=["zero-bit"], rates=[20.0], manifest=manifest,
+                          cache=tmp_path / "cache", max_frames=6, sheet=False,
+                          progress=False, report=tmp_path / "R.md", command="a test")
+    assert request.results_path == tmp_path / "r" / "results.json"
+    run_eval(request, say=said.append, warn=said.append)
+    doc = json.loads(request.results_path.read_text())
+    assert doc["command"] == "a test" and [s["method"] for s in doc["scores"]] == ["zero-bit"]
+    assert any(line.startswith("report: ") for line in said)
+    with pytest.raises(InputError, match="the report is Markdown"):
+        run_eval(EvalRequest(methods=["zero-bit"], rates=[20.0], report=tmp_path / "R.txt"),
+                 say=said.append, warn=said.append)

@@ -78,160 +78,26 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
     rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, identity distance (with the
     'identity' extra), temporal consistency, expression (eyes, mouth, blinks), speed."""
-    import datetime
-    import json
     import shlex
     import sys
-    import time
 
-    from facecodec.errors import InputError
-    from facecodec.eval.methods import REGISTRY, default_methods, make_method
+    from facecodec.eval.methods import REGISTRY, default_methods
+    from facecodec.eval.session import EvalRequest, run_eval
 
     if list_methods:
         for name, entry in REGISTRY.items():
             note = "" if entry.default else " [not run by default]"
             click.echo(f"{name:20s} {entry.help}{note}")
         return
-    target_rates = _rates(rates)
-    specs = _split_methods(methods) if methods else default_methods()
-    if report is not None and report.suffix.lower() != ".md":
-        raise InputError(f"{report}: the report is Markdown (.md)")
-    plot_dir = report.parent / report.stem.lower() if report is not None else None
-    if json_path is None and plot_dir is not None:
-        json_path = plot_dir / "results.json"
-    previous = None
-    if reuse is not None:  # before any work: a wrong file fails fast
-        from facecodec.eval.reuse import load_previous
-
-        previous = load_previous(reuse)
-    if not no_sheet:
-        from facecodec.eval.report import check_sheet_dir
-
-        check_sheet_dir(sheet_dir)
-
-    import cv2
-    import torch
-
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-
-    from facecodec.eval.clips import folder_clips, manifest_clips
-    from facecodec.eval.report import (
-        contact_sheet,
-        expression_table,
-        git_commit,
-        markdown,
-        rate_plots,
-        results_json,
-        summarize,
-        summary_table,
-    )
-    from facecodec.eval.runner import evaluate
-    from facecodec.sender.landmarks import quiet_mediapipe_logs
-    from facecodec.sender.prepare import DEFAULT_MANIFEST, default_out
-
-    if folder is not None:
-        refs = folder_clips(folder, cache, list(names) or None, limit)
-        clips_from = f"folder {folder}"
-    else:
-        manifest = manifest or DEFAULT_MANIFEST
-        refs = manifest_clips(manifest, split, cache or default_out(), list(names) or None,
-                              limit)
-        clips_from = f"{split} split of {manifest.name}"
-    chosen = [make_method(s) for s in specs]
-    if len({m.name for m in chosen}) != len(chosen):
-        raise InputError(f"a method is listed twice: {', '.join(specs)}")
-
-    from facecodec.eval.identity import FaceIdentity, unavailable_reason
-
-    missing = unavailable_reason()
-    identity = None if missing else FaceIdentity()
-    measured = identity.description if identity else None  # how rows were scored
-    if missing:
-        click.echo(f"warning: no identity distance: {missing}", err=True)
-    settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
-    reused = {}
-    if previous is not None:
-        from facecodec.eval.reuse import has_expression, reusable
-
-        reused = reusable(previous, settings,
-                          {m.name: m.operating_points(target_rates) for m in chosen},
-                          [r.name for r in refs], max_frames, measured)
-        before = sorted({r["method"] for r in previous["scores"] if not has_expression(r)}
-                        & settings.keys())
-        if before:
-            click.echo(f"running again (scored before the expression metrics): "
-                       f"{', '.join(before)}", err=True)
-        click.echo(f"reusing the scores of {', '.join(reused) or 'no method'} from {reuse} "
-                   f"(commit {previous.get('commit', '?')})", err=True)
-
-    journal, resumed = None, {}
-    if json_path is not None:  # a stopped run resumes from its journal (eval/journal.py)
-        from facecodec.eval.journal import Journal, journal_path
-
-        journal = Journal(journal_path(json_path), git_commit(), max_frames, measured,
-                          settings)
-        resumed = journal.load()
-        if resumed:
-            click.echo(f"resuming {sum(map(len, resumed.values()))} scores from "
-                       f"{journal.path} (a stopped run of this commit)", err=True)
-        elif not journal.resumable:
-            click.echo("note: uncommitted changes: if stopped, this run starts over",
-                       err=True)
-    taken = {m: {**resumed.get(m, {}), **reused.get(m, {})} for m in {*resumed, *reused}}
-
-    start = time.monotonic()
-    log = (lambda line: click.echo(line, err=True)) if verbose else None
-    with quiet_mediapipe_logs():
-        run = evaluate(refs, chosen, target_rates, max_frames, progress=not no_progress,
-                       sheet_clip=sheet_clip, log=log, reused=taken,
-                       sheet=not no_sheet, identity=identity,
-                       on_score=(lambda s: journal.add(s, resumed)) if journal else None)
-    elapsed = (time.monotonic() - start) / 60
-    rows = summarize(run.scores)
-    click.echo(summary_table(rows) + "\n\n" + expression_table(rows))
-
     argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
-    info = {
-        "command": shlex.join(argv), "commit": git_commit(),
-        "date": datetime.date.today().isoformat(), "threads": threads,
-        "elapsed_min": elapsed, "clips_from": clips_from, "rates_kbps": target_rates,
-        "max_frames": max_frames, "json": str(json_path or "results.json"),
-        "methods": settings,
-        "identity": measured, "identity_missing": missing,
-        "resumed_scores": sum(map(len, resumed.values())),
-    }
-    if previous is not None and reused:
-        # a row reused twice keeps the commit that scored it
-        earlier = previous.get("reused", {}).get("scored_at", {})
-        info["reused"] = {"from": str(reuse), "scored_at": {
-            m: earlier.get(m, f"{previous.get('commit')} ({previous.get('date')})")
-            for m in sorted(reused)}}
-    sheet = None
-    if not no_sheet and run.sheet.frames:
-        sheet = contact_sheet(run, sheet_dir / f"contact_{run.sheet.clip}.png", sheet_kbps)
-        click.echo(f"contact sheet: {sheet}")
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(results_json(run, info))
-        click.echo(f"results: {json_path}")
-        if journal is not None:
-            journal.remove()
-    if card:
-        from facecodec.eval.report import card_section, update_card
-
-        results = json.loads(results_json(run, info))
-        for model in {s["model"] for s in info["methods"].values() if s.get("model")}:
-            section = card_section(results, Path(model), report)
-            if section is not None:
-                update_card(Path(model) / "MODEL_CARD.md", section)
-                click.echo(f"model card: {Path(model) / 'MODEL_CARD.md'}")
-    if report is not None:
-        assert plot_dir is not None
-        plots = rate_plots(run.scores, plot_dir)
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown(run, info, plots, report, sheet) + "\n")
-        click.echo(f"report: {report} (plots in {plot_dir})")
+    request = EvalRequest(
+        methods=_split_methods(methods) if methods else default_methods(),
+        rates=_rates(rates), manifest=manifest, split=split, folder=folder, cache=cache,
+        names=names, limit=limit, max_frames=max_frames, report=report, json_path=json_path,
+        reuse=reuse, sheet_dir=sheet_dir, sheet_clip=sheet_clip, sheet_kbps=sheet_kbps,
+        sheet=not no_sheet, threads=threads, card=card, progress=not no_progress,
+        verbose=verbose, command=shlex.join(argv))
+    run_eval(request, say=click.echo, warn=lambda line: click.echo(line, err=True))
 
 
 def _split_methods(value: str) -> list[str]:
