@@ -60,11 +60,13 @@ from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_source, encode_image
 from facecodec.models.package import ModelPackage, find_installed_model, find_model
+from facecodec.sender import FrontEnd, SourcePolicy
 from facecodec.sender.deadband import Deadband
-from facecodec.sender.frontend import TUBE_SIZE
+from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
+SENDER_BATCH = 16  # frames per sender-network call (batching changes only the speed)
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
 
@@ -211,10 +213,34 @@ class Encoder:
                       n_sources=n_sources, model_id=self.package.name,
                       model_hash=self._model_hash)
 
-    def _values(self, record, learned: Values, i: int) -> Values:
-        v = {"sup": record.sup.reshape(-1), "iris": record.iris.reshape(-1)}
-        v.update({k: a[i].reshape(-1) for k, a in learned.items()})
-        return {s: v[s] for s in self.prior.table.names}
+    # -- the stages of encoding, shared by files, the live API and eval -----------------
+    # 1. tracking (sender.FrontEnd: landmarks, irises, pose, face tube per frame);
+    # 2. sender_values: the learned values and the dead zone;
+    # 3. choose_sources (files; a live call uses sender.SourcePolicy);
+    # 4. write_clip / the live writer: the stream.
+    def sender_values(self, sup: np.ndarray, iris: np.ndarray, tubes: np.ndarray,
+                      band: Deadband) -> list[Values]:
+        """The values a run of frames sends, in order: the tracker's landmarks ``sup``
+        (T, 33, 2) and irises ``iris`` (T, 2, 2), in tube coordinates, and the sender
+        network's outputs on their face ``tubes`` (T, S, S, 3) RGB, all through the dead
+        zone ``band`` (stateful: one per stream, frames given in order). Run on at most
+        ``SENDER_BATCH`` frames at a time, as every caller does, so a clip's values do not
+        depend on who encodes it."""
+        learned = self.network(np.asarray(tubes))
+        out = []
+        for i in range(len(sup)):
+            v = {"sup": np.asarray(sup[i]).reshape(-1), "iris": np.asarray(iris[i]).reshape(-1)}
+            v.update({k: a[i].reshape(-1) for k, a in learned.items()})
+            out.append(band({s: v[s] for s in self.prior.table.names}))
+        return out
+
+    def choose_sources(self, yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray
+                       ) -> list[int]:
+        """The frames of a whole clip sent as source frames (Oquab et al. 2022, section
+        3.3: :func:`facecodec.sender.select_sources`), by slot."""
+        from facecodec.sender import select_sources
+
+        return list(select_sources(yaw, valid, eyes_open, self.n_sources))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int]
@@ -254,7 +280,6 @@ class Encoder:
         at most ~1 s at the start of a call). ``time_s``: the frame's capture time in
         seconds, finite and increasing from frame to frame (the landmark smoothing
         measures speeds with it); default: 1 / fps after the previous frame."""
-        from facecodec.sender import FrontEnd, SourcePolicy
         from facecodec.sender.video import Frame
 
         if self._closed:  # a second header on the same wire would not decode
@@ -285,7 +310,8 @@ class Encoder:
         record = st.frontend.process(Frame(image, t, st.count))
         st.count += 1
         st.last_time = t
-        values = st.band(self._values(record, self.network(record.tube[None]), 0))
+        values = self.sender_values(record.sup[None], record.iris[None], record.tube[None],
+                                    st.band)[0]
         st.recent.append((record, values))
         update = st.policy.update(record)
         if update is not None:
@@ -340,7 +366,6 @@ class Encoder:
         line in ``EncodeStats.warnings`` saying so."""
         from tqdm import tqdm
 
-        from facecodec.sender import FrontEnd, select_sources
         from facecodec.sender.tube import crop
         from facecodec.sender.video import VideoReader
 
@@ -356,9 +381,10 @@ class Encoder:
         band = Deadband(self.deadband)
 
         def run_batch() -> None:
-            learned = self.network(np.stack([r.tube for r in batch]))
-            for i, r in enumerate(batch):
-                values.append(band(self._values(r, learned, i)))
+            values.extend(self.sender_values(np.stack([r.sup for r in batch]),
+                                             np.stack([r.iris for r in batch]),
+                                             np.stack([r.tube for r in batch]), band))
+            for r in batch:
                 r.tube = None  # keep the values, not the pixels
                 records.append(r)
             batch.clear()
@@ -368,7 +394,7 @@ class Encoder:
                      disable=not progress) as bar:
             for r in fe.run(reader, name=str(src)):
                 batch.append(r)
-                if len(batch) == 16:
+                if len(batch) == SENDER_BATCH:
                     run_batch()
                 bar.update(1)
             if batch:
@@ -378,7 +404,7 @@ class Encoder:
         yaw = np.array([r.yaw for r in records])
         valid = np.array([r.valid for r in records])
         eyes = np.array([r.eyes_open for r in records])
-        chosen = select_sources(yaw, valid, eyes, self.n_sources)
+        chosen = self.choose_sources(yaw, valid, eyes)
         tubes: dict[int, np.ndarray] = {}
         with VideoReader(src, fps=float(self.fps)) as video:
             for frame in video:
@@ -443,16 +469,21 @@ def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_peri
 
 @dataclass
 class _LiveState:
-    frontend: object
-    policy: object
+    """One live stream's sender state (``Encoder.push`` ... ``close``)."""
+
+    frontend: FrontEnd
+    policy: SourcePolicy
     sink: _Collect
     writer: FcsWriter
     band: Deadband
     count: int = 0
     last_time: float | None = None  # the previous frame's time (s)
-    sources: list[int] = field(default_factory=list)
-    pending: list = field(default_factory=list)
-    recent: deque = field(default_factory=lambda: deque(maxlen=64))
+    sources: list[int] = field(default_factory=list)  # frame index of each source sent
+    # frames held back until the first source is chosen: (record, values, video size)
+    pending: list[tuple[FrameRecord, Values, tuple[int, int]]] = field(default_factory=list)
+    # the last frames' records and values, where a newly chosen source's values are found
+    recent: deque[tuple[FrameRecord, Values]] = field(
+        default_factory=lambda: deque(maxlen=64))
 
 
 @dataclass

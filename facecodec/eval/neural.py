@@ -33,7 +33,6 @@ from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
 
 NEEDED_META = ("sup", "iris", "yaw", "valid", "eyes_open", "box", "segment")
-SENDER_BATCH = 16
 
 
 @dataclass
@@ -63,9 +62,8 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     """Encode ``clip`` with ``encoder`` (a :class:`facecodec.Encoder`) from its tube and
     sender values, as ``Encoder.encode_file`` does from a video (see the module
     docstring)."""
+    from facecodec.codec import SENDER_BATCH
     from facecodec.sender.deadband import Deadband
-    from facecodec.sender.sources import select_sources
-    from facecodec.sender.streams import clip_values
 
     missing = [k for k in NEEDED_META if k not in clip.meta]
     if missing:
@@ -74,13 +72,14 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     meta, tubes = clip.meta, clip.frames
     t = len(tubes)
     start = time.perf_counter()
-    # the learned values as encode_file computes them, through the encoder's dead zone
-    per_stream = Deadband(encoder.deadband).stream(
-        clip_values(encoder.network, meta, tubes, SENDER_BATCH))
-    names = encoder.prior.table.names
-    values = [{s: per_stream[s][i].astype(np.float32) for s in names} for i in range(t)]
-    chosen = select_sources(meta["yaw"], meta["valid"].astype(bool), meta["eyes_open"],
-                            encoder.n_sources)
+    # the encoder's own stages: the learned values and the dead zone, then the sources
+    band = Deadband(encoder.deadband)
+    values = []
+    for i in range(0, t, SENDER_BATCH):
+        j = slice(i, i + SENDER_BATCH)
+        values += encoder.sender_values(meta["sup"][j], meta["iris"][j], tubes[j], band)
+    chosen = encoder.choose_sources(meta["yaw"], meta["valid"].astype(bool),
+                                    meta["eyes_open"])
     segment = meta["segment"]
     crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
     sink = io.BytesIO()
