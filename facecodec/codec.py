@@ -50,7 +50,7 @@ from facecodec.bitstream.container import (
     Header,
     SourceFrame,
 )
-from facecodec.bitstream.header import MAX_FPS, MIN_FPS
+from facecodec.bitstream.header import MAX_FPS, MIN_FPS, intra_period_frames
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior, prior_dirs
 from facecodec.bitstream.protection import Protection
@@ -63,10 +63,15 @@ from facecodec.models.package import ModelPackage, find_installed_model, find_mo
 from facecodec.sender import FrontEnd, SourcePolicy
 from facecodec.sender.deadband import Deadband
 from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
+from facecodec.sender.video import DEFAULT_FPS
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
 SENDER_BATCH = 16  # frames per sender-network call (batching changes only the speed)
+# the Encoder's defaults, which the CLI shows (one place each)
+DEFAULT_SOURCES = 3  # Oquab et al. 2022 send three source frames (section 3.3)
+DEFAULT_SOURCE_CODEC = "webp"
+DEFAULT_SOURCE_QUALITY = 80
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
 
@@ -144,8 +149,9 @@ class Encoder:
     and any number of files (:meth:`encode_file`).
     """
 
-    def __init__(self, model: str | Path | None = None, *, fps: float = 15.0,
-                 n_sources: int = 3, source_codec: str = "webp", source_quality: int = 80,
+    def __init__(self, model: str | Path | None = None, *, fps: float = DEFAULT_FPS,
+                 n_sources: int = DEFAULT_SOURCES, source_codec: str = DEFAULT_SOURCE_CODEC,
+                 source_quality: int = DEFAULT_SOURCE_QUALITY,
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
                  deadband: float | None = None, protection: str | Protection = "none",
@@ -170,7 +176,7 @@ class Encoder:
                             ).limit_denominator(1001)
         self.n_sources = int(n_sources)
         self.source_codec, self.source_quality = source_codec, int(source_quality)
-        self.intra_period = int(intra_period or max(1, round(2 * float(self.fps))))
+        self.intra_period = int(intra_period or intra_period_frames(self.fps))
         self.packet_frames = int(packet_frames)
         self.max_num_faces = int(max_num_faces)
         # by default the strength the prior was fitted with (priors fitted before the dead

@@ -25,6 +25,16 @@ MIN_FPS = Fraction(1, 60)
 MAX_FPS = 240
 
 
+INTRA_PERIOD_S = 2.0
+"""Time between intra frames when none is asked for: where a receiver that joins or loses
+everything starts again."""
+
+
+def intra_period_frames(fps: float) -> int:
+    """:data:`INTRA_PERIOD_S` in frames at ``fps`` (at least 1)."""
+    return max(1, round(INTRA_PERIOD_S * float(fps)))
+
+
 @dataclass(frozen=True)
 class Header:
     """Everything a decoder must know before the first chunk."""

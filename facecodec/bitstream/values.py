@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facecodec.bitstream.container import DecodedFrame, FcsReader, FcsWriter, Header
+from facecodec.bitstream.header import intra_period_frames
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.streams import StreamTable
@@ -75,16 +76,18 @@ def coded_clip(table: StreamTable, values: Values) -> dict[str, np.ndarray]:
 
 
 def encode_values(values: Values, fps: Fraction, prior: Prior, out_path: str | Path,
-                  intra_period: int = 30, packet_frames: int = 1,
+                  intra_period: int | None = None, packet_frames: int = 1,
                   progress: Callable[[int], None] | None = None, *,
                   protection: Protection | None = None) -> int:
     """Encode value streams to a ``.fcs`` file (no source frames). Returns its size.
+    ``intra_period``: frames between intra frames (default: 2 s at ``fps``).
     ``protection``: loss protection (none by default).
 
     Written to a temporary name and renamed at the end, so a failure never leaves a
     half-written file under the requested name."""
     out_path = Path(out_path)
-    header = Header(prior.table, prior.id, fps, intra_period=intra_period,
+    header = Header(prior.table, prior.id, fps,
+                    intra_period=intra_period or intra_period_frames(fps),
                     packet_frames=packet_frames, info={"input": "values"})
     n = len(next(iter(values.values())))
     tmp = out_path.with_name(out_path.name + ".part")

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
+from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.protection import PRESETS
 from facecodec.bitstream.protection import resolve as resolve_protection
+from facecodec.codec import DEFAULT_SOURCE_CODEC, DEFAULT_SOURCE_QUALITY, DEFAULT_SOURCES
 from facecodec.errors import InputError
+from facecodec.imagecodec import CODECS
+from facecodec.sender.video import DEFAULT_FPS
 
 
 def _prior_option(f):
@@ -52,13 +56,15 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=None,
               help="Model directory or name in models/ (default: the shipped model).")
-@click.option("--fps", type=click.FloatRange(1, 120), default=15.0, show_default=True,
+@click.option("--fps", type=click.FloatRange(1, 120), default=DEFAULT_FPS, show_default=True,
               help="Frame rate of the stream (video input is resampled to it).")
-@click.option("--sources", "n_sources", type=click.IntRange(1, 8), default=3,
+@click.option("--sources", "n_sources", type=click.IntRange(1, MAX_SOURCES),
+              default=DEFAULT_SOURCES,
               show_default=True, help="Source frames sent once (most frontal + yaw extremes).")
-@click.option("--source-quality", type=click.IntRange(1, 100), default=80, show_default=True,
+@click.option("--source-quality", type=click.IntRange(1, 100), default=DEFAULT_SOURCE_QUALITY,
+              show_default=True,
               help="Still-image quality of the source frames.")
-@click.option("--source-codec", type=click.Choice(["webp", "jpeg", "png"]), default="webp",
+@click.option("--source-codec", type=click.Choice(list(CODECS)), default=DEFAULT_SOURCE_CODEC,
               show_default=True)
 @click.option("--intra-period", type=click.IntRange(1, 65535), default=None,
               help="Frames between intra frames (default: 2 s).")
@@ -137,7 +143,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
     fps_file, values = load_values(src, prior.table)
     n = len(next(iter(values.values())))
     with tqdm(total=n, unit="frame", desc="encode", disable=no_progress or n < 300) as bar:
-        size = encode_values(values, fps_file, prior, dst, intra_period or 30, packet_frames,
+        size = encode_values(values, fps_file, prior, dst, intra_period, packet_frames,
                              bar.update, protection=protection)
     click.echo(f"{dst}: {n} frames, {size} bytes, {size * 8 / max(n, 1):.1f} bits/frame "
                f"all-in, prior {prior.id}")

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from facecodec.codec import DEFAULT_SOURCES
+from facecodec.sender.video import DEFAULT_FPS
+
 
 @click.command("prepare-data")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -41,11 +44,11 @@ def prepare_data(manifest: Path | None, out: Path | None, limit: int | None,
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output value file (.npz).")
-@click.option("--fps", type=float, default=15.0, show_default=True,
+@click.option("--fps", type=float, default=DEFAULT_FPS, show_default=True,
               help="Output frame rate; 0 keeps the source frames.")
 @click.option("--faces", "max_faces", type=click.IntRange(1, 4), default=1, show_default=True,
               help="Faces MediaPipe looks for; above 1 the first person is followed.")
-@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=3,
+@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=DEFAULT_SOURCES,
               show_default=True, help="Source frames to select.")
 def track(video: Path, out: Path, fps: float, max_faces: int, n_sources: int) -> None:
     """Track VIDEO and write its per-frame values to OUT (.npz): sup (T,33,2) and iris
