@@ -41,8 +41,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from facecodec.audio import DEFAULT_KBPS as AUDIO_KBPS
+from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
+from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.bitstream.container import (
+    AUDIO_INFO,
     MAX_REF,
+    AudioPacket,
     Crop,
     DecodedFrame,
     FcsReader,
@@ -115,6 +120,7 @@ class EncodeStats:
     bytes: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. the video ended early (cut)
+    audio_bytes: int = 0  # of ``bytes``, the sound's chunks
 
 
 class Encoder:
@@ -143,6 +149,9 @@ class Encoder:
             frame packets (2..16; 0: off), from which the receiver rebuilds any one lost
             packet of the group (format 2.1), holding frames back up to G - 1 frames while
             a repair is open.
+        audio: send the input video's sound (Opus, format 2.2; files only for now: the
+            live API sends none). A video without sound gives a stream without it.
+        audio_kbps: the sound's Opus bitrate (6..64; 8 by default, speech).
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -156,7 +165,8 @@ class Encoder:
                  prior: Prior | None = None, max_num_faces: int = 1,
                  deadband: float | None = None, protection: str | Protection = "none",
                  recovery_period: int | None = None, redundancy: int | None = None,
-                 fec: int | None = None):
+                 fec: int | None = None, audio: bool = True,
+                 audio_kbps: float = AUDIO_KBPS):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -166,6 +176,11 @@ class Encoder:
                                                  redundancy=redundancy, fec=fec)
         except ValueError as e:
             raise InputError(str(e)) from None
+        if not (_is_real(audio_kbps) and AUDIO_MIN_KBPS <= audio_kbps <= AUDIO_MAX_KBPS):
+            raise InputError(f"audio_kbps must be a number in {AUDIO_MIN_KBPS:g}.."
+                             f"{AUDIO_MAX_KBPS:g}, got {audio_kbps!r}")
+        self.audio, self.audio_kbps = bool(audio), float(audio_kbps)
+        self.last_audio_bytes = 0  # the sound's bytes in the last stream write_clip wrote
         from facecodec.sender.network import SenderNetwork
 
         self.package = find_model(model)
@@ -212,12 +227,14 @@ class Encoder:
             raise InputError("request_intra() needs a live stream (push() frames first)")
         self._live.writer.request_intra()
 
-    def header(self, n_sources: int) -> Header:
-        """The stream header this encoder writes for `n_sources` source frames."""
+    def header(self, n_sources: int, audio: bool = False) -> Header:
+        """The stream header this encoder writes for `n_sources` source frames (and
+        sound, format 2.2, with ``audio``)."""
         return Header(self.prior.table, self.prior.id, self.fps, crop_size=TUBE_SIZE,
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
-                      model_hash=self._model_hash)
+                      model_hash=self._model_hash,
+                      info={"audio": dict(AUDIO_INFO)} if audio else {})
 
     # -- the stages of encoding, shared by files, the live API and eval -----------------
     # 1. tracking (sender.FrontEnd: landmarks, irises, pose, face tube per frame);
@@ -249,30 +266,43 @@ class Encoder:
         return list(select_sources(yaw, valid, eyes_open, self.n_sources))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
-                   crops: dict[int, tuple[float, ...]], video_size: tuple[int, int]
-                   ) -> tuple[int, np.ndarray]:
+                   crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
+                   audio: list[AudioPacket] | None = None) -> tuple[int, np.ndarray]:
         """Write a whole clip's stream: header, the source frames (``sources[i]`` is frame
         ``i``'s RGB face tube; slots in the dict's order, the order of select_sources),
         then every frame's ``values``, each after its crop chunk when ``crops`` has one
         (the first frame's box too: it places the tube in the ``video_size`` picture).
+        With ``audio`` (Opus packets, facecodec/audio.py), each packet goes out before the
+        first frame whose interval ends after its start, as a live sender sends it.
         Returns the bits of the header and sources, and the bits of each frame (the end
-        chunk counted in the last)."""
-        w = FcsWriter(sink, self.header(len(sources)), self.prior, **self._protection())
+        chunk counted in the last; the sound not counted: ``FcsWriter.audio_bytes``)."""
+        w = FcsWriter(sink, self.header(len(sources), audio is not None), self.prior,
+                      **self._protection())
         for slot, i in enumerate(sources):
             tube = sources[i]
             w.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
                          self.source_image_bytes(tube), values[i])
         setup = w.bytes_written
         bits = np.zeros(len(values), dtype=np.int64)
+        sound = iter(audio or ())
+        packet = next(sound, None)
         for i, v in enumerate(values):
+            end = (i + 1) * AUDIO_INFO["rate"] / float(self.fps)
+            while packet is not None and packet.start < end:
+                w.add_audio(packet)
+                packet = next(sound, None)
             before = w.bytes_written
             if i in crops:
                 w.add_crop(tuple(float(x) for x in crops[i]), video_size)
             w.add_frame(v)
             bits[i] = 8 * (w.bytes_written - before)
+        while packet is not None:  # (the track is cut to the video: at most one packet)
+            w.add_audio(packet)
+            packet = next(sound, None)
         before = w.bytes_written
         w.close()
         bits[-1] += 8 * (w.bytes_written - before)
+        self.last_audio_bytes = w.audio_bytes
         return 8 * setup, bits
 
     def source_image_bytes(self, tube: np.ndarray) -> bytes:
@@ -420,18 +450,33 @@ class Encoder:
                     break
         if len(tubes) != len(chosen):
             raise InputError(f"{src}: the video changed between the two passes")
+        sound = self._sound(src, len(records))
         part = dst.with_name(dst.name + ".part")
         try:
             with open(part, "wb") as f:
                 crops = {i: r.box.as_array() for i, r in enumerate(records) if r.new_box}
                 self.write_clip(f, values, {i: tubes[i] for i in chosen}, crops,
-                                (info.width, info.height))
+                                (info.width, info.height), sound)
             os.replace(part, dst)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         return EncodeStats(len(records), int(valid.sum()), list(chosen), dst.stat().st_size,
-                           time.perf_counter() - t0, warnings)
+                           time.perf_counter() - t0, warnings,
+                           self.last_audio_bytes if sound is not None else 0)
+
+    def _sound(self, src: Path, frames: int) -> list[AudioPacket] | None:
+        """The video's sound as Opus packets, cut to its ``frames`` (None: no sound, or
+        ``audio=False``)."""
+        if not self.audio:
+            return None
+        from facecodec.audio import encode_audio, read_audio
+
+        pcm = read_audio(src)
+        if pcm is None:
+            return None
+        return encode_audio(pcm[: round(frames * AUDIO_INFO["rate"] / float(self.fps))],
+                            self.audio_kbps)
 
 
 def _is_int(x: object) -> bool:
@@ -561,6 +606,7 @@ class Decoder:
         self.header: Header | None = None
         self.skipped: list = []
         self._reader: FcsReader | None = None
+        self._audio: list[AudioPacket] = []  # read, not yet drained
         self._renderers: dict[tuple[Path, int], object] = {}
 
     def _renderer(self, header: Header, name: str):
@@ -610,6 +656,7 @@ class Decoder:
     def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:
         self._reader = reader
         self.header = reader.header
+        self._audio = []
         from facecodec.receiver.expression import Retoucher
 
         renderer = self._renderer(reader.header, name)
@@ -632,12 +679,21 @@ class Decoder:
                             image = retoucher(image, ev.values["sup"])
                         last = image
                     yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra)
+                elif isinstance(ev, AudioPacket):
+                    self._audio.append(ev)  # drained by whoever plays it (drain_audio)
                 elif isinstance(ev, Crop):
                     pass  # the output is the face tube; the crop places it in the original
         finally:
             self.skipped = reader.skipped
             if retoucher is not None:
                 retoucher.close()
+
+    def drain_audio(self) -> list[AudioPacket]:
+        """The sound packets (format 2.2, Opus) read since the last call, in time order:
+        a stream's packets arrive interleaved with its frames, each before the frame its
+        start falls in (decode them with facecodec.audio.OpusDecoder)."""
+        out, self._audio = self._audio, []
+        return out
 
     @property
     def last_good(self) -> int | None:
@@ -674,6 +730,8 @@ class Decoder:
                 stream.width, stream.height = size * (2 if compare else 1), size
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "18", "preset": "veryfast"}
+                sound = _SoundTrack(out, self.header.fps) \
+                    if self.header.info.get("audio") == AUDIO_INFO else None
                 with tqdm(desc="decode", unit="frame", total=total,
                           disable=not progress) as bar:
                     for fr in _chain(first, frames):
@@ -682,10 +740,14 @@ class Decoder:
                             image = np.concatenate([next(originals, np.zeros_like(image)),
                                                     image], axis=1)
                         out.mux(stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
+                        if sound is not None:  # the sound up to the end of this frame
+                            sound.add(self.drain_audio(), n + 1)
                         n += 1
                         held += fr.held
                         bar.update(1)
                 out.mux(stream.encode(None))
+                if sound is not None:
+                    sound.close(n)
             os.replace(part, dst)
         except BaseException:
             part.unlink(missing_ok=True)
@@ -726,6 +788,45 @@ class Decoder:
                     yield crop(frame.image, box, size)
 
         return gen()
+
+
+class _SoundTrack:
+    """The stream's sound muxed into the output video as AAC, sample-exact: each Opus
+    packet lands at its start, a lost one is silence, and the track ends with the video."""
+
+    def __init__(self, out, fps: Fraction):
+        from facecodec.audio import OpusDecoder
+
+        self.out, self.fps = out, fps
+        self.stream = out.add_stream("aac", rate=AUDIO_INFO["rate"], layout="mono")
+        self.decoder = OpusDecoder()
+        self.written = 0  # samples muxed
+        self._pending = np.zeros(0, np.int16)  # decoded, not yet muxed
+
+    def add(self, packets: list[AudioPacket], frames: int) -> None:
+        """Decode ``packets`` and mux what lies before the end of frame ``frames``."""
+        import av
+
+        pcm = [self.decoder.decode(p) for p in packets]
+        self._pending = np.concatenate([self._pending, *pcm])
+        end = round(frames * AUDIO_INFO["rate"] / self.fps)
+        take = max(0, min(len(self._pending), end - self.written))
+        if take:
+            frame = av.AudioFrame.from_ndarray(self._pending[None, :take], format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = AUDIO_INFO["rate"], self.written
+            self.out.mux(self.stream.encode(frame))
+            self.written += take
+            self._pending = self._pending[take:]
+
+    def close(self, frames: int) -> None:
+        """Silence to the video's end if the sound stopped early; then flush."""
+        end = round(frames * AUDIO_INFO["rate"] / self.fps)
+        if self.written < end:
+            self._pending = np.concatenate([self._pending,
+                                            np.zeros(end - self.written, np.int16)])
+            self.add([], frames)
+        self.out.mux(self.stream.encode(None))
 
 
 def _chain(first, rest):

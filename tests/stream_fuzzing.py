@@ -36,7 +36,15 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-from facecodec.bitstream.container import DecodedFrame, FcsReader, FcsWriter, Header, SourceFrame
+from facecodec.bitstream.container import (
+    AUDIO_INFO,
+    AudioPacket,
+    DecodedFrame,
+    FcsReader,
+    FcsWriter,
+    Header,
+    SourceFrame,
+)
 from facecodec.bitstream.prior import Prior
 from facecodec.errors import FacecodecError
 from facecodec.imagecodec import decode_image, encode_image, image_info
@@ -45,8 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PRIOR_PATH = ROOT / "priors" / "frontalizer_sup_unsup_expr.json"
 TIME_LIMIT = 2.0  # seconds per case (both modes and the images); longer counts as a hang
 MAGIC = b"\x89FCS"
-# the kinds docs/format.md defines (0x40, parity, is the first ancillary kind, 0x40-0x7E)
-KINDS = (0x01, 0x02, 0x03, 0x10, 0x11, 0x40, 0x7F)
+# the kinds docs/format.md defines (0x40, parity, is the first ancillary kind, 0x40-0x7E;
+# 0x41: audio)
+KINDS = (0x01, 0x02, 0x03, 0x10, 0x11, 0x40, 0x41, 0x7F)
 
 
 # -- crafted source images ----------------------------------------------------------------
@@ -212,21 +221,24 @@ def random_walk(table, frames: int, rng: np.random.Generator) -> list[dict[str, 
 def base_streams(prior: Prior) -> list[bytes]:
     """Small valid streams covering the writer's features: 1-3 sources in each image
     codec, one- and several-frame packets, crops, scheduled and requested intra frames,
-    recovery points and their copies, parity chunks (format 2.1)."""
+    recovery points and their copies, parity chunks (format 2.1), sound (format 2.2)."""
     out = []
     settings = [  # (n_sources, codec, packet_frames, intra_period, frames, image side,
         #           writer protection)
         (1, "webp", 1, 4, 7, 32, {}), (2, "jpeg", 3, 5, 8, 48, {}), (3, "png", 1, 3, 5, 24, {}),
         (2, "webp", 2, 30, 5, 64, {}),
         (1, "webp", 1, 10, 13, 32, {"fec": 3, "recovery_period": 3, "redundancy": 1}),
-        (1, "jpeg", 2, 8, 11, 24, {"fec": 2})]
+        (1, "jpeg", 2, 8, 11, 24, {"fec": 2}),
+        (1, "webp", 1, 30, 9, 32, {"audio": True})]
     for i, (n_src, codec, group, period, frames, side, protection) in enumerate(settings):
         rng = np.random.default_rng(i)
         values = random_walk(prior.table, frames, rng)
+        protection = dict(protection)
+        sound = protection.pop("audio", False)
         header = Header(prior.table, prior.id, fps=Fraction(15), crop_size=256,
                         intra_period=period, packet_frames=group, n_sources=n_src,
                         model_id="frontalizer_sup_unsup_expr", model_hash=bytes(range(16)),
-                        info={"fuzz": i})
+                        info={"fuzz": i, **({"audio": dict(AUDIO_INFO)} if sound else {})})
         buf = io.BytesIO()
         w = FcsWriter(buf, header, prior, **protection)
         y, x = np.mgrid[:side, :side]
@@ -240,6 +252,8 @@ def base_streams(prior: Prior) -> list[bytes]:
                 w.add_crop((10.0 + f, 20.0, 180.0), (640, 480))
             if f == frames - 2:
                 w.request_intra()
+            if sound:  # a short Opus-like packet per frame (the reader does not decode)
+                w.add_audio(AudioPacket(f * 3200 - 312, bytes([0x78, f % 256, 7, 9])))
             w.add_frame(v)
         w.close()
         out.append(buf.getvalue())

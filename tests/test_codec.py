@@ -384,3 +384,48 @@ def test_live_call_repairs_a_lost_packet_from_its_parity(env):
     assert dec._reader.repaired == 1 and not dec.skipped
     steady = lag[-10]  # frames held back until the first source frame, then in step
     assert max(lag[:-1]) - steady <= 2
+
+
+def _beep_starts(path: Path) -> np.ndarray:
+    """Where the beeps of make_example_video's track start in ``path`` (s)."""
+    from facecodec.audio import RATE, read_audio
+
+    pcm = read_audio(path).astype(float)
+    env = np.convolve(np.abs(pcm), np.ones(240) / 240, "same")
+    on = env > 0.5 * env.max()
+    return np.where(on[1:] & ~on[:-1])[0] / RATE
+
+
+def test_the_sound_goes_through_in_sync(env, tmp_path):
+    """A video's sound is sent (Opus, format 2.2) and muxed back beside the picture:
+    every beep within 40 ms of where it was; --no-audio drops it."""
+    beeps = [0.5, 1.5, 2.5]
+    video = make_example_video(tmp_path / "beeps.mp4", seconds=3.0, beeps=beeps)
+    fcs = tmp_path / "s.fcs"
+    st = Encoder("tiny_codec").encode_file(video, fcs, progress=False)
+    assert 0 < st.audio_bytes < 3.0 * 12_000 / 8  # under 12 kbps for 8 asked
+    Decoder().decode_file(fcs, tmp_path / "s.mp4", progress=False)
+    with av.open(str(tmp_path / "s.mp4")) as c:
+        audio = c.streams.audio[0]
+        assert abs(float(audio.duration * audio.time_base) - 3.0) < 0.05
+    got = _beep_starts(tmp_path / "s.mp4")
+    for b in beeps:
+        assert np.min(np.abs(got - b)) < 0.04, (b, got)
+    assert "sound (Opus)" in analyse_markdown(fcs)
+    quiet = tmp_path / "q.fcs"
+    r = subprocess.run([sys.executable, "-m", "facecodec", "encode", str(video), str(quiet),
+                        "--model", "tiny_codec", "--no-audio", "--no-progress"],
+                       capture_output=True, text=True, env=env["env"], timeout=600)
+    assert r.returncode == 0 and "(no sound)" in r.stdout, r.stderr
+    assert quiet.stat().st_size < fcs.stat().st_size
+    Decoder().decode_file(quiet, tmp_path / "q.mp4", progress=False)
+    with av.open(str(tmp_path / "q.mp4")) as c:
+        assert not c.streams.audio
+    with pytest.raises(InputError, match="audio_kbps"):
+        Encoder("tiny_codec", audio_kbps=3)
+
+
+def analyse_markdown(path: Path) -> str:
+    from facecodec.bitstream.report import analyse, to_markdown
+
+    return to_markdown([analyse(path).summary()])

@@ -33,6 +33,8 @@ END = 0x7F
 # format 2.1: the XOR of a group of frame packets (facecodec/bitstream/fec.py); an
 # ancillary kind, so a 2.0 reader skips it
 PARITY = 0x40
+# format 2.2: an Opus packet of the call's sound (facecodec/audio.py); ancillary too
+AUDIO = 0x41
 ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
 FRAME_KINDS = (INTER, INTRA, INTER_REF)
 
@@ -44,9 +46,12 @@ MAX_PARITY_PAYLOAD = 3 * MAX_VARINT_BYTES + 1 + MAX_PARITY_BODY
 MAX_PAYLOAD = {INTER: 1 << 16, INTRA: 1 << 16, INTER_REF: 1 << 16, SOURCE: 4 << 20,
                CROP: 64, END: 64, PARITY: MAX_PARITY_PAYLOAD}
 MAX_ANCILLARY = 1 << 16
+AUDIO_ORIGIN = 48000  # an audio chunk's start is stored + this (Opus starts before 0)
+MAX_AUDIO_DATA = 4000  # bytes of one Opus packet (RFC 6716: 1275 per 20 ms frame)
+MAX_PAYLOAD[AUDIO] = MAX_VARINT_BYTES + MAX_AUDIO_DATA
 
 
-_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY]))
+_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY, AUDIO]))
                            + b"]")
 
 

@@ -22,6 +22,10 @@ and, when the parity rebuilds the lost one, decodes them all in order, exactly a
 nothing had been lost. A parity that comes too late still restores the frames' states, so
 the stream resumes at once instead of at the next recovery point.
 
+Sound (format 2.2): Opus packets in audio chunks (:class:`AudioPacket`, ``add_audio``),
+each placed by its first sample from frame 0's time, yielded by the reader as they come;
+the codec itself is facecodec/audio.py (the bitstream does not decode them).
+
 Every malformed input raises :class:`facecodec.errors.FormatError` with the byte offset
 of the problem (strict mode) or is skipped and reported (tolerant mode); every length,
 count and frame number is bounded before anything is allocated.
@@ -40,12 +44,15 @@ from typing import BinaryIO
 import numpy as np
 
 from facecodec.bitstream.chunks import (
+    AUDIO,
+    AUDIO_ORIGIN,
     CROP,
     END,
     FRAME_KINDS,
     INTER,
     INTER_REF,
     INTRA,
+    MAX_AUDIO_DATA,
     MAX_FEC,
     MAX_PARITY_BODY,
     MAX_VARINT_BYTES,
@@ -75,7 +82,8 @@ from facecodec.errors import FormatError, ModelMismatchError
 
 __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
-           "SOURCE", "CROP", "END", "PARITY", "MAX_REF", "MAX_FEC", "IMAGE_CODECS"]
+           "SOURCE", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC", "IMAGE_CODECS",
+           "AudioPacket", "AUDIO_INFO"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 MAX_REF = 255  # the farthest back a frame may refer (frames); the reader keeps that many
@@ -115,6 +123,20 @@ class DecodedFrame:
     bits: dict[str, float]  # ideal code length per stream
     packet_bits: float  # this frame's share of its chunk, all bytes included
     held: bool = False  # concealed: lost or undecodable, the last good values repeat
+
+
+@dataclass(frozen=True)
+class AudioPacket:
+    """One Opus packet of the call's sound (format 2.2, facecodec/audio.py): ``start`` is
+    its first sample at 48 kHz counted from the first frame's time (negative for the
+    encoder's look-ahead at the very start), ``data`` the packet."""
+
+    start: int
+    data: bytes
+
+
+AUDIO_INFO = {"codec": "opus", "rate": 48000, "channels": 1}
+"""What a header's ``info["audio"]`` says of a stream with sound (the only kind read)."""
 
 
 @dataclass
@@ -206,6 +228,8 @@ class FcsWriter:
         self._repeat: list[bytes] = []
         self.bytes_written = 0
         self.redundant_bytes = 0
+        self.audio_bytes = 0
+        self._audio_start = -AUDIO_ORIGIN - 1
         self.frame_bits: list[dict[str, float]] = []
         self._emit(header.to_bytes())
 
@@ -236,6 +260,21 @@ class FcsWriter:
         body = varint(self.frames) + struct.pack("<fffHH", *box, *src_size)
         self._force_intra = True
         return out + self._emit(chunk(CROP, body))
+
+    def add_audio(self, packet: AudioPacket) -> bytes:
+        """An Opus packet of the sound; the header must declare it (``info["audio"] ==
+        AUDIO_INFO``) and packets come in time order. Audio goes out as it is made,
+        between frame packets, so a live receiver plays it with the frames."""
+        if self.header.info.get("audio") != AUDIO_INFO:
+            raise ValueError("the header declares no audio (info['audio'])")
+        if not 1 <= len(packet.data) <= MAX_AUDIO_DATA:
+            raise ValueError(f"an audio packet holds 1..{MAX_AUDIO_DATA} bytes")
+        if packet.start < -AUDIO_ORIGIN or packet.start <= self._audio_start:
+            raise ValueError("audio packets must start after -1 s and in time order")
+        self._audio_start = packet.start
+        data = chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
+        self.audio_bytes += len(data)
+        return self._emit(data)
 
     def request_intra(self) -> None:
         """Code the next frame intra (a receiver asked to resync, say)."""
@@ -436,7 +475,9 @@ class FcsReader:
         self.crops: list[Crop] = []
         self.sources_seen: set[int] = set()
         self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "parity": 0,
-                            "other": 0}
+                            "audio": 0, "other": 0}
+        self.audio = self.header.info.get("audio") == AUDIO_INFO  # format 2.2 sound
+        self._audio_start = -AUDIO_ORIGIN - 1
         self.max_gap = max(1, math.ceil(MAX_GAP_S * float(self.header.fps)))
         self._states: dict[int, tuple[Coded, Coded]] = {}  # decoded frames' indices, deltas
         self._last: dict[str, np.ndarray] | None = None
@@ -488,7 +529,7 @@ class FcsReader:
         self.stream.feed(bytes(buf[need:]))
         return header
 
-    def __iter__(self) -> Iterator[SourceFrame | DecodedFrame | Crop]:
+    def __iter__(self) -> Iterator[SourceFrame | DecodedFrame | Crop | AudioPacket]:
         while not self.ended:
             for item in self.stream.chunks():
                 if isinstance(item, Damage):
@@ -550,6 +591,14 @@ class FcsReader:
                     return len(head) < MAX_VARINT_BYTES and length > len(head)
                 return got[1] < length and \
                     self.frames - MAX_REF <= got[0] <= self.frames + self.max_gap
+            if kind == AUDIO:
+                got = read_varint(head, 0)
+                if got is None:
+                    return self.audio and len(head) < MAX_VARINT_BYTES and length > len(head)
+                # within a second of where the frames are, after the last packet
+                ahead = (self.frames + self.max_gap) / float(self.header.fps) + 1.0
+                return self.audio and got[1] < length and \
+                    self._audio_start < got[0] - AUDIO_ORIGIN <= ahead * AUDIO_INFO["rate"]
             if kind == SOURCE:
                 if len(head) < 6:
                     return length > len(head) and (not head or head[0] < max(
@@ -593,6 +642,11 @@ class FcsReader:
             crop = Crop(frame, (x0, y0, size), (w, h))
             self.crops.append(crop)
             yield crop
+        elif ck.kind == AUDIO:
+            self.chunk_bytes["audio"] += ck.nbytes
+            packet = self._audio(ck)
+            if packet is not None:
+                yield packet
         elif ck.kind == END:
             self.chunk_bytes["other"] += ck.nbytes
             yield from self._release(force=True)  # no repair comes after the end
@@ -609,6 +663,27 @@ class FcsReader:
             self.ended = True
         else:  # ancillary: skipped by design
             self.chunk_bytes["other"] += ck.nbytes
+
+    def _audio(self, ck: Chunk) -> AudioPacket | None:
+        """An audio chunk, checked: declared by the header, in time order (a duplicate or
+        a reordered one is dropped in tolerant mode: its moment has passed)."""
+        if not self.audio:
+            if self.tolerant:
+                return None
+            raise FormatError("audio chunk in a stream whose header declares no audio",
+                              ck.offset, self.name)
+        stored, pos = _varint_at(ck, 0)
+        start = stored - AUDIO_ORIGIN
+        if pos >= len(ck.payload) or len(ck.payload) - pos > MAX_AUDIO_DATA:
+            raise FormatError(f"audio chunk holds 0 or more than {MAX_AUDIO_DATA} bytes",
+                              ck.offset, self.name)
+        if start <= self._audio_start:
+            if self.tolerant:
+                return None
+            raise FormatError(f"audio packet at sample {start} is not after the previous "
+                              f"one ({self._audio_start})", ck.offset, self.name)
+        self._audio_start = start
+        return AudioPacket(start, bytes(ck.payload[pos:]))
 
     def _head(self, ck: Chunk) -> _Head:
         """A frame packet's header fields, range-checked."""

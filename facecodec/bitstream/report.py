@@ -41,6 +41,7 @@ class FileStats:
     skipped: int = 0
     redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
     parity_bytes: int = 0  # parity chunks (forward error correction, format 2.1)
+    audio_bytes: int = 0  # the sound's chunks (Opus, format 2.2)
 
     def summary(self) -> dict:
         n = max(self.frames - self.held, 1)
@@ -70,6 +71,8 @@ class FileStats:
             "header_bytes": self.header_bytes,
             "source_frames": self.sources,
             "source_bytes": self.source_bytes,
+            "audio_bytes": self.audio_bytes,
+            "audio_kbps": self.audio_bytes * 8 / duration / 1000 if duration else 0.0,
             "file_bytes": self.file_bytes,
             "steady_kbps_15fps": frame_bits * 15 / 1000,
             "steady_kbps": frame_bits * self.fps / 1000,
@@ -102,6 +105,7 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
         st.other_bytes = reader.chunk_bytes["other"]
         st.redundant_bytes = reader.chunk_bytes["redundant"]
         st.parity_bytes = reader.chunk_bytes["parity"]
+        st.audio_bytes = reader.chunk_bytes["audio"]
         st.skipped = len(reader.skipped)
     st.file_bytes = path.stat().st_size
     return st
@@ -122,6 +126,7 @@ def overall(stats: list[FileStats]) -> FileStats:
         out.held += s.held
         out.redundant_bytes += s.redundant_bytes
         out.parity_bytes += s.parity_bytes
+        out.audio_bytes += s.audio_bytes
         out.skipped += s.skipped
         out.packet_bits += s.packet_bits
         for k, v in s.stream_bits.items():
@@ -158,9 +163,12 @@ def to_markdown(summaries: list[dict]) -> str:
             "|---|---:|",
             f"| header | {s['header_bytes']} B |",
             f"| source frames | {s['source_frames']} ({s['source_bytes']} B) |",
+            *([f"| sound (Opus) | {s['audio_bytes']} B, {s['audio_kbps']:.2f} kbps |"]
+              if s.get("audio_bytes") else []),
             f"| steady-state kbps at 15 fps | {s['steady_kbps_15fps']:.2f} |",
             f"| steady-state kbps at the file's {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",
-            f"| all-in kbps over {s['duration_s']:.1f} s | {s['all_in_kbps']:.2f} |",
+            f"| all-in kbps over {s['duration_s']:.1f} s (sound included) | "
+            f"{s['all_in_kbps']:.2f} |",
         ]
         if s["held_frames"] or s["skipped_chunks"]:
             lines.append(f"| damaged | {s['skipped_chunks']} skips, {s['held_frames']} "

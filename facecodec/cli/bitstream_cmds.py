@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from facecodec.audio import DEFAULT_KBPS as AUDIO_KBPS
+from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
+from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.protection import PRESETS
 from facecodec.bitstream.protection import resolve as resolve_protection
@@ -99,13 +102,18 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
               help="Forward error correction: after every G frame packets (2..16) a parity "
                    "packet from which the receiver rebuilds any one lost packet of the group, "
                    "at up to G - 1 frames of added delay (0: off; see docs/format.md).")
+@click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
+              "Opus, format 2.2).")
+@click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
+              default=AUDIO_KBPS, show_default=True,
+              help="Bitrate of the sound (Opus; speech needs 6-12).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
-           fec: int | None, no_progress: bool) -> None:
+           fec: int | None, no_audio: bool, audio_kbps: float, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -124,16 +132,19 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
-                      protection=protection,
+                      protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
                       prior=Prior.load(prior_path) if prior_path else None)
         from facecodec.sender.landmarks import quiet_mediapipe_logs
 
         with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors
             st = enc.encode_file(src, dst, progress=not no_progress)
         secs = st.frames / float(enc.fps)
+        kbps = st.bytes * 8 / max(secs, 1e-9) / 1000
+        sound = (f" (sound {st.audio_bytes * 8 / max(secs, 1e-9) / 1000:.2f} kbps)"
+                 if st.audio_bytes else " (no sound)")
         click.echo(f"{dst}: {st.frames} frames ({secs:.1f} s), face in {st.faces}, sources "
-                   f"{st.sources}, {st.bytes} bytes = {st.bytes * 8 / max(secs, 1e-9) / 1000:.2f}"
-                   f" kbps all-in, encoded at {st.frames / st.seconds:.1f} frames/s")
+                   f"{st.sources}, {st.bytes} bytes = {kbps:.2f} kbps all-in{sound}, "
+                   f"encoded at {st.frames / st.seconds:.1f} frames/s")
         for w in st.warnings:  # e.g. a cut video: what was there is encoded, and said so
             click.echo(f"facecodec: warning: {w}", err=True)
         return

@@ -20,8 +20,14 @@ from facecodec.resources import shipped
 PHOTO = "astronaut.jpg"  # in the shipped examples (facecodec.resources)
 
 
-def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15) -> Path:
-    """Write the example video (H.264, 512x512) from the still photo."""
+BEEP_HZ, BEEP_S = 1000.0, 0.05
+
+
+def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15,
+                       beeps: list[float] | None = None) -> Path:
+    """Write the example video (H.264, 512x512) from the still photo; with ``beeps``, an
+    AAC track that is silent but for a 50-ms 1-kHz beep at each of those times (s), to
+    check where the sound lands."""
     import av
     import cv2
 
@@ -36,6 +42,14 @@ def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15) -> Path:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
+        sound = None
+        if beeps is not None:
+            sound = out.add_stream("aac", rate=48000, layout="mono")
+            t = np.arange(round(seconds * 48000)) / 48000
+            on = np.zeros_like(t, dtype=bool)
+            for b in beeps:
+                on |= (t >= b) & (t < b + BEEP_S)
+            pcm = (np.sin(2 * np.pi * BEEP_HZ * t) * 12000 * on).astype(np.int16)
         for i in range(round(seconds * fps)):
             t = i / fps
             angle = 6.0 * np.sin(2 * np.pi * t / 4.0)
@@ -45,7 +59,14 @@ def make_example_video(dst: Path, seconds: float = 8.0, fps: int = 15) -> Path:
             frame = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REFLECT)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")))
+            if sound is not None:
+                a, b = round(i * 48000 / fps), round((i + 1) * 48000 / fps)
+                piece = av.AudioFrame.from_ndarray(pcm[None, a:b], format="s16", layout="mono")
+                piece.sample_rate, piece.pts = 48000, a
+                out.mux(sound.encode(piece))
         out.mux(stream.encode(None))
+        if sound is not None:
+            out.mux(sound.encode(None))
     return dst
 
 

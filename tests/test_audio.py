@@ -1,0 +1,139 @@
+"""The call's sound (format 2.2): Opus packets through the bitstream and back, placed
+sample-exactly, and what a receiver does with damaged or hostile audio chunks."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from bitstream_helpers import random_walk
+
+from facecodec.audio import RATE, OpusDecoder, OpusEncoder, decode_audio, encode_audio
+from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.container import (
+    AUDIO_INFO,
+    AudioPacket,
+    DecodedFrame,
+    FcsReader,
+    FcsWriter,
+    Header,
+)
+from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.streams import TABLES
+from facecodec.errors import FormatError, InputError
+
+TABLE = TABLES["sup_unsup_expr"]
+PRIOR = Prior.untrained(TABLE)
+
+
+def tone(seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+
+
+def test_opus_round_trip_keeps_the_signal_in_place():
+    pcm = tone(1.0)
+    packets = encode_audio(pcm, 12)
+    starts = [p.start for p in packets]
+    assert starts[0] < 0 and set(np.diff(starts)) == {2880}  # 60-ms packets
+    out = decode_audio(packets, len(pcm))
+    assert len(out) == len(pcm)
+    assert np.corrcoef(out[4800:-4800], pcm[4800:-4800])[0, 1] > 0.9  # in phase: no shift
+    bits = 8 * sum(len(p.data) for p in packets)
+    assert bits < 16_000  # about its 12 kbps over one second
+
+
+def test_a_lost_packet_is_silence_and_the_rest_stays_in_place():
+    pcm = tone(1.0)
+    packets = encode_audio(pcm, 12)
+    whole = decode_audio(packets, len(pcm))
+    lost = packets[5]
+    out = decode_audio(packets[:5] + packets[6:], len(pcm))
+    gap = slice(lost.start, lost.start + 2880)
+    assert not out[gap].any()
+    after = slice(lost.start + 2880 + 960, len(pcm))  # (the decoder re-converges)
+    assert np.corrcoef(out[after], whole[after])[0, 1] > 0.9
+    assert len(out) == len(pcm)
+    dec = OpusDecoder()  # a damaged packet is a gap too, never an exception
+    assert dec.decode(AudioPacket(0, b"\xff" * 3)).dtype == np.int16
+
+
+def test_the_encoder_refuses_a_bitrate_opus_cannot_serve():
+    with pytest.raises(InputError, match="audio bitrate"):
+        OpusEncoder(2)
+
+
+def _stream(audio: bool = True) -> tuple[FcsWriter, io.BytesIO]:
+    info = {"audio": dict(AUDIO_INFO)} if audio else {}
+    out = io.BytesIO()
+    w = FcsWriter(out, Header(TABLE, PRIOR.id, Fraction(15), n_sources=1, info=info), PRIOR)
+    return w, out
+
+
+def _events(data: bytes, **kw) -> list:
+    return list(FcsReader(data, prior=PRIOR, **kw))
+
+
+def test_audio_chunks_through_the_container_interleaved_with_frames():
+    frames = random_walk(TABLE, 30, seed=1, step=0.002)
+    packets = encode_audio(tone(2.0))
+    w, out = _stream()
+    w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
+    sound = iter(packets)
+    p = next(sound)
+    for i, f in enumerate(frames):
+        while p is not None and p.start < (i + 1) * RATE / 15:
+            w.add_audio(p)
+            p = next(sound, None)
+        w.add_frame(f)
+    w.close()
+    events = _events(out.getvalue())
+    got = [e for e in events if isinstance(e, AudioPacket)]
+    assert got == packets[: len(got)] and len(got) >= 30 * RATE // 15 // 2880
+    # each audio packet comes before the frame its start falls in
+    order = [(e.index if isinstance(e, DecodedFrame) else None, e) for e in events]
+    seen = 0
+    for index, e in order:
+        if index is not None:
+            seen = index + 1
+        elif isinstance(e, AudioPacket):
+            assert e.start < seen * RATE / 15 + RATE / 15
+    reader = FcsReader(out.getvalue(), prior=PRIOR)
+    list(reader)
+    assert reader.chunk_bytes["audio"] == w.audio_bytes > 0
+
+
+def test_the_writer_refuses_audio_it_cannot_send():
+    w, _ = _stream(audio=False)
+    with pytest.raises(ValueError, match="declares no audio"):
+        w.add_audio(AudioPacket(0, b"x"))
+    w, _ = _stream()
+    w.add_audio(AudioPacket(0, b"x"))
+    for bad in (AudioPacket(0, b"y"), AudioPacket(-RATE - 1, b"y"), AudioPacket(10, b""),
+                AudioPacket(20, b"z" * 4001)):
+        with pytest.raises(ValueError):
+            w.add_audio(bad)
+
+
+def test_hostile_audio_chunks_are_refused_or_skipped():
+    frames = random_walk(TABLE, 3, seed=2, step=0.002)
+    base, _ = _stream()
+    cases = {
+        "audio chunk in a stream whose header declares no audio": (False, [(0, b"x")]),
+        "is not after the previous one": (True, [(100, b"x"), (100, b"y")]),
+        "holds 0 or more than": (True, [(0, b"")]),
+    }
+    for reason, (declared, chunks) in cases.items():
+        w, out = _stream(declared)
+        w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
+        for start, data in chunks:
+            out.write(chunk(AUDIO, varint(start + AUDIO_ORIGIN) + data))
+        for f in frames:
+            w.add_frame(f)
+        w.close()
+        with pytest.raises(FormatError, match=reason):
+            _events(out.getvalue())
+        events = _events(out.getvalue(), tolerant=True)  # the frames still come out
+        assert sum(isinstance(e, DecodedFrame) for e in events) == 3
