@@ -24,6 +24,7 @@ RATE = 48000  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
 DEFAULT_KBPS = 8.0  # speech: ~wideband Opus at 8 kbps (issue #17: 6-12 kbps)
 MIN_KBPS, MAX_KBPS = 6.0, 64.0
+MAX_GAP_S = 10.0  # a live sender fills at most this much silence, then restarts its clock
 _TIME_BASE = Fraction(1, RATE)
 
 
@@ -121,6 +122,23 @@ class OpusEncoder:
     @staticmethod
     def _packets(packets) -> list[AudioPacket]:
         return [AudioPacket(int(p.pts), bytes(p)) for p in packets]
+
+
+class LiveOpus:
+    """A live call's sound: an :class:`OpusEncoder` whose samples start at ``origin`` (on
+    the stream's 48 kHz clock), its packets written straight into a ``FcsWriter``."""
+
+    def __init__(self, kbps: float, origin: int):
+        self.encoder = OpusEncoder(kbps)
+        self.origin = origin
+
+    def encode_into(self, pcm: np.ndarray, writer) -> None:
+        for p in self.encoder.encode(pcm):
+            writer.add_audio(AudioPacket(p.start + self.origin, p.data))
+
+    def flush_into(self, writer) -> None:
+        for p in self.encoder.flush():
+            writer.add_audio(AudioPacket(p.start + self.origin, p.data))
 
 
 def encode_audio(pcm: np.ndarray, kbps: float = DEFAULT_KBPS) -> list[AudioPacket]:

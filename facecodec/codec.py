@@ -42,8 +42,10 @@ from typing import BinaryIO
 import numpy as np
 
 from facecodec.audio import DEFAULT_KBPS as AUDIO_KBPS
+from facecodec.audio import MAX_GAP_S as MAX_AUDIO_GAP_S
 from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
 from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
+from facecodec.audio import LiveOpus
 from facecodec.bitstream.container import (
     AUDIO_INFO,
     MAX_REF,
@@ -149,8 +151,9 @@ class Encoder:
             frame packets (2..16; 0: off), from which the receiver rebuilds any one lost
             packet of the group (format 2.1), holding frames back up to G - 1 frames while
             a repair is open.
-        audio: send the input video's sound (Opus, format 2.2; files only for now: the
-            live API sends none). A video without sound gives a stream without it.
+        audio: send the sound (Opus, format 2.2): a video file's, or what ``push_audio``
+            gives a live stream (whose header then declares sound). A video without sound
+            gives a stream without it.
         audio_kbps: the sound's Opus bitrate (6..64; 8 by default, speech).
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
@@ -339,9 +342,9 @@ class Encoder:
             sink = _Collect()
             self._live = _LiveState(
                 FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
-                sink, FcsWriter(sink, self.header(self.n_sources), self.prior,
+                sink, FcsWriter(sink, self.header(self.n_sources, self.audio), self.prior,
                                 **self._protection()),
-                Deadband(self.deadband))
+                Deadband(self.deadband), t0=t)
         st = self._live
         record = st.frontend.process(Frame(image, t, st.count))
         st.count += 1
@@ -369,6 +372,47 @@ class Encoder:
             st.writer.add_frame(v)
         st.pending.clear()
 
+    def push_audio(self, samples: np.ndarray, time_s: float | None = None) -> bytes:
+        """Encode sound captured with the frames: mono samples at 48 kHz (int16, or float
+        in [-1, 1]) whose first was captured at ``time_s`` on the frames' clock (``push``'s
+        ``time_s``; default: right after the previous samples). Returns the bytes to send
+        now (Opus packets complete every 60 ms). The stream's time 0 is the first frame's:
+        push a frame first; sound from before it is dropped, a gap is silence."""
+        if not self.audio:
+            raise InputError("push_audio() on an Encoder made with audio=False")
+        if self._closed:
+            raise InputError("the stream is closed: push_audio() after close()")
+        st = self._live
+        if st is None:
+            raise InputError("push_audio() before any frame: push() the first frame first "
+                             "(the sound is placed from its time)")
+        pcm = np.asarray(samples)
+        if pcm.ndim != 1 or not (pcm.dtype == np.int16 or np.issubdtype(pcm.dtype,
+                                                                         np.floating)):
+            raise InputError(f"sound must be mono samples (int16 or float), got {pcm.dtype} "
+                             f"{pcm.shape}")
+        if pcm.dtype != np.int16:
+            pcm = (np.clip(np.nan_to_num(pcm), -1.0, 1.0) * 32767).astype(np.int16)
+        if time_s is not None and not _is_real(time_s):
+            raise InputError(f"time_s must be a finite number of seconds, got {time_s!r}")
+        rate = AUDIO_INFO["rate"]
+        start = st.audio_next if time_s is None else round((float(time_s) - st.t0) * rate)
+        if start > st.audio_next:  # a gap: silence, or (over MAX_AUDIO_GAP_S) a new start
+            if start - st.audio_next <= MAX_AUDIO_GAP_S * rate:
+                pcm = np.concatenate([np.zeros(start - st.audio_next, np.int16), pcm])
+                start = st.audio_next
+            elif st.opus is not None:
+                st.opus.flush_into(st.writer)
+                st.opus = None
+        elif start < st.audio_next:  # overlaps what was sent (or before time 0): cut
+            pcm = pcm[st.audio_next - start:]
+            start = st.audio_next
+        if st.opus is None:
+            st.opus = LiveOpus(self.audio_kbps, start)
+        st.opus.encode_into(pcm, st.writer)
+        st.audio_next = start + len(pcm)
+        return st.sink.drain()
+
     def close(self) -> bytes:
         """End the live stream; returns the last bytes to send."""
         if self._closed:
@@ -376,6 +420,8 @@ class Encoder:
         st = self._live
         if st is None:
             raise InputError("close() before any frame was pushed")
+        if st.opus is not None:
+            st.opus.flush_into(st.writer)
         if not st.sources:  # the call ended before a source was chosen: take the best
             faces = [(r, v) for r, v, _ in st.pending if r.valid]
             if not faces:
@@ -535,6 +581,9 @@ class _LiveState:
     # the last frames' records and values, where a newly chosen source's values are found
     recent: deque[tuple[FrameRecord, Values]] = field(
         default_factory=lambda: deque(maxlen=64))
+    t0: float = 0.0  # the first frame's time: the stream's time 0 (the sound's origin)
+    opus: LiveOpus | None = None  # the sound's encoder, from the first push_audio
+    audio_next: int = 0  # the sample (48 kHz, from t0) the next pushed sound continues
 
 
 @dataclass

@@ -429,3 +429,38 @@ def analyse_markdown(path: Path) -> str:
     from facecodec.bitstream.report import analyse, to_markdown
 
     return to_markdown([analyse(path).summary()])
+
+
+def test_live_sound_lands_where_it_was_captured(env):
+    """push_audio: sound captured beside the frames (on their clock, in pieces of any
+    size, with a gap) comes out of the receiver placed from the first frame's time."""
+    from facecodec.audio import RATE, decode_audio
+
+    enc = Encoder("tiny_codec", n_sources=1)
+    with pytest.raises(InputError, match="before any frame"):
+        enc.push_audio(np.zeros(480, np.int16))
+    t0, beep_at = 100.0, 1.2  # a camera clock that does not start at 0
+    wire = []
+    with VideoReader(env["video"], fps=15) as video:
+        for i, frame in enumerate(video):
+            t = t0 + i / 15
+            wire.append(enc.push(frame.image, time_s=t))
+            piece = np.zeros(RATE // 15, np.float32)
+            if abs(t - t0 - beep_at) < 0.5 / 15:  # this frame's 67 ms carries a beep
+                piece[:] = 0.4 * np.sin(2 * np.pi * 1000 * np.arange(len(piece)) / RATE)
+            if i != 10:  # one piece never captured: a gap, filled with silence
+                wire.append(enc.push_audio(piece, time_s=t))
+    with pytest.raises(InputError, match="mono samples"):
+        enc.push_audio(np.zeros((2, 10)))
+    wire.append(enc.close())
+    dec = Decoder()
+    frames, packets = [], []
+    for f in dec.frames(iter(wire)):
+        frames.append(f)
+        packets += dec.drain_audio()
+    assert len(frames) == 45 and packets
+    pcm = decode_audio(packets, 3 * RATE).astype(float)
+    loud = np.where(np.abs(pcm) > 4000)[0] / RATE
+    assert abs(loud[0] - beep_at) < 0.01 and abs(loud[-1] - beep_at - 1 / 15) < 0.01
+    with pytest.raises(InputError, match="audio=False"):
+        Encoder("tiny_codec", audio=False).push_audio(np.zeros(10, np.int16))
