@@ -649,7 +649,8 @@ class Decoder:
         self.model = model
         self.tolerant = tolerant
         self.max_delay = None if max_delay is None else int(max_delay)
-        self.backend = choose_backend(backend)  # a bad name fails here, not at the first frame
+        choose_backend(backend)  # a bad name fails here, not at the first frame
+        self.backend = backend  # resolved per stream: auto depends on the drawing size
         self.output_size = output_size
         self.retouch = bool(retouch)
         self.header: Header | None = None

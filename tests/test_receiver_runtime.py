@@ -55,7 +55,9 @@ def test_onnxruntime_matches_torch_and_caches_the_graph(package, tmp_path, monke
 
 def test_backend_names(monkeypatch):
     assert choose_backend("torch") == "torch"
-    assert choose_backend("auto") == "onnxruntime"
+    assert choose_backend("auto") == "onnxruntime"  # drawing at the model's own size
+    assert choose_backend("auto", upscaled=True) == "torch"  # measured faster there
+    assert choose_backend("onnxruntime", upscaled=True) == "onnxruntime"
     monkeypatch.setenv("FACECODEC_BACKEND", "torch")
     assert choose_backend(None) == "torch"
     with pytest.raises(InputError, match="unknown backend 'tensorrt'"):

@@ -40,11 +40,11 @@ class Renderer:
         full = load_model(package.path, parts=("receiver",))
         full.receiver = fuse_batchnorm(full.receiver.eval())
         self.model = full.receiver
-        self.backend = choose_backend(backend)
         self.resolution = package.resolution
         # without the pixel blend the decoder alone draws the frame, at the model's size
         self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
                             else self.resolution)
+        self.backend = choose_backend(backend, upscaled=self.output_size > self.resolution)
         self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams

@@ -1,10 +1,10 @@
 """The receiver's per-frame generator on onnxruntime.
 
 PyTorch's eager CPU kernels are slow on this small mobile network (many thin convolutions,
-batch 1): the same generator as an ONNX graph on onnxruntime rendered 32.8 instead of 20.0
-frames/s at 256 on one thread when first measured. bench/codec_speed.py measures both; its
-latest run (docs/BENCHMARKS.md, on a machine busy training, before the pose weighting) did
-not show the gap, so the default awaits a re-measurement on a quiet machine. The graph is the one
+batch 1) when it draws at its own resolution: there onnxruntime is faster (bench/codec_speed.py,
+docs/BENCHMARKS.md). When the pixel blend draws larger frames than the model's resolution
+(the shipped 128 model drawing at 256), the warps of the source pixels dominate and
+PyTorch is faster, so ``auto`` picks by that (:func:`choose_backend`). The graph is the one
 ``facecodec export onnx`` writes, and its wrappers call the networks' own ``render``, so
 both backends compute the same function within float rounding
 (tests/test_receiver_runtime.py). It is traced from the local weights the first time a
@@ -35,7 +35,8 @@ from facecodec.errors import InputError
 from facecodec.models.package import ModelPackage
 
 BACKENDS = ("auto", "onnxruntime", "torch")
-"""``auto``: onnxruntime when it is installed and the model converts, else PyTorch."""
+"""``auto``: PyTorch when the pixel blend draws frames larger than the model's resolution
+(the shipped setup: 128 model, 256 frames), else onnxruntime when it is installed."""
 
 _FORMAT = 2  # bump when the wrappers change what the cached graph computes
 
@@ -61,13 +62,20 @@ def available() -> bool:
     return True
 
 
-def choose_backend(backend: str | None) -> str:
-    """``backend`` or ``$FACECODEC_BACKEND`` or ``auto``, resolved to what will run."""
+def choose_backend(backend: str | None, upscaled: bool = False) -> str:
+    """``backend`` or ``$FACECODEC_BACKEND`` or ``auto``, resolved to what will run for a
+    generator that draws frames larger than its model's resolution (``upscaled``) or not.
+
+    ``auto`` follows bench/codec_speed.py (docs/BENCHMARKS.md, one thread, two runs on
+    different days agreeing): drawing 256 frames from the 128 model with 3 sources, PyTorch
+    30.2 against onnxruntime 26.0 frames/s (earlier 34.1 / 25.1), and PyTorch needs no
+    graph traced on the first decode; drawing at the model's own size, onnxruntime is
+    faster (128: 48.4 / 39.0; FOM at 256: 43.9 / 28.7)."""
     backend = backend or os.environ.get("FACECODEC_BACKEND") or "auto"
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
     if backend == "auto":
-        return "onnxruntime" if available() else "torch"
+        return "onnxruntime" if available() and not upscaled else "torch"
     if backend == "onnxruntime" and not available():
         raise InputError("backend onnxruntime: onnx, onnxscript or onnxruntime is not "
                          "installed (pip install onnx onnxscript onnxruntime)")
