@@ -464,3 +464,31 @@ def test_live_sound_lands_where_it_was_captured(env):
     assert abs(loud[0] - beep_at) < 0.01 and abs(loud[-1] - beep_at - 1 / 15) < 0.01
     with pytest.raises(InputError, match="audio=False"):
         Encoder("tiny_codec", audio=False).push_audio(np.zeros(10, np.int16))
+
+
+def test_a_live_call_draws_its_first_face_from_a_small_source(env):
+    """The first source goes out small (quality 25) and again at full quality 2 s later:
+    the receiver can draw after ~2 KB instead of ~4-5 KB (3 s at 6 kbps: 2.25 KB)."""
+    from facecodec.bitstream.chunks import FRAME_KINDS, SOURCE, ChunkParser
+    from facecodec.bitstream.header import header_length
+
+    def first_face_bytes(enc) -> tuple[int, list[int]]:
+        wire = b""
+        with VideoReader(env["video"], fps=15) as video:
+            for frame in video:
+                wire += enc.push(frame.image)
+        wire += enc.close()
+        p = ChunkParser(header_length(wire[:8], None))
+        p.feed(wire[header_length(wire[:8], None):])
+        p.close()
+        chunks = list(p.chunks())
+        first = next(c for c in chunks if c.kind in FRAME_KINDS)
+        return first.offset, [c.payload[0] for c in chunks if c.kind == SOURCE]
+
+    quick, slots = first_face_bytes(Encoder("tiny_codec", n_sources=2))
+    plain, plain_slots = first_face_bytes(Encoder("tiny_codec", n_sources=2,
+                                                  first_source_quality=None))
+    assert quick <= 2250 < plain, (quick, plain)
+    assert slots.count(0) == 2 and plain_slots.count(0) == 1  # slot 0 sent again, refined
+    with pytest.raises(InputError, match="first_source_quality"):
+        Encoder("tiny_codec", first_source_quality=0)
