@@ -27,6 +27,7 @@ frame with open eyes and the yaw extremes, section 3.3) and :meth:`Decoder.decod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import numbers
@@ -85,6 +86,7 @@ DEFAULT_SOURCE_QUALITY = 80
 DEFAULT_FIRST_SOURCE_QUALITY = 30
 FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0
+MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
 
@@ -336,8 +338,15 @@ class Encoder:
         """Encode one RGB frame; returns the bytes to send now (the header comes with
         the first call; frames are held back until the first source frame is chosen,
         at most ~1 s at the start of a call). ``time_s``: the frame's capture time in
-        seconds, finite and increasing from frame to frame (the landmark smoothing
-        measures speeds with it); default: 1 / fps after the previous frame."""
+        seconds, finite and increasing from frame to frame; default: 1 / fps after the
+        previous frame (each push is then the next stream frame).
+
+        With ``time_s``, the stream keeps real time at any camera rate: stream frame
+        ``k`` is the capture nearest ``t0 + k / fps`` (``t0``: the first frame's time). A
+        camera faster than ``fps`` has the captures between two stream frames dropped (the
+        call returns no new frame); a slower one, or a stall, has the last frame repeated
+        for the slots it missed (zero deltas: a few bits each), up to
+        ``MAX_REPEAT_S``; a longer stall moves the stream's clock on."""
         from facecodec.sender.video import Frame
 
         if self._closed:  # a second header on the same wire would not decode
@@ -365,6 +374,17 @@ class Encoder:
                                 **self._protection()),
                 Deadband(self.deadband), t0=t)
         st = self._live
+        if time_s is not None and st.count:
+            slot = math.ceil((t - st.t0) * float(self.fps) - 0.5)  # nearest; ties: earlier
+            if slot < st.count:  # between two stream frames: a faster camera's extra frame
+                st.last_time = t
+                return st.sink.drain()
+            missing = slot - st.count
+            most = round(MAX_REPEAT_S * float(self.fps))
+            if missing > most:  # a long stall: the stream's clock moves on
+                st.t0 += (missing - most) / float(self.fps)
+                missing = most
+            self._repeat_last(st, missing)
         record = st.frontend.process(Frame(image, t, st.count))
         st.count += 1
         st.last_time = t
@@ -390,10 +410,23 @@ class Encoder:
             st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
                                  self.source_image_bytes(tube), chosen)
             st.refine = None
-        st.pending.append((record, values, (image.shape[1], image.shape[0])))
+        st.frame_size = (image.shape[1], image.shape[0])
+        st.pending.append((record, values, st.frame_size))
         if st.sources:
             self._flush_pending(st)
         return st.sink.drain()
+
+    def _repeat_last(self, st: _LiveState, n: int) -> None:
+        """``n`` stream frames that repeat the last one (slots a slow camera missed)."""
+        if n <= 0 or not st.recent:
+            return
+        record, values = st.recent[-1]
+        size = st.pending[-1][2] if st.pending else st.frame_size
+        for _ in range(n):
+            st.pending.append((dataclasses.replace(record, new_box=False), values, size))
+            st.count += 1
+        if st.sources:
+            self._flush_pending(st)
 
     @staticmethod
     def _flush_pending(st: _LiveState) -> None:
@@ -613,6 +646,7 @@ class _LiveState:
     recent: deque[tuple[FrameRecord, Values]] = field(
         default_factory=lambda: deque(maxlen=64))
     t0: float = 0.0  # the first frame's time: the stream's time 0 (the sound's origin)
+    frame_size: tuple[int, int] = (0, 0)  # the camera's picture (width, height)
     opus: LiveOpus | None = None  # the sound's encoder, from the first push_audio
     audio_next: int = 0  # the sample (48 kHz, from t0) the next pushed sound continues
     # the first source, sent small, to send again at full quality: (slot, tube, values,

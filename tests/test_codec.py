@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from codec_helpers import make_package
 
+from facecodec.bitstream.container import DecodedFrame, FcsReader
 from facecodec.bitstream.values import decode_values
 from facecodec.cli.demo_cmds import make_example_video
 from facecodec.codec import Decoder, Encoder
@@ -492,3 +493,26 @@ def test_a_live_call_draws_its_first_face_from_a_small_source(env):
     assert slots.count(0) == 2 and plain_slots.count(0) == 1  # slot 0 sent again, refined
     with pytest.raises(InputError, match="first_source_quality"):
         Encoder("tiny_codec", first_source_quality=0)
+
+
+def test_live_frames_keep_real_time_at_any_camera_rate(env):
+    """push(frame, time_s): a 30-fps camera gives a 15-fps stream of the same duration
+    (every other capture dropped), a 7.5-fps one too (each frame repeated for the slot
+    it missed), and a stall is filled with the last frame."""
+    with VideoReader(env["video"], fps=None) as video:
+        images = [f.image for _, f in zip(range(30), video, strict=False)]
+
+    def stream_frames(times: list[float]) -> list:
+        enc = Encoder("tiny_codec", n_sources=1, audio=False)
+        wire = [enc.push(images[i % len(images)], time_s=t) for i, t in enumerate(times)]
+        wire.append(enc.close())
+        return [e for e in FcsReader(b"".join(wire)) if isinstance(e, DecodedFrame)]
+
+    fast = stream_frames([5.0 + i / 30 for i in range(60)])  # 2 s at 30 fps
+    assert len(fast) == 30  # 2 s at 15 fps
+    slow = stream_frames([5.0 + i / 7.5 for i in range(15)])  # 2 s at 7.5 fps
+    assert len(slow) == 29  # slots 0..28: the last capture is at 1.87 s
+    for a, b in zip(slow[0::2], slow[1::2], strict=False):  # a repeat has the same values
+        assert all(np.array_equal(a.values[k], b.values[k]) for k in a.values)
+    stalled = stream_frames([0.0, 1 / 15, 2 / 15, 1.0 + 2 / 15])  # a 1-s stall
+    assert len(stalled) == 18
