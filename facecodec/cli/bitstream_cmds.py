@@ -264,94 +264,11 @@ def fit_priors(table_name: str, model: str | None, cache: Path | None,
                intra_period: int, deadband: float | None, points: str,
                out: Path | None) -> None:
     """Fit a prior to value streams and report its cross-entropy on held-out streams."""
-    from tqdm import tqdm
+    from facecodec.training.priors import PriorFit, parse_strengths
+    from facecodec.training.priors import fit_priors as fit
 
-    from facecodec.bitstream.fitting import cache_clips, load_coded
-    from facecodec.bitstream.prior import prior_dirs
-    from facecodec.bitstream.streams import TABLES
-
-    name = table_name
-    if model is not None:
-        from facecodec.bitstream.values import coded_clip
-        from facecodec.models.package import find_model
-
-        if cache is None or train_files or val_files:
-            raise InputError("--model fits on a data cache: give --cache (and no value files)")
-        package = find_model(model)
-        table_name, name = package.table_name, package.name
-    if table_name not in TABLES:
-        raise InputError(f"unknown stream table {table_name!r} (have {sorted(TABLES)})")
-    table = TABLES[table_name]
-    train, val = list(train_files), list(val_files)
-    if cache is not None:
-        splits = cache_clips(cache)
-        train += splits.get("train", [])
-        val += splits.get("val", [])
-    if not train:
-        raise InputError("nothing to fit on: give --cache or --train files")
-    strengths = _strengths(points)
-    if strengths and model is None:
-        raise InputError("--operating-points needs --model (dead zones apply to its values)")
-    if model is not None:
-        from facecodec.sender.deadband import DEFAULT_STRENGTH
-        from facecodec.sender.streams import cache_value_streams_at
-
-        deadband = DEFAULT_STRENGTH if deadband is None else deadband
-        strengths = [deadband, *(s for s in strengths if s != deadband)]
-        streams = {what: cache_value_streams_at(
-            package, tqdm(paths, desc=f"{what}: run the sender", unit="clip"), strengths)
-            for what, paths in (("train", train), ("val", val))}
-        for s in strengths:
-            train_c = [coded_clip(table, v) for v in streams["train"][s]]
-            val_c = [coded_clip(table, v) for v in streams["val"][s]]
-            base = out.parent if out is not None else prior_dirs()[-1]
-            dest = out if s == deadband else (
-                base / "operating_points" / f"{name}-deadband{s:g}.json")
-            _fit_and_report(table, train_c, val_c, name, context, intra_period, s, dest)
-    else:
-        train_c = load_coded(table, tqdm(train, desc="read train", unit="clip"))
-        val_c = load_coded(table, tqdm(val, desc="read val", unit="clip"))
-        _fit_and_report(table, train_c, val_c, name, context, intra_period, None, out)
-
-
-def _strengths(value: str) -> list[float]:
-    try:
-        strengths = [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"--operating-points {value!r}: comma-separated numbers") from None
-    if any(not 0 <= s <= 100 for s in strengths):
-        raise InputError(f"--operating-points {value!r}: strengths are in [0, 100]")
-    return strengths
-
-
-def _fit_and_report(table, train_c: list, val_c: list, name: str, context: int,
-                    intra_period: int, deadband: float | None, out: Path | None) -> None:
-    """Fit one prior, save it (default priors/<name>.json) and print its cross-entropy
-    on the held-out streams against simpler coders."""
-    from facecodec.bitstream.fitting import fit_and_evaluate
-    from facecodec.bitstream.prior import prior_dirs
-
-    prior, rep = fit_and_evaluate(table, train_c, val_c, name, context, intra_period)
-    if deadband is not None:
-        prior.info["deadband"] = deadband  # what the encoder should use with this prior
-    out = out or prior_dirs()[-1] / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prior.save(out)
-    at = "" if deadband is None else f" at dead zone {deadband:g}"
-    click.echo(f"{out}: prior {prior.id}{at}, fitted on {rep['train_clips']} clips "
-               f"({rep['train_frames']} frames)")
-    if val_c:
-        v = rep["val_bits_per_frame"]
-        cols = ["prior", "prediction_only", "static_per_class", "static_per_stream"]
-        click.echo(f"held-out cross-entropy on {rep['val_clips']} clips ({rep['val_frames']} "
-                   "frames), bits/frame:")
-        click.echo("| stream | " + " | ".join(c.replace("_", " ") for c in cols) + " |\n"
-                   "|---|" + "---:|" * len(cols))
-        for k in v["prior"]:
-            click.echo(f"| {k} | " + " | ".join(f"{v[c][k]:.1f}" for c in cols) + " |")
-        click.echo(f"the prior saves {100 * rep['saving_vs_static_per_stream']:.1f}% against "
-                   f"one static table per stream, {100 * rep['saving_vs_static_per_class']:.1f}% "
-                   "against static tables per class")
+    fit(PriorFit(table_name, model, cache, train_files, val_files, context, intra_period,
+                 deadband, parse_strengths(points), out), say=click.echo)
 
 
 COMMANDS = [encode, decode, bitrate, fit_priors]
