@@ -53,3 +53,16 @@ def test_a_model_directory_with_a_broken_config_is_a_mismatch(tmp_path):
                                                       .read_bytes()[:8])
     with pytest.raises(ModelMismatchError, match="not a model config"):
         find_model(tmp_path)
+
+
+def test_the_receiver_settings_are_the_models():
+    """The pose weighting of source pixels is read from the model's config (the shipped
+    model sets its own tau), with the defaults where a config says nothing."""
+    from facecodec.models.package import POSE_SMOOTHING, POSE_TEMPERATURE, ReceiverSettings
+
+    shipped = find_model("frontalizer_sup_unsup_expr").profile.receiver
+    assert (shipped.pose_temperature, shipped.pose_smoothing) == (0.0015, 0.7)
+    assert ReceiverSettings.from_config({}) == ReceiverSettings(POSE_TEMPERATURE,
+                                                                POSE_SMOOTHING)
+    off = ReceiverSettings.from_config({"inference": {"pose_temperature": None}})
+    assert off.pose_temperature == 0.0

@@ -157,7 +157,7 @@ class FacecodecMethod(Method):
             raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
                              f"a {family} model, not {self.family}")
         self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
-        mixer = SourceMixer.from_config(self.package.config)
+        mixer = SourceMixer.from_profile(self.package.profile)
         self._mix = (mixer.describe() if mixer and self.package.profile.max_sources > 1
                      and n > 1 else None)
         self._warp = self.package.profile.pixel_warp

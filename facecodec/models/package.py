@@ -28,6 +28,16 @@ from facecodec.models.layout import KeypointLayout
 from facecodec.resources import shipped
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
+
+POSE_TEMPERATURE = 0.003
+"""The receiver's default pose weighting of source pixels (receiver/mixing.py): tau, in
+squared tube units ([-1, 1] across the crop). Chosen on the val clips among 0.002-0.01:
+colder follows the nearest source more closely (lower LPIPS) and switches more abruptly
+(more flicker). A model's config may set its own (``inference.pose_temperature``)."""
+
+POSE_SMOOTHING = 0.7
+"""The moving average's weight on the previous mix (0: none); 0.7 at 15 frames/s lets a
+change of pose move the mix within ~0.2 s."""
 SINGLE_SOURCE_FAMILIES = ("fom",)  # FOM animates one source; the Frontalizer fuses several
 
 
@@ -37,6 +47,27 @@ def model_dirs() -> list[Path]:
     an editable install, see :mod:`facecodec.resources`)."""
     dirs = [Path(p) for p in os.environ.get("FACECODEC_MODELS", "").split(":") if p]
     return [*dirs, shipped("models")]
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """How the receiver draws with a model, beyond its weights: exported with it in its
+    config's ``inference`` section (training does not use them).
+
+    Attributes:
+        pose_temperature: the pose weighting of source pixels (0: the learned
+            confidences alone).
+        pose_smoothing: the moving average of that weighting over frames.
+    """
+
+    pose_temperature: float = POSE_TEMPERATURE
+    pose_smoothing: float = POSE_SMOOTHING
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> ReceiverSettings:
+        section = cfg.get("inference") or {}
+        tau = section.get("pose_temperature", POSE_TEMPERATURE)
+        return cls(float(tau or 0.0), float(section.get("pose_smoothing", POSE_SMOOTHING)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,7 @@ class ModelProfile:
         resolution: the side of the images the networks take.
         pixel_warp: how the receiver samples the source pixels it blends.
         max_sources: the most source frames its receiver uses (1 for FOM).
+        receiver: how the receiver draws with it (:class:`ReceiverSettings`).
     """
 
     name: str
@@ -60,6 +92,7 @@ class ModelProfile:
     resolution: int
     pixel_warp: str
     max_sources: int
+    receiver: ReceiverSettings = ReceiverSettings()
 
     @classmethod
     def from_config(cls, cfg: dict, source: str | None = None) -> ModelProfile:
@@ -72,7 +105,8 @@ class ModelProfile:
                 table_name=table_of_streams(layout.streams) or "",
                 resolution=int(cfg["data"]["resolution"]),
                 pixel_warp=str(cfg["model"].get("decoder", {}).get("pixel_warp", "bilinear")),
-                max_sources=1 if family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES)
+                max_sources=1 if family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES,
+                receiver=ReceiverSettings.from_config(cfg))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelMismatchError(f"config.yaml is not a model config ({e!r})",
                                      source=source) from None

@@ -21,14 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-POSE_TEMPERATURE = 0.003
-"""tau, in squared tube units ([-1, 1] across the crop). Chosen on the val clips among
-0.002-0.01: colder follows the nearest source more closely (lower LPIPS) and switches
-more abruptly (more flicker)."""
+from facecodec.models.package import POSE_SMOOTHING as SMOOTHING
+from facecodec.models.package import POSE_TEMPERATURE, ModelProfile, ReceiverSettings
 
-SMOOTHING = 0.7
-"""The moving average's weight on the previous mix (0: none); 0.7 at 15 frames/s lets a
-change of pose move the mix within ~0.2 s."""
+__all__ = ["POSE_TEMPERATURE", "SMOOTHING", "SourceMixer", "pose_weights"]
 
 
 def pose_weights(source_kp: Tensor, kp: Tensor, temperature: float) -> Tensor:
@@ -57,11 +53,17 @@ class SourceMixer:
         """From a model config's optional ``inference`` section (``pose_temperature``,
         ``pose_smoothing``); None when ``pose_temperature`` is 0 or null (the learned
         confidences alone)."""
-        section = cfg.get("inference") or {}
-        tau = section.get("pose_temperature", POSE_TEMPERATURE)
-        if not tau:
+        return cls.from_settings(ReceiverSettings.from_config(cfg))
+
+    @classmethod
+    def from_profile(cls, profile: ModelProfile) -> SourceMixer | None:
+        return cls.from_settings(profile.receiver)
+
+    @classmethod
+    def from_settings(cls, settings: ReceiverSettings) -> SourceMixer | None:
+        if not settings.pose_temperature:
             return None
-        return cls(float(tau), float(section.get("pose_smoothing", SMOOTHING)))
+        return cls(settings.pose_temperature, settings.pose_smoothing)
 
     def reset(self) -> None:
         self._last = None

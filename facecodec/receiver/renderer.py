@@ -49,7 +49,7 @@ class Renderer:
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
         # each frame's pixels mostly from the sources nearest in pose (receiver/mixing.py)
-        self.mixer = (SourceMixer.from_config(package.config) if self.model.mixes_sources
+        self.mixer = (SourceMixer.from_profile(package.profile) if self.model.mixes_sources
                       else None)
         self.start(max_sources)
 

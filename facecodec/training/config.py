@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from facecodec.receiver.mixing import POSE_TEMPERATURE, SMOOTHING
+from facecodec.models.package import POSE_SMOOTHING, POSE_TEMPERATURE
 
 DEFAULTS: dict[str, Any] = {
     "name": "unnamed",
@@ -95,8 +95,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "validation": {"every": 1000, "num_samples": 16, "batch_size": 8, "lpips": True,
                    "save_images": True},
-    # the receiver's, not training's: exported with the model (facecodec/receiver/mixing.py)
-    "inference": {"pose_temperature": POSE_TEMPERATURE, "pose_smoothing": SMOOTHING},
+    # the receiver's, not training's: exported with the model (models/package.py,
+    # ReceiverSettings, read by facecodec/receiver/mixing.py)
+    "inference": {"pose_temperature": POSE_TEMPERATURE, "pose_smoothing": POSE_SMOOTHING},
 }
 
 
