@@ -19,7 +19,9 @@ hash). Each *policy* re-writes those values with :class:`FcsWriter`:
   arrives ``--rtt-frames`` frames later and makes the sender code its next frame against
   that one (``FcsWriter.recover_from``; NACK/RPSI in WebRTC terms), or an intra frame
   when it has decoded nothing yet (PLI). Feedback messages are lost at the same rate as
-  packets, and repeated while the receiver is stuck;
+  packets, and repeated while the receiver is stuck, once the answer is overdue (every
+  ``--rtt-frames`` + 1 frames); ``fbe`` repeats them every frame instead (the sender
+  then codes each frame against the receiver's last good one until it resumes);
 - ``rpK+fb``: both;
 - ``fecG`` (format 2.1): a parity chunk after every G frame packets (the XOR of their
   bytes), from which the receiver rebuilds any one lost packet of the group; the reader
@@ -158,7 +160,7 @@ def protection(policy: str) -> dict:
             out["repeat_intra"] = int(tok[1]) - 1
         elif tok.startswith("fec"):
             out["fec"] = int(tok[3:])
-        elif tok not in ("plain", "fb") and not (tok[:1] == "d" and tok[1:].isdigit()):
+        elif tok not in ("plain", "fb", "fbe") and not (tok[:1] == "d" and tok[1:].isdigit()):
             raise ValueError(f"unknown policy part {tok!r} in {policy!r}")
     return out
 
@@ -323,20 +325,24 @@ def run_feedback(header, prior, clip, policy: str, p, rng, rtt: int, burst_start
             if t == len(frames) - 1:
                 w.close()
             for kind, raw, _ in split_chunks(b"".join(sink.parts), 0):
-                if kind in FRAME_KINDS:
+                if kind in LOSSY:  # frame packets, their copies and parity chunks
                     state["sent"] += len(raw)
                     if lost():
                         continue
                 yield raw
             sink.parts.clear()
 
-    reader = MemoReader(itertools.chain([head], packets()), prior=prior, tolerant=True)
+    reader = MemoReader(itertools.chain([head], packets()), prior=prior, tolerant=True,
+                        max_delay=reader_delay(policy))
     out = []
     for e in reader:
         if not isinstance(e, DecodedFrame):
             continue
         out.append(e)
-        if e.held and state["t"] - state["asked_at"] > rtt:
+        # fb: asked again once the answer is overdue; fbe: every frame while stuck (a
+        # feedback message is a few bytes on the back channel)
+        every = 1 if "fbe" in policy.split("+") else rtt + 1
+        if e.held and state["t"] - state["asked_at"] >= every:
             state["asked_at"] = state["t"]
             if p is None or rng.random() >= p:  # the feedback message itself may be lost
                 back.append((state["t"] + rtt, reader.last_good))
@@ -374,7 +380,7 @@ def main() -> None:
                         "identical": 0, "frames": 0, "freezes": [], "late": [],
                         "decoded": 0} for name, _ in LOSSES}
         policy_bytes = 0
-        fb = "fb" in policy.split("+")
+        fb = bool({"fb", "fbe"} & set(policy.split("+")))
         delay = reader_delay(policy)
         for name, header, prior, clip in tqdm(clips, desc=policy, unit="clip"):
             MemoReader.memo.clear()  # (bounded: one clip's packets and states)
