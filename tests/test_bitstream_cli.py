@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,27 @@ def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):
     r = run(*fit, "--deadband", "16", "--out", "alone.json", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert Prior.load(tmp_path / "alone.json").id == points[16].id
+
+
+def test_the_report_says_where_the_rate_went_over_time(tmp_path, monkeypatch):
+    """bitrate --report: the all-in rate per 10-s window, split into sources, frame
+    packets, sound and the rest, accounts for every byte of the file (but the end chunk)."""
+    from facecodec.bitstream.report import analyse, to_markdown
+    from facecodec.bitstream.values import encode_values
+
+    table = TABLES["sup_unsup_expr"]
+    frames = random_walk(table, 330, seed=3, step=0.004)  # 22 s at 15 fps
+    values = {s.name: np.stack([f[s.name] for f in frames]) for s in table}
+    path = tmp_path / "v.fcs"
+    prior = Prior.untrained(table)
+    prior.save(tmp_path / "untrained.json")
+    monkeypatch.setenv("FACECODEC_PRIORS", str(tmp_path))  # where a reader finds it
+    size = encode_values(values, Fraction(15), prior, path)
+    summary = analyse(path).summary()
+    windows = summary["windows"]
+    assert [w["start_s"] for w in windows] == [0.0, 10.0, 20.0]
+    assert [round(w["seconds"], 6) for w in windows] == [10.0, 10.0, 2.0]
+    counted = sum(w["all_in_kbps"] * w["seconds"] * 1000 / 8 for w in windows)
+    assert size - 16 <= round(counted) <= size  # all but the end chunk
+    assert all(w["sources_kbps"] == w["audio_kbps"] == 0 for w in windows)
+    assert "Rate over time" in to_markdown([summary])

@@ -24,6 +24,9 @@ PAPER_TABLE4 = {
 }
 
 
+WINDOW_S = 10.0  # the report's rate-over-time windows (issue #17 judges a budget on 10 s)
+
+
 @dataclass
 class FileStats:
     name: str
@@ -42,6 +45,9 @@ class FileStats:
     redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
     parity_bytes: int = 0  # parity chunks (forward error correction, format 2.1)
     audio_bytes: int = 0  # the sound's chunks (Opus, format 2.2)
+    # per frame, the bytes read since the previous frame: (sources, frame packets with
+    # their copies and parities, sound, the rest): where the rate went over time
+    arrivals: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def summary(self) -> dict:
         n = max(self.frames - self.held, 1)
@@ -79,7 +85,27 @@ class FileStats:
             "all_in_kbps": self.file_bytes * 8 / duration / 1000 if duration else 0.0,
             "held_frames": self.held,
             "skipped_chunks": self.skipped,
+            "windows": self.windows(),
         }
+
+    def windows(self, seconds: float = WINDOW_S) -> list[dict]:
+        """The all-in rate per ``seconds`` of stream (the header counted in the first),
+        and what it went to: sources, frame packets, sound, the rest (kbps)."""
+        if not self.arrivals or not self.fps:
+            return []
+        per = max(1, round(seconds * self.fps))
+        out = []
+        for i in range(0, len(self.arrivals), per):
+            part = np.asarray(self.arrivals[i:i + per], dtype=np.int64).sum(axis=0)
+            if i == 0:
+                part[3] += self.header_bytes
+            span = len(self.arrivals[i:i + per]) / self.fps
+            kbps = part * 8 / span / 1000
+            out.append({"start_s": i / self.fps, "seconds": span,
+                        "all_in_kbps": float(kbps.sum()), "sources_kbps": float(kbps[0]),
+                        "frames_kbps": float(kbps[1]), "audio_kbps": float(kbps[2]),
+                        "other_kbps": float(kbps[3])})
+        return out
 
 
 def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
@@ -89,10 +115,16 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
         reader = FcsReader(f, name=str(path), tolerant=tolerant)
         st = FileStats(str(path), float(reader.header.fps), header_bytes=reader.header_bytes)
         st.stream_bits = {name: [] for name in reader.header.table.names}
+        seen = dict(reader.chunk_bytes)
         for ev in reader:
             if isinstance(ev, SourceFrame):
                 st.sources += 1
             elif isinstance(ev, DecodedFrame):
+                now = reader.chunk_bytes
+                d = {k: now[k] - seen.get(k, 0) for k in now}
+                seen = dict(now)
+                st.arrivals.append((d["source"], d["frames"] + d["redundant"] + d["parity"],
+                                    d["audio"], d["other"]))
                 st.frames += 1
                 if ev.held:
                     st.held += 1
@@ -174,6 +206,15 @@ def to_markdown(summaries: list[dict]) -> str:
             lines.append(f"| damaged | {s['skipped_chunks']} skips, {s['held_frames']} "
                          f"frames held |")
         lines.append("")
+        if len(s.get("windows") or []) > 1:
+            lines += ["Rate over time (kbps per window, the header in the first):", "",
+                      "| from s | all-in | sources | frame packets | sound | other |",
+                      "|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"| {w['start_s']:.0f} | {w['all_in_kbps']:.2f} | "
+                      f"{w['sources_kbps']:.2f} | {w['frames_kbps']:.2f} | "
+                      f"{w['audio_kbps']:.2f} | {w['other_kbps']:.2f} |"
+                      for w in s["windows"]]
+            lines.append("")
     lines += ["### Oquab et al. 2022, Table 4 (bits/frame, arithmetic coded, 15 fps)", "",
               "| model | bits/frame | kbps at 15 fps |", "|---|---:|---:|"]
     for name, b in PAPER_TABLE4.items():
