@@ -1,5 +1,5 @@
 """The call's sound: Opus (libopus through PyAV), sent as its own packets in the ``.fcs``
-stream (format 2.2, docs/format.md section 5) and put back beside the picture.
+stream (format 2.2, docs/format.md section 2.3) and put back beside the picture.
 
 Time is counted in samples at 48 kHz (Opus's own clock) from the first video frame of the
 stream: a packet says where its first sample goes, so the receiver places every packet
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facecodec.bitstream.container import AudioPacket
+from facecodec.bitstream.container import AUDIO_INFO, AudioPacket
 from facecodec.errors import InputError
 
-RATE = 48000  # Opus codes at 48 kHz whatever the input's rate
+RATE: int = AUDIO_INFO["rate"]  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
-DEFAULT_KBPS = 8.0  # speech: ~wideband Opus at 8 kbps (issue #17: 6-12 kbps)
+DEFAULT_KBPS = 8.0  # speech (issue #17: Opus at 6-12 kbps)
 MIN_KBPS, MAX_KBPS = 6.0, 64.0
 MAX_GAP_S = 10.0  # a live sender fills at most this much silence, then restarts its clock
 _TIME_BASE = Fraction(1, RATE)
@@ -48,8 +48,7 @@ def read_audio(path: str | Path) -> np.ndarray | None:
     with av.open(str(path)) as c:
         if not c.streams.audio:
             return None
-    start_s = _first_video_time(path)
-    with av.open(str(path)) as c:
+        start_s = _first_video_time(path)
         stream = c.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         parts, first = [], None

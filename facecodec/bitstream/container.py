@@ -75,8 +75,9 @@ from facecodec.bitstream.coder import (
 )
 from facecodec.bitstream.fec import Parity, parity_payload, parse_parity, rebuild, verify
 from facecodec.bitstream.header import MAGIC, VERSION, Header, header_length, parse_header
-from facecodec.bitstream.limits import MAX_SOURCE_SIDE
+from facecodec.bitstream.limits import MAX_REF, MAX_SOURCE_SIDE
 from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.streams import Coded, Frame
 from facecodec.errors import FormatError, ModelMismatchError
 
@@ -86,7 +87,6 @@ __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame"
            "AudioPacket", "AUDIO_INFO"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
-MAX_REF = 255  # the farthest back a frame may refer (frames); the reader keeps that many
 MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
 MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
 READ_BLOCK = 1 << 16
@@ -155,8 +155,6 @@ class Skipped:
 
 
 # -- writer --------------------------------------------------------------------------------
-RECOVERY_ANCHORS = ("previous", "intra")
-MAX_INTRA_COPIES = 2
 
 
 class FcsWriter:
@@ -195,15 +193,9 @@ class FcsWriter:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
             raise ValueError("the prior was fitted for another stream table")
-        if not 0 <= recovery_period <= MAX_REF:
-            raise ValueError(f"recovery_period must be in 0..{MAX_REF}")
-        if redundancy not in (0, 1):
-            raise ValueError("redundancy must be 0 or 1")
-        if recovery_anchor not in RECOVERY_ANCHORS:
-            raise ValueError(f"recovery_anchor must be one of {', '.join(RECOVERY_ANCHORS)}")
+        # the protection's fields are checked in one place (ValueError naming the field)
+        Protection(recovery_period, recovery_anchor, redundancy, repeat_intra, fec)
         self.recovery_anchor = recovery_anchor
-        if fec != 0 and not 2 <= fec <= MAX_FEC:
-            raise ValueError(f"fec must be 0 (off) or in 2..{MAX_FEC}")
         if fec:
             header = dataclasses.replace(header, info={**header.info, "fec": fec})
         self.out, self.header, self.prior = out, header, prior
@@ -212,8 +204,6 @@ class FcsWriter:
         self.parity_bytes = 0
         self.parities_skipped = 0  # groups with a packet too long for a parity
         self.recovery_period, self.redundancy = recovery_period, redundancy
-        if not 0 <= repeat_intra <= MAX_INTRA_COPIES:
-            raise ValueError(f"repeat_intra must be in 0..{MAX_INTRA_COPIES}")
         self.repeat_intra = int(repeat_intra)
         self.coder = FrameCoder(prior)
         self.frames = 0

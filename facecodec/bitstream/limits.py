@@ -25,3 +25,7 @@ MODEL_ID_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,63}"
 """What a stream's model id may be: a name looked up among the installed models
 (:func:`facecodec.models.package.find_installed_model`), never a path. ``..`` is refused
 on top of the pattern."""
+
+MAX_REF = 255
+"""The farthest back a frame may refer (frames); a reader keeps that many frames' states
+and a writer that many frames' coder states (recovery points, feedback)."""

@@ -28,7 +28,11 @@ import dataclasses
 import numbers
 from dataclasses import dataclass
 
-from facecodec.bitstream.container import MAX_FEC, MAX_INTRA_COPIES, MAX_REF, RECOVERY_ANCHORS
+from facecodec.bitstream.chunks import MAX_FEC
+from facecodec.bitstream.limits import MAX_REF
+
+RECOVERY_ANCHORS = ("previous", "intra")
+MAX_INTRA_COPIES = 2
 
 
 def _is_int(x: object) -> bool:
@@ -37,7 +41,8 @@ def _is_int(x: object) -> bool:
 
 @dataclass(frozen=True)
 class Protection:
-    """Writer settings for loss protection (all off by default).
+    """Writer settings for loss protection (all off by default); the one place they are
+    checked (:class:`FcsWriter` checks its arguments by making one).
 
     Args:
         recovery_period: every this many frames after an intra frame, a *recovery point*

@@ -60,9 +60,9 @@ class EvalRequest:
 
 
 @dataclass
-class _Prior:
+class _Earlier:
     """What earlier runs give this one: scores reused from a results.json, scores resumed
-    from this commit's journal."""
+    from this commit's journal (a stopped run)."""
 
     previous: dict | None = None
     reused: dict = field(default_factory=dict)
@@ -91,25 +91,25 @@ def run_eval(req: EvalRequest, say: Say, warn: Say) -> None:
         raise InputError(f"a method is listed twice: {', '.join(req.methods)}")
     identity, measured, missing = _identity(warn)
     settings = {m.name: {"description": m.description, **m.settings()} for m in chosen}
-    prior = _Prior(previous=previous)
-    _reuse(req, prior, settings, chosen, refs, measured, warn)
-    _resume(req, prior, settings, measured, warn)
+    earlier = _Earlier(previous=previous)
+    _reuse(req, earlier, settings, chosen, refs, measured, warn)
+    _resume(req, earlier, settings, measured, warn)
 
     from facecodec.eval.runner import evaluate
     from facecodec.sender.landmarks import quiet_mediapipe_logs
 
     start = time.monotonic()
-    journal = prior.journal
+    journal = earlier.journal
     with quiet_mediapipe_logs():
         run = evaluate(refs, chosen, req.rates, req.max_frames, progress=req.progress,
                        sheet_clip=req.sheet_clip, log=warn if req.verbose else None,
-                       reused=prior.taken(), sheet=req.sheet, identity=identity,
-                       on_score=(lambda s: journal.add(s, prior.resumed)) if journal
+                       reused=earlier.taken(), sheet=req.sheet, identity=identity,
+                       on_score=(lambda s: journal.add(s, earlier.resumed)) if journal
                        else None)
     elapsed = (time.monotonic() - start) / 60
     rows = report_mod.summarize(run.scores)
     say(report_mod.summary_table(rows) + "\n\n" + report_mod.expression_table(rows))
-    info = _info(req, prior, settings, clips_from, measured, missing, elapsed)
+    info = _info(req, earlier, settings, clips_from, measured, missing, elapsed)
     _write(req, run, info, journal, say)
 
 
@@ -151,25 +151,25 @@ def _identity(warn: Say):
     return identity, (identity.description if identity else None), missing
 
 
-def _reuse(req: EvalRequest, prior: _Prior, settings: dict, chosen: list, refs: list,
+def _reuse(req: EvalRequest, earlier: _Earlier, settings: dict, chosen: list, refs: list,
            measured: str | None, warn: Say) -> None:
-    if prior.previous is None:
+    if earlier.previous is None:
         return
     from facecodec.eval.reuse import has_expression, reusable
 
-    previous = prior.previous
-    prior.reused = reusable(previous, settings,
+    previous = earlier.previous
+    earlier.reused = reusable(previous, settings,
                             {m.name: m.operating_points(req.rates) for m in chosen},
                             [r.name for r in refs], req.max_frames, measured)
     before = sorted({r["method"] for r in previous["scores"] if not has_expression(r)}
                     & settings.keys())
     if before:
         warn(f"running again (scored before the expression metrics): {', '.join(before)}")
-    warn(f"reusing the scores of {', '.join(prior.reused) or 'no method'} from {req.reuse} "
+    warn(f"reusing the scores of {', '.join(earlier.reused) or 'no method'} from {req.reuse} "
          f"(commit {previous.get('commit', '?')})")
 
 
-def _resume(req: EvalRequest, prior: _Prior, settings: dict, measured: str | None,
+def _resume(req: EvalRequest, earlier: _Earlier, settings: dict, measured: str | None,
             warn: Say) -> None:
     """A stopped run resumes from its journal (eval/journal.py)."""
     if req.results_path is None:
@@ -178,15 +178,15 @@ def _resume(req: EvalRequest, prior: _Prior, settings: dict, measured: str | Non
 
     journal = Journal(journal_path(req.results_path), report_mod.git_commit(), req.max_frames,
                       measured, settings)
-    prior.journal, prior.resumed = journal, journal.load()
-    if prior.resumed:
-        warn(f"resuming {sum(map(len, prior.resumed.values()))} scores from {journal.path} "
+    earlier.journal, earlier.resumed = journal, journal.load()
+    if earlier.resumed:
+        warn(f"resuming {sum(map(len, earlier.resumed.values()))} scores from {journal.path} "
              "(a stopped run of this commit)")
     elif not journal.resumable:
         warn("note: uncommitted changes: if stopped, this run starts over")
 
 
-def _info(req: EvalRequest, prior: _Prior, settings: dict, clips_from: str,
+def _info(req: EvalRequest, earlier: _Earlier, settings: dict, clips_from: str,
           measured: str | None, missing: str | None, elapsed: float) -> dict:
     """The run's description in results.json and the report."""
     info = {
@@ -196,15 +196,15 @@ def _info(req: EvalRequest, prior: _Prior, settings: dict, clips_from: str,
         "max_frames": req.max_frames, "json": str(req.results_path or "results.json"),
         "methods": settings,
         "identity": measured, "identity_missing": missing,
-        "resumed_scores": sum(map(len, prior.resumed.values())),
+        "resumed_scores": sum(map(len, earlier.resumed.values())),
     }
-    previous = prior.previous
-    if previous is not None and prior.reused:
+    previous = earlier.previous
+    if previous is not None and earlier.reused:
         # a row reused twice keeps the commit that scored it
-        earlier = previous.get("reused", {}).get("scored_at", {})
+        scored_at = previous.get("reused", {}).get("scored_at", {})
         info["reused"] = {"from": str(req.reuse), "scored_at": {
-            m: earlier.get(m, f"{previous.get('commit')} ({previous.get('date')})")
-            for m in sorted(prior.reused)}}
+            m: scored_at.get(m, f"{previous.get('commit')} ({previous.get('date')})")
+            for m in sorted(earlier.reused)}}
     return info
 
 
