@@ -87,6 +87,7 @@ DEFAULT_SOURCE_QUALITY = 80
 DEFAULT_FIRST_SOURCE_QUALITY = 30
 FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0
+MIN_SOURCE_KBPS, MAX_SOURCE_KBPS = 0.25, 1000.0  # a paced source's rate (source_kbps)
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
@@ -168,6 +169,12 @@ class Encoder:
             quality (30 by default: the first face sooner on a thin link) and again at
             full size and ``source_quality`` 2 s later; None sends it once, in full.
             Files (``encode_file``) send every source at ``source_quality``.
+        source_kbps: pace the sources (format 2.3): the first goes out at once, small (160
+            px, ``first_source_quality``), and the full-size sources follow in parts
+            between the frames at this rate, the first one again among them; the receiver
+            draws from the first and uses each as it arrives. None (default): every source
+            whole, before the frames of a file (a live call sends its first source again in
+            full ``REFINE_AFTER_S`` later).
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -183,7 +190,8 @@ class Encoder:
                  recovery_period: int | None = None, redundancy: int | None = None,
                  fec: int | None = None, audio: bool = True,
                  audio_kbps: float = AUDIO_KBPS,
-                 first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY):
+                 first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY,
+                 source_kbps: float | None = None):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -204,6 +212,11 @@ class Encoder:
                              f"got {first_source_quality!r}")
         # None: the first source like the others
         self.first_source_quality = int(first_source_quality or source_quality)
+        if source_kbps is not None and not (
+                _is_real(source_kbps) and MIN_SOURCE_KBPS <= source_kbps <= MAX_SOURCE_KBPS):
+            raise InputError(f"source_kbps must be None or a number in {MIN_SOURCE_KBPS:g}.."
+                             f"{MAX_SOURCE_KBPS:g}, got {source_kbps!r}")
+        self.source_kbps = None if source_kbps is None else float(source_kbps)
         self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
         from facecodec.sender.network import SenderNetwork
 
@@ -233,8 +246,11 @@ class Encoder:
         self._closed = False  # close() ended the live stream: an Encoder makes one
 
     # -- shared ---------------------------------------------------------------------------
-    def _protection(self) -> dict:
-        return self.protection.writer_args()
+    def _writer_args(self) -> dict:
+        """The FcsWriter's arguments beside the header: loss protection, source pacing."""
+        rate = 0.0 if self.source_kbps is None else \
+            self.source_kbps * 1000 / 8 / float(self.fps)  # bytes per frame
+        return {**self.protection.writer_args(), "source_rate": rate}
 
     def recover_from(self, frame: int) -> None:
         """The receiver lost packets and last decoded ``frame`` (``Decoder.last_good``,
@@ -298,14 +314,20 @@ class Encoder:
         (the first frame's box too: it places the tube in the ``video_size`` picture).
         With ``audio`` (Opus packets, facecodec/audio.py), each packet goes out before the
         first frame whose interval ends after its start, as a live sender sends it.
-        Returns the bits of the header and sources, and the bits of each frame (the end
-        chunk counted in the last; the sound not counted: ``FcsWriter.audio_bytes``)."""
+        Returns the bits of the header and sources (paced ones too, although their parts go
+        out between the frames), and the bits of each frame (the end chunk counted in the
+        last; the sound not counted: ``FcsWriter.audio_bytes``)."""
         w = FcsWriter(sink, self.header(len(sources), audio is not None), self.prior,
-                      **self._protection())
+                      **self._writer_args())
+        paced = self.source_kbps is not None
         for slot, i in enumerate(sources):
             tube = sources[i]
+            if paced and slot == 0:  # the first face soon, small; the full one paced
+                side = min(tube.shape[0], FIRST_SOURCE_SIZE)
+                w.add_source(slot, self.source_codec, side, side, self.source_image_bytes(
+                    _resize(tube, side), self.first_source_quality), values[i])
             w.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
-                         self.source_image_bytes(tube), values[i])
+                         self.source_image_bytes(tube), values[i], paced=paced)
         setup = w.bytes_written
         bits = np.zeros(len(values), dtype=np.int64)
         sound = iter(audio or ())
@@ -315,17 +337,19 @@ class Encoder:
             while packet is not None and packet.start < end:
                 w.add_audio(packet)
                 packet = next(sound, None)
-            before = w.bytes_written
+            before, parts = w.bytes_written, w.paced_bytes
             if i in crops:
                 w.add_crop(tuple(float(x) for x in crops[i]), video_size)
             w.add_frame(v)
-            bits[i] = 8 * (w.bytes_written - before)
+            setup += w.paced_bytes - parts  # sources, though sent between the frames
+            bits[i] = 8 * (w.bytes_written - before - (w.paced_bytes - parts))
         while packet is not None:  # (the track is cut to the video: at most one packet)
             w.add_audio(packet)
             packet = next(sound, None)
-        before = w.bytes_written
+        before, parts = w.bytes_written, w.paced_bytes
         w.close()
-        bits[-1] += 8 * (w.bytes_written - before)
+        setup += w.paced_bytes - parts
+        bits[-1] += 8 * (w.bytes_written - before - (w.paced_bytes - parts))
         self.last_audio_bytes = w.audio_bytes
         return 8 * setup, bits
 
@@ -372,7 +396,7 @@ class Encoder:
             self._live = _LiveState(
                 FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
                 sink, FcsWriter(sink, self.header(self.n_sources, self.audio), self.prior,
-                                **self._protection()),
+                                **self._writer_args()),
                 Deadband(self.deadband), t0=t)
         st = self._live
         if time_s is not None and st.count:
@@ -399,12 +423,20 @@ class Encoder:
             if st.refine is not None and st.refine[0] == update.slot:
                 st.refine = None  # its slot gets another frame: nothing left to refine
             coded, side = self.source_image_bytes(tube), tube.shape[0]
-            if not st.sources and self.first_source_quality < self.source_quality:
+            paced = self.source_kbps is not None
+            if not st.sources and (paced or self.first_source_quality < self.source_quality):
                 # the first face, soon: a small first source now, the full one later
+                # (paced: from now on, within source_kbps)
                 side = min(side, FIRST_SOURCE_SIZE)
-                coded = self.source_image_bytes(_resize(tube, side), self.first_source_quality)
-                st.refine = (update.slot, tube, chosen, st.count + self._refine_after)
-            st.writer.add_source(update.slot, self.source_codec, side, side, coded, chosen)
+                small = self.source_image_bytes(_resize(tube, side), self.first_source_quality)
+                st.writer.add_source(update.slot, self.source_codec, side, side, small, chosen)
+                if not paced:
+                    st.refine = (update.slot, tube, chosen, st.count + self._refine_after)
+                    coded = None
+                side = tube.shape[0]
+            if coded is not None:
+                st.writer.add_source(update.slot, self.source_codec, side, side, coded, chosen,
+                                     paced=paced)
             st.sources.append(update.record.index)
         elif st.refine is not None and st.count >= st.refine[3]:
             slot, tube, chosen, _ = st.refine  # the first source again, at full quality

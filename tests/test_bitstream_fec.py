@@ -24,6 +24,7 @@ from facecodec.bitstream.chunks import (
     FRAME_KINDS,
     MAX_ANCILLARY,
     PARITY,
+    SOURCE_PART,
     chunk,
     limit,
     read_varint,
@@ -352,12 +353,12 @@ def test_several_frames_per_packet():
 
 
 def test_format_2_0_streams_and_readers():
-    """A 2.0 or 2.1 stream (minor version 0 or 1; 2.2 adds audio chunks) decodes as
-    before; for a 2.0 reader a parity is an ancillary chunk of an allowed size, skipped:
-    the frames are the same without them."""
+    """A 2.0, 2.1 or 2.2 stream (minor version 0..2; 2.2 adds audio chunks, 2.3 source
+    parts) decodes as before; for a 2.0 reader a parity is an ancillary chunk of an
+    allowed size, skipped: the frames are the same without them."""
     parts = write(recovery_period=3, redundancy=1)
-    assert parts[0][4:6] == b"\x02\x02"
-    for minor in (0, 1):
+    assert parts[0][4:6] == b"\x02\x03"
+    for minor in (0, 1, 2):
         h = bytearray(parts[0])
         h[5] = minor
         h[-4:] = struct.pack("<I", zlib.crc32(bytes(h[:-4])))
@@ -365,6 +366,7 @@ def test_format_2_0_streams_and_readers():
                if isinstance(e, DecodedFrame)]
         assert check_against(out, REF) == 0
     assert PARITY in ANCILLARY and limit(PARITY) <= MAX_ANCILLARY
+    assert SOURCE_PART in ANCILLARY and limit(SOURCE_PART) <= MAX_ANCILLARY
     parts = write(fec=4)
     bare = [p for p in parts if kind(p) != PARITY]
     out = [e for e in FcsReader(iter(bare), prior=PRIOR) if isinstance(e, DecodedFrame)]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from codec_helpers import make_package
 
-from facecodec.bitstream.container import DecodedFrame, FcsReader
+from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.values import decode_values
 from facecodec.cli.demo_cmds import make_example_video
 from facecodec.codec import Decoder, Encoder
@@ -516,3 +516,42 @@ def test_live_frames_keep_real_time_at_any_camera_rate(env):
         assert all(np.array_equal(a.values[k], b.values[k]) for k in a.values)
     stalled = stream_frames([0.0, 1 / 15, 2 / 15, 1.0 + 2 / 15])  # a 1-s stall
     assert len(stalled) == 18
+
+
+def test_paced_sources_come_between_the_frames_and_are_drawn_as_they_arrive(env, tmp_path):
+    """``source_kbps``: a small first source before the first frame, then the full-size
+    sources in parts between the frames within that rate (format 2.3); the decoder draws
+    from the first and uses each source as it arrives."""
+    from facecodec.bitstream.chunks import SOURCE, SOURCE_PART
+
+    paced, whole = tmp_path / "paced.fcs", tmp_path / "whole.fcs"
+    Encoder("tiny_codec", source_kbps=60).encode_file(env["video"], paced, progress=False)
+    Encoder("tiny_codec").encode_file(env["video"], whole, progress=False)
+    events = list(FcsReader(paced.read_bytes()))
+    kinds = []
+    for e in events:
+        if isinstance(e, SourceFrame):
+            kinds.append(("s", e.index, e.width))
+        elif isinstance(e, DecodedFrame):
+            kinds.append(("f", e.index, 0))
+    assert kinds[0] == ("s", 0, 160)  # the first face, small
+    assert kinds[1] == ("f", 0, 0)  # drawn at once
+    later = [(i, k) for i, k in enumerate(kinds) if k[0] == "s"][1:]
+    assert [k[1:] for _, k in later] == [(0, 256), (1, 256), (2, 256)]
+    # 60 kbps at 15 fps: 500 bytes a frame for sources of ~5 KB each: one every ~10 frames
+    after = [kinds[i - 1][1] for i, _ in later]
+    assert all(kinds[i - 1][0] == "f" for i, _ in later)
+    assert 5 <= after[0] < after[1] < after[2] < 44, after
+    data = paced.read_bytes()
+    assert bytes([SOURCE_PART]) in data and data.count(bytes([SOURCE])) >= 1
+    dec = Decoder()
+    r = dec.decode_file(paced, tmp_path / "paced.mp4", progress=False)
+    assert r["frames"] == 45 and frame_count(tmp_path / "paced.mp4") == 45
+    # the last frame, drawn with every full source, is the unpaced stream's (to a grey
+    # level: the pose mix smooths its weights over the frames, which saw other sources)
+    a = [d.image.astype(int) for d in Decoder().frames(paced)]
+    b = [d.image.astype(int) for d in Decoder().frames(whole)]
+    assert np.abs(a[-1] - b[-1]).max() <= 2
+    assert np.abs(a[0] - b[0]).mean() > 1  # the first, from the small source alone
+    with pytest.raises(InputError, match="source_kbps"):
+        Encoder("tiny_codec", source_kbps=0)

@@ -152,3 +152,20 @@ def test_a_wider_mouth_is_drawn_wider_and_the_eyes_stay():
     before = img[95].mean(axis=-1) < 100
     assert row.sum() >= before.sum() + 5  # the dark gap spans more of its row
     assert np.array_equal(out[:70], img[:70])
+
+
+def test_a_mouth_drawn_shut_opens_with_a_dark_red_inside():
+    # the generator drew the lips together; the stream says open: a stretch of the lips'
+    # seam would still be lips, so the new gap is painted as the mouth's inside
+    img, mesh = face(eye_gap=10, mouth_gap=0)
+    img[60:] = (190, 110, 110)  # lips-and-chin colour below the nose, so the shade is red
+    _, wide = face(eye_gap=10, mouth_gap=10)
+    out = retouch(img, mesh, to_sup(wide))
+    mouth = (48, 90, 80, 100)
+    assert dark(img, mouth) == 0
+    assert dark(out, mouth) > 40
+    x0, y0, x1, y1 = mouth
+    inside = out[y0:y1, x0:x1].reshape(-1, 3)
+    inside = inside[inside.mean(-1) < 100]
+    assert (inside[:, 0] > inside[:, 1]).mean() > 0.9  # red, not grey
+    assert np.array_equal(out[:70], img[:70])  # the eyes did not move

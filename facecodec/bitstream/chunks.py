@@ -35,6 +35,9 @@ END = 0x7F
 PARITY = 0x40
 # format 2.2: an Opus packet of the call's sound (facecodec/audio.py); ancillary too
 AUDIO = 0x41
+# format 2.3: a piece of a source chunk's payload, sent paced between frame packets; an
+# ancillary kind, so a 2.2 reader skips it and draws with the sources it has
+SOURCE_PART = 0x42
 ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
 FRAME_KINDS = (INTER, INTRA, INTER_REF)
 
@@ -49,10 +52,14 @@ MAX_ANCILLARY = 1 << 16
 AUDIO_ORIGIN = 48000  # an audio chunk's start is stored + this (Opus starts before 0)
 MAX_AUDIO_DATA = 4000  # bytes of one Opus packet (RFC 6716: 1275 per 20 ms frame)
 MAX_PAYLOAD[AUDIO] = MAX_VARINT_BYTES + MAX_AUDIO_DATA
+MAX_PART_DATA = 4096  # bytes of a source chunk's payload one part carries
+MAX_PARTS = (MAX_PAYLOAD[SOURCE] + MAX_PART_DATA - 1) // MAX_PART_DATA  # a whole source
+# slot (u8), part number, part count (varints), then the data
+MAX_PAYLOAD[SOURCE_PART] = 1 + 2 * MAX_VARINT_BYTES + MAX_PART_DATA
 
 
-_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY, AUDIO]))
-                           + b"]")
+_RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY, AUDIO,
+                                                   SOURCE_PART])) + b"]")
 
 
 def varint(n: int) -> bytes:

@@ -26,6 +26,12 @@ Sound (format 2.2): Opus packets in audio chunks (:class:`AudioPacket`, ``add_au
 each placed by its first sample from frame 0's time, yielded by the reader as they come;
 the codec itself is facecodec/audio.py (the bitstream does not decode them).
 
+Paced sources (format 2.3, ``FcsWriter(source_rate=...)``, ``add_source(paced=True)``):
+a source chunk's payload cut into source parts that go out between frame packets at a
+given rate, so a thin link carries the first face first and the sharper sources after it,
+within a budget; the reader puts the parts back together and yields the source when its
+last part arrives.
+
 Every malformed input raises :class:`facecodec.errors.FormatError` with the byte offset
 of the problem (strict mode) or is skipped and reported (tolerant mode); every length,
 count and frame number is bounded before anything is allocated.
@@ -55,9 +61,13 @@ from facecodec.bitstream.chunks import (
     MAX_AUDIO_DATA,
     MAX_FEC,
     MAX_PARITY_BODY,
+    MAX_PART_DATA,
+    MAX_PARTS,
+    MAX_PAYLOAD,
     MAX_VARINT_BYTES,
     PARITY,
     SOURCE,
+    SOURCE_PART,
     Chunk,
     ChunkParser,
     Damage,
@@ -83,10 +93,12 @@ from facecodec.errors import FormatError, ModelMismatchError
 
 __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
-           "SOURCE", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC", "IMAGE_CODECS",
-           "AudioPacket", "AUDIO_INFO"]
+           "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC",
+           "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
+PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
+assert PART_BYTES <= MAX_PART_DATA
 MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
 MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
 READ_BLOCK = 1 << 16
@@ -184,11 +196,16 @@ class FcsWriter:
             header's ``info`` then says ``"fec": G``, which tells a reader how long to
             hold frames back for a repair. A group with a packet longer than
             ``MAX_PARITY_BODY`` (2 KiB: many frames per packet) gets no parity.
+        source_rate: bytes per frame that sources given with ``add_source(paced=True)``
+            may use (format 2.3): they wait in order and go out in parts of
+            ``PART_BYTES`` between frame packets as that allowance builds up (it builds up
+            only while one waits); ``close`` sends what is left before the end chunk.
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
                  recovery_period: int = 0, redundancy: int = 0, fec: int = 0,
-                 recovery_anchor: str = "previous", repeat_intra: int = 0):
+                 recovery_anchor: str = "previous", repeat_intra: int = 0,
+                 source_rate: float = 0.0):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
@@ -220,6 +237,12 @@ class FcsWriter:
         self.redundant_bytes = 0
         self.audio_bytes = 0
         self._audio_start = -AUDIO_ORIGIN - 1
+        if not (math.isfinite(source_rate) and source_rate >= 0):
+            raise ValueError(f"source_rate must be a finite number >= 0, got {source_rate!r}")
+        self.source_rate = float(source_rate)
+        self._paced: list[list] = []  # [slot, body, next part, parts] in sending order
+        self._credit = 0.0
+        self.paced_bytes = 0  # source parts written
         self.frame_bits: list[dict[str, float]] = []
         self._emit(header.to_bytes())
 
@@ -229,8 +252,10 @@ class FcsWriter:
         return data
 
     def add_source(self, index: int, codec: str, width: int, height: int, image: bytes,
-                   values: Frame) -> bytes:
-        """A source frame: the encoded image plus its values, coded intra."""
+                   values: Frame, paced: bool = False) -> bytes:
+        """A source frame: the encoded image plus its values, coded intra. Sent now, or
+        with ``paced`` queued and sent in parts within ``source_rate`` (format 2.3). Either
+        way it replaces a source of the same slot still waiting to go out."""
         codes = {v: k for k, v in IMAGE_CODECS.items()}
         if codec not in codes:
             raise ValueError(f"image codec {codec!r} not in {sorted(codes)}")
@@ -242,7 +267,44 @@ class FcsWriter:
         payload, _ = encode_packet(FrameCoder(self.prior), [coded], first_intra=True)
         body = struct.pack("<BBHH", index, codes[codec], width, height)
         body += varint(len(image)) + image + payload
+        if len(body) > MAX_PAYLOAD[SOURCE]:
+            raise ValueError(f"source chunk of {len(body)} bytes above {MAX_PAYLOAD[SOURCE]}")
+        self._paced = [q for q in self._paced if q[0] != index]
+        parts = -(-len(body) // PART_BYTES)
+        if paced and parts > 1:
+            if self.source_rate <= 0:
+                raise ValueError("a paced source needs a source_rate above 0")
+            self._paced.append([index, body, 0, parts])
+            return b""
         return self._emit(chunk(SOURCE, body))
+
+    @property
+    def sources_waiting(self) -> int:
+        """Paced sources not completely sent yet."""
+        return len(self._paced)
+
+    def _pace(self, force: bool = False) -> bytes:
+        """The parts of the waiting sources that this frame's allowance pays for (all of
+        them with ``force``)."""
+        if not self._paced:
+            self._credit = 0.0  # an allowance is not saved up for later sources
+            return b""
+        self._credit += self.source_rate
+        out = b""
+        while self._paced:
+            q = self._paced[0]
+            slot, body, k, parts = q
+            data = chunk(SOURCE_PART, bytes([slot]) + varint(k) + varint(parts)
+                         + body[k * PART_BYTES:(k + 1) * PART_BYTES])
+            if len(data) > self._credit and not force:
+                break
+            self._credit -= len(data)
+            self.paced_bytes += len(data)
+            out += self._emit(data)
+            q[2] += 1
+            if q[2] == parts:
+                self._paced.pop(0)
+        return out
 
     def add_crop(self, box: tuple[float, float, float], src_size: tuple[int, int]) -> bytes:
         """The face tube moved: applies from the next frame, which is coded intra."""
@@ -297,7 +359,7 @@ class FcsWriter:
         if self.frames >= MAX_FRAME:
             raise ValueError("stream too long: frame numbers are 32-bit")
         ref = self._reference(self.frames)
-        out = b""
+        out = self._pace()
         if ref != 1:  # an intra frame or a recovery point always starts a packet
             out += self.flush()
             self._pending_ref = ref
@@ -371,6 +433,7 @@ class FcsWriter:
             raise ValueError("the stream is closed")
         out = self.flush() + self._emit_repeats()
         out += self._emit_parity()  # the last group, however short
+        out += self._pace(force=True)  # a file holds every source it was given
         self.closed = True
         return out + self._emit(chunk(END, struct.pack("<I", self.frames)))
 
@@ -464,6 +527,7 @@ class FcsReader:
         self.skipped: list[Skipped] = []
         self.crops: list[Crop] = []
         self.sources_seen: set[int] = set()
+        self._assembly: dict[int, _Assembly] = {}  # slot -> a paced source's parts so far
         self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "parity": 0,
                             "audio": 0, "other": 0}
         self.audio = self.header.info.get("audio") == AUDIO_INFO  # format 2.2 sound
@@ -597,6 +661,8 @@ class FcsReader:
                 return length > 6 and slot < max(self.header.n_sources, 1) and \
                     codec in IMAGE_CODECS and 1 <= w <= MAX_SOURCE_SIDE and \
                     1 <= h <= MAX_SOURCE_SIDE
+            if kind == SOURCE_PART:
+                return length > 3 and (not head or head[0] < max(self.header.n_sources, 1))
             if kind == END:
                 if length != 4:
                     return False
@@ -615,12 +681,13 @@ class FcsReader:
         elif ck.kind == PARITY:
             self.chunk_bytes["parity"] += ck.nbytes
             yield from self._parity(ck)
-        elif ck.kind == SOURCE:
+        elif ck.kind in (SOURCE, SOURCE_PART):
             self.chunk_bytes["source"] += ck.nbytes
-            src = self._source(ck)
-            if self._last is None:  # concealment before the first frame shows a source
-                self._last = src.values
-            yield src
+            src = self._source(ck) if ck.kind == SOURCE else self._source_part(ck)
+            if src is not None:
+                if self._last is None:  # concealment before the first frame shows a source
+                    self._last = src.values
+                yield src
         elif ck.kind == CROP:
             self.chunk_bytes["other"] += ck.nbytes
             frame, pos = _varint_at(ck, 0)
@@ -640,6 +707,15 @@ class FcsReader:
         elif ck.kind == END:
             self.chunk_bytes["other"] += ck.nbytes
             yield from self._release(force=True)  # no repair comes after the end
+            if self._assembly:
+                slot, a = next(iter(self._assembly.items()))
+                self._assembly.clear()
+                # a writer sends every part before its end chunk
+                e = FormatError(f"source slot {slot}: {a.next} of {a.parts} parts before "
+                                "the end", a.offset, self.name)
+                if not self.tolerant:
+                    raise e
+                self._problem(a.offset, e.problem)
             if len(ck.payload) != 4:
                 raise FormatError("end chunk has the wrong size", ck.offset, self.name)
             (count,) = struct.unpack("<I", ck.payload)
@@ -932,6 +1008,44 @@ class FcsReader:
             skip.not_shown += upto - self.frames
             self.frames = upto
 
+    def _source_part(self, ck: Chunk) -> SourceFrame | None:
+        """A part of a paced source (format 2.3): the source once its last part is in.
+        Parts come in order; a part that does not follow the ones held (one was lost)
+        drops them: that source is lost, the slot keeps what it had."""
+        p = ck.payload
+        if len(p) < 4:
+            raise FormatError("source part too short", ck.offset, self.name)
+        slot = p[0]
+        if slot >= max(self.header.n_sources, 1):
+            raise FormatError(f"source slot {slot} beyond the header's "
+                              f"{self.header.n_sources}", ck.offset, self.name)
+        k, pos = _varint_at(ck, 1)
+        parts, pos = _varint_at(ck, pos)
+        if not (2 <= parts <= MAX_PARTS and k < parts and pos < len(p)):
+            raise FormatError(f"source part {k} of {parts} (2..{MAX_PARTS} parts, not empty)",
+                              ck.offset, self.name)
+        a = self._assembly.get(slot)
+        if k == 0:  # a new source for the slot: whatever was held for it is dropped
+            a = self._assembly[slot] = _Assembly(parts, ck.offset)
+        elif a is not None and a.parts == parts and k < a.next and self.tolerant:
+            return None  # a duplicate of a part held
+        elif a is None or a.parts != parts or k != a.next:
+            self._assembly.pop(slot, None)
+            want = f"part {a.next} of {a.parts}" if a is not None else "its part 0"
+            raise FormatError(f"source slot {slot}: part {k} of {parts} where {want} was due "
+                              "(a part lost?): the source is dropped", ck.offset, self.name)
+        a.data += p[pos:]
+        a.next += 1
+        a.nbytes += ck.nbytes
+        if len(a.data) > MAX_PAYLOAD[SOURCE]:
+            del self._assembly[slot]
+            raise FormatError(f"source slot {slot}: parts beyond {MAX_PAYLOAD[SOURCE]} bytes",
+                              ck.offset, self.name)
+        if a.next < parts:
+            return None
+        del self._assembly[slot]
+        return self._source(Chunk(SOURCE, bytes(a.data), a.offset, a.nbytes))
+
     def _source(self, ck: Chunk) -> SourceFrame:
         p = ck.payload
         if len(p) < 6:
@@ -960,6 +1074,17 @@ class FcsReader:
         self.sources_seen.add(index)
         return SourceFrame(index, IMAGE_CODECS[codec], w, h, image,
                            self.header.table.dequantize(coded), ck.offset, ck.nbytes)
+
+
+@dataclass
+class _Assembly:
+    """The parts of one paced source received so far."""
+
+    parts: int
+    offset: int  # where its first part starts
+    next: int = 0
+    data: bytearray = dataclasses.field(default_factory=bytearray)
+    nbytes: int = 0
 
 
 @dataclass

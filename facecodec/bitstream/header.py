@@ -17,8 +17,9 @@ from facecodec.bitstream.streams import StreamSpec, StreamTable
 from facecodec.errors import FormatError
 
 MAGIC = b"\x89FCS"
-VERSION = (2, 2)  # (major, minor): a reader refuses another major version; 2.1 adds
-# parity chunks, 2.2 audio chunks (both ancillary: an older 2.x reader skips them)
+VERSION = (2, 3)  # (major, minor): a reader refuses another major version; 2.1 adds
+# parity chunks, 2.2 audio chunks, 2.3 source parts (all ancillary: an older 2.x reader
+# skips them)
 MAX_HEADER = 65535
 MAX_INFO = 8192  # bytes of the header's JSON metadata
 MAX_INFO_DEPTH = 8  # nesting of that JSON: a deeply nested one would exhaust the stack

@@ -13,7 +13,13 @@ from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.protection import PRESETS
 from facecodec.bitstream.protection import resolve as resolve_protection
-from facecodec.codec import DEFAULT_SOURCE_CODEC, DEFAULT_SOURCE_QUALITY, DEFAULT_SOURCES
+from facecodec.codec import (
+    DEFAULT_SOURCE_CODEC,
+    DEFAULT_SOURCE_QUALITY,
+    DEFAULT_SOURCES,
+    MAX_SOURCE_KBPS,
+    MIN_SOURCE_KBPS,
+)
 from facecodec.errors import InputError
 from facecodec.imagecodec import CODECS
 from facecodec.sender.video import DEFAULT_FPS
@@ -102,6 +108,12 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
               help="Forward error correction: after every G frame packets (2..16) a parity "
                    "packet from which the receiver rebuilds any one lost packet of the group, "
                    "at up to G - 1 frames of added delay (0: off; see docs/format.md).")
+@click.option("--source-kbps", type=click.FloatRange(MIN_SOURCE_KBPS, MAX_SOURCE_KBPS),
+              default=None,
+              help="Pace the sources at this rate (format 2.3): the first goes out at once, "
+                   "small, and the full-size ones follow in parts between the frames; the "
+                   "receiver draws from the first and uses each as it arrives (default: "
+                   "every source whole, before the frames).")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
@@ -113,7 +125,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            packet_frames: int, table_name: str, prior_path: str | None,
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
-           fec: int | None, no_audio: bool, audio_kbps: float, no_progress: bool) -> None:
+           fec: int | None, source_kbps: float | None, no_audio: bool, audio_kbps: float,
+           no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -133,7 +146,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
                       protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
-                      prior=Prior.load(prior_path) if prior_path else None)
+                      source_kbps=source_kbps, prior=Prior.load(prior_path) if prior_path else None)
         from facecodec.sender.landmarks import quiet_mediapipe_logs
 
         with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors

@@ -19,6 +19,9 @@ tracker). This module moves the drawn ones to the transmitted gaps with a local 
   whole to the transmitted gap and the skin below it is squeezed or stretched, fading out
   towards the chin. What lies between the lips (teeth, the dark of the mouth) is squeezed
   or stretched rather than covered: the lips' corners would tear at an occlusion edge.
+  A mouth opened wider than its drawn gap can explain (drawn shut, a stretch of the lips'
+  seam is still lips, and the face mesh reads it shut) gets its inside painted in a dark
+  red taken from the lips' colour, in proportion to the share of the gap that is new.
   Then the mouth's width (61/291: a smile widens it) is moved to the transmitted one by
   stretching or squeezing the lips along their axis, fading out into the cheeks
   (``_width_map``).
@@ -51,8 +54,8 @@ MOUTH = (61, 291, 13, 14)
 OUTER_EYE_CORNERS = (33, 263)
 
 MAX_STRETCH = 1.5
-"""An eye or mouth opened wider than drawn is stretched by at most this factor (a warp
-cannot draw more iris or teeth than the frame shows)."""
+"""An eye opened wider than drawn is stretched by at most this factor (a warp cannot draw
+more iris than the frame shows)."""
 
 LASH_WIDTH = 0.04
 """The painted lash line's half-width, in eye widths."""
@@ -73,6 +76,13 @@ the face mesh reads a lid closed by this warp that much more open than it was dr
 (measured over the 20 val clips' renders: 0.020 for a target of 0.015, 0.037 for 0.029),
 and the sender measured the original's lids with the same mesh."""
 
+CAVITY_SHADE = np.array([0.2, 0.12, 0.12])
+"""A mouth opened beyond its drawn gap shows its inside as the lips' colour times this
+(per RGB channel: a dark red)."""
+
+LIP_SAMPLE = 0.06
+"""The lips' colour is sampled this far (in mouth widths) beyond the inner lip points."""
+
 MAX_OFFSET = 0.5
 """A face mesh whose eye corners lie farther than this (in outer-eye-corner distances)
 from the transmitted ones found something else: the frame is shown as drawn."""
@@ -92,6 +102,8 @@ class Feature:
     profile: float = 1.0  # the arc (1 - s^2)^profile across the feature
     skip: float = 0.0  # a closed lid's skin starts this far beyond the drawn lid (widths)
     lash: float = 0.0  # how dark the lash line of a fully closed lid is drawn (0..1)
+    stretch: float = MAX_STRETCH  # an opening is stretched by at most this factor
+    cavity: float = 0.0  # how dark the part of an opening no drawn gap explains is painted
 
 
 FEATURES = (
@@ -99,8 +111,10 @@ FEATURES = (
             profile=0.5, skip=0.15, lash=0.5),
     Feature(EYES[1][:2], EYES[1][2], EYES[1][3], reach=0.6, rigid=0.0, spread=1.05,
             profile=0.5, skip=0.15, lash=0.5),
+    # a mouth opens to any transmitted gap: what a stretch of the drawn gap cannot show is
+    # painted as its dark inside
     Feature(MOUTH[:2], MOUTH[2], MOUTH[3], reach=0.6, rigid=0.2, spread=1.25,
-            profile=2.0),
+            profile=2.0, stretch=float("inf"), cavity=1.0),
 )
 
 
@@ -140,8 +154,8 @@ def _band_map(z: np.ndarray, k: np.ndarray, drawn: float, target: float, rigid: 
 def _feature_map(f: Feature, drawn: dict[int, np.ndarray], target_gap: float,
                  xs: np.ndarray, ys: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The backward map (x, y) of one feature on the pixel grid and the darkening (0..1)
-    of a closing lid's lash line."""
+    """The backward map (x, y) of one feature on the pixel grid, the darkening (0..1) of a
+    closing lid's lash line and the opacity (0..1) of a newly opened mouth's inside."""
     a, b = drawn[f.corners[0]], drawn[f.corners[1]]
     mid, axis = 0.5 * (a + b), b - a
     width = float(np.linalg.norm(axis))
@@ -156,7 +170,7 @@ def _feature_map(f: Feature, drawn: dict[int, np.ndarray], target_gap: float,
     base = float(np.dot(drawn[f.fixed] - mid, n))
     z = h - base * k
     gap = max(float(np.dot(drawn[f.moving] - drawn[f.fixed], n)), 0.0)
-    target = min(max(target_gap, 0.0), MAX_STRETCH * max(gap, 1.0))
+    target = min(max(target_gap, 0.0), f.stretch * max(gap, 1.0))
     closure = max(0.0, 1.0 - target / gap) if gap > 0 else 0.0
     top = max(gap, target) + (f.reach + f.rigid + f.skip) * width
     z2 = _band_map(z, k, gap, target, f.rigid * width, closure * f.skip * width, top,
@@ -164,7 +178,17 @@ def _feature_map(f: Feature, drawn: dict[int, np.ndarray], target_gap: float,
     dz = z2 - z
     sigma = LASH_WIDTH * width
     lash = (f.lash * closure * (k > 0)) * np.exp(-(((z - target * k) / sigma) ** 2))
-    return xs + dz * n[0], ys + dz * n[1], lash
+    # an opening the drawn gap cannot explain: a stretched closed mouth is still lips, so
+    # the share of the new gap that is new is painted as the mouth's dark inside, fading
+    # towards both lips and the corners
+    opening = max(0.0, 1.0 - gap / target) if target > 0 else 0.0
+    cavity = np.zeros_like(z)
+    if f.cavity > 0 and opening > 0:
+        t = target * k
+        inside = (z > 0) & (z < t)
+        u = np.where(inside, z / np.maximum(t, 1e-6), 0.0)
+        cavity = f.cavity * opening * np.sin(np.pi * u) ** 0.5 * np.minimum(1.0, t / 2.0)
+    return xs + dz * n[0], ys + dz * n[1], lash, cavity
 
 
 def _width_map(a: np.ndarray, b: np.ndarray, target: float, xs: np.ndarray, ys: np.ndarray
@@ -187,6 +211,24 @@ def _width_map(a: np.ndarray, b: np.ndarray, target: float, xs: np.ndarray, ys: 
     fade = np.where(np.abs(v) < band, np.cos(0.5 * np.pi * v / band) ** 2, 0.0)
     du = (np.sign(u) * src - u) * fade
     return xs + du * e[0], ys + du * e[1]
+
+
+def _lip_colour(image: np.ndarray, drawn: dict[int, np.ndarray], f: Feature) -> np.ndarray:
+    """Mean RGB of the drawn lips: 3x3 pixels a little beyond the fixed and the moving
+    point, away from the gap between them (which a closed mouth draws as a dark line)."""
+    h, w = image.shape[:2]
+    a, b = drawn[f.fixed], drawn[f.moving]
+    width = float(np.linalg.norm(drawn[f.corners[1]] - drawn[f.corners[0]]))
+    d = b - a
+    n = d / max(float(np.linalg.norm(d)), 1e-6)
+    if np.linalg.norm(d) < 1e-3:  # closed: across the corners' axis
+        e = (drawn[f.corners[1]] - drawn[f.corners[0]]) / max(width, 1e-6)
+        n = np.array([-e[1], e[0]])
+    out = []
+    for p in (a - LIP_SAMPLE * width * n, b + LIP_SAMPLE * width * n):
+        x, y = np.clip(np.rint(p).astype(int), 1, (w - 2, h - 2))
+        out.append(image[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(0))
+    return np.mean(out, axis=0)
 
 
 def _gap(points: dict[int, np.ndarray], f: Feature) -> float:
@@ -236,11 +278,15 @@ def retouch(image: np.ndarray, drawn_mesh: np.ndarray | None, sup: np.ndarray) -
         if x1 <= x0 or y1 <= y0:
             continue
         ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1].astype(np.float64)
-        mx, my, lash = _feature_map(f, drawn, target, xs, ys)
+        mx, my, lash, cavity = _feature_map(f, drawn, target, xs, ys)
         patch = cv2.remap(out, mx.astype(np.float32), my.astype(np.float32),
                           interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if lash.max() > 0:
             patch = np.clip(patch * (1.0 - lash[..., None]) + 0.5, 0, 255).astype(np.uint8)
+        if cavity.max() > 0:
+            shade = CAVITY_SHADE * _lip_colour(image, drawn, f)
+            a = cavity[..., None]
+            patch = np.clip(patch * (1.0 - a) + shade * a + 0.5, 0, 255).astype(np.uint8)
         if out is image:
             out = image.copy()
         out[y0:y1 + 1, x0:x1 + 1] = patch
