@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import facecodec
+from facecodec.cli.demo_cmds import make_example_video
 from facecodec.sender.video import VideoReader
 
 END = b""  # the sentinel that closes the wire
@@ -54,8 +55,6 @@ def main() -> None:
     args = ap.parse_args()
     video = args.video
     if video is None:
-        from facecodec.cli.demo_cmds import make_example_video
-
         video = make_example_video(Path(tempfile.mkdtemp()) / "input.mp4")
 
     enc = facecodec.Encoder(args.model)

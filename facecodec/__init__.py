@@ -26,7 +26,7 @@ def __getattr__(name: str):
     # Encoder/Decoder pull in torch and MediaPipe: load them on first use, so that
     # `import facecodec` stays cheap for tools that only read bitstreams
     if name in ("Encoder", "Decoder"):
-        from facecodec import codec
+        from facecodec import codec  # noqa: PLC0415 - lazy: keeps `import facecodec` light
 
         return getattr(codec, name)
     raise AttributeError(f"module 'facecodec' has no attribute {name!r}")

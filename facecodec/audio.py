@@ -15,23 +15,23 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from facecodec.bitstream.container import AUDIO_INFO, AudioPacket
+from facecodec.defaults import AUDIO_KBPS as DEFAULT_KBPS
+from facecodec.defaults import AUDIO_MAX_KBPS as MAX_KBPS
+from facecodec.defaults import AUDIO_MIN_KBPS as MIN_KBPS
 from facecodec.errors import InputError
 
 RATE: int = AUDIO_INFO["rate"]  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
-DEFAULT_KBPS = 8.0  # speech (issue #17: Opus at 6-12 kbps)
-MIN_KBPS, MAX_KBPS = 6.0, 64.0
 MAX_GAP_S = 10.0  # a live sender fills at most this much silence, then restarts its clock
 _TIME_BASE = Fraction(1, RATE)
 
 
 def _first_video_time(path: str | Path) -> float:
     """When the first video frame is shown (s), on the file's clock; 0 if unknown."""
-    import av
-
     with av.open(str(path)) as c:
         if not c.streams.video:
             return 0.0
@@ -43,8 +43,6 @@ def _first_video_time(path: str | Path) -> float:
 def read_audio(path: str | Path) -> np.ndarray | None:
     """The first audio track of a video as mono int16 at 48 kHz, from the time of the
     video's first frame on (the stream's time 0); None when the file has no audio."""
-    import av
-
     with av.open(str(path)) as c:
         if not c.streams.audio:
             return None
@@ -77,8 +75,6 @@ class OpusEncoder:
     """Mono int16 PCM at 48 kHz in, :class:`AudioPacket` out (VBR at ``kbps``, VoIP mode)."""
 
     def __init__(self, kbps: float = DEFAULT_KBPS):
-        import av
-
         if not MIN_KBPS <= kbps <= MAX_KBPS:
             raise InputError(f"audio bitrate must be in {MIN_KBPS:g}..{MAX_KBPS:g} kbps, "
                              f"got {kbps!r}")
@@ -111,8 +107,6 @@ class OpusEncoder:
         return out + self._packets(self._ctx.encode(None))
 
     def _frame(self, samples: np.ndarray) -> list[AudioPacket]:
-        import av
-
         frame = av.AudioFrame.from_ndarray(samples[None], format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = RATE, self._next, _TIME_BASE
         self._next += len(samples)
@@ -152,15 +146,11 @@ class OpusDecoder:
     encoder's look-ahead) are dropped."""
 
     def __init__(self) -> None:
-        import av
-
         self._ctx = av.CodecContext.create("libopus", "r")
         self._ctx.sample_rate, self._ctx.layout = RATE, "mono"
         self.position = 0  # the next sample out
 
     def decode(self, packet: AudioPacket) -> np.ndarray:
-        import av
-
         pk = av.Packet(packet.data)
         pk.pts, pk.time_base = packet.start, _TIME_BASE
         try:

@@ -40,14 +40,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
+import av
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facecodec.audio import DEFAULT_KBPS as AUDIO_KBPS
 from facecodec.audio import MAX_GAP_S as MAX_AUDIO_GAP_S
 from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
 from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.audio import RATE as AUDIO_RATE
-from facecodec.audio import LiveOpus
+from facecodec.audio import LiveOpus, OpusDecoder, encode_audio, read_audio
 from facecodec.bitstream.container import (
     AUDIO_INFO,
     MAX_REF,
@@ -65,29 +68,35 @@ from facecodec.bitstream.prior import Prior, prior_dirs
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.protection import resolve as resolve_protection
 from facecodec.bitstream.streams import TABLES
+from facecodec.defaults import MAX_SOURCE_KBPS, MIN_SOURCE_KBPS
+from facecodec.defaults import SOURCE_CODEC as DEFAULT_SOURCE_CODEC
+from facecodec.defaults import SOURCE_QUALITY as DEFAULT_SOURCE_QUALITY
+from facecodec.defaults import SOURCES as DEFAULT_SOURCES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_source, encode_image
 from facecodec.models.package import ModelPackage, find_installed_model, find_model
-from facecodec.sender import FrontEnd, SourcePolicy
+from facecodec.receiver.expression import Retoucher
+from facecodec.receiver.renderer import Renderer
+from facecodec.receiver.runtime import choose_backend
+from facecodec.sender import FrontEnd, SourcePolicy, select_sources
 from facecodec.sender.deadband import Deadband
 from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
-from facecodec.sender.video import DEFAULT_FPS
+from facecodec.sender.network import SenderNetwork
+from facecodec.sender.tube import Box, crop
+from facecodec.sender.video import DEFAULT_FPS, Frame, VideoReader
 
 Values = dict[str, np.ndarray]
 Progress = Callable[[int], None]
 SENDER_BATCH = 16  # frames per sender-network call (batching changes only the speed)
-# the Encoder's defaults, which the CLI shows (one place each)
-DEFAULT_SOURCES = 3  # Oquab et al. 2022 send three source frames (section 3.3)
-DEFAULT_SOURCE_CODEC = "webp"
-DEFAULT_SOURCE_QUALITY = 80
+# (the Encoder's defaults that the CLI shows are in facecodec/defaults.py, imported above)
+
 # a live call's first source goes out small (FIRST_SOURCE_SIZE px, quality 30), then again
 # at full size and quality REFINE_AFTER_S later: on the example video 2,006 bytes come
 # before the first drawable frame instead of 6,108, 2.7 s instead of 8.1 s at 6 kbps
 DEFAULT_FIRST_SOURCE_QUALITY = 30
 FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0
-MIN_SOURCE_KBPS, MAX_SOURCE_KBPS = 0.25, 1000.0  # a paced source's rate (source_kbps)
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
@@ -218,7 +227,6 @@ class Encoder:
                              f"{MAX_SOURCE_KBPS:g}, got {source_kbps!r}")
         self.source_kbps = None if source_kbps is None else float(source_kbps)
         self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
-        from facecodec.sender.network import SenderNetwork
 
         self.package = find_model(model)
         self.prior = prior or find_model_prior(self.package)
@@ -301,8 +309,6 @@ class Encoder:
                        ) -> list[int]:
         """The frames of a whole clip sent as source frames (Oquab et al. 2022, section
         3.3: :func:`facecodec.sender.select_sources`), by slot."""
-        from facecodec.sender import select_sources
-
         return list(select_sources(yaw, valid, eyes_open, self.n_sources))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
@@ -372,8 +378,6 @@ class Encoder:
         call returns no new frame); a slower one, or a stall, has the last frame repeated
         for the slots it missed (zero deltas: a few bits each), up to
         ``MAX_REPEAT_S``; a longer stall moves the stream's clock on."""
-        from facecodec.sender.video import Frame
-
         if self._closed:  # a second header on the same wire would not decode
             raise InputError("the stream is closed: push() after close(); make a new "
                              "Encoder for a new stream")
@@ -543,11 +547,6 @@ class Encoder:
         name and renamed at the end: a failure never leaves a partial file. A video that
         ends well before its header says (a cut copy) is encoded up to the cut, with a
         line in ``EncodeStats.warnings`` saying so."""
-        from tqdm import tqdm
-
-        from facecodec.sender.tube import crop
-        from facecodec.sender.video import VideoReader
-
         t0 = time.perf_counter()
         src, dst = Path(src), Path(dst)
         # before the tracking pass: a bad destination must not cost a minute of work
@@ -613,7 +612,6 @@ class Encoder:
         ``audio=False``)."""
         if not self.audio:
             return None
-        from facecodec.audio import encode_audio, read_audio
 
         pcm = read_audio(src)
         if pcm is None:
@@ -742,8 +740,6 @@ class Decoder:
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
                  backend: str | None = None, output_size: int | None = None,
                  max_delay: int | None = None, retouch: bool = True):
-        from facecodec.receiver.runtime import choose_backend
-
         if max_delay is not None and not (_is_int(max_delay) and 0 <= max_delay <= MAX_REF):
             raise InputError(f"max_delay must be None (the stream's parity group) or an "
                              f"integer in 0..{MAX_REF} frames, got {max_delay!r}")
@@ -761,8 +757,6 @@ class Decoder:
         self._renderers: dict[tuple[Path, int], object] = {}
 
     def _renderer(self, header: Header, name: str):
-        from facecodec.receiver.renderer import Renderer
-
         # the user's own model argument may be a path; the stream's id is only a name,
         # looked up among the installed models (a peer must not pick a directory)
         package = (find_model(self.model) if self.model
@@ -808,7 +802,6 @@ class Decoder:
         self._reader = reader
         self.header = reader.header
         self._audio = []
-        from facecodec.receiver.expression import Retoucher
 
         renderer = self._renderer(reader.header, name)
         # one per stream: it keeps the face mesh loaded (each frame is touched up alone)
@@ -858,9 +851,6 @@ class Decoder:
         .mkv) at ``size`` x ``size``; with ``compare``, the original video's face tube
         (same crop boxes, from the stream) goes on the left. Written under a temporary
         name, renamed at the end."""
-        import av
-        from tqdm import tqdm
-
         src, dst = Path(src), Path(dst)
         if not src.is_file():
             raise InputError(f"{src}: no such file")
@@ -919,9 +909,6 @@ class Decoder:
 
     def _originals(self, fcs: Path, video: str | Path, size: int) -> Iterator[np.ndarray]:
         """The original's face tube, frame by frame, cropped with the stream's boxes."""
-        from facecodec.sender.tube import Box, crop
-        from facecodec.sender.video import VideoReader
-
         with open(fcs, "rb") as f:
             reader = FcsReader(f, name=str(fcs), tolerant=True)
             crops = [ev for ev in reader if isinstance(ev, Crop)]
@@ -946,8 +933,6 @@ class _SoundTrack:
     packet lands at its start, a lost one is silence, and the track ends with the video."""
 
     def __init__(self, out, fps: Fraction):
-        from facecodec.audio import OpusDecoder
-
         self.out, self.fps = out, fps
         self.stream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         self.decoder = OpusDecoder()
@@ -956,8 +941,6 @@ class _SoundTrack:
 
     def add(self, packets: list[AudioPacket], frames: int) -> None:
         """Decode ``packets`` and mux what lies before the end of frame ``frames``."""
-        import av
-
         pcm = [self.decoder.decode(p) for p in packets]
         self._pending = np.concatenate([self._pending, *pcm])
         end = round(frames * AUDIO_RATE / self.fps)
@@ -987,7 +970,6 @@ def _chain(first, rest):
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size:
         return image
-    import cv2
 
     interp = cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA
     return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0, 255).astype(np.uint8)

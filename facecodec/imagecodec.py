@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 import struct
 
+import cv2
 import numpy as np
 
 from facecodec.bitstream.limits import MAX_SOURCE_SIDE
+from facecodec.defaults import SOURCE_CODECS as CODECS
 from facecodec.errors import FormatError
-
-CODECS = ("webp", "jpeg", "png")
 
 # JPEG start-of-frame markers (the frame header holding the size); C4, C8 and CC are other
 # segments that share the range
@@ -32,8 +32,6 @@ _FILL = re.compile(rb"\xff+")
 
 def encode_image(rgb: np.ndarray, codec: str = "webp", quality: int = 80) -> bytes:
     """RGB uint8 (H, W, 3) -> compressed bytes. ``quality`` 1..100 (png: ignored)."""
-    import cv2
-
     if codec not in CODECS:
         raise ValueError(f"image codec {codec!r} not in {CODECS}")
     params = {"webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
@@ -159,8 +157,6 @@ def decode_image(data: bytes, source: str | None = None, *, codec: str | None = 
     """Compressed bytes -> RGB uint8 (H, W, 3); FormatError when they are not an image, or
     fail :func:`check_image` (checked before decoding: the memory a peer can make the
     decoder use is bounded by ``MAX_SOURCE_SIDE``)."""
-    import cv2
-
     real, w, h = check_image(data, codec, width, height, source)
     if real == "png" and not _png_chunks_fit(data):
         # OpenCV allocates what a PNG chunk's length field claims (found by fuzzing: one

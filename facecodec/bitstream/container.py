@@ -86,7 +86,7 @@ from facecodec.bitstream.coder import (
 from facecodec.bitstream.fec import Parity, parity_payload, parse_parity, rebuild, verify
 from facecodec.bitstream.header import MAGIC, VERSION, Header, header_length, parse_header
 from facecodec.bitstream.limits import MAX_REF, MAX_SOURCE_SIDE
-from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.prior import Prior, find_prior
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.streams import Coded, Frame
 from facecodec.errors import FormatError, ModelMismatchError
@@ -508,9 +508,8 @@ class FcsReader:
             raise ModelMismatchError(f"stream was encoded with other weights of model "
                                      f"{self.header.model_id!r}", 8, name)
         if prior is None:
-            if prior_lookup is None:
-                from facecodec.bitstream.prior import find_prior as prior_lookup
-            prior = prior_lookup(self.header.prior_id)
+            lookup = find_prior if prior_lookup is None else prior_lookup
+            prior = lookup(self.header.prior_id)
             if prior is None:
                 raise ModelMismatchError(f"no prior {self.header.prior_id!r} installed", 8, name)
         if prior.id != self.header.prior_id:

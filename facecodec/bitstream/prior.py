@@ -37,6 +37,7 @@ import numpy as np
 from facecodec.bitstream.streams import StreamSpec, StreamTable
 from facecodec.bitstream.symbols import Alphabet
 from facecodec.errors import FormatError
+from facecodec.resources import shipped
 
 PRECISION = 24
 TOTAL = 1 << PRECISION
@@ -415,8 +416,6 @@ def prior_dirs() -> list[Path]:
     """Where installed priors are looked up: ``$FACECODEC_PRIORS`` (colon-separated),
     then the shipped priors (package data ``facecodec._priors``: the checkout's ``priors/``
     in an editable install, see :mod:`facecodec.resources`)."""
-    from facecodec.resources import shipped
-
     dirs = [Path(p) for p in os.environ.get("FACECODEC_PRIORS", "").split(":") if p]
     return [*dirs, shipped("priors")]
 

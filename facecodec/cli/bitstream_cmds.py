@@ -7,22 +7,27 @@ from pathlib import Path
 
 import click
 
-from facecodec.audio import DEFAULT_KBPS as AUDIO_KBPS
-from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
-from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.bitstream.limits import MAX_SOURCES
+from facecodec.bitstream.prior import Prior, prior_dirs
 from facecodec.bitstream.protection import PRESETS
 from facecodec.bitstream.protection import resolve as resolve_protection
-from facecodec.codec import (
-    DEFAULT_SOURCE_CODEC,
-    DEFAULT_SOURCE_QUALITY,
-    DEFAULT_SOURCES,
+from facecodec.bitstream.report import analyse, overall, to_markdown
+from facecodec.bitstream.streams import TABLES
+from facecodec.bitstream.values import decode_values, encode_values, load_values, save_values
+from facecodec.defaults import (
+    AUDIO_KBPS,
+    AUDIO_MAX_KBPS,
+    AUDIO_MIN_KBPS,
+    FPS,
     MAX_SOURCE_KBPS,
     MIN_SOURCE_KBPS,
+    SOURCE_CODEC,
+    SOURCE_CODECS,
+    SOURCE_QUALITY,
+    SOURCES,
 )
 from facecodec.errors import InputError
-from facecodec.imagecodec import CODECS
-from facecodec.sender.video import DEFAULT_FPS
+from facecodec.files import VIDEO_SUFFIXES, check_output
 
 
 def _prior_option(f):
@@ -32,9 +37,6 @@ def _prior_option(f):
 
 
 def _load_prior(prior_path: str | None, table_name: str):
-    from facecodec.bitstream.prior import Prior, prior_dirs
-    from facecodec.bitstream.streams import TABLES
-
     if table_name not in TABLES:
         raise InputError(f"unknown stream table {table_name!r} (have {sorted(TABLES)})")
     if prior_path == "untrained":
@@ -65,15 +67,15 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=None,
               help="Model directory or name in models/ (default: the shipped model).")
-@click.option("--fps", type=click.FloatRange(1, 120), default=DEFAULT_FPS, show_default=True,
+@click.option("--fps", type=click.FloatRange(1, 120), default=FPS, show_default=True,
               help="Frame rate of the stream (video input is resampled to it).")
 @click.option("--sources", "n_sources", type=click.IntRange(1, MAX_SOURCES),
-              default=DEFAULT_SOURCES,
+              default=SOURCES,
               show_default=True, help="Source frames sent once (most frontal + yaw extremes).")
-@click.option("--source-quality", type=click.IntRange(1, 100), default=DEFAULT_SOURCE_QUALITY,
+@click.option("--source-quality", type=click.IntRange(1, 100), default=SOURCE_QUALITY,
               show_default=True,
               help="Still-image quality of the source frames.")
-@click.option("--source-codec", type=click.Choice(list(CODECS)), default=DEFAULT_SOURCE_CODEC,
+@click.option("--source-codec", type=click.Choice(list(SOURCE_CODECS)), default=SOURCE_CODEC,
               show_default=True)
 @click.option("--intra-period", type=click.IntRange(1, 65535), default=None,
               help="Frames between intra frames (default: 2 s).")
@@ -131,24 +133,21 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
 
-    from facecodec.files import check_output
-
     # before the model loads and the video is tracked: a bad DST fails at once
     check_output(dst, inputs=[src], suffixes=(".fcs",), writes="encode writes a .fcs stream")
     protection = resolve_protection(preset, recovery_period=recovery_period,
                                     recovery_anchor=recovery_anchor, redundancy=redundancy,
                                     repeat_intra=repeat_intra, fec=fec)
     if src.suffix.lower() != ".npz":
-        from facecodec.bitstream.prior import Prior
         from facecodec.codec import Encoder
+        from facecodec.sender.landmarks import quiet_mediapipe_logs
 
         enc = Encoder(model, fps=fps, n_sources=n_sources, source_codec=source_codec,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
                       protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
-                      source_kbps=source_kbps, prior=Prior.load(prior_path) if prior_path else None)
-        from facecodec.sender.landmarks import quiet_mediapipe_logs
-
+                      source_kbps=source_kbps,
+                      prior=Prior.load(prior_path) if prior_path else None)
         with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors
             st = enc.encode_file(src, dst, progress=not no_progress)
         secs = st.frames / float(enc.fps)
@@ -161,7 +160,6 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
         for w in st.warnings:  # e.g. a cut video: what was there is encoded, and said so
             click.echo(f"facecodec: warning: {w}", err=True)
         return
-    from facecodec.bitstream.values import encode_values, load_values
 
     prior = _load_prior(prior_path, table_name)
     fps_file, values = load_values(src, prior.table)
@@ -198,9 +196,6 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
            no_progress: bool) -> None:
     """Decode SRC (.fcs) into DST: a video (.mp4, .m4v, .mov or .mkv; rendered) or a
     value file (.npz)."""
-    from facecodec.bitstream.values import decode_values, save_values
-    from facecodec.files import VIDEO_SUFFIXES, check_output
-
     # before the model loads: a container H.264 cannot go in, or a bad directory, fails now
     check_output(dst, inputs=[src, compare], suffixes=(*VIDEO_SUFFIXES, ".npz"),
                  writes="decode writes H.264 video or values (.npz)")
@@ -235,8 +230,6 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
 @click.option("--tolerant", is_flag=True, help="Account for damaged files too.")
 def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool) -> None:
     """Where the bits of .fcs FILES go: per stream, overhead, sources, kbps."""
-    from facecodec.bitstream.report import analyse, overall, to_markdown
-
     stats = [analyse(f, tolerant=tolerant) for f in files]
     summaries = [s.summary() for s in stats]
     if len(stats) > 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from facecodec.bitstream.report import analyse, to_markdown
 from facecodec.resources import shipped
 
 PHOTO = "astronaut.jpg"  # in the shipped examples (facecodec.resources)
@@ -81,7 +82,6 @@ def demo(out: Path, model: str | None, no_progress: bool) -> None:
     Writes OUT/input.mp4 (the example), OUT/example.fcs, OUT/decoded.mp4,
     OUT/side_by_side.mp4 (original face tube | decoded) and OUT/bitrate.md.
     """
-    from facecodec.bitstream.report import analyse, to_markdown
     from facecodec.codec import Decoder, Encoder
     from facecodec.sender.landmarks import quiet_mediapipe_logs
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -78,17 +80,15 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
     rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, identity distance (with the
     'identity' extra), temporal consistency, expression (eyes, mouth, blinks), speed."""
-    import shlex
-    import sys
-
     from facecodec.eval.methods import REGISTRY, default_methods
-    from facecodec.eval.session import EvalRequest, run_eval
 
     if list_methods:
         for name, entry in REGISTRY.items():
             note = "" if entry.default else " [not run by default]"
             click.echo(f"{name:20s} {entry.help}{note}")
         return
+    from facecodec.eval.session import EvalRequest, run_eval  # torch: not for --list-methods
+
     argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
     request = EvalRequest(
         methods=_split_methods(methods) if methods else default_methods(),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
+import numpy as np
 
-from facecodec.codec import DEFAULT_SOURCES
-from facecodec.sender.video import DEFAULT_FPS
+from facecodec.defaults import FPS, SOURCES
+from facecodec.files import check_output
 
 
 @click.command("prepare-data")
@@ -21,8 +23,6 @@ from facecodec.sender.video import DEFAULT_FPS
 def prepare_data(manifest: Path | None, out: Path | None, limit: int | None,
                  no_progress: bool) -> None:
     """Turn the manifest's clips into 15 fps face tubes and landmark tracks (resumable)."""
-    import time
-
     from facecodec.sender.landmarks import quiet_mediapipe_logs
     from facecodec.sender.prepare import DEFAULT_MANIFEST, default_out
     from facecodec.sender.prepare import prepare_data as run
@@ -44,18 +44,15 @@ def prepare_data(manifest: Path | None, out: Path | None, limit: int | None,
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output value file (.npz).")
-@click.option("--fps", type=float, default=DEFAULT_FPS, show_default=True,
+@click.option("--fps", type=float, default=FPS, show_default=True,
               help="Output frame rate; 0 keeps the source frames.")
 @click.option("--faces", "max_faces", type=click.IntRange(1, 4), default=1, show_default=True,
               help="Faces MediaPipe looks for; above 1 the first person is followed.")
-@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=DEFAULT_SOURCES,
+@click.option("--sources", "n_sources", type=click.IntRange(1, 16), default=SOURCES,
               show_default=True, help="Source frames to select.")
 def track(video: Path, out: Path, fps: float, max_faces: int, n_sources: int) -> None:
     """Track VIDEO and write its per-frame values to OUT (.npz): sup (T,33,2) and iris
     (T,2,2) in tube coordinates, fps, valid, yaw/pitch/roll, segment, new_box, sources."""
-    import numpy as np
-
-    from facecodec.files import check_output
     from facecodec.sender.frontend import FrontEnd, stack
     from facecodec.sender.landmarks import quiet_mediapipe_logs
     from facecodec.sender.sources import select_sources

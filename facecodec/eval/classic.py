@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+import av
 import numpy as np
 
 from facecodec.errors import FacecodecError
@@ -161,8 +162,6 @@ class Trial:
 
 
 def check_available(spec: CodecSpec) -> None:
-    import av
-
     missing = [c for c in (spec.encoder, spec.decoder) if c not in av.codecs_available]
     if missing:
         raise FacecodecError(f"{spec.name}: this PyAV/FFmpeg build has no {missing[0]}")
@@ -172,8 +171,6 @@ def encode(spec: CodecSpec, frames: np.ndarray, q: float, fps: float = 15.0,
            preset: str | None = None) -> Trial:
     """Encode (T, H, W, 3) uint8 RGB frames at quality ``q`` (RGB -> YUV 4:2:0 included in
     the time, as a sender would pay it)."""
-    import av
-
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its config at info level
     t, h, w, _ = frames.shape
     start = time.perf_counter()
@@ -203,8 +200,6 @@ def encode(spec: CodecSpec, frames: np.ndarray, q: float, fps: float = 15.0,
 
 def decode(spec: CodecSpec, payloads: list[bytes]) -> tuple[np.ndarray, float]:
     """Decoded RGB frames of a trial's payloads, in presentation order, and the time."""
-    import av
-
     start = time.perf_counter()
     cc = av.CodecContext.create(spec.decoder, "r")
     cc.thread_count = 1

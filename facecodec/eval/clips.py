@@ -19,6 +19,7 @@ import numpy as np
 
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_FPS, EVAL_SIZE, EvalClip
+from facecodec.sender.frontend import FrontEnd, stack
 from facecodec.sender.prepare import META_KEYS, clip_complete, read_manifest
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".m4v")
@@ -92,8 +93,6 @@ def _from_cache(ref: ClipRef, max_frames: int | None) -> EvalClip:
 
 
 def _from_video(ref: ClipRef, max_frames: int | None) -> EvalClip:
-    from facecodec.sender.frontend import FrontEnd, stack
-
     assert ref.video is not None
     if not ref.video.is_file():
         raise InputError(f"{ref.video}: no such file")

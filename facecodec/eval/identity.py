@@ -68,7 +68,7 @@ class FaceIdentity:
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(reason)
-        import dlib
+        import dlib  # noqa: PLC0415 - optional dependency (the 'identity' extra)
 
         folder = _models_dir()
         assert folder is not None

@@ -18,6 +18,7 @@ import numpy as np
 
 from facecodec.errors import InputError
 from facecodec.eval.base import Encoded, EvalClip, Method
+from facecodec.eval.classic import ClassicCodec
 from facecodec.models.package import DEFAULT_MODEL
 
 
@@ -37,8 +38,6 @@ class HeldFrame(Method):
 
 def _classic(codec: str) -> Callable[..., Method]:
     def make(preset: str | None = None, rtol: str | float = 0.03) -> Method:
-        from facecodec.eval.classic import ClassicCodec
-
         return ClassicCodec(codec, preset=preset, rtol=float(rtol))
 
     return make
@@ -46,9 +45,9 @@ def _classic(codec: str) -> Callable[..., Method]:
 
 def _neural(factory: str, *args: str) -> Callable[..., Method]:
     """A factory of facecodec/eval/neural.py, imported only when the method is made (torch
-    and the models load then)."""
+    and the models load then): the registry itself stays light (``--list-methods``)."""
     def make(**options: str) -> Method:
-        from facecodec.eval import neural
+        from facecodec.eval import neural  # noqa: PLC0415 - heavy (torch): see above
 
         target = getattr(neural, factory)
         return (target(*args) if args else target)(**options)

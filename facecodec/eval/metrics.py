@@ -23,10 +23,14 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from pytorch_msssim import ms_ssim as _ms_ssim
 
 from facecodec.eval.base import Encoded, EvalClip
 from facecodec.eval.expression import compare_expressions
 from facecodec.eval.identity import FaceIdentity, Reference
+from facecodec.sender.landmarks import FaceTracker
+from facecodec.training.lpips import LPIPSAlex
 
 # Outer eye corners in MediaPipe's mesh (subject's right, left): the NME normaliser, the
 # "inter-ocular distance" of face-alignment benchmarks (300-W uses outer corners too).
@@ -53,8 +57,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _to_tensor(frames: np.ndarray):
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -62,9 +64,6 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, batch: int = 16) -> np.ndarray:
     """(T,) MS-SSIM of (T, H, W, 3) uint8 frames: Wang et al. 2003 as ``pytorch_msssim``
     implements it (11x11 Gaussian window, sigma 1.5, K = (0.01, 0.03), the paper's five
     scale weights), on RGB in [0, 1], averaged over the three channels. Needs H, W > 160."""
-    import torch
-    from pytorch_msssim import ms_ssim as _ms_ssim
-
     out = []
     with torch.no_grad():
         for i in range(0, len(a), batch):
@@ -77,14 +76,10 @@ class LPIPS:
     """LPIPS-alex distances of frame pairs, with the network loaded once."""
 
     def __init__(self) -> None:
-        from facecodec.training.lpips import LPIPSAlex
-
         self.net = LPIPSAlex.pretrained()
 
     def __call__(self, a: np.ndarray, b: np.ndarray, batch: int = 16) -> np.ndarray:
         """(T,) distances of (T, H, W, 3) uint8 frames; exactly 0 for identical frames."""
-        import torch
-
         out = []
         with torch.no_grad():
             for i in range(0, len(a), batch):
@@ -100,8 +95,6 @@ def track_landmarks(frames: np.ndarray) -> np.ndarray:
     NaN where no face is found. The sender's tracker (facecodec/sender/landmarks.py) in
     tracking mode, a fresh one per sequence, raw (no smoothing: the metric must see what
     is in the pictures)."""
-    from facecodec.sender.landmarks import FaceTracker
-
     out = np.full((len(frames), N_MESH, 2), np.nan)
     with FaceTracker(max_num_faces=1) as tracker:
         for t, image in enumerate(frames):

@@ -27,10 +27,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 
+from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
+from facecodec.bitstream.prior import Prior, find_prior
+from facecodec.codec import SENDER_BATCH, Decoder, Encoder
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
+from facecodec.imagecodec import decode_source
+from facecodec.receiver.mixing import SourceMixer
+from facecodec.receiver.renderer import Renderer
+from facecodec.sender.deadband import Deadband
 
 NEEDED_META = ("sup", "iris", "yaw", "valid", "eyes_open", "box", "segment")
 
@@ -51,7 +60,6 @@ def _video_size(video: Path | None) -> tuple[int, int]:
     crop chunk has a fixed size, so the bit count does not depend on it)."""
     if video is None or not video.is_file():
         return 0, 0
-    import av
 
     with av.open(str(video)) as c:
         s = c.streams.video[0]
@@ -62,9 +70,6 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
     """Encode ``clip`` with ``encoder`` (a :class:`facecodec.Encoder`) from its tube and
     sender values, as ``Encoder.encode_file`` does from a video (see the module
     docstring)."""
-    from facecodec.codec import SENDER_BATCH
-    from facecodec.sender.deadband import Deadband
-
     missing = [k for k in NEEDED_META if k not in clip.meta]
     if missing:
         raise InputError(f"{clip.name}: no sender values {', '.join(missing)} in the clip "
@@ -95,8 +100,6 @@ def to_eval_size(images: np.ndarray) -> np.ndarray:
     """(T, R, R, 3) renders -> (T, 256, 256, 3), bicubic as ``Decoder.decode_file`` shows
     them (the eval scores every method at 256). A no-op for the models with the pixel
     blend, which the eval's Decoder draws at 256; models without it draw at their own R."""
-    import cv2
-
     if images.shape[1:3] == (EVAL_SIZE, EVAL_SIZE):
         return images
     interp = cv2.INTER_CUBIC if images.shape[1] < EVAL_SIZE else cv2.INTER_AREA
@@ -108,8 +111,6 @@ def _installed_prior(path: str, method: str):
     """An operating point's own prior (e.g. one fitted at another dead-zone strength):
     the Decoder finds a stream's prior by id among the installed ones, so it must be
     one of them."""
-    from facecodec.bitstream.prior import Prior, find_prior
-
     prior = Prior.load(Path(path))  # FormatError: one line, naming the file
     if find_prior(prior.id) is None:
         raise InputError(f"{method}: prior {path} is not installed (the Decoder looks in "
@@ -137,9 +138,6 @@ class FacecodecMethod(Method):
     def __init__(self, model: str | None = None, sources: str | int = 3,
                  name: str = "facecodec", deadband: str | float | None = None,
                  prior: str | None = None, source_quality: str | int | None = None):
-        from facecodec.codec import Decoder, Encoder
-        from facecodec.receiver.mixing import SourceMixer
-
         n = _int_option(sources, f"{name}: sources")
         try:
             band = None if deadband is None else float(deadband)
@@ -238,9 +236,6 @@ class FOMMultMethod(FOMMethod):
         self._r = None
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
-        from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
-        from facecodec.imagecodec import decode_source
-
         stream = write_stream(self.encoder, clip)
         start = time.perf_counter()
         reader = FcsReader(stream.data, name=f"{clip.name}.fcs", prior=self.encoder.prior)
@@ -271,8 +266,6 @@ class FOMMultMethod(FOMMethod):
                        {"sources": len(slots), "switches": switches})
 
     def _renderer(self):
-        from facecodec.receiver.renderer import Renderer
-
         if self._r is None:  # the weights are loaded once, for every clip
             self._r = Renderer(self.package, max_sources=1, output_size=EVAL_SIZE)
         self._r.start(1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global state, no backend to pick
 
 from facecodec.errors import InputError
 from facecodec.eval.metrics import ClipScore
@@ -196,18 +197,14 @@ def series_name(method: str) -> str:
 def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
     """One PNG per metric: the clip-averaged metric against the clip-averaged all-in kbps,
     one line per method; methods at 0 kbps (the held frame) as a dashed horizontal line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = summarize(scores)
     methods = list(dict.fromkeys(series_name(r.method) for r in rows))
     n_clips = max((r.clips for r in rows), default=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for metric, ylabel, filename in PLOTS:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        fig = Figure(figsize=(6.4, 4.2), dpi=110)
+        ax = fig.subplots()
         for i, method in enumerate(methods):
             mine = sorted((r for r in rows if series_name(r.method) == method
                            and math.isfinite(r.means[metric])), key=lambda r: r.means["kbps_all"])
@@ -234,7 +231,6 @@ def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
         fig.tight_layout()
         path = out_dir / filename
         fig.savefig(path)
-        plt.close(fig)
         paths.append(path)
     return paths
 
@@ -304,16 +300,11 @@ def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
     sheet = run.sheet
     if not sheet.frames:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     columns, rate = sheet_columns(sheet, kbps)
     sheet.columns, sheet.shown_kbps = columns, rate
     rows = len(sheet.indices)
-    fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows + 0.4),
-                             dpi=100, squeeze=False)
+    fig = Figure(figsize=(1.6 * len(columns), 1.6 * rows + 0.4), dpi=100)
+    axes = fig.subplots(rows, len(columns), squeeze=False)
     for j, label in enumerate(columns):
         for i in range(rows):
             ax = axes[i][j]
@@ -329,7 +320,6 @@ def contact_sheet(run: EvalRun, path: Path, kbps: float = 10.0) -> Path | None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from tqdm import tqdm
 
 from facecodec.errors import InputError
 from facecodec.eval.base import EvalClip, Method
@@ -65,8 +66,6 @@ def evaluate(refs: Sequence[ClipRef], methods: Sequence[Method], rates: Sequence
     the contact sheet's clip, for its frames (``sheet=False``: no sheet frames are kept).
     ``identity``: the face descriptor network of the identity distance (None: NaN).
     ``on_score``: called with each score made (not reused) as soon as it is made."""
-    from tqdm import tqdm
-
     points = {m.name: m.operating_points(rates) for m in methods}
     total = len(refs) * sum(len(p) for p in points.values())
     run = EvalRun()

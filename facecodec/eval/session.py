@@ -14,9 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import torch
+
 from facecodec.errors import InputError
 from facecodec.eval import report as report_mod
+from facecodec.eval.clips import folder_clips, manifest_clips
+from facecodec.eval.identity import FaceIdentity, unavailable_reason
+from facecodec.eval.journal import Journal, journal_path
 from facecodec.eval.methods import make_method
+from facecodec.eval.reuse import has_expression, load_previous, reusable
+from facecodec.eval.runner import evaluate
+from facecodec.sender.landmarks import quiet_mediapipe_logs
+from facecodec.sender.prepare import DEFAULT_MANIFEST, default_out
 
 Say = Callable[[str], None]
 
@@ -79,9 +89,6 @@ def run_eval(req: EvalRequest, say: Say, warn: Say) -> None:
     _check(req)
     previous = _load_previous(req)
 
-    import cv2
-    import torch
-
     torch.set_num_threads(req.threads)
     cv2.setNumThreads(req.threads)
 
@@ -94,9 +101,6 @@ def run_eval(req: EvalRequest, say: Say, warn: Say) -> None:
     earlier = _Earlier(previous=previous)
     _reuse(req, earlier, settings, chosen, refs, measured, warn)
     _resume(req, earlier, settings, measured, warn)
-
-    from facecodec.eval.runner import evaluate
-    from facecodec.sender.landmarks import quiet_mediapipe_logs
 
     start = time.monotonic()
     journal = earlier.journal
@@ -123,15 +127,11 @@ def _check(req: EvalRequest) -> None:
 def _load_previous(req: EvalRequest) -> dict | None:
     if req.reuse is None:
         return None
-    from facecodec.eval.reuse import load_previous
 
     return load_previous(req.reuse)  # before any work: a wrong file fails fast
 
 
 def _clips(req: EvalRequest) -> tuple[list, str]:
-    from facecodec.eval.clips import folder_clips, manifest_clips
-    from facecodec.sender.prepare import DEFAULT_MANIFEST, default_out
-
     names = list(req.names) or None
     if req.folder is not None:
         return folder_clips(req.folder, req.cache, names, req.limit), f"folder {req.folder}"
@@ -142,8 +142,6 @@ def _clips(req: EvalRequest) -> tuple[list, str]:
 
 def _identity(warn: Say):
     """(the identity scorer or None, how rows are scored, why not measured)."""
-    from facecodec.eval.identity import FaceIdentity, unavailable_reason
-
     missing = unavailable_reason()
     identity = None if missing else FaceIdentity()
     if missing:
@@ -155,7 +153,6 @@ def _reuse(req: EvalRequest, earlier: _Earlier, settings: dict, chosen: list, re
            measured: str | None, warn: Say) -> None:
     if earlier.previous is None:
         return
-    from facecodec.eval.reuse import has_expression, reusable
 
     previous = earlier.previous
     earlier.reused = reusable(previous, settings,
@@ -174,7 +171,6 @@ def _resume(req: EvalRequest, earlier: _Earlier, settings: dict, measured: str |
     """A stopped run resumes from its journal (eval/journal.py)."""
     if req.results_path is None:
         return
-    from facecodec.eval.journal import Journal, journal_path
 
     journal = Journal(journal_path(req.results_path), report_mod.git_commit(), req.max_frames,
                       measured, settings)

@@ -27,6 +27,7 @@ from facecodec.export import to_coreml, to_onnx
 from facecodec.export.wrappers import ExportNetwork, export_networks
 from facecodec.models.animation import KeypointAnimationModel
 from facecodec.models.package import ModelPackage
+from facecodec.models.registry import load_model
 
 FORMATS = ("coreml", "onnx")
 RUNS = {"sender": "per frame, sender", "source": "once per set of sources, receiver",
@@ -55,8 +56,6 @@ def file_name(fmt: str, network: str) -> str:
 
 
 def load_for_export(package: ModelPackage) -> KeypointAnimationModel:
-    from facecodec.models.registry import load_model
-
     model = load_model(package.path)
     if not isinstance(model, KeypointAnimationModel):
         raise InputError(f"{package.path}: family {package.profile.family!r} has no "

@@ -50,7 +50,7 @@ def coremltools() -> Any:
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        import coremltools as ct
+        import coremltools as ct  # noqa: PLC0415 - optional dependency (the 'export' extra)
     except ImportError:
         raise InputError("coremltools is not installed: pip install -e '.[export]'") from None
     finally:
@@ -182,7 +182,7 @@ def describe_package(path: Path) -> dict[str, Any]:
     ({name: (shape, dtype)}), ``ops`` ({op type: count}), ``op_dtypes`` ({op type: set of
     output dtypes}), ``opset`` (e.g. "CoreML6"), ``spec_version``, ``bytes``."""
     ct = coremltools()
-    from coremltools.proto import FeatureTypes_pb2, MIL_pb2
+    from coremltools.proto import FeatureTypes_pb2, MIL_pb2  # noqa: PLC0415 - optional dependency
 
     spec = ct.utils.load_spec(str(path))
     array = FeatureTypes_pb2.ArrayFeatureType
@@ -215,7 +215,7 @@ def fp16_inputs_of_fp32_paths(path: Path, fp32_outputs: tuple[str, ...] = ()) ->
     named ``fp32_outputs``). By design only ``conv`` (see the module doc); any other type
     means an FP16 op computes sampling coordinates or transmitted values."""
     ct = coremltools()
-    from coremltools.proto import MIL_pb2
+    from coremltools.proto import MIL_pb2  # noqa: PLC0415 - optional dependency
 
     spec = ct.utils.load_spec(str(path))
     main = spec.mlProgram.functions["main"]
@@ -250,7 +250,8 @@ def fp16_inputs_of_fp32_paths(path: Path, fp32_outputs: tuple[str, ...] = ()) ->
 def unsupported_ops(ops: dict[str, int] | set[str], ios: int) -> list[str]:
     """Op types not in Core ML's MIL opset of iOS ``ios`` (custom or newer ops)."""
     ct = coremltools()
-    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+    # coremltools: the optional 'export' extra
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry  # noqa: PLC0415
 
     target = getattr(ct.target, f"iOS{ios}")
     return sorted(t for t in ops if not any(

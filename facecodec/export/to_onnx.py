@@ -28,8 +28,10 @@ def export(net: ExportNetwork, path: Path, opset: int = OPSET, quiet: bool = Tru
     """Write ``net`` as one self-contained ``.onnx`` file (weights inside: the networks are
     a few MB, far under protobuf's 2 GB limit)."""
     try:
-        import onnx
-        import onnxscript  # noqa: F401  (the exporter needs it; fail here with a clear message)
+        import onnx  # noqa: PLC0415 - optional dependency, checked here
+
+        # the exporter needs it: fail here with a clear message
+        import onnxscript  # noqa: F401, PLC0415 - optional dependency, checked here
     except ImportError:
         raise InputError("onnx/onnxscript are not installed: pip install onnx onnxscript") \
             from None
@@ -63,7 +65,7 @@ def export(net: ExportNetwork, path: Path, opset: int = OPSET, quiet: bool = Tru
 def session(path: Path, threads: int = 1) -> Any:
     """An onnxruntime CPU session (``threads`` intra-op threads, none across ops)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 - optional dependency, checked here
     except ImportError:
         raise InputError("onnxruntime is not installed: pip install onnxruntime") from None
     opts = ort.SessionOptions()

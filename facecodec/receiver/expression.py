@@ -41,9 +41,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from facecodec.sender.landmarks import SUPERVISED_LANDMARKS
+from facecodec.sender.landmarks import SUPERVISED_LANDMARKS, FaceTracker
 
 _SUP = {idx: i for i, idx in enumerate(SUPERVISED_LANDMARKS)}
 
@@ -245,8 +246,6 @@ def retouch(image: np.ndarray, drawn_mesh: np.ndarray | None, sup: np.ndarray) -
     drawn (``drawn_mesh``: MediaPipe points of ``image`` in pixels, (>=468, 2); None: no
     face found, the image is returned as is) to where the decoded supervised landmarks
     ``sup`` put them."""
-    import cv2
-
     if drawn_mesh is None:
         return image
     size = image.shape[0]
@@ -297,8 +296,6 @@ def _retouch_width(out: np.ndarray, image: np.ndarray, drawn: dict[int, np.ndarr
                    want: dict[int, np.ndarray], scale_drawn: float, scale_want: float
                    ) -> np.ndarray:
     """The mouth's width (a smile widens it) to the transmitted one (:func:`_width_map`)."""
-    import cv2
-
     a, b = drawn[MOUTH[0]], drawn[MOUTH[1]]
     width = float(np.linalg.norm(b - a))
     target = float(np.linalg.norm(want[MOUTH[1]] - want[MOUTH[0]])) / scale_want * scale_drawn
@@ -332,8 +329,6 @@ class Retoucher:
         self._tracker = None
 
     def __call__(self, image: np.ndarray, sup: np.ndarray) -> np.ndarray:
-        from facecodec.sender.landmarks import FaceTracker
-
         if self._tracker is None:
             self._tracker = FaceTracker(max_num_faces=1, static_image_mode=True)
         faces = self._tracker(np.ascontiguousarray(image))

@@ -12,8 +12,12 @@ import torch
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.errors import InputError
 from facecodec.models.blocks import resize_image
+from facecodec.models.inference import fuse_batchnorm
 from facecodec.models.keypoints import assemble
 from facecodec.models.package import ModelPackage
+from facecodec.models.registry import load_model
+from facecodec.receiver.mixing import SourceMixer
+from facecodec.receiver.runtime import OnnxGenerator, choose_backend
 
 Values = dict[str, np.ndarray]
 
@@ -31,11 +35,6 @@ class Renderer:
         When larger, a model with the pixel blend warps the source frames at that size
         (:func:`facecodec.models.generator.blend_output`): give the sources at least that
         large to keep their detail."""
-        from facecodec.models.inference import fuse_batchnorm
-        from facecodec.models.registry import load_model
-        from facecodec.receiver.mixing import SourceMixer
-        from facecodec.receiver.runtime import OnnxGenerator, choose_backend
-
         self.package = package
         full = load_model(package.path, parts=("receiver",))
         full.receiver = fuse_batchnorm(full.receiver.eval())

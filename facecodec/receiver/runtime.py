@@ -32,6 +32,8 @@ from torch import Tensor
 
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.errors import InputError
+from facecodec.export import to_onnx
+from facecodec.export.wrappers import generator_network
 from facecodec.models.package import ModelPackage
 
 BACKENDS = ("auto", "onnxruntime", "torch")
@@ -54,9 +56,10 @@ def cache_dir() -> Path:
 
 def available() -> bool:
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
+        # optional: without them the torch backend runs
+        import onnx  # noqa: F401, PLC0415
+        import onnxruntime  # noqa: F401, PLC0415
+        import onnxscript  # noqa: F401, PLC0415
     except ImportError:
         return False
     return True
@@ -101,7 +104,7 @@ class OnnxGenerator:
     def _key(self, n: int) -> str:
         """The cache file name: only integers and a hash (of the receiver weights, the
         config and every setting the graph depends on), never a string from a stream."""
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 - optional dependency (see available())
 
         if not 1 <= n <= MAX_SOURCES:
             raise InputError(f"{n} sources: the generator takes 1..{MAX_SOURCES}")
@@ -114,8 +117,6 @@ class OnnxGenerator:
         return f"generator-n{int(n)}{size}-{h.hexdigest()[:32]}.onnx"
 
     def _build(self, n: int):
-        from facecodec.export.wrappers import generator_network
-
         net, split = generator_network(self.model, n, self.output_size)
         path = cache_dir() / self._key(n)
         graph = _read_verified(path)
@@ -129,8 +130,6 @@ class OnnxGenerator:
 
     def _export(self, net, path: Path, n: int) -> bytes:
         """Trace the graph into ``path`` and its SHA-256 beside it; returns its bytes."""
-        from facecodec.export import to_onnx
-
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"facecodec: preparing the onnxruntime generator of {self.package.name} "
               f"for {n} source(s), once per machine ({path})", file=sys.stderr, flush=True)
@@ -219,7 +218,7 @@ def _prune(directory: Path, keep: Path) -> None:
 def _session(graph: bytes, threads: int):
     """An onnxruntime CPU session on a serialized graph (the options of
     :func:`facecodec.export.to_onnx.session`)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - optional dependency (see available())
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

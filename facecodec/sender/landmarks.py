@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 
 from facecodec.sender.smoothing import OneEuroFilter
@@ -125,7 +126,9 @@ class FaceTracker:
     def __init__(self, max_num_faces: int = 1, detect_size: int = 640,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  static_image_mode: bool = False):
-        import mediapipe as mp
+        # heavy (~0.6 s, and it loads matplotlib): this module's landmark tables are used
+        # without it (receiver, training); MediaPipe loads with the first tracker
+        import mediapipe as mp  # noqa: PLC0415
 
         if max_num_faces < 1:
             raise ValueError("max_num_faces must be >= 1")
@@ -143,8 +146,6 @@ class FaceTracker:
     def __call__(self, image: np.ndarray) -> list[np.ndarray]:
         """Landmarks (478, 3) in source pixels of each face found in ``image`` (RGB uint8),
         the tracked face first; an empty list when there is none."""
-        import cv2
-
         check_image(image, "frame")
         h, w = image.shape[:2]
         # Shrink by a whole factor (OpenCV's area filter is fast only for integer ratios);
@@ -196,9 +197,6 @@ def _quiet_native_stderr():
     """Silence file descriptor 2 while MediaPipe's graph starts: its C++ logging prints
     INFO/WARNING lines (TFLite delegate, absl) before any setting can turn them off, and a
     codec's stderr is for its own one-line errors. Python exceptions still propagate."""
-    import os
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -213,7 +211,7 @@ def _quiet_native_stderr():
 def expressive_landmarks() -> tuple[int, ...]:
     """Landmarks that move fast and on their own when a person talks: lips, eyelids,
     irises, chin and lower jaw. They are smoothed less than the rest (LandmarkSmoother)."""
-    import mediapipe as mp
+    import mediapipe as mp  # noqa: PLC0415 - heavy, see FaceTracker
 
     fm = mp.solutions.face_mesh
     sets = (fm.FACEMESH_LIPS, fm.FACEMESH_LEFT_EYE, fm.FACEMESH_RIGHT_EYE)

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 
 from facecodec.models.blocks import resize_image
+from facecodec.models.inference import fuse_batchnorm
 from facecodec.models.package import ModelPackage
+from facecodec.models.registry import load_model
 
 
 class SenderNetwork:
@@ -15,9 +17,6 @@ class SenderNetwork:
     for the Sup variant). Loads only ``sender.safetensors``."""
 
     def __init__(self, package: ModelPackage):
-        from facecodec.models.inference import fuse_batchnorm
-        from facecodec.models.registry import load_model
-
         self.package = package
         self.model = fuse_batchnorm(load_model(package.path, parts=("sender",)).sender.eval())
         self.resolution = package.resolution

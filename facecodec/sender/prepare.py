@@ -31,7 +31,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facecodec.errors import InputError
 from facecodec.resources import source_checkout
@@ -172,8 +174,6 @@ def clip_complete(clip_dir: Path) -> int | None:
 
 def prepare_clip(clip: ClipSpec, clip_dir: Path, fps: float = CACHE_FPS) -> dict:
     """Process one clip into ``clip_dir``; returns its index entry. Raises InputError."""
-    import cv2
-
     clip_dir.mkdir(parents=True, exist_ok=True)
     tmp = {s: clip_dir / f"tube{s}.npy.tmp" for s in TUBE_SIZES}
     writers: dict[int, _NpyAppender] = {}
@@ -244,8 +244,6 @@ def prepare_data(manifest: str | Path = DEFAULT_MANIFEST, out: str | Path | None
                  fps: int = CACHE_FPS, limit: int | None = None,
                  progress: bool = True) -> PrepareReport:
     """Build (or complete) the cache for the clips of ``manifest`` (the first ``limit``)."""
-    from tqdm import tqdm
-
     out = Path(out).expanduser() if out is not None else default_out()
     if _inside_repo(out):
         raise InputError(f"{out}: refusing to write the data cache inside the repository "

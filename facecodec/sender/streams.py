@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facecodec.models.package import ModelPackage
-
-if TYPE_CHECKING:
-    from facecodec.sender.network import SenderNetwork
+from facecodec.sender.deadband import Deadband
+from facecodec.sender.network import SenderNetwork
 
 Values = dict[str, np.ndarray]
 
@@ -31,9 +29,6 @@ def cache_value_streams_at(package: ModelPackage, metas: Iterable[Path],
                            ) -> dict[float, list[Values]]:
     """:func:`cache_value_streams` at several dead-zone strengths, the sender network run
     once: {strength: per-clip streams}."""
-    from facecodec.sender.deadband import Deadband
-    from facecodec.sender.network import SenderNetwork
-
     net = SenderNetwork(package)
     out: dict[float, list[Values]] = {s: [] for s in strengths}
     for meta in metas:

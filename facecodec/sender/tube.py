@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from facecodec.sender.landmarks import face_size
@@ -120,8 +121,6 @@ def crop(image: np.ndarray, box: Box, out_size: int) -> np.ndarray:
     within 58 dB PSNR of a plain area resize (no aliasing) at a fifth of its cost (OpenCV's
     area filter is fast only for integer ratios). Below 2x, or enlarging: bilinear.
     """
-    import cv2
-
     patch = image[box.y0:box.y0 + box.size, box.x0:box.x0 + box.size]
     if box.size == out_size:
         return np.ascontiguousarray(patch)

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
+from facecodec.defaults import FPS as DEFAULT_FPS
 from facecodec.errors import InputError
-
-DEFAULT_FPS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,6 @@ def orientation_from_matrix(matrix: np.ndarray) -> Orientation:
 
 
 def _frame_orientation(frame) -> Orientation:
-    import av
-
     for sd in frame.side_data:
         if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             m = np.frombuffer(bytes(sd), dtype="<i4")
@@ -159,8 +157,6 @@ class VideoReader:
     """
 
     def __init__(self, path: str | Path, fps: float | None = DEFAULT_FPS, threads: bool = True):
-        import av
-
         self.path = Path(path)
         self.fps = fps
         if not self.path.exists():
@@ -273,8 +269,6 @@ class VideoReader:
 
 
 def av_errors() -> tuple[type[BaseException], ...]:
-    import av
-
     return (av.FFmpegError, OSError)
 
 

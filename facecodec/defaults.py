@@ -1,0 +1,17 @@
+"""The codec's defaults and ranges that ``facecodec`` shows in its options, one place each.
+
+Plain values, no imports: the command line reads them when it starts, so ``facecodec --help``
+loads none of what the modules using them need (PyAV, OpenCV, MediaPipe, torch). The
+modules keep their own names for them: ``facecodec.codec.DEFAULT_SOURCES``,
+``facecodec.audio.DEFAULT_KBPS``, ``facecodec.imagecodec.CODECS``,
+``facecodec.sender.video.DEFAULT_FPS``.
+"""
+
+FPS = 15.0  # of a stream (a video is resampled to it)
+SOURCES = 3  # Oquab et al. 2022 send three source frames (section 3.3)
+SOURCE_CODECS = ("webp", "jpeg", "png")  # the still-image codecs of the source frames
+SOURCE_CODEC = "webp"
+SOURCE_QUALITY = 80
+AUDIO_KBPS = 8.0  # speech (issue #17: Opus at 6-12 kbps)
+AUDIO_MIN_KBPS, AUDIO_MAX_KBPS = 6.0, 64.0
+MIN_SOURCE_KBPS, MAX_SOURCE_KBPS = 0.25, 1000.0  # a paced source's rate (format 2.3)
