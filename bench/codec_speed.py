@@ -111,7 +111,7 @@ def sender_fps(config: str, frames: int, repeats: int) -> dict:
 
     cfg = load_config(ROOT / "configs" / f"{config}.yaml", [])
     sender = build_model(cfg).sender.eval()
-    res = int(cfg["data"]["resolution"])
+    res = cfg.data.resolution
     tmp = Path(tempfile.mkdtemp())
     small = make_example_video(tmp / "small.mp4", seconds=frames / 15)
     big = tmp / "720p.mp4"

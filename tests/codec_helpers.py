@@ -3,6 +3,7 @@ so the end-to-end tests need neither a trained model nor ../shared."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from training_helpers import tiny_config
 
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
+from facecodec.config import Config
 from facecodec.models.registry import build_model
 from facecodec.training.export import write_package
 
@@ -18,15 +20,14 @@ def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[P
     """models dir and priors dir holding a Sup+Unsup+Expr model with the bitstream's
     stream sizes (10 keypoints, 16 expression codes) at 64x64."""
     torch.manual_seed(seed)
-    cfg = tiny_config("model.num_unsup=10", "model.expr_dim=16")
-    cfg["name"] = name
+    cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name=name)
     save_package(cfg, root / "models" / name)
     priors = root / "priors"
     Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(priors / f"{name}.json")
     return root / "models", priors
 
 
-def save_package(cfg: dict, dest: Path) -> Path:
+def save_package(cfg: Config, dest: Path) -> Path:
     """A model directory (config.yaml + sender/receiver safetensors) of a random-weight
     model built from ``cfg`` (seed the RNG first)."""
     return write_package(build_model(cfg).eval(), cfg, dest)

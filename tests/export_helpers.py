@@ -65,10 +65,10 @@ def build_package(dest: Path, config: Path = SHIPPED_CONFIG, overrides: tuple[st
     cfg = load_config(config, list(overrides))
     torch.manual_seed(seed)
     ref = None
-    if cfg["family"] == "frontalizer":
-        n_unsup = int(cfg["model"]["num_unsup"])
+    if cfg.family == "frontalizer":
+        n_unsup = cfg.model.num_unsup
         try:
-            frames = real_frames(int(cfg["data"]["resolution"]))
+            frames = real_frames(cfg.data.resolution)
             lm = np.concatenate([frames["sup"], frames["iris"]], axis=1).mean(0)
             ref = torch.cat([torch.from_numpy(lm).float(), 0.1 * torch.randn(n_unsup, 2)])
         except pytest.skip.Exception:
@@ -76,7 +76,8 @@ def build_package(dest: Path, config: Path = SHIPPED_CONFIG, overrides: tuple[st
     model = build_model(cfg, ref).eval()
     dest.parent.mkdir(parents=True, exist_ok=True)
     ckpt = dest.parent / f"{dest.name}.pt"
-    torch.save({"step": 0, "config": cfg, "model": model.state_dict(), "world_size": 1},
+    torch.save({"step": 0, "config": cfg.to_dict(), "model": model.state_dict(),
+                "world_size": 1},
                ckpt)
     return export_model(ckpt, dest)
 

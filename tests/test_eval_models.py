@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -39,8 +40,7 @@ def make_fom_package(root: Path, name: str = "tiny_fom") -> None:
     torch.manual_seed(1)
     cfg = tiny_config("family=fom", "model.landmarks.sup=false", "model.landmarks.iris=false",
                       "model.num_unsup=10", "model.expr_dim=0", "data.num_sources=1")
-    cfg["name"] = name
-    save_package(cfg, root / "models" / name)
+    save_package(replace(cfg, name=name), root / "models" / name)
     Prior.untrained(TABLES["fom"], name=name).save(root / "priors" / f"{name}.json")
 
 

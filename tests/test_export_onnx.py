@@ -69,7 +69,7 @@ def _diff(got: dict[str, np.ndarray], want: dict[str, torch.Tensor]) -> dict[str
 
 def test_onnx_matches_pytorch_on_real_face_crops(exported) -> None:
     model, out = exported
-    res = int(model.cfg["data"]["resolution"])
+    res = model.resolution
     frames = real_frames(256)  # the generator warps 256 sources (export --output-size)
     big = torch.from_numpy(frames["tube"]).permute(0, 3, 1, 2).float() / 255
     small = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA)

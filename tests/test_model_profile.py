@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 
@@ -36,7 +34,7 @@ def test_the_stream_table_follows_the_values_a_frame_carries():
 
 def test_a_config_no_stream_carries_is_refused_with_where():
     pkg = find_model("frontalizer_sup")
-    cfg = copy.deepcopy(pkg.config)
+    cfg = pkg.config.to_dict()
     cfg["model"]["landmarks"]["iris"] = False  # sup without iris: no table has that
     with pytest.raises(ModelMismatchError, match=r"no stream table carries.*'sup',\)"):
         ModelProfile.from_config(cfg, "somewhere/config.yaml")

@@ -6,6 +6,13 @@ import torch
 from torch import nn
 from training_helpers import random_values, tiny_config
 
+from facecodec.config import (
+    DecoderConfig,
+    DiscriminatorConfig,
+    EncoderConfig,
+    KeypointDetectorConfig,
+    MotionNetConfig,
+)
 from facecodec.models.decoder import Decoder
 from facecodec.models.dense_motion import DenseMotion
 from facecodec.models.discriminator import MultiScaleDiscriminator
@@ -21,27 +28,30 @@ from facecodec.training.export import export_model
 
 
 def test_keypoint_detector_outputs_and_identity_jacobians() -> None:
-    det = KeypointDetector(num_kp=10, image_res=128, input_res=64, base=8, max_channels=32,
-                           num_blocks=5, expansion=2, expr_dim=16, expr_hidden=32)
+    det = KeypointDetector(KeypointDetectorConfig(input_res=64, base=8, max_channels=32,
+                                                  num_blocks=5, expansion=2, expr_hidden=32),
+                           num_kp=10, image_res=128, jacobians=True, expr_dim=16)
     out = det(torch.rand(3, 3, 128, 128))
     assert out["unsup"].shape == (3, 10, 2) and out["unsup"].abs().max() <= 1
     # I at init (up to the rounding of the softmax weights summing to 1)
     assert torch.allclose(out["jac"], torch.eye(2).expand(3, 10, 2, 2), atol=1e-5)
     assert out["expr"].shape == (3, 16) and out["expr"].abs().max() < 1
     # appendix 6.1.2: the MLP reads a 512-d central feature in the mobile models
-    det512 = KeypointDetector(image_res=256, max_channels=128)
+    det512 = KeypointDetector(KeypointDetectorConfig(), num_kp=10, image_res=256,
+                              jacobians=True, expr_dim=16)
     assert det512.expr is not None and det512.expr.net[0].in_features == 512
 
 
 def test_encoder_stride_follows_resolution() -> None:
     for res in (128, 256):
-        enc = Encoder(image_res=res, feature_res=32)
+        enc = Encoder(EncoderConfig(), image_res=res, feature_res=32)
         assert enc(torch.rand(1, 3, res, res)).shape == (1, 32, 32, 32)
 
 
 def test_frontalizer_fuses_sources_with_softmax_weights() -> None:
-    fr = Frontalizer(num_kp=6, feature_channels=4, reference_init=torch.zeros(6, 2),
-                     base=8, max_channels=16, num_blocks=2, expansion=2)
+    fr = Frontalizer(MotionNetConfig(base=8, max_channels=16, num_blocks=2, expansion=2),
+                     num_kp=6, feature_channels=4, kp_variance=0.01,
+                     reference_init=torch.zeros(6, 2))
     feats = torch.rand(2, 3, 4, 16, 16)
     kp = torch.rand(2, 3, 6, 2) - 0.5
     out = fr(feats, kp, torch.eye(2).expand(2, 3, 6, 2, 2))
@@ -51,16 +61,17 @@ def test_frontalizer_fuses_sources_with_softmax_weights() -> None:
 
 
 def test_dense_motion_and_decoder_shapes() -> None:
-    dm = DenseMotion(num_kp=5, feature_channels=4, base=8, max_channels=16, num_blocks=2,
-                     expansion=2, motion_feature_channels=2)
+    dm = DenseMotion(MotionNetConfig(base=8, max_channels=16, num_blocks=2, expansion=2,
+                                     motion_feature_channels=2),
+                     num_kp=5, feature_channels=4, kp_variance=0.01)
     kp = torch.rand(2, 5, 2) - 0.5
     eye = torch.eye(2).expand(2, 5, 2, 2)
     out = dm(torch.rand(2, 4, 16, 16), kp, kp.flip(1), eye, eye)
     assert out.flow.shape == (2, 16, 16, 2) and out.occlusion.shape == (2, 1, 16, 16)
     occ = out.occlusion.detach()
     assert 0 < float(occ.min()) and float(occ.max()) < 1
-    dec = Decoder(in_channels=4, expr_dim=3, feature_res=16, image_res=64, max_channels=16,
-                  min_channels=8, res_blocks=1, expansion=2)
+    dec = Decoder(DecoderConfig(max_channels=16, min_channels=8, res_blocks=1, expansion=2),
+                  in_channels=4, expr_dim=3, feature_res=16, image_res=64)
     rgb, mask = dec(torch.rand(2, 4, 16, 16), torch.rand(2, 3))
     assert rgb.shape == (2, 3, 64, 64) and mask is not None and mask.shape == (2, 1, 64, 64)
 
@@ -200,7 +211,8 @@ def test_networks_use_only_coreml_convertible_ops() -> None:
 
 
 def test_discriminator_multiscale_maps() -> None:
-    disc = MultiScaleDiscriminator([1, 0.5], base=8, max_channels=16, num_blocks=3)
+    disc = MultiScaleDiscriminator(DiscriminatorConfig(scales=(1.0, 0.5), base=8,
+                                                       max_channels=16, num_blocks=3))
     pyr = {"1_0": torch.rand(2, 3, 64, 64), "0_5": torch.rand(2, 3, 32, 32)}
     out = disc(pyr)
     assert set(out) == {"1_0", "0_5"}
@@ -215,7 +227,7 @@ def test_variants_layouts_match_bitstream_streams() -> None:
              "frontalizer_sup_unsup_expr": "sup_unsup_expr"}
     for config, table in names.items():
         cfg = load_config(f"configs/{config}.yaml")
-        layout = KeypointLayout.from_config(cfg["model"])
+        layout = KeypointLayout.from_config(cfg.model)
         assert layout.streams == tuple(s.name for s in TABLES[table].streams), config
         sizes = {"sup": 66, "iris": 4, "unsup": 2 * layout.unsup, "jac": 4 * layout.unsup,
                  "expr": layout.expr_dim}
@@ -226,7 +238,7 @@ def test_variants_layouts_match_bitstream_streams() -> None:
 def test_export_and_load_roundtrip(tmp_path) -> None:  # noqa: ANN001
     cfg = tiny_config()
     model = build_model(cfg, torch.rand(39, 2)).eval()
-    torch.save({"step": 7, "config": cfg, "model": model.state_dict(), "world_size": 1,
+    torch.save({"step": 7, "config": cfg.to_dict(), "model": model.state_dict(), "world_size": 1,
                 "last_val": {"lpips": 0.2}}, tmp_path / "ckpt.pt")
     dest = export_model(tmp_path / "ckpt.pt", tmp_path / "models" / "tiny")
     assert {p.name for p in dest.iterdir()} == {"sender.safetensors", "receiver.safetensors",

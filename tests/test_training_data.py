@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from training_helpers import tiny_config
 
+from facecodec.config import AugmentConfig
 from facecodec.training.data import (
     ClipStore,
     FrameSampleDataset,
@@ -50,7 +51,7 @@ def test_rotation4_constraints(yaw_list: list[float], seed: int) -> None:
 def test_dataset_samples_are_deterministic_and_follow_section_3_3(cache) -> None:  # noqa: ANN001
     cfg = tiny_config()
     store = ClipStore(cache, 64)
-    ds = FrameSampleDataset(store, cfg["data"], "train", seed=3, augment=False, flip_perm=None)
+    ds = FrameSampleDataset(store, cfg.data, "train", seed=3, augment=False, flip_perm=None)
     rotated = 0
     for n in range(40):
         s = ds[n]
@@ -69,7 +70,7 @@ def test_dataset_samples_are_deterministic_and_follow_section_3_3(cache) -> None
 def test_frames_are_only_valid_ones(cache) -> None:  # noqa: ANN001
     cfg = tiny_config("data.strategy=random")
     store = ClipStore(cache, 128)
-    ds = FrameSampleDataset(store, cfg["data"], "train", seed=0, augment=False, flip_perm=None)
+    ds = FrameSampleDataset(store, cfg.data, "train", seed=0, augment=False, flip_perm=None)
     invalid = {tuple(np.round(store.meta(c)["sup"][12].ravel(), 5)) for c in ds.clips}
     for n in range(60):
         s = ds[n]
@@ -111,11 +112,11 @@ def test_mediapipe_mirror_table() -> None:
 def test_colour_jitter_is_shared_across_frames() -> None:
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
-    aug = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.1}
+    aug = AugmentConfig(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
     out = colour_jitter(np.concatenate([frame, frame]), np.random.default_rng(1), aug)
     assert out.dtype == np.uint8 and np.array_equal(out[0], out[1])
     assert not np.array_equal(out[0], frame[0])
-    zero = {k: 0.0 for k in aug}
+    zero = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
     same = colour_jitter(frame, np.random.default_rng(1), zero)
     assert np.abs(same.astype(int) - frame).max() <= 1  # identity up to rounding
 

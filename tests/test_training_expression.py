@@ -86,11 +86,11 @@ def test_expression_features_are_in_clip_units() -> None:
 def test_expressive_sampling_changes_only_the_last_driver(cache) -> None:  # noqa: ANN001
     plain = tiny_config()
     store = ClipStore(cache, 64)
-    base = FrameSampleDataset(store, plain["data"], "train", seed=3, augment=False,
+    base = FrameSampleDataset(store, plain.data, "train", seed=3, augment=False,
                               flip_perm=None)
-    again = FrameSampleDataset(store, tiny_config("data.expression_drivers=0.0")["data"],
+    again = FrameSampleDataset(store, tiny_config("data.expression_drivers=0.0").data,
                                "train", seed=3, augment=False, flip_perm=None)
-    expr = FrameSampleDataset(store, tiny_config("data.expression_drivers=1.0")["data"],
+    expr = FrameSampleDataset(store, tiny_config("data.expression_drivers=1.0").data,
                               "train", seed=3, augment=False, flip_perm=None)
     changed = 0
     for n in range(20):

@@ -32,10 +32,10 @@ def test_config_rejects_unknown_keys_and_parses_overrides() -> None:
         tiny_config("model.encoder.widht=3")
     assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
     cfg = tiny_config("optim.batch_size=5", "data.resolution=128")
-    assert cfg["optim"]["batch_size"] == 5 and cfg["data"]["resolution"] == 128
+    assert cfg.optim.batch_size == 5 and cfg.data.resolution == 128
     for name in ("fom", "frontalizer_sup", "frontalizer_sup_unsup",
                  "frontalizer_sup_unsup_expr"):
-        assert load_config(TINY.parent / f"{name}.yaml")["name"] == name
+        assert load_config(TINY.parent / f"{name}.yaml").name == name
 
 
 @pytest.mark.parametrize("family", ["frontalizer", "fom"])
@@ -44,8 +44,8 @@ def test_a_few_steps_on_one_batch_lower_the_loss(cache, family: str) -> None:  #
                       "losses.equivariance_jacobian=0")
     torch.manual_seed(0)
     model = build_model(cfg)
-    objective = GeneratorObjective(model, cfg["losses"])
-    ds = FrameSampleDataset(ClipStore(cache, 64), cfg["data"], "train", 0, augment=False,
+    objective = GeneratorObjective(model, cfg.losses)
+    ds = FrameSampleDataset(ClipStore(cache, 64), cfg.data, "train", 0, augment=False,
                             flip_perm=None)
     batch = to_tensors(default_collate([ds[n] for n in range(2)]))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.99))
@@ -93,18 +93,18 @@ def test_resume_follows_the_configs_new_milestones(cache, tmp_path) -> None:  # 
     now = [f"data.root={cache}", "optim.milestones=[2,5]"]
     last = torch.load(train(TINY, now, tmp_path / "r", max_steps=6, resume=True),
                       weights_only=False)
-    base = tiny_config()["optim"]
-    gamma = float(base["gamma"])
+    base = tiny_config().optim
+    gamma = base.gamma
     lrs = [r["lr"] for r in map(json.loads, (tmp_path / "r" / "log.jsonl").read_text()
                                 .splitlines()) if r["kind"] == "train"]
-    assert lrs[:3] == [float(base["lr_generator"])] * 3  # before the change
+    assert lrs[:3] == [base.lr_generator] * 3  # before the change
     # as a run made with [2, 5] from the start: the lr logged at step s is the one of
     # step s + 1, once decayed after step 2 (so at the resume), twice from step 5 on
-    assert lrs[3:] == pytest.approx([base["lr_generator"] * gamma]
-                                    + [base["lr_generator"] * gamma**2] * 2)
+    assert lrs[3:] == pytest.approx([base.lr_generator * gamma]
+                                    + [base.lr_generator * gamma**2] * 2)
     assert sorted(last["sched_g"]["milestones"]) == [2, 5]
     assert last["opt_d"]["param_groups"][0]["lr"] == pytest.approx(
-        base["lr_discriminator"] * gamma**2)
+        base.lr_discriminator * gamma**2)
 
 
 def test_training_at_the_display_size_renders_as_the_receiver_does() -> None:
@@ -257,7 +257,7 @@ def test_every_parameter_of_each_variant_gets_a_gradient(name: str) -> None:
     cfg = load_config(TINY.parent / f"{name}.yaml",
                       ["losses.perceptual.network=random_tiny", "losses.perceptual.scales=[1]"])
     model = build_model(cfg, None)
-    total, terms, _ = GeneratorObjective(model, cfg["losses"])(random_batch(cfg, batch=2))
+    total, terms, _ = GeneratorObjective(model, cfg.losses)(random_batch(cfg, batch=2))
     total.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,7 @@ def test_a_stream_cannot_name_a_model_directory(model_id, tmp_path, monkeypatch)
     monkeypatch.setenv("FACECODEC_CACHE", str(cache))
     if model_id == "ABS":
         model_id = str(tmp_path / "abs")
-    cfg = tiny_config("model.num_unsup=10", "model.expr_dim=16")
-    cfg["name"] = model_id
+    cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name=model_id)
     decoy = (work / model_id).resolve() if model_id else tmp_path / "decoy"
     if tmp_path in decoy.parents:
         save_package(cfg, decoy)
@@ -83,7 +83,7 @@ def test_model_names_and_the_installed_lookup(tmp_path, monkeypatch):
     for bad in ("../x", "/etc", "a/b", "a..b", "A", "-x", "x\\y", "x" * 65, "", " x"):
         assert not valid_model_id(bad), bad
     # a path is fine as the user's own argument, never as a stream's id
-    save_package({**tiny_config("model.num_unsup=10", "model.expr_dim=16"), "name": "mine"},
+    save_package(replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name="mine"),
                  tmp_path / "mine")
     monkeypatch.chdir(tmp_path)
     assert find_model("mine").name == "mine"  # relative to the working directory
@@ -97,7 +97,7 @@ def test_onnx_cache_names_are_hashes_and_graphs_are_verified(tmp_path, monkeypat
     from facecodec.receiver import runtime
 
     monkeypatch.setenv("FACECODEC_CACHE", str(tmp_path))
-    cfg = {**tiny_config("model.num_unsup=10", "model.expr_dim=16"), "name": "../../evil"}
+    cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name="../../evil")
     package = find_model(save_package(cfg, tmp_path / "pkg"))
     gen = runtime.OnnxGenerator(None, package, output_size=128)
     name = gen._key(3)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from facecodec.config import Config
 from facecodec.models.layout import KeypointLayout
 from facecodec.training.config import load_config
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny_test.yaml"
 
 
-def tiny_config(*overrides: str) -> dict:
+def tiny_config(*overrides: str) -> Config:
     return load_config(TINY, list(overrides))
 
 
@@ -28,11 +29,11 @@ def random_values(layout: KeypointLayout, lead: tuple[int, ...], gen: torch.Gene
     return v
 
 
-def random_batch(cfg: dict, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_batch(cfg: Config, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch shaped like facecodec.training.data.to_tensors output."""
     gen = torch.Generator().manual_seed(seed)
-    r = int(cfg["data"]["resolution"])
-    n, d = int(cfg["data"]["num_sources"]), int(cfg["data"]["num_drivers"])
+    r = cfg.data.resolution
+    n, d = cfg.data.num_sources, cfg.data.num_drivers
     out = {"sources": torch.rand(batch, n, 3, r, r, generator=gen),
            "drivers": torch.rand(batch, d, 3, r, r, generator=gen)}
     for side, k in (("src", n), ("drv", d)):

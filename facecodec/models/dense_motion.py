@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from facecodec.config import MotionNetConfig
 from facecodec.models.blocks import (
     Hourglass,
     combine_motions,
@@ -32,24 +33,16 @@ class MotionOutput:
 
 
 class DenseMotion(nn.Module):
-    def __init__(
-        self,
-        num_kp: int,
-        feature_channels: int,
-        kp_variance: float = 0.01,
-        base: int = 32,
-        max_channels: int = 128,
-        num_blocks: int = 3,
-        expansion: int = 4,
-        motion_feature_channels: int = 0,
-    ):
+    def __init__(self, config: MotionNetConfig, num_kp: int, feature_channels: int,
+                 kp_variance: float):
         super().__init__()
         self.num_kp = num_kp
         self.kp_variance = kp_variance
-        self.mfc = motion_feature_channels
+        self.mfc = config.motion_feature_channels
         self.project = nn.Conv2d(feature_channels, self.mfc, 1) if self.mfc else None
         in_ch = num_kp + (num_kp + 1) * self.mfc
-        self.hourglass = Hourglass(in_ch, base, max_channels, num_blocks, expansion)
+        self.hourglass = Hourglass(in_ch, config.base, config.max_channels, config.num_blocks,
+                                   config.expansion)
         self.mask = nn.Conv2d(self.hourglass.out_channels, num_kp + 1, 3, padding=1)
         self.occlusion = nn.Conv2d(self.hourglass.out_channels, 1, 3, padding=1)
 

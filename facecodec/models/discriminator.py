@@ -8,12 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from facecodec.config import DiscriminatorConfig
+
 
 class PatchDiscriminator(nn.Module):
     """4x4 convs (spectral-normalised), instance norm after the first, leaky ReLU, 2x2
     average pooling; a 1x1 conv gives a map of real/fake logits, one per patch."""
 
-    def __init__(self, base: int = 32, max_channels: int = 256, num_blocks: int = 4):
+    def __init__(self, base: int, max_channels: int, num_blocks: int):
         super().__init__()
         blocks = []
         cin = 3
@@ -41,10 +43,12 @@ class PatchDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """One patch discriminator per pyramid scale (keys from ``scale_key``, as ``ImagePyramid``)."""
 
-    def __init__(self, scales: list[float], **kwargs: int):
+    def __init__(self, config: DiscriminatorConfig):
         super().__init__()
-        self.scales = [float(s) for s in scales]
-        self.nets = nn.ModuleDict({scale_key(s): PatchDiscriminator(**kwargs) for s in self.scales})
+        self.scales = list(config.scales)
+        self.nets = nn.ModuleDict({
+            scale_key(s): PatchDiscriminator(config.base, config.max_channels, config.num_blocks)
+            for s in self.scales})
 
     def forward(self, pyramid: dict[str, Tensor]) -> dict[str, tuple[list[Tensor], Tensor]]:
         return {k: net(pyramid[k]) for k, net in self.nets.items()}

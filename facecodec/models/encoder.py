@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from facecodec.config import EncoderConfig
 from facecodec.models.blocks import ConvBNReLU, InvertedResidual, log2_int
 
 
@@ -18,29 +19,21 @@ class Encoder(nn.Module):
     linear 1x1 projection to ``out_channels`` (linear: the features are warped and blended,
     a ReLU would waste half of them)."""
 
-    def __init__(
-        self,
-        image_res: int = 256,
-        feature_res: int = 32,
-        base: int = 16,
-        max_channels: int = 64,
-        out_channels: int = 32,
-        res_blocks: int = 2,
-        expansion: int = 4,
-    ):
+    def __init__(self, config: EncoderConfig, image_res: int, feature_res: int):
         super().__init__()
         n_down = log2_int(image_res // feature_res, "image_res / feature_res")
         if n_down < 1:
             raise ValueError("the encoder needs image_res > feature_res")
-        widths = [min(max_channels, base * 2**i) for i in range(n_down)]
+        widths = [min(config.max_channels, config.base * 2**i) for i in range(n_down)]
+        expansion = config.expansion
         layers: list[nn.Module] = [ConvBNReLU(3, widths[0], 3, stride=2)]
         for i in range(1, n_down):
             layers.append(InvertedResidual(widths[i - 1], widths[i], 2, expansion))
         layers += [InvertedResidual(widths[-1], widths[-1], 1, expansion)
-                   for _ in range(res_blocks)]
-        layers.append(nn.Conv2d(widths[-1], out_channels, 1))
+                   for _ in range(config.res_blocks)]
+        layers.append(nn.Conv2d(widths[-1], config.out_channels, 1))
         self.net = nn.Sequential(*layers)
-        self.out_channels = out_channels
+        self.out_channels = config.out_channels
 
     def forward(self, image: Tensor) -> Tensor:
         return self.net(image)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from facecodec.config import ModelConfig
 from facecodec.models.blocks import resize_flow, warp
 from facecodec.models.decoder import Decoder
 from facecodec.models.dense_motion import DenseMotion
@@ -34,16 +35,16 @@ class FomCache:
 
 
 class FomReceiver(nn.Module):
-    def __init__(self, layout: KeypointLayout, cfg: dict):
+    def __init__(self, layout: KeypointLayout, config: ModelConfig, resolution: int):
+        """``resolution``: the side of the images the networks take."""
         super().__init__()
-        m = cfg["model"]
         self.layout = layout
-        res, fres = int(cfg["data"]["resolution"]), int(m["feature_res"])
-        self.encoder = Encoder(res, fres, **m["encoder"])
+        fres = config.feature_res
+        self.encoder = Encoder(config.encoder, resolution, fres)
         c = self.encoder.out_channels
-        self.dense_motion = DenseMotion(layout.num_kp, c, float(m["kp_variance"]),
-                                        **m["dense_motion"])
-        self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
+        self.dense_motion = DenseMotion(config.dense_motion, layout.num_kp, c,
+                                        config.kp_variance)
+        self.decoder = Decoder(config.decoder, c, layout.expr_dim, fres, resolution)
 
     @property
     def pixel_blend(self) -> bool:

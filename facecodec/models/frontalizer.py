@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facecodec.config import MotionNetConfig
 from facecodec.models.blocks import (
     Hourglass,
     combine_motions,
@@ -41,18 +42,8 @@ class Frontalizer(nn.Module):
     facial landmarks, to the average position in the dataset ... The reference unsupervised
     keypoints are initialized randomly close to the center"; the caller passes that init."""
 
-    def __init__(
-        self,
-        num_kp: int,
-        feature_channels: int,
-        reference_init: Tensor | None = None,
-        kp_variance: float = 0.01,
-        base: int = 32,
-        max_channels: int = 128,
-        num_blocks: int = 3,
-        expansion: int = 4,
-        motion_feature_channels: int = 0,
-    ):
+    def __init__(self, config: MotionNetConfig, num_kp: int, feature_channels: int,
+                 kp_variance: float, reference_init: Tensor | None = None):
         super().__init__()
         if reference_init is None:
             reference_init = torch.zeros(num_kp, 2)
@@ -61,12 +52,13 @@ class Frontalizer(nn.Module):
         self.reference = nn.Parameter(reference_init.clone().float())
         self.num_kp = num_kp
         self.kp_variance = kp_variance
-        self.mfc = motion_feature_channels
+        self.mfc = config.motion_feature_channels
         # optional FOM-style appearance input: a few projected feature channels deformed by
         # each keypoint motion; 0 = the paper's mobile input, heatmaps only
         self.project = nn.Conv2d(feature_channels, self.mfc, 1) if self.mfc else None
         in_ch = num_kp + (num_kp + 1) * self.mfc
-        self.hourglass = Hourglass(in_ch, base, max_channels, num_blocks, expansion)
+        self.hourglass = Hourglass(in_ch, config.base, config.max_channels, config.num_blocks,
+                                   config.expansion)
         self.mask = nn.Conv2d(self.hourglass.out_channels, num_kp + 1, 3, padding=1)
         self.confidence = nn.Conv2d(self.hourglass.out_channels, 1, 3, padding=1)
 

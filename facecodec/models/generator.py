@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facecodec.config import ModelConfig
 from facecodec.models.blocks import ALIGN_CORNERS, identity_jacobians, resize_flow, warp
 from facecodec.models.decoder import Decoder
 from facecodec.models.dense_motion import DenseMotion
@@ -68,17 +69,18 @@ def blend_output(rgb: Tensor, mask: Tensor | None, pixels: Tensor | None) -> Ten
 
 
 class FrontalizerReceiver(nn.Module):
-    def __init__(self, layout: KeypointLayout, cfg: dict, reference_init: Tensor | None = None):
+    def __init__(self, layout: KeypointLayout, config: ModelConfig, resolution: int,
+                 reference_init: Tensor | None = None):
+        """``resolution``: the side of the images the networks take; ``reference_init``:
+        p_r's start (:class:`Frontalizer`)."""
         super().__init__()
-        m = cfg["model"]
         self.layout = layout
-        res, fres = int(cfg["data"]["resolution"]), int(m["feature_res"])
-        var = float(m["kp_variance"])
-        self.encoder = Encoder(res, fres, **m["encoder"])
+        fres, var = config.feature_res, config.kp_variance
+        self.encoder = Encoder(config.encoder, resolution, fres)
         c = self.encoder.out_channels
-        self.frontalizer = Frontalizer(layout.num_kp, c, reference_init, var, **m["frontalizer"])
-        self.dense_motion = DenseMotion(layout.num_kp, c, var, **m["dense_motion"])
-        self.decoder = Decoder(c, layout.expr_dim, fres, res, **m["decoder"])
+        self.frontalizer = Frontalizer(config.frontalizer, layout.num_kp, c, var, reference_init)
+        self.dense_motion = DenseMotion(config.dense_motion, layout.num_kp, c, var)
+        self.decoder = Decoder(config.decoder, c, layout.expr_dim, fres, resolution)
 
     @property
     def pixel_blend(self) -> bool:

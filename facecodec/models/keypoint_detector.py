@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from facecodec.config import KeypointDetectorConfig
 from facecodec.models.blocks import AntiAliasDownsample, Hourglass, spatial_softmax_keypoints
 
 
@@ -21,7 +22,7 @@ class ExpressionMLP(nn.Module):
     [-1, 1], the range the bitstream codes the expression on (section 4.3: "the M
     expression codes on 10 bits in [-1, 1]")."""
 
-    def __init__(self, in_features: int, hidden: int = 32, out_features: int = 16):
+    def __init__(self, in_features: int, hidden: int, out_features: int):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(in_features, hidden),
@@ -38,37 +39,27 @@ class KeypointDetector(nn.Module):
     """Image (B, 3, H, W) -> {"unsup": (B, K, 2), "jac": (B, K, 2, 2), "expr": (B, M)}.
 
     ``num_kp = 0`` keeps only the expression branch; ``expr_dim = 0`` drops it. The image
-    is band-limited and resampled to ``input_res`` first, whatever the training resolution.
+    is band-limited and resampled to ``config.input_res`` first, whatever the training
+    resolution (``image_res``).
     """
 
-    def __init__(
-        self,
-        num_kp: int = 10,
-        image_res: int = 256,
-        input_res: int = 64,
-        base: int = 32,
-        max_channels: int = 128,
-        num_blocks: int = 5,
-        expansion: int = 4,
-        temperature: float = 0.1,
-        jacobians: bool = True,
-        head_kernel: int = 3,
-        expr_dim: int = 16,
-        expr_hidden: int = 32,
-    ):
+    def __init__(self, config: KeypointDetectorConfig, num_kp: int, image_res: int,
+                 jacobians: bool, expr_dim: int):
         super().__init__()
         if num_kp == 0 and expr_dim == 0:
             raise ValueError("a keypoint detector with neither keypoints nor expression")
         self.num_kp = num_kp
-        self.temperature = temperature
-        self.down = AntiAliasDownsample(3, input_res / image_res)
-        self.hourglass = Hourglass(3, base, max_channels, num_blocks, expansion)
+        self.temperature = config.temperature
+        self.down = AntiAliasDownsample(3, config.input_res / image_res)
+        self.hourglass = Hourglass(3, config.base, config.max_channels, config.num_blocks,
+                                   config.expansion)
         c = self.hourglass.out_channels
-        pad = head_kernel // 2
-        self.heatmap = nn.Conv2d(c, num_kp, head_kernel, padding=pad) if num_kp else None
+        kernel = config.head_kernel
+        pad = kernel // 2
+        self.heatmap = nn.Conv2d(c, num_kp, kernel, padding=pad) if num_kp else None
         self.jacobian: nn.Conv2d | None = None
         if num_kp and jacobians:
-            self.jacobian = nn.Conv2d(c, 4 * num_kp, head_kernel, padding=pad)
+            self.jacobian = nn.Conv2d(c, 4 * num_kp, kernel, padding=pad)
             # FOM: zero weights + identity bias, so every Jacobian starts as I and the first
             # steps move keypoints by translation only
             nn.init.zeros_(self.jacobian.weight)
@@ -76,9 +67,9 @@ class KeypointDetector(nn.Module):
                 self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * num_kp))
         self.expr: ExpressionMLP | None = None
         if expr_dim:
-            spatial = (input_res // 2**num_blocks) ** 2
+            spatial = (config.input_res // 2**config.num_blocks) ** 2
             self.expr = ExpressionMLP(self.hourglass.bottleneck_channels * spatial,
-                                      expr_hidden, expr_dim)
+                                      config.expr_hidden, expr_dim)
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         features, bottleneck = self.hourglass(self.down(image))

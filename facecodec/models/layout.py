@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the layout is read where torch is not loaded (the codec's model profile)
     from torch import Tensor
 
+    from facecodec.config import ModelConfig
+
 SUP_POINTS = 33
 IRIS_POINTS = 2
 
@@ -30,11 +32,9 @@ class KeypointLayout:
     expr_dim: int
 
     @classmethod
-    def from_config(cls, model_cfg: dict) -> KeypointLayout:
-        lm = model_cfg["landmarks"]
-        return cls(bool(lm["sup"]), bool(lm["iris"]), int(model_cfg["num_unsup"]),
-                   bool(model_cfg["jacobians"]) and int(model_cfg["num_unsup"]) > 0,
-                   int(model_cfg["expr_dim"]))
+    def from_config(cls, model: ModelConfig) -> KeypointLayout:
+        return cls(model.landmarks.sup, model.landmarks.iris, model.num_unsup,
+                   model.jacobians and model.num_unsup > 0, model.expr_dim)
 
     @property
     def num_landmarks(self) -> int:

@@ -2,9 +2,10 @@
 in a bitstream.
 
 :class:`ModelProfile` is the one place that reads what a model *is* from its
-``config.yaml``: its family, keypoint layout, stream table, network resolution, pixel warp
-and how many sources its receiver takes. The Encoder, the Decoder, the renderer, eval
-and export read the profile instead of the config's keys.
+``config.yaml`` (through the typed :class:`facecodec.config.Config`): its family, keypoint
+layout, stream table, network resolution, pixel warp and how many sources its receiver
+takes. The Encoder, the Decoder, the renderer, eval and export read the profile instead of
+the config.
 
 A ``.fcs`` header carries the model's id (its config name) and a 16-byte hash of its
 receiver weights: a receiver refuses a stream made for other weights instead of rendering
@@ -16,29 +17,28 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from facecodec.bitstream.limits import MAX_SOURCES, MODEL_ID_PATTERN
 from facecodec.bitstream.streams import table_of_streams
+from facecodec.config import Config, ConfigError, InferenceConfig
 from facecodec.errors import InputError, ModelMismatchError
 from facecodec.models.layout import KeypointLayout
 from facecodec.resources import shipped
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
 
-POSE_TEMPERATURE = 0.003
-"""The receiver's default pose weighting of source pixels (receiver/mixing.py): tau, in
-squared tube units ([-1, 1] across the crop). Chosen on the val clips among 0.002-0.01:
-colder follows the nearest source more closely (lower LPIPS) and switches more abruptly
-(more flicker). A model's config may set its own (``inference.pose_temperature``)."""
-
-POSE_SMOOTHING = 0.7
-"""The moving average's weight on the previous mix (0: none); 0.7 at 15 frames/s lets a
-change of pose move the mix within ~0.2 s."""
 SINGLE_SOURCE_FAMILIES = ("fom",)  # FOM animates one source; the Frontalizer fuses several
+
+STORED_SECTIONS = ("name", "family", "data", "model")
+"""The keys a stored model config must have. Any other key may be missing (the config was
+written before the key existed) and takes its default; without these the config does not
+describe its weights."""
 
 
 def model_dirs() -> list[Path]:
@@ -49,10 +49,23 @@ def model_dirs() -> list[Path]:
     return [*dirs, shipped("models")]
 
 
+def stored_config(raw: object, source: str | None = None) -> Config:
+    """A model's config as stored (``config.yaml``, a dict) read through the typed loader;
+    raises :class:`ModelMismatchError` for one that is not a model config."""
+    missing = [k for k in STORED_SECTIONS if not isinstance(raw, Mapping) or k not in raw]
+    try:
+        if missing:
+            raise ConfigError(f"no {missing[0]!r}")
+        return Config.from_dict(raw)
+    except ConfigError as e:
+        raise ModelMismatchError(f"config.yaml is not a model config ({e})",
+                                 source=source) from None
+
+
 @dataclass(frozen=True)
 class ReceiverSettings:
-    """How the receiver draws with a model, beyond its weights: exported with it in its
-    config's ``inference`` section (training does not use them).
+    """How the receiver draws with a model, beyond its weights: its config's ``inference``
+    section (:class:`facecodec.config.InferenceConfig`, where the defaults are).
 
     Attributes:
         pose_temperature: the pose weighting of source pixels (0: the learned
@@ -60,14 +73,25 @@ class ReceiverSettings:
         pose_smoothing: the moving average of that weighting over frames.
     """
 
-    pose_temperature: float = POSE_TEMPERATURE
-    pose_smoothing: float = POSE_SMOOTHING
+    pose_temperature: float
+    pose_smoothing: float
 
     @classmethod
-    def from_config(cls, cfg: dict) -> ReceiverSettings:
-        section = cfg.get("inference") or {}
-        tau = section.get("pose_temperature", POSE_TEMPERATURE)
-        return cls(float(tau or 0.0), float(section.get("pose_smoothing", POSE_SMOOTHING)))
+    def from_section(cls, section: InferenceConfig) -> ReceiverSettings:
+        return cls(section.pose_temperature or 0.0, section.pose_smoothing)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> ReceiverSettings:
+        """From a stored config's optional ``inference`` section."""
+        return cls.from_section(InferenceConfig.from_dict(cfg.get("inference") or {},
+                                                          "inference."))
+
+
+DEFAULT_RECEIVER = ReceiverSettings.from_section(InferenceConfig())
+POSE_TEMPERATURE = DEFAULT_RECEIVER.pose_temperature
+"""The receiver's pose weighting of source pixels where a model's config sets none."""
+POSE_SMOOTHING = DEFAULT_RECEIVER.pose_smoothing
+"""Its smoothing over frames where a model's config sets none."""
 
 
 @dataclass(frozen=True)
@@ -92,34 +116,32 @@ class ModelProfile:
     resolution: int
     pixel_warp: str
     max_sources: int
-    receiver: ReceiverSettings = ReceiverSettings()
+    receiver: ReceiverSettings = DEFAULT_RECEIVER
 
     @classmethod
-    def from_config(cls, cfg: dict, source: str | None = None) -> ModelProfile:
+    def from_config(cls, cfg: Mapping[str, Any], source: str | None = None) -> ModelProfile:
+        """From a config as stored (:func:`stored_config`)."""
+        return cls.of(stored_config(cfg, source), source)
+
+    @classmethod
+    def of(cls, config: Config, source: str | None = None) -> ModelProfile:
         """Raises :class:`ModelMismatchError` for a config no stream can carry."""
-        try:
-            layout = KeypointLayout.from_config(cfg["model"])
-            family = str(cfg["family"])
-            profile = cls(
-                name=str(cfg["name"]), family=family, layout=layout,
-                table_name=table_of_streams(layout.streams) or "",
-                resolution=int(cfg["data"]["resolution"]),
-                pixel_warp=str(cfg["model"].get("decoder", {}).get("pixel_warp", "bilinear")),
-                max_sources=1 if family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES,
-                receiver=ReceiverSettings.from_config(cfg))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ModelMismatchError(f"config.yaml is not a model config ({e!r})",
-                                     source=source) from None
-        if not profile.table_name:
+        layout = KeypointLayout.from_config(config.model)
+        table_name = table_of_streams(layout.streams)
+        if table_name is None:
             raise ModelMismatchError(f"no stream table carries the values {layout.streams}",
                                      source=source)
-        return profile
+        return cls(
+            name=config.name, family=config.family, layout=layout, table_name=table_name,
+            resolution=config.data.resolution, pixel_warp=config.model.decoder.pixel_warp,
+            max_sources=1 if config.family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES,
+            receiver=ReceiverSettings.from_section(config.inference))
 
 
 @dataclass(frozen=True)
 class ModelPackage:
     path: Path
-    config: dict
+    config: Config
     profile: ModelProfile
 
     @property
@@ -184,14 +206,15 @@ def _load_first(candidates: list[Path], name_or_path: str | Path) -> ModelPackag
     for path in candidates:
         if (path / "config.yaml").is_file():
             try:
-                cfg = yaml.safe_load((path / "config.yaml").read_text())
+                raw = yaml.safe_load((path / "config.yaml").read_text())
             except (OSError, yaml.YAMLError) as e:
                 raise ModelMismatchError(f"unreadable config.yaml ({e})", source=str(path)) \
                     from None
             for part in ("sender", "receiver"):
                 if not (path / f"{part}.safetensors").is_file():
                     raise ModelMismatchError(f"{part}.safetensors is missing", source=str(path))
-            return ModelPackage(path, cfg, ModelProfile.from_config(cfg, str(path)))
+            config = stored_config(raw, str(path))
+            return ModelPackage(path, config, ModelProfile.of(config, str(path)))
     looked = ", ".join(str(d) for d in model_dirs())
     raise InputError(f"no model {str(name_or_path)!r} (a directory with config.yaml and "
                      f"*.safetensors; looked in {looked})")

@@ -14,9 +14,11 @@ import yaml
 from safetensors.torch import load_file
 from torch import Tensor
 
+from facecodec.config import Config
 from facecodec.errors import ModelMismatchError
 from facecodec.models.animation import FomModel, FrontalizerModel
 from facecodec.models.base import FaceAnimationModel
+from facecodec.models.package import stored_config
 
 FAMILIES: dict[str, type[FaceAnimationModel]] = {}
 
@@ -31,16 +33,18 @@ register(FomModel)
 register(FrontalizerModel)
 
 
-def build_model(cfg: dict, reference_init: Tensor | None = None) -> FaceAnimationModel:
+def build_model(cfg: Config, reference_init: Tensor | None = None) -> FaceAnimationModel:
+    """The family's networks from the ``model`` section, at ``data.resolution``."""
     try:
-        cls = FAMILIES[cfg["family"]]
+        cls = FAMILIES[cfg.family]
     except KeyError:
         known = sorted(FAMILIES)
-        raise ValueError(f"unknown model family '{cfg['family']}'; known: {known}") from None
-    return cls(cfg, reference_init)
+        raise ValueError(f"unknown model family '{cfg.family}'; known: {known}") from None
+    return cls(cfg.model, cfg.data.resolution, reference_init)
 
 
 def read_config(path: str | Path) -> dict:
+    """A model directory's ``config.yaml`` as stored (a plain dict)."""
     with open(Path(path) / "config.yaml") as f:
         return yaml.safe_load(f)
 
@@ -50,7 +54,7 @@ def load_model(path: str | Path, parts: tuple[str, ...] = ("sender", "receiver")
     """An exported model in eval mode. ``parts`` limits which weight files are read (the
     other part keeps its random init: use only the part you loaded)."""
     path = Path(path)
-    model = build_model(read_config(path))
+    model = build_model(stored_config(read_config(path), str(path)))
     for part in parts:
         module = getattr(model, part)
         state = load_file(str(path / f"{part}.safetensors"))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from facecodec.config import AugmentConfig, DataConfig
 from facecodec.errors import InputError
 from facecodec.training.mirror import supervised_flip_permutation
 
@@ -144,14 +145,15 @@ def colour_matrix(rng: np.random.Generator, saturation: float, hue: float) -> np
     return (np.linalg.inv(to_yiq) @ rot @ to_yiq).astype(np.float32)
 
 
-def colour_jitter(frames: np.ndarray, rng: np.random.Generator, aug: dict) -> np.ndarray:
+def colour_jitter(frames: np.ndarray, rng: np.random.Generator, aug: AugmentConfig
+                  ) -> np.ndarray:
     """The same brightness / contrast / saturation / hue change on every frame of a sample
     (sources and drivers must keep one appearance, as FOM jitters whole videos)."""
     x = frames.astype(np.float32) / 255.0
-    x = x @ colour_matrix(rng, aug["saturation"], aug["hue"]).T
-    x = x * rng.uniform(1 - aug["brightness"], 1 + aug["brightness"])
+    x = x @ colour_matrix(rng, aug.saturation, aug.hue).T
+    x = x * rng.uniform(1 - aug.brightness, 1 + aug.brightness)
     mean = float(x.mean())
-    x = (x - mean) * rng.uniform(1 - aug["contrast"], 1 + aug["contrast"]) + mean
+    x = (x - mean) * rng.uniform(1 - aug.contrast, 1 + aug.contrast) + mean
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -180,10 +182,10 @@ class FrameSampleDataset(Dataset):
     ``drv_yaw``, and ``rotated`` (1 if the rotation constraint was met, else 0).
     """
 
-    def __init__(self, store: ClipStore, data_cfg: dict, split: str, seed: int,
+    def __init__(self, store: ClipStore, config: DataConfig, split: str, seed: int,
                  augment: bool, flip_perm: np.ndarray | None | str = "auto"):
         self.store = store
-        self.cfg = data_cfg
+        self.cfg = config
         self.seed = seed
         self.clips = store.split(split)
         if not self.clips:
@@ -191,19 +193,18 @@ class FrameSampleDataset(Dataset):
         self.persons = sorted({c.person for c in self.clips})
         self.augment = augment
         if flip_perm == "auto":
-            flip_perm = supervised_flip_permutation() if augment and data_cfg["augment"]["flip"] \
-                else None
+            flip_perm = supervised_flip_permutation() if augment and config.augment.flip else None
         self.flip_perm = flip_perm if isinstance(flip_perm, np.ndarray) else None
-        self.n_src, self.n_drv = int(data_cfg["num_sources"]), int(data_cfg["num_drivers"])
+        self.n_src, self.n_drv = config.num_sources, config.num_drivers
         self._expr: dict[str, np.ndarray] = {}
-        if data_cfg["strategy"] == "rotation4" and (self.n_src > 2 or self.n_drv > 2):
+        if config.strategy == "rotation4" and (self.n_src > 2 or self.n_drv > 2):
             raise ValueError("rotation4 sampling gives at most 2 sources (A, C) and 2 drivers")
 
     def __len__(self) -> int:
         return 2**31 - 1
 
     def _pick_clip(self, rng: np.random.Generator) -> Clip:
-        if self.cfg["by_person"]:
+        if self.cfg.by_person:
             person = self.persons[int(rng.integers(len(self.persons)))]
             clips = [c for c in self.clips if c.person == person]
             return clips[int(rng.integers(len(clips)))]
@@ -220,20 +221,20 @@ class FrameSampleDataset(Dataset):
             return None
         seg = rng.choice(segments[ok], p=counts[ok] / counts[ok].sum())
         frames = valid[meta["segment"][valid] == seg]
-        if self.cfg["strategy"] == "rotation4":
-            picked = sample_rotation4(meta["yaw"][frames], rng, self.cfg["min_rotation"],
-                                      self.cfg["b2_tolerance"])
+        if self.cfg.strategy == "rotation4":
+            picked = sample_rotation4(meta["yaw"][frames], rng, self.cfg.min_rotation,
+                                      self.cfg.b2_tolerance)
             if picked is not None:
                 a, b1, b2, c = (int(frames[i]) for i in picked)
                 src, drv = [a, c][: self.n_src], [b1, b2][: self.n_drv]
                 if self._expressive(rng):
                     # B2 keeps its role (A's pose), among the frames that have it
                     near = frames[(np.abs(meta["yaw"][frames] - meta["yaw"][a])
-                                   < self.cfg["b2_tolerance"]) & (frames != a)]
+                                   < self.cfg.b2_tolerance) & (frames != a)]
                     drv[-1] = pick_expressive(near, self._features(clip), src, rng)
                 return src, drv, True
-        elif self.cfg["strategy"] != "random":
-            raise ValueError(f"unknown sampling strategy {self.cfg['strategy']}")
+        elif self.cfg.strategy != "random":
+            raise ValueError(f"unknown sampling strategy {self.cfg.strategy}")
         # too little rotation (or FOM sampling): distinct random frames, small-rotation regime
         chosen = [int(i) for i in rng.choice(frames, size=need, replace=False)]
         src, drv = chosen[: self.n_src], chosen[self.n_src:]
@@ -246,7 +247,7 @@ class FrameSampleDataset(Dataset):
         """Whether this sample's last driver is chosen for its expression
         (``data.expression_drivers``, the share of such samples). Draws from ``rng`` only
         when the share is set, so runs without it sample exactly as before."""
-        share = float(self.cfg["expression_drivers"])
+        share = self.cfg.expression_drivers
         return share > 0 and bool(rng.random() < share)
 
     def _features(self, clip: Clip) -> np.ndarray:
@@ -277,10 +278,10 @@ class FrameSampleDataset(Dataset):
             "rotated": np.int64(rotated),
         }
         if self.augment:
-            aug = self.cfg["augment"]
             if self.flip_perm is not None and rng.random() < 0.5:
                 sample = flip_sample(sample, self.flip_perm)
-            both = colour_jitter(np.concatenate([sample["sources"], sample["drivers"]]), rng, aug)
+            both = colour_jitter(np.concatenate([sample["sources"], sample["drivers"]]), rng,
+                                 self.cfg.augment)
             sample["sources"], sample["drivers"] = both[: len(src)], both[len(src):]
         return sample
 

@@ -1,20 +1,26 @@
 """Training checkpoint -> ``models/<name>/`` (sender.safetensors, receiver.safetensors,
-config.yaml, MODEL_CARD.md), the files facecodec/models/registry.py ``load_model`` reads."""
+config.yaml, MODEL_CARD.md), the files facecodec/models/registry.py ``load_model`` reads.
+
+A checkpoint's ``config`` and a model's ``config.yaml`` keep the plain nested form
+(:meth:`facecodec.config.Config.to_dict`), read back with ``Config.from_dict``."""
 
 from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
 from safetensors.torch import save_file
 
+from facecodec.config import Config, ConfigError
+from facecodec.errors import InputError
 from facecodec.models.layout import KeypointLayout
 from facecodec.models.profile import network_table
 from facecodec.models.registry import build_model
-from facecodec.training.config import DEFAULTS, deep_merge, parse_override
+from facecodec.training.config import with_overrides
 
 
 def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
@@ -22,7 +28,7 @@ def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
     save_file(state, str(path), metadata=meta)
 
 
-def write_package(model: torch.nn.Module, cfg: dict, dest: str | Path,
+def write_package(model: torch.nn.Module, cfg: Config, dest: str | Path,
                   meta: dict[str, str] | None = None) -> Path:
     """``model``'s sender and receiver weights and ``cfg`` as a model directory
     (models/package.py reads it); ``meta`` goes into both safetensors headers."""
@@ -31,28 +37,28 @@ def write_package(model: torch.nn.Module, cfg: dict, dest: str | Path,
     _save(model.sender, dest / "sender.safetensors", meta or {})
     _save(model.receiver, dest / "receiver.safetensors", meta or {})
     with open(dest / "config.yaml", "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     return dest
 
 
-def export_model(checkpoint: str | Path, dest: str | Path, name: str | None = None,
-                 inference: list[str] | None = None) -> Path:
-    """``inference``: "key=value" settings of the config's ``inference`` section (the
-    receiver's, e.g. ``pose_temperature=0.0015``): they do not touch the weights, so a
-    checkpoint saved before they were chosen can still ship with them."""
+def export_model(checkpoint: str | Path, dest: str | Path | None = None,
+                 name: str | None = None, inference: list[str] | None = None) -> Path:
+    """``dest`` defaults to models/<name>; ``inference``: "key=value" settings of the
+    config's ``inference`` section (the receiver's, e.g. ``pose_temperature=0.0015``): they
+    do not touch the weights, so a checkpoint saved before they were chosen can still ship
+    with them."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = dict(ckpt["config"])
-    cfg["name"] = name or cfg["name"]
-    if inference:
-        section = {**DEFAULTS["inference"], **cfg.get("inference", {})}
-        for item in inference:
-            section = deep_merge(section, parse_override(item), "inference.")
-        cfg["inference"] = section
+    try:
+        cfg = Config.from_dict(ckpt["config"])
+    except ConfigError as e:  # not the --inference items' fault: those are applied below
+        raise InputError(f"{checkpoint}: {e}") from None
+    cfg = with_overrides(replace(cfg, name=name or cfg.name),
+                         [f"inference.{item}" for item in inference or []])
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    meta = {"family": cfg["family"], "name": cfg["name"], "step": str(ckpt["step"])}
-    dest = write_package(model, cfg, dest, meta)
+    meta = {"family": cfg.family, "name": cfg.name, "step": str(ckpt["step"])}
+    dest = write_package(model, cfg, dest or f"models/{cfg.name}", meta)
     log = Path(checkpoint).with_name("log.jsonl")
     (dest / "MODEL_CARD.md").write_text(model_card(model, cfg, ckpt, read_run_log(log)))
     return dest
@@ -107,28 +113,28 @@ def training_summary(log: list[dict], step: int, size: int | None = None
         " s/step (last)" if train else "not recorded", table
 
 
-def model_card(model: torch.nn.Module, cfg: dict, ckpt: dict, log: list[dict] | None = None
+def model_card(model: torch.nn.Module, cfg: Config, ckpt: dict, log: list[dict] | None = None
                ) -> str:
-    layout = KeypointLayout.from_config(cfg["model"])
-    shown = int(cfg["data"].get("output_resolution") or cfg["data"]["resolution"])
+    layout = KeypointLayout.from_config(cfg.model)
+    res = cfg.data.resolution
+    shown = cfg.data.output_resolution or res
     cpu, curve = training_summary(log or [], ckpt["step"], shown)
-    threads = cfg.get("training", {}).get("threads", 1)
+    fres, decoder = cfg.model.feature_res, cfg.model.decoder
+    world = ckpt.get("world_size", 1)
     rows = "\n".join(f"| {n} | {p:,} | {mb:.2f} |" for n, p, mb in network_table(model))
     val = ckpt.get("last_val") or {}
     val_text = json.dumps({k: round(v, 4) for k, v in val.items()}) if val else "none recorded"
-    return f"""# {cfg['name']}
+    return f"""# {cfg.name}
 
-- family: `{cfg['family']}`; per-frame values: {', '.join(layout.streams)}
+- family: `{cfg.family}`; per-frame values: {', '.join(layout.streams)}
   (supervised landmarks {33 * layout.sup}, irises {2 * layout.iris}, unsupervised keypoints
   {layout.unsup}, Jacobians {layout.jacobians}, expression code {layout.expr_dim})
-- resolution {cfg['data']['resolution']}x{cfg['data']['resolution']}, motion at
-  {cfg['model']['feature_res']}x{cfg['model']['feature_res']}; pixel blend
-  {cfg['model']['decoder']['pixel_blend']}, pixel warp
-  {cfg['model']['decoder'].get('pixel_warp', 'bilinear')}; losses at {shown}x{shown}
-- trained {ckpt['step']} steps (batch {cfg['optim']['batch_size']} x {ckpt.get('world_size', 1)}
-  processes), sampling `{cfg['data']['strategy']}`, exported
+- resolution {res}x{res}, motion at {fres}x{fres}; pixel blend {decoder.pixel_blend},
+  pixel warp {decoder.pixel_warp}; losses at {shown}x{shown}
+- trained {ckpt['step']} steps (batch {cfg.optim.batch_size} x {world}
+  processes), sampling `{cfg.data.strategy}`, exported
   {datetime.date.today().isoformat()}
-- training cost: {cpu}, {threads} torch thread(s) x {ckpt.get('world_size', 1)} process(es)
+- training cost: {cpu}, {cfg.training.threads} torch thread(s) x {world} process(es)
 - last validation (fixed val samples; `held_*` = the first source frame held, the zero-bit
   baseline): {val_text}
 

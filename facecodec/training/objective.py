@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from facecodec.config import LossesConfig
 from facecodec.models.base import FaceAnimationModel, TrainOutput
 from facecodec.training.losses import (
     PerceptualLoss,
@@ -19,25 +20,25 @@ from facecodec.training.vgg import build_feature_net
 
 
 class GeneratorObjective(nn.Module):
-    def __init__(self, model: FaceAnimationModel, loss_cfg: dict):
+    def __init__(self, model: FaceAnimationModel, config: LossesConfig):
         super().__init__()
         self.model = model
-        self.cfg = loss_cfg
-        pc = loss_cfg["perceptual"]
-        weights = [float(w) for w in pc["weights"]]
+        self.cfg = config
+        pc = config.perceptual
+        weights = list(pc.weights)
         self.perceptual: PerceptualLoss | None = None
         if any(weights):
             used = max(i for i, w in enumerate(weights) if w) + 1  # skip unused deep layers
-            self.perceptual = PerceptualLoss(build_feature_net(pc["network"], used),
-                                             pc["scales"], weights)
+            self.perceptual = PerceptualLoss(build_feature_net(pc.network, used),
+                                             list(pc.scales), weights)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], TrainOutput]:
         out = self.model.training_forward(batch)
         terms: dict[str, Tensor] = {}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(out.prediction, out.target)
-        if self.cfg["l1"]:
-            terms["l1"] = float(self.cfg["l1"]) * (out.prediction - out.target).abs().mean()
+        if self.cfg.l1:
+            terms["l1"] = self.cfg.l1 * (out.prediction - out.target).abs().mean()
         terms.update(self._regions(batch, out))
         terms.update(self._equivariance(out))
         terms.update(out.extra_losses)
@@ -47,13 +48,13 @@ class GeneratorObjective(nn.Module):
     def _regions(self, batch: dict[str, Tensor], out: TrainOutput) -> dict[str, Tensor]:
         """``losses.regions``: perceptual and L1 terms on the eyes and the mouth of every
         driving frame, cropped where the driver's landmarks put them."""
-        rc = self.cfg["regions"]
-        wp, wl = float(rc["perceptual"]), float(rc["l1"])
+        rc = self.cfg.regions
+        wp, wl = rc.perceptual, rc.l1
         if not (wp or wl) or "drv_sup" not in batch:
             return {}
         boxes = region_boxes(batch["drv_sup"].flatten(0, 1).to(out.prediction.dtype),
-                             float(rc["eye_box"]), float(rc["mouth_box"]))
-        size = int(rc["size"])
+                             rc.eye_box, rc.mouth_box)
+        size = rc.size
         pred = crop_regions(out.prediction, boxes, size)
         target = crop_regions(out.target, boxes, size)
         terms = {}
@@ -67,13 +68,13 @@ class GeneratorObjective(nn.Module):
         """FOM section 3.3: the detector on a randomly warped copy of each driving frame must
         give the warped keypoints (and Jacobians). Uses the global torch RNG (checkpointed)."""
         detector = self.model.keypoint_detector()
-        wv, wj = float(self.cfg["equivariance_value"]), float(self.cfg["equivariance_jacobian"])
+        wv, wj = self.cfg.equivariance_value, self.cfg.equivariance_jacobian
         if detector is None or not (wv or wj) or "unsup" not in out.driving_values:
             return {}
-        tc = self.cfg["transform"]
+        tc = self.cfg.transform
         frames = out.target if out.sender_frames is None else out.sender_frames
-        transform = RandomTransform(frames.shape[0], tc["sigma_affine"], tc["sigma_tps"],
-                                    tc["points_tps"], like=frames)
+        transform = RandomTransform(frames.shape[0], tc.sigma_affine, tc.sigma_tps,
+                                    tc.points_tps, like=frames)
         det = detector(transform.transform_frame(frames))
         value, jac = equivariance_losses(out.driving_values["unsup"],
                                          out.driving_values.get("jac"), det["unsup"],

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from facecodec.config import Config
 from facecodec.models.base import FaceAnimationModel
 from facecodec.models.discriminator import MultiScaleDiscriminator
 from facecodec.models.layout import KeypointLayout
@@ -81,11 +82,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def reference_init(cfg: dict, store: ClipStore) -> Tensor | None:
+def reference_init(cfg: Config, store: ClipStore) -> Tensor | None:
     """p_r init (section 3.3): mean frontal landmark layout + unsupervised points N(0, s^2)."""
-    if not FAMILIES[cfg["family"]].uses_reference_init:
+    if not FAMILIES[cfg.family].uses_reference_init:
         return None
-    layout = KeypointLayout.from_config(cfg["model"])
+    layout = KeypointLayout.from_config(cfg.model)
     parts = []
     if layout.num_landmarks:
         mean = mean_frontal_layout(store, "train", iris=layout.iris)
@@ -93,53 +94,49 @@ def reference_init(cfg: dict, store: ClipStore) -> Tensor | None:
         if layout.iris:
             parts.append(torch.from_numpy(mean[-2:].copy()))
     if layout.unsup:
-        gen = torch.Generator().manual_seed(int(cfg["seed"]))
-        parts.append(torch.randn(layout.unsup, 2, generator=gen)
-                     * float(cfg["model"]["unsup_init_std"]))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        parts.append(torch.randn(layout.unsup, 2, generator=gen) * cfg.model.unsup_init_std)
     return torch.cat(parts).float()
 
 
 # ---------------------------------------------------------------- the trainer
 class Trainer:
-    def __init__(self, cfg: dict, out: Path | None = None):
+    def __init__(self, cfg: Config, out: Path | None = None):
         self.cfg = cfg
         self.rank, self.world = init_distributed()
         self.out = Path(out) if out is not None else out_dir(cfg)
-        tc = cfg["training"]
-        torch.set_num_threads(int(tc["threads"]))
+        tc = cfg.training
+        torch.set_num_threads(tc.threads)
         # before any fork: a data-loader worker forked while OpenCV's thread pool exists
         # deadlocks in its first cv2 call (seen: cv2.setNumThreads in the worker, on the
         # second run in one process). Without a pool the workers inherit serial OpenCV;
         # the main process's cv2 work (validation crops) is negligible.
         cv2.setNumThreads(1)
-        seed = int(cfg["seed"])
+        seed = cfg.seed
         seed_everything(seed)  # identical init on every rank
-        dc = cfg["data"]
-        self.store = ClipStore(data_root(cfg), int(dc["output_resolution"] or dc["resolution"]))
+        dc = cfg.data
+        self.store = ClipStore(data_root(cfg), dc.output_resolution or dc.resolution)
         self.model: FaceAnimationModel = build_model(cfg, reference_init(cfg, self.store))
-        self.objective: nn.Module = GeneratorObjective(self.model, cfg["losses"])
-        lc = cfg["losses"]
-        self.gan_weight = float(lc["gan"])
+        self.objective: nn.Module = GeneratorObjective(self.model, cfg.losses)
+        self.gan_weight = cfg.losses.gan
         self.disc: nn.Module | None = None
         if self.gan_weight:
-            dc = dict(cfg["model"]["discriminator"])
-            self.disc = MultiScaleDiscriminator(dc.pop("scales"), **dc)
+            self.disc = MultiScaleDiscriminator(cfg.model.discriminator)
             self.disc_pyramid = ImagePyramid(self.disc.scales)
-        if tc["channels_last"]:
+        if tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        oc = cfg["optim"]
-        betas = tuple(float(b) for b in oc["betas"])
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=float(oc["lr_generator"]),
-                                      betas=betas)
-        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, oc["milestones"],
-                                                            float(oc["gamma"]))
+        oc = cfg.optim
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=oc.lr_generator,
+                                      betas=oc.betas)
+        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(oc.milestones),
+                                                            oc.gamma)
         if self.disc is not None:
-            self.opt_d = torch.optim.Adam(self.disc.parameters(),
-                                          lr=float(oc["lr_discriminator"]), betas=betas)
-            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, oc["milestones"],
-                                                                float(oc["gamma"]))
+            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=oc.lr_discriminator,
+                                          betas=oc.betas)
+            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d,
+                                                                list(oc.milestones), oc.gamma)
         if self.world > 1:
-            unused = bool(tc["find_unused_parameters"])
+            unused = tc.find_unused_parameters
             self.objective = nn.parallel.DistributedDataParallel(
                 self.objective, find_unused_parameters=unused)
             if self.disc is not None:
@@ -159,7 +156,8 @@ class Trainer:
             dist.all_gather_object(states, rng_state())
         else:
             states = [rng_state()]
-        ckpt = {"step": self.step, "config": self.cfg, "world_size": self.world,
+        # the config as a plain dict: what every checkpoint has held (training/export.py)
+        ckpt = {"step": self.step, "config": self.cfg.to_dict(), "world_size": self.world,
                 "model": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "rng": states,
                 "sampler": {"next_step": self.step}, "last_val": self.last_val}
@@ -202,17 +200,17 @@ class Trainer:
         the decay steps elsewhere: then the config's milestones hold from this step on
         (lr = base * gamma ** milestones passed). This is how a run's schedule is fitted
         to the CPU budget it turned out to have; an unchanged config resumes bit for bit."""
-        oc = self.cfg["optim"]
-        want = sorted(int(m) for m in oc["milestones"])
-        pairs = [(self.sched_g, float(oc["lr_generator"]))]
+        oc = self.cfg.optim
+        want = sorted(oc.milestones)
+        pairs = [(self.sched_g, oc.lr_generator)]
         if self.disc is not None:
-            pairs.append((self.sched_d, float(oc["lr_discriminator"])))
+            pairs.append((self.sched_d, oc.lr_discriminator))
         if all(sorted(sched.milestones.elements()) == want for sched, _ in pairs):
             return
         decays = bisect.bisect_right(want, self.sched_g.last_epoch)
         for sched, base in pairs:
             sched.milestones = Counter(want)
-            lr = base * float(oc["gamma"]) ** decays
+            lr = base * oc.gamma ** decays
             for group in sched.optimizer.param_groups:
                 group["lr"] = lr
             sched._last_lr = [lr] * len(sched.optimizer.param_groups)  # get_last_lr()
@@ -244,7 +242,7 @@ class Trainer:
             d_out = disc(self._pyramid_pair(real, fake))
             g_gan = total.new_zeros(())
             fm = total.new_zeros(())
-            fm_w = self.cfg["losses"]["feature_matching"]
+            fm_w = list(self.cfg.losses.feature_matching)
             for feats, logits in d_out.values():
                 n = real.shape[0]
                 g_gan = g_gan + self.gan_weight * hinge_generator_loss(logits[n:])
@@ -277,11 +275,9 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def loader(self) -> DataLoader:
-        dc = self.cfg["data"]
-        ds = FrameSampleDataset(self.store, dc, "train", int(self.cfg["seed"]), augment=True)
-        sampler = StepSampler(int(self.cfg["optim"]["batch_size"]), self.step, self.rank,
-                              self.world)
-        workers = int(dc["num_workers"])
+        ds = FrameSampleDataset(self.store, self.cfg.data, "train", self.cfg.seed, augment=True)
+        sampler = StepSampler(self.cfg.optim.batch_size, self.step, self.rank, self.world)
+        workers = self.cfg.data.num_workers
         # own generator: creating the iterator must not consume the global RNG (resume)
         return DataLoader(ds, batch_sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, worker_init_fn=_worker_init,
@@ -298,7 +294,7 @@ class Trainer:
     def _save_or_stop(self, last_save: float, final: bool) -> tuple[bool, bool]:
         """(save a checkpoint now, stop after it): every few minutes, at the last step, and
         when a stop was asked for (SIGTERM / SIGINT on rank 0)."""
-        minutes = float(self.cfg["training"]["checkpoint_minutes"])
+        minutes = self.cfg.training.checkpoint_minutes
         stop = self._stop_asked
         save = final or stop or (time.monotonic() - last_save) >= 60.0 * minutes
         if self.world > 1:  # rank 0 decides for everyone (the save is collective)
@@ -317,12 +313,12 @@ class Trainer:
     def fit(self, max_steps: int | None = None) -> Path:
         from tqdm import tqdm
 
-        tc, vc = self.cfg["training"], self.cfg["validation"]
-        max_steps = int(max_steps if max_steps is not None else self.cfg["optim"]["max_steps"])
-        log_every, val_every = int(tc["log_every"]), int(vc["every"])
+        tc, vc = self.cfg.training, self.cfg.validation
+        max_steps = max_steps if max_steps is not None else self.cfg.optim.max_steps
+        log_every, val_every = tc.log_every, vc.every
         self.model.train()
         bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=self.rank != 0 or not tc["progress"])
+                   disable=self.rank != 0 or not tc.progress)
         sums: dict[str, float] = {}
         count, t_log, last_save = 0, time.monotonic(), time.monotonic()
         batches = iter(self.loader())

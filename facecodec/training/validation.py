@@ -7,6 +7,7 @@ needs the tracker on the outputs and is left to the evaluation scripts.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,23 +17,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import default_collate
 
+from facecodec.config import Config, RegionsConfig
 from facecodec.models.base import FaceAnimationModel
-from facecodec.training.config import DEFAULTS
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
 from facecodec.training.losses import crop_regions, region_boxes
 from facecodec.training.lpips import LPIPSAlex, psnr
 
 # the boxes of losses.regions' defaults, whatever the run trains with: every run is scored
 # on the same crops
-EYE_BOX = float(DEFAULTS["losses"]["regions"]["eye_box"])
-MOUTH_BOX = float(DEFAULTS["losses"]["regions"]["mouth_box"])
+EYE_BOX = RegionsConfig.eye_box
+MOUTH_BOX = RegionsConfig.mouth_box
 
 
 class Validator:
-    def __init__(self, cfg: dict, store: ClipStore, out: Path):
-        vc = cfg["validation"]
+    def __init__(self, cfg: Config, store: ClipStore, out: Path):
+        vc = cfg.validation
         self.out = out
-        self.save_images = bool(vc["save_images"])
+        self.save_images = vc.save_images
         split = "val" if store.split("val") else "train"
         if split == "train":
             warnings.warn("no val clips in the cache: validating on train clips", stacklevel=2)
@@ -41,14 +42,14 @@ class Validator:
         # the frames issue 19 is about, scored whatever the run samples in training.
         self.sets: dict[str, list[dict[str, Tensor]]] = {}
         for prefix, share in (("", 0.0), ("expr_", 1.0)):
-            data_cfg = {**cfg["data"], "expression_drivers": share}
-            ds = FrameSampleDataset(store, data_cfg, split, int(cfg["seed"]) + 10_007,
+            data = replace(cfg.data, expression_drivers=share)
+            ds = FrameSampleDataset(store, data, split, cfg.seed + 10_007,
                                     augment=False, flip_perm=None)
-            samples = [ds[n] for n in range(int(vc["num_samples"]))]
-            bs = int(vc["batch_size"])
+            samples = [ds[n] for n in range(vc.num_samples)]
+            bs = vc.batch_size
             self.sets[prefix] = [to_tensors(default_collate(samples[i:i + bs]))
                                  for i in range(0, len(samples), bs)]
-        self.lpips = LPIPSAlex.pretrained() if vc["lpips"] else None
+        self.lpips = LPIPSAlex.pretrained() if vc.lpips else None
         self.held: dict[str, float] | None = None
 
     def _metrics(self, pred: Tensor, target: Tensor, sup: Tensor) -> dict[str, Tensor]:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from facecodec.training.weights import load_checkpoint
 
-VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 TAPS = (1, 4, 8, 12, 16)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (the LPIPS layers)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,13 +22,14 @@ class FeatureNet(nn.Module):
     ``taps``. Frozen; input in [0, 1], normalised with the ImageNet statistics (the same
     affine map as LPIPS's scaling layer on [-1, 1] input)."""
 
-    def __init__(self, cfg: list, taps: tuple[int, ...], num_outputs: int = 5):
+    def __init__(self, layers: list, taps: tuple[int, ...], num_outputs: int = 5):
+        """``layers``: output channels of each conv, "M" for a max pool (VGG16_LAYERS)."""
         super().__init__()
-        self.cfg = cfg
+        self.layers = layers
         self.taps = taps[:num_outputs]
         convs = []
         cin = 3
-        for v in cfg[: self.taps[-1] + 1]:
+        for v in layers[: self.taps[-1] + 1]:
             if v != "M":
                 convs.append(nn.Conv2d(cin, int(v), 3, padding=1))
                 cin = int(v)
@@ -49,7 +50,7 @@ class FeatureNet(nn.Module):
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         outs = []
         conv = iter(self.convs)
-        for i, v in enumerate(self.cfg[: self.taps[-1] + 1]):
+        for i, v in enumerate(self.layers[: self.taps[-1] + 1]):
             x = F.max_pool2d(x, 2) if v == "M" else F.relu(next(conv)(x))
             if i in self.taps:
                 outs.append(x)
@@ -58,7 +59,7 @@ class FeatureNet(nn.Module):
 
 def vgg16_features(num_outputs: int = 5) -> FeatureNet:
     """ImageNet VGG16 up to the ``num_outputs``-th LPIPS layer (fewer layers = cheaper)."""
-    net = FeatureNet(VGG16_CFG, TAPS, num_outputs)
+    net = FeatureNet(VGG16_LAYERS, TAPS, num_outputs)
     ckpt = load_checkpoint("vgg16")
     with torch.no_grad():
         for i, conv in enumerate(net.convs):
