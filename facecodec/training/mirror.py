@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from facecodec.sender.landmarks import SUPERVISED_LANDMARKS
+
 MEDIAPIPE_MIRROR: tuple[int, ...] = (
     0, 1, 2, 248, 4, 5, 6, 249, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 250, 251, 252, 253,
     254, 255, 256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271, 272,
@@ -60,14 +62,8 @@ def flip_permutation(indices: list[int] | tuple[int, ...]) -> np.ndarray | None:
 
 def supervised_flip_permutation() -> np.ndarray | None:
     """The flip permutation of the 33 supervised landmarks defined by the sender
-    (``facecodec.sender.landmarks.SUPERVISED_LANDMARKS``), or None (with a warning) while that
-    list does not exist or is not left-right symmetric: callers then must not flip."""
-    try:
-        from facecodec.sender.landmarks import SUPERVISED_LANDMARKS
-    except ImportError:
-        warnings.warn("facecodec.sender.landmarks.SUPERVISED_LANDMARKS not available: "
-                      "horizontal flip augmentation disabled", stacklevel=2)
-        return None
+    (``facecodec.sender.landmarks.SUPERVISED_LANDMARKS``), or None (with a warning) if that
+    list is not left-right symmetric: callers then must not flip."""
     perm = flip_permutation(SUPERVISED_LANDMARKS)
     if perm is None:
         warnings.warn("SUPERVISED_LANDMARKS is not closed under left-right mirroring: "

@@ -10,10 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from facecodec.bitstream.fitting import cache_clips, fit_and_evaluate, load_coded
 from facecodec.bitstream.prior import prior_dirs
 from facecodec.bitstream.streams import TABLES
+from facecodec.bitstream.values import coded_clip
 from facecodec.errors import InputError
+from facecodec.models.package import find_model
+from facecodec.sender.deadband import DEFAULT_STRENGTH
+from facecodec.sender.streams import cache_value_streams_at
 
 Say = Callable[[str], None]
 
@@ -36,7 +42,6 @@ class PriorFit:
 
 def fit_priors(req: PriorFit, say: Say, progress: bool = True) -> list[Path]:
     """Fit and save the priors ``req`` asks for; returns their paths."""
-    from tqdm import tqdm
 
     if req.model is not None and (req.cache is None or req.train_files or req.val_files):
         raise InputError("--model fits on a data cache: give --cache (and no value files)")
@@ -45,7 +50,6 @@ def fit_priors(req: PriorFit, say: Say, progress: bool = True) -> list[Path]:
     package = None
     table_name, name = req.table_name, req.table_name
     if req.model is not None:
-        from facecodec.models.package import find_model
 
         package = find_model(req.model)
         table_name, name = package.table_name, package.name
@@ -68,9 +72,6 @@ def fit_priors(req: PriorFit, say: Say, progress: bool = True) -> list[Path]:
         val_c = load_coded(table, bar(val, "read val"))
         return [_fit_and_save(table, train_c, val_c, name, req, None, req.out, say)]
 
-    from facecodec.bitstream.values import coded_clip
-    from facecodec.sender.deadband import DEFAULT_STRENGTH
-    from facecodec.sender.streams import cache_value_streams_at
 
     main = DEFAULT_STRENGTH if req.deadband is None else req.deadband
     strengths = [main, *(s for s in req.strengths if s != main)]

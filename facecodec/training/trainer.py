@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from facecodec.config import Config
 from facecodec.models.base import FaceAnimationModel
@@ -311,8 +312,6 @@ class Trainer:
               "(send it again to stop at once)", file=sys.stderr, flush=True)
 
     def fit(self, max_steps: int | None = None) -> Path:
-        from tqdm import tqdm
-
         tc, vc = self.cfg.training, self.cfg.validation
         max_steps = max_steps if max_steps is not None else self.cfg.optim.max_steps
         log_every, val_every = tc.log_every, vc.every
