@@ -83,6 +83,7 @@ from facecodec.sender import FrontEnd, SourcePolicy, select_sources
 from facecodec.sender.deadband import Deadband
 from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
 from facecodec.sender.network import SenderNetwork
+from facecodec.sender.sources import picture_stats
 from facecodec.sender.tube import Box, crop
 from facecodec.sender.video import DEFAULT_FPS, Frame, VideoReader
 
@@ -305,11 +306,13 @@ class Encoder:
             out.append(band({s: v[s] for s in self.prior.table.names}))
         return out
 
-    def choose_sources(self, yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray
-                       ) -> list[int]:
+    def choose_sources(self, yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray,
+                       stats: np.ndarray | None = None) -> list[int]:
         """The frames of a whole clip sent as source frames (Oquab et al. 2022, section
-        3.3: :func:`facecodec.sender.select_sources`), by slot."""
-        return list(select_sources(yaw, valid, eyes_open, self.n_sources))
+        3.3: :func:`facecodec.sender.select_sources`), by slot; with ``stats`` (T, 2),
+        each frame's :func:`~facecodec.sender.sources.picture_stats`, none from a fade or
+        a flash."""
+        return list(select_sources(yaw, valid, eyes_open, self.n_sources, stats=stats))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
@@ -555,6 +558,7 @@ class Encoder:
         info = reader.info
         total = round(info.duration * float(self.fps)) if info.duration else None
         records, values = [], []
+        stats: list[tuple[float, float]] = []  # each frame's picture, for the sources
         batch: list = []
         band = Deadband(self.deadband)
 
@@ -563,6 +567,7 @@ class Encoder:
                                              np.stack([r.iris for r in batch]),
                                              np.stack([r.tube for r in batch]), band))
             for r in batch:
+                stats.append(picture_stats(r.tube))
                 r.tube = None  # keep the values, not the pixels
                 records.append(r)
             batch.clear()
@@ -582,7 +587,7 @@ class Encoder:
         yaw = np.array([r.yaw for r in records])
         valid = np.array([r.valid for r in records])
         eyes = np.array([r.eyes_open for r in records])
-        chosen = self.choose_sources(yaw, valid, eyes)
+        chosen = self.choose_sources(yaw, valid, eyes, np.array(stats))
         tubes: dict[int, np.ndarray] = {}
         with VideoReader(src, fps=float(self.fps)) as video:
             for frame in video:

@@ -16,7 +16,7 @@ from facecodec.errors import InputError
 from facecodec.sender.pose import FOREHEAD, LEFT_RIGHT_PAIRS, head_pose
 from facecodec.sender.prepare import _NpyAppender, clip_complete, prepare_data, read_manifest
 from facecodec.sender.smoothing import OneEuroFilter
-from facecodec.sender.sources import SourcePolicy, select_sources
+from facecodec.sender.sources import SourcePolicy, picture_stats, select_sources, steady_mask
 from facecodec.sender.tube import Box, TubeTracker, from_tube, make_box, to_tube
 from facecodec.sender.video import (
     VideoReader,
@@ -324,6 +324,22 @@ def test_select_sources_frontal_with_open_eyes_then_extremes():
     assert five[:3] == [2, 4, 3] and len(set(five)) == 5
     with pytest.raises(InputError, match="no face"):
         select_sources(yaw, np.zeros(8, bool), eyes)
+
+
+def test_a_faded_or_flashed_frame_is_never_a_source():
+    # an edited interview: a fade through white has the most frontal face of the clip
+    rng = np.random.default_rng(0)
+    tubes = rng.integers(40, 200, (8, 64, 64, 3)).astype(np.uint8)  # contrast ~35
+    tubes[2] = (0.3 * tubes[2] + 170).astype(np.uint8)  # washed out: bright, flat
+    tubes[4] = (0.5 * tubes[4]).astype(np.uint8)  # dark and flat
+    stats = np.array([picture_stats(t) for t in tubes])
+    yaw = np.array([0.3, 0.01, 0.0, -0.4, 0.6, -0.2, 0.55, 0.02])
+    eyes, valid = np.full(8, 0.05), np.ones(8, bool)
+    assert select_sources(yaw, valid, eyes, n=3) == [2, 4, 3]
+    assert select_sources(yaw, valid, eyes, n=3, stats=stats) == [1, 6, 3]
+    assert list(steady_mask(stats, valid)) == [True, True, False, True, False] + [True] * 3
+    # a clip that is all alike (all faded) keeps its frames
+    assert select_sources(yaw, valid, eyes, n=1, stats=np.tile(stats[2], (8, 1))) == [2]
 
 
 class _Rec:

@@ -40,6 +40,7 @@ from facecodec.imagecodec import decode_source
 from facecodec.receiver.mixing import SourceMixer
 from facecodec.receiver.renderer import Renderer
 from facecodec.sender.deadband import Deadband
+from facecodec.sender.sources import picture_stats
 
 NEEDED_META = ("sup", "iris", "yaw", "valid", "eyes_open", "box", "segment")
 
@@ -66,10 +67,11 @@ def _video_size(video: Path | None) -> tuple[int, int]:
         return int(s.codec_context.width), int(s.codec_context.height)
 
 
-def write_stream(encoder, clip: EvalClip) -> Stream:
+def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
     """Encode ``clip`` with ``encoder`` (a :class:`facecodec.Encoder`) from its tube and
     sender values, as ``Encoder.encode_file`` does from a video (see the module
-    docstring)."""
+    docstring); with ``audio`` (Opus packets, facecodec/audio.py) the sound goes in too
+    (its bytes in ``data`` only, not in the frame or setup bits)."""
     missing = [k for k in NEEDED_META if k not in clip.meta]
     if missing:
         raise InputError(f"{clip.name}: no sender values {', '.join(missing)} in the clip "
@@ -84,15 +86,17 @@ def write_stream(encoder, clip: EvalClip) -> Stream:
         j = slice(i, i + SENDER_BATCH)
         values += encoder.sender_values(meta["sup"][j], meta["iris"][j], tubes[j], band)
     chosen = encoder.choose_sources(meta["yaw"], meta["valid"].astype(bool),
-                                    meta["eyes_open"])
+                                    meta["eyes_open"],
+                                    np.array([picture_stats(f) for f in tubes]))
     segment = meta["segment"]
     crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
     sink = io.BytesIO()
     setup, bits = encoder.write_clip(sink, values, {i: tubes[i] for i in chosen}, crops,
-                                     _video_size(clip.video))
+                                     _video_size(clip.video), audio)
     seconds = time.perf_counter() - start
     data = sink.getvalue()
-    assert 8 * len(data) == setup + int(bits.sum())
+    sound = encoder.last_audio_bytes if audio is not None else 0
+    assert 8 * (len(data) - sound) == setup + int(bits.sum())
     return Stream(data, bits, setup, list(chosen), seconds)
 
 

@@ -35,13 +35,46 @@ def eyes_open_mask(eyes_open: np.ndarray, valid: np.ndarray, ratio: float = 0.75
     return valid & (eyes_open >= ratio * np.median(eyes_open[valid]))
 
 
+MIN_CONTRAST = 0.5
+"""A source candidate's luminance contrast is at least this share of the clip's median."""
+
+MAX_BRIGHTNESS_SHIFT = 0.35
+"""... and its mean luminance within this share of the clip's median."""
+
+
+def picture_stats(tube: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the luminance (RGB average) over the central half of
+    a face tube (H, W, 3): the face, whatever the background does."""
+    h, w = tube.shape[:2]
+    y = np.asarray(tube[h // 4:h - h // 4, w // 4:w - w // 4], dtype=np.float32).mean(-1)
+    return float(y.mean()), float(y.std())
+
+
+def steady_mask(stats: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Frames whose picture looks like most of the clip's: contrast and brightness
+    (``stats`` (T, 2) of :func:`picture_stats`) near the clip's medians over ``valid``
+    frames. A fade or a cut through white or black, a flash, a dark or washed-out moment
+    fail it: a source taken there would put that look on every frame the receiver draws
+    (a faded frame of an edited interview was the most frontal one of its 97 s)."""
+    stats = np.asarray(stats, dtype=np.float64).reshape(-1, 2)
+    valid = np.asarray(valid, dtype=bool)
+    if not valid.any():
+        return valid.copy()
+    mean, std = np.median(stats[valid], axis=0)
+    return valid & (stats[:, 1] >= MIN_CONTRAST * std) & \
+        (np.abs(stats[:, 0] - mean) <= MAX_BRIGHTNESS_SHIFT * mean)
+
+
 def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = 3,
-                   open_ratio: float = 0.75) -> list[int]:
+                   open_ratio: float = 0.75, stats: np.ndarray | None = None) -> list[int]:
     """Frame indices of ``n`` source frames: first the most frontal frame with open eyes,
     then the frames at the yaw extremes (max, then min); with ``n`` > 3 the others at yaw
     values evenly spaced between the extremes. Each is taken among frames with open eyes
     when there are any (nearest yaw to its target), else among all ``valid`` frames.
     Fewer than ``n`` indices come back when the clip has fewer distinct valid frames.
+
+    With ``stats`` (:func:`picture_stats` of every frame), frames that fail
+    :func:`steady_mask` are left out, unless no frame passes it.
 
     To select within one tube segment, pass ``valid & (segment == s)``.
     """
@@ -51,6 +84,9 @@ def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n:
     valid = np.asarray(valid, dtype=bool)
     if not valid.any():
         raise InputError("no face found in any frame: no source frame to select")
+    if stats is not None:
+        steady = steady_mask(stats, valid)
+        valid = steady if steady.any() else valid
     opened = eyes_open_mask(eyes_open, valid, open_ratio)
     pool = opened if opened.any() else valid
 
