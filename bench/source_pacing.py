@@ -128,7 +128,7 @@ def main() -> None:
                 "first 10 s (kbps)": windows[0]["all_in_kbps"],
                 "highest 10 s (kbps)": max(w["all_in_kbps"] for w in windows),
                 "all-in (kbps)": len(data) * 8 / (len(clip.frames) / fps) / 1000,
-                **{f"LPIPS {5 * i}-{5 * i + 5} s": v for i, v in enumerate(lp)},
+                **{f"LPIPS {5 * i}-{5 * i + 5} s": f"{v:.3f}" for i, v in enumerate(lp)},
             })
             detail.append({"source_kbps": kbps, "bytes": len(data), "arrivals": src,
                            "windows": windows, "lpips_5s": lp})
