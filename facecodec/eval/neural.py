@@ -37,6 +37,7 @@ from facecodec.codec import SENDER_BATCH, Decoder, Encoder
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
 from facecodec.imagecodec import decode_source
+from facecodec.receiver.expression import touch_up_id
 from facecodec.receiver.mixing import SourceMixer
 from facecodec.receiver.renderer import Renderer
 from facecodec.sender.deadband import Deadband
@@ -184,8 +185,9 @@ class FacecodecMethod(Method):
                 **({"source_mix": self._mix} if self._mix else {}),
                 # only when not the bilinear that every row scored before it had
                 **({"pixel_warp": self._warp} if self._warp != "bilinear" else {}),
-                # the lid and lip touch-up, absent from rows scored before it existed
-                **({"retouch": True} if self.decoder.retouch else {})}
+                # the lid and lip touch-up (its code's hash: a row scored with another
+                # version is not reused), absent from rows scored before it existed
+                **({"retouch": touch_up_id()} if self.decoder.retouch else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
