@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -74,7 +73,7 @@ from facecodec.defaults import SOURCE_QUALITY as DEFAULT_SOURCE_QUALITY
 from facecodec.defaults import SOURCES as DEFAULT_SOURCES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
-from facecodec.imagecodec import CODECS, decode_source, encode_image
+from facecodec.imagecodec import CODECS, decode_source, encode_image, resize_square
 from facecodec.models.package import ModelPackage, find_installed_model, find_model
 from facecodec.receiver.expression import Retoucher
 from facecodec.receiver.renderer import Renderer
@@ -132,6 +131,23 @@ class _Collect:
     def drain(self) -> bytes:
         out, self.parts = b"".join(self.parts), []
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class ClipBits:
+    """Where the bytes of a stream :meth:`Encoder.write_clip` wrote went.
+
+    Attributes:
+        setup_bits: the header and the source frames (paced ones too, although their
+            parts go out between the frames).
+        frame_bits: (T,) int64, each frame's packet with its crop chunk (the end chunk
+            counted in the last).
+        audio_bytes: the sound's chunks, counted in neither.
+    """
+
+    setup_bits: int
+    frame_bits: np.ndarray
+    audio_bytes: int
 
 
 @dataclass
@@ -215,7 +231,6 @@ class Encoder:
             raise InputError(f"audio_kbps must be a number in {AUDIO_MIN_KBPS:g}.."
                              f"{AUDIO_MAX_KBPS:g}, got {audio_kbps!r}")
         self.audio, self.audio_kbps = bool(audio), float(audio_kbps)
-        self.last_audio_bytes = 0  # the sound's bytes in the last stream write_clip wrote
         if first_source_quality is not None and not (
                 _is_int(first_source_quality) and 1 <= first_source_quality <= 100):
             raise InputError(f"first_source_quality must be None or an integer in 1..100, "
@@ -316,16 +331,14 @@ class Encoder:
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
-                   audio: list[AudioPacket] | None = None) -> tuple[int, np.ndarray]:
+                   audio: list[AudioPacket] | None = None) -> ClipBits:
         """Write a whole clip's stream: header, the source frames (``sources[i]`` is frame
         ``i``'s RGB face tube; slots in the dict's order, the order of select_sources),
         then every frame's ``values``, each after its crop chunk when ``crops`` has one
         (the first frame's box too: it places the tube in the ``video_size`` picture).
         With ``audio`` (Opus packets, facecodec/audio.py), each packet goes out before the
         first frame whose interval ends after its start, as a live sender sends it.
-        Returns the bits of the header and sources (paced ones too, although their parts go
-        out between the frames), and the bits of each frame (the end chunk counted in the
-        last; the sound not counted: ``FcsWriter.audio_bytes``)."""
+        Returns where the bytes went (:class:`ClipBits`)."""
         w = FcsWriter(sink, self.header(len(sources), audio is not None), self.prior,
                       **self._writer_args())
         paced = self.source_kbps is not None
@@ -359,8 +372,7 @@ class Encoder:
         w.close()
         setup += w.paced_bytes - parts
         bits[-1] += 8 * (w.bytes_written - before - (w.paced_bytes - parts))
-        self.last_audio_bytes = w.audio_bytes
-        return 8 * setup, bits
+        return ClipBits(8 * setup, bits, w.audio_bytes)
 
     def source_image_bytes(self, tube: np.ndarray, quality: int | None = None) -> bytes:
         """A source frame (RGB uint8 face tube) coded with the source-image codec, at
@@ -602,15 +614,15 @@ class Encoder:
         try:
             with open(part, "wb") as f:
                 crops = {i: r.box.as_array() for i, r in enumerate(records) if r.new_box}
-                self.write_clip(f, values, {i: tubes[i] for i in chosen}, crops,
-                                (info.width, info.height), sound)
+                written = self.write_clip(f, values, {i: tubes[i] for i in chosen}, crops,
+                                          (info.width, info.height), sound)
             os.replace(part, dst)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         return EncodeStats(len(records), int(valid.sum()), list(chosen), dst.stat().st_size,
                            time.perf_counter() - t0, warnings,
-                           self.last_audio_bytes if sound is not None else 0)
+                           written.audio_bytes)
 
     def _sound(self, src: Path, frames: int) -> list[AudioPacket] | None:
         """The video's sound as Opus packets, cut to its ``frames`` (None: no sound, or
@@ -972,9 +984,5 @@ def _chain(first, rest):
     yield from rest
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size:
-        return image
-
-    interp = cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA
-    return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0, 255).astype(np.uint8)
+# the module's own name for it: tests/test_codec.py hooks the decode loop through it
+_resize = resize_square

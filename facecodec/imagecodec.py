@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from facecodec.bitstream.limits import MAX_SOURCE_SIDE
+from facecodec.defaults import SOURCE_CODEC, SOURCE_QUALITY
 from facecodec.defaults import SOURCE_CODECS as CODECS
 from facecodec.errors import FormatError
 
@@ -30,7 +31,8 @@ _JPEG_MAX_SEGMENTS = 256  # segments before the frame header (an encoder writes 
 _FILL = re.compile(rb"\xff+")
 
 
-def encode_image(rgb: np.ndarray, codec: str = "webp", quality: int = 80) -> bytes:
+def encode_image(rgb: np.ndarray, codec: str = SOURCE_CODEC, quality: int = SOURCE_QUALITY
+                 ) -> bytes:
     """RGB uint8 (H, W, 3) -> compressed bytes. ``quality`` 1..100 (png: ignored)."""
     if codec not in CODECS:
         raise ValueError(f"image codec {codec!r} not in {CODECS}")
@@ -41,6 +43,17 @@ def encode_image(rgb: np.ndarray, codec: str = "webp", quality: int = 80) -> byt
     if not ok:
         raise ValueError(f"{codec} encoding failed")
     return buf.tobytes()
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """A square RGB uint8 image at ``size`` x ``size``: area averaging to shrink, bicubic to
+    enlarge; the image itself when it has that size. The one resize of what is sent or
+    shown as a picture (a small first source, decoded frames, the eval's scoring size), so
+    that they agree."""
+    if image.shape[0] == size:
+        return image
+    interp = cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA
+    return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0, 255).astype(np.uint8)
 
 
 def image_info(data: bytes, source: str | None = None) -> tuple[str, int, int]:

@@ -19,6 +19,7 @@ from codec_helpers import make_package, save_package
 from eval_helpers import eval_clip, moving_clip, sender_meta, textured_image
 from training_helpers import tiny_config
 
+from facecodec.audio import RATE, encode_audio
 from facecodec.bitstream.container import Crop, DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
@@ -148,6 +149,21 @@ def test_a_new_tube_box_is_a_crop_chunk_and_an_intra_frame(clip: EvalClip) -> No
     assert [e.index for e in events if isinstance(e, DecodedFrame) and e.intra] == [0, 5]
     assert new.frame_bits[5] > same.frame_bits[5] + 8 * 16  # crop chunk + intra packet
     assert int(new.frame_bits.sum()) + new.setup_bits == 8 * len(new.data)
+
+
+def test_the_sound_goes_in_the_stream_and_in_neither_bit_count(clip: EvalClip) -> None:
+    method = make_method("facecodec:model=tiny_codec")
+    t = np.arange(round(len(clip.frames) * RATE / clip.fps))
+    pcm = (8000 * np.sin(2 * np.pi * 220 * t / RATE)).astype(np.int16)
+    silent = write_stream(method.encoder, clip)
+    sound = write_stream(method.encoder, clip, encode_audio(pcm))
+    reader = FcsReader(sound.data)
+    list(reader)
+    assert reader.chunk_bytes["audio"] > 0
+    assert int(sound.frame_bits.sum()) + sound.setup_bits == \
+        8 * (len(sound.data) - reader.chunk_bytes["audio"])
+    np.testing.assert_array_equal(sound.frame_bits, silent.frame_bits)
+    assert sound.setup_bits > silent.setup_bits  # the header declares the sound
 
 
 def test_missing_models_and_bad_options_are_one_line_input_errors() -> None:

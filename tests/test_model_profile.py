@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.streams import TABLES, table_of_streams
 from facecodec.errors import ModelMismatchError
-from facecodec.models.package import ModelProfile, find_model
+from facecodec.models.package import FAMILY_MAX_SOURCES, ModelProfile, find_model
+from facecodec.models.registry import FAMILIES
 
 SHIPPED = {  # name -> (family, stream table, network resolution, most sources)
     "frontalizer_sup_unsup_expr": ("frontalizer", "sup_unsup_expr", 128, MAX_SOURCES),
@@ -23,6 +26,32 @@ def test_the_shipped_models_profiles(name):
     p = find_model(name).profile
     assert (p.family, p.table_name, p.resolution, p.max_sources) == SHIPPED[name]
     assert p.name == name and TABLES[p.table_name].names == list(p.layout.streams)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_profiles_value_shapes_are_what_its_stream_table_carries(name):
+    """The renderer and the export reshape a frame's flat values to the layout's shapes:
+    each must hold exactly the floats its stream sends."""
+    p = find_model(name).profile
+    table = TABLES[p.table_name]
+    assert list(p.layout.shapes) == table.names
+    assert {k: math.prod(s) for k, s in p.layout.shapes.items()} == \
+        {s.name: s.count for s in table}
+
+
+def test_a_familys_source_limit_is_its_networks():
+    """The profile knows each family's limit without loading torch; the network classes
+    (what training and the export read) must say the same."""
+    assert set(FAMILY_MAX_SOURCES) == set(FAMILIES)
+    for family, cls in FAMILIES.items():
+        assert FAMILY_MAX_SOURCES[family] == (getattr(cls, "max_sources", None) or MAX_SOURCES)
+
+
+def test_a_config_of_an_unknown_family_is_refused_with_where():
+    cfg = find_model("fom").config.to_dict()
+    cfg["family"] = "vae"
+    with pytest.raises(ModelMismatchError, match=r"unknown model family 'vae'.*fom"):
+        ModelProfile.from_config(cfg, "somewhere/config.yaml")
 
 
 def test_the_stream_table_follows_the_values_a_frame_carries():

@@ -17,6 +17,7 @@ import numpy as np
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import StreamTable
 from facecodec.bitstream.values import coded_clip, load_values
+from facecodec.defaults import FIT_INTRA_PERIOD
 from facecodec.errors import InputError
 
 
@@ -50,7 +51,7 @@ def cross_entropy(prior: Prior, clips: list[dict[str, np.ndarray]], intra_period
 
 def fit_and_evaluate(table: StreamTable, train: list[dict[str, np.ndarray]],
                      val: list[dict[str, np.ndarray]], name: str, context: int = 3,
-                     intra_period: int = 30) -> tuple[Prior, dict]:
+                     intra_period: int = FIT_INTRA_PERIOD) -> tuple[Prior, dict]:
     """Fit the prior (linear prediction + contexts) and its ablations; report all on ``val``.
 
     Rows: the prior; prediction without contexts (``context=0``); plain deltas with one

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.streams import StreamSpec, StreamTable
+from facecodec.defaults import FPS, INTRA_PERIOD_S, TUBE_SIZE
 from facecodec.errors import FormatError
 
 MAGIC = b"\x89FCS"
@@ -27,13 +28,9 @@ MIN_FPS = Fraction(1, 60)
 MAX_FPS = 240
 
 
-INTRA_PERIOD_S = 2.0
-"""Time between intra frames when none is asked for: where a receiver that joins or loses
-everything starts again."""
-
-
 def intra_period_frames(fps: float) -> int:
-    """:data:`INTRA_PERIOD_S` in frames at ``fps`` (at least 1)."""
+    """:data:`INTRA_PERIOD_S`, the time between intra frames when none is asked for, in
+    frames at ``fps`` (at least 1)."""
     return max(1, round(INTRA_PERIOD_S * float(fps)))
 
 
@@ -43,9 +40,9 @@ class Header:
 
     table: StreamTable
     prior_id: str
-    fps: Fraction = Fraction(15)
-    crop_size: int = 256
-    intra_period: int = 30
+    fps: Fraction = Fraction(FPS)
+    crop_size: int = TUBE_SIZE
+    intra_period: int = intra_period_frames(FPS)
     packet_frames: int = 1
     n_sources: int = 0
     model_id: str = ""

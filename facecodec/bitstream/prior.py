@@ -36,6 +36,7 @@ import numpy as np
 
 from facecodec.bitstream.streams import StreamSpec, StreamTable
 from facecodec.bitstream.symbols import Alphabet
+from facecodec.defaults import FIT_INTRA_PERIOD
 from facecodec.errors import FormatError
 from facecodec.resources import shipped
 
@@ -232,7 +233,7 @@ class Prior:
 
     @classmethod
     def fit(cls, table: StreamTable, clips: Sequence[dict[str, np.ndarray]], name: str,
-            context: int = 3, predict: bool = True, intra_period: int = 30,
+            context: int = 3, predict: bool = True, intra_period: int = FIT_INTRA_PERIOD,
             strength: float = 32.0, ridge: float = 10.0, select: bool = True) -> Prior:
         """Fit predictors and tables to coded value sequences.
 

@@ -18,13 +18,16 @@ from facecodec.defaults import (
     AUDIO_KBPS,
     AUDIO_MAX_KBPS,
     AUDIO_MIN_KBPS,
+    FIT_INTRA_PERIOD,
     FPS,
+    INTRA_PERIOD_S,
     MAX_SOURCE_KBPS,
     MIN_SOURCE_KBPS,
     SOURCE_CODEC,
     SOURCE_CODECS,
     SOURCE_QUALITY,
     SOURCES,
+    TUBE_SIZE,
 )
 from facecodec.errors import InputError
 from facecodec.files import VIDEO_SUFFIXES, check_output
@@ -78,7 +81,7 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
 @click.option("--source-codec", type=click.Choice(list(SOURCE_CODECS)), default=SOURCE_CODEC,
               show_default=True)
 @click.option("--intra-period", type=click.IntRange(1, 65535), default=None,
-              help="Frames between intra frames (default: 2 s).")
+              help=f"Frames between intra frames (default: {INTRA_PERIOD_S:g} s).")
 @click.option("--packet-frames", type=click.IntRange(1, 255), default=1, show_default=True,
               help="Frames per packet (1 for calls; more saves overhead in storage).")
 @click.option("--table", "table_name", default="landmarks", show_default=True,
@@ -179,7 +182,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
                    "as soon as a packet decodes from what arrived; list what was skipped.")
 @click.option("--compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The original video: write it side by side (left) for review.")
-@click.option("--size", type=click.IntRange(16, 2048), default=256, show_default=True,
+@click.option("--size", type=click.IntRange(16, 2048), default=TUBE_SIZE, show_default=True,
               help="Output frame size (the face tube, square).")
 @click.option("--model", default=None,
               help="Model directory or name (default: the one the stream names).")
@@ -255,7 +258,9 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
               help="Held-out value files to report cross-entropy on.")
 @click.option("--context", type=click.IntRange(0, 64), default=3, show_default=True,
               help="Inter contexts: the predicted delta clipped to [-N, N] (0 = one table).")
-@click.option("--intra-period", type=click.IntRange(1, 65535), default=30, show_default=True)
+@click.option("--intra-period", type=click.IntRange(1, 65535), default=FIT_INTRA_PERIOD,
+              show_default=True,
+              help="Frames between the intra frames the streams will be coded with.")
 @click.option("--deadband", type=click.FloatRange(0, 100), default=None,
               help="With --model: the encoder's dead-zone strength the streams are made "
                    "with [default: the encoder's default].")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-EVAL_SIZE = 256  # face tube side, pixels
+from facecodec.defaults import TUBE_SIZE
+
+EVAL_SIZE = TUBE_SIZE  # every method is scored on the face tube, at its side
 EVAL_FPS = 15.0
 
 

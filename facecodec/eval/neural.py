@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior, find_prior
 from facecodec.codec import SENDER_BATCH, Decoder, Encoder
+from facecodec.defaults import SOURCES
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
-from facecodec.imagecodec import decode_source
+from facecodec.imagecodec import decode_source, resize_square
 from facecodec.receiver.expression import touch_up_id
 from facecodec.receiver.mixing import SourceMixer
 from facecodec.receiver.renderer import Renderer
@@ -92,13 +92,13 @@ def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
     segment = meta["segment"]
     crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
     sink = io.BytesIO()
-    setup, bits = encoder.write_clip(sink, values, {i: tubes[i] for i in chosen}, crops,
-                                     _video_size(clip.video), audio)
+    written = encoder.write_clip(sink, values, {i: tubes[i] for i in chosen}, crops,
+                                 _video_size(clip.video), audio)
     seconds = time.perf_counter() - start
     data = sink.getvalue()
-    sound = encoder.last_audio_bytes if audio is not None else 0
-    assert 8 * (len(data) - sound) == setup + int(bits.sum())
-    return Stream(data, bits, setup, list(chosen), seconds)
+    bits = written.frame_bits
+    assert 8 * (len(data) - written.audio_bytes) == written.setup_bits + int(bits.sum())
+    return Stream(data, bits, written.setup_bits, list(chosen), seconds)
 
 
 def to_eval_size(images: np.ndarray) -> np.ndarray:
@@ -107,9 +107,7 @@ def to_eval_size(images: np.ndarray) -> np.ndarray:
     blend, which the eval's Decoder draws at 256; models without it draw at their own R."""
     if images.shape[1:3] == (EVAL_SIZE, EVAL_SIZE):
         return images
-    interp = cv2.INTER_CUBIC if images.shape[1] < EVAL_SIZE else cv2.INTER_AREA
-    return np.stack([np.clip(cv2.resize(f, (EVAL_SIZE, EVAL_SIZE), interpolation=interp),
-                             0, 255).astype(np.uint8) for f in images])
+    return np.stack([resize_square(f, EVAL_SIZE) for f in images])
 
 
 def _installed_prior(path: str, method: str):
@@ -140,7 +138,7 @@ class FacecodecMethod(Method):
 
     family: str | None = "frontalizer"  # the model family this method accepts
 
-    def __init__(self, model: str | None = None, sources: str | int = 3,
+    def __init__(self, model: str | None = None, sources: str | int = SOURCES,
                  name: str = "facecodec", deadband: str | float | None = None,
                  prior: str | None = None, source_quality: str | int | None = None):
         n = _int_option(sources, f"{name}: sources")
@@ -232,7 +230,8 @@ class FOMMultMethod(FOMMethod):
     have them, so this is an upper bound: 2 bits x 15 fps = 30 bit/s for N = 3), and the N
     source images in ``setup_bits``."""
 
-    def __init__(self, model: str = "fom", sources: str | int = 3, name: str = "fom-mult"):
+    def __init__(self, model: str = "fom", sources: str | int = SOURCES,
+                 name: str = "fom-mult"):
         FacecodecMethod.__init__(self, model, sources, name)
         self.description = (f"{self.package.name}: FOM switching per frame to the nearest of "
                             f"{self.encoder.n_sources} sources by keypoints (Oquab et al. "
@@ -282,7 +281,7 @@ def facecodec_variant(default_model: str, name: str):
     """A registry factory for a Sup / Sup+Unsup / Sup+Unsup+Expr variant: the same method,
     another model (Oquab et al. 2022 Table 1 compares them)."""
 
-    def make(model: str | None = None, sources: str | int = 3,
+    def make(model: str | None = None, sources: str | int = SOURCES,
              deadband: str | None = None, prior: str | None = None,
              source_quality: str | None = None) -> Method:
         return FacecodecMethod(model or default_model, sources, name, deadband, prior,

@@ -21,14 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from facecodec.defaults import SOURCES as DEFAULT_SOURCES
 from facecodec.models.animation import KeypointAnimationModel
-from facecodec.models.fom import FomCache
+from facecodec.models.fom import FomCache, FomReceiver
 from facecodec.models.generator import SourceCache
-from facecodec.models.layout import IRIS_POINTS, SUP_POINTS, KeypointLayout
-
-DEFAULT_SOURCES = 3
-"""Source frames the exported receiver fuses by default: the encoder's default
-(``facecodec.codec.Encoder(n_sources=3)``), the paper's three source frames (figure 1)."""
+from facecodec.models.layout import KeypointLayout
 
 SENDER_STREAMS = ("unsup", "jac", "expr")
 """The values the sender's network computes; ``sup`` and ``iris`` come from the landmark
@@ -77,8 +74,7 @@ def value_specs(layout: KeypointLayout, names: tuple[str, ...], lead: tuple[int,
                 prefix: str = "", whose: str = "the driving frame", fp32: bool = False
                 ) -> tuple[TensorSpec, ...]:
     """Specs of per-frame values ``names`` with leading dims ``lead``."""
-    tail = {"sup": (SUP_POINTS, 2), "iris": (IRIS_POINTS, 2), "unsup": (layout.unsup, 2),
-            "jac": (layout.unsup, 2, 2), "expr": (layout.expr_dim,)}
+    tail = layout.shapes
     doc = {
         "sup": "the 33 supervised landmarks (x, y) of {w}, tube coordinates in [-1, 1]",
         "iris": "the 2 iris centres (x, y) of {w}, tube coordinates in [-1, 1]",
@@ -190,13 +186,14 @@ def _receiver_io(model: KeypointAnimationModel, num_sources: int | None
     res, fres = model.resolution, model.config.feature_res
     receiver = model.receiver
     c = receiver.encoder.out_channels
-    if model.family == "fom":
-        n = 1
+    n = int(num_sources or DEFAULT_SOURCES)
+    if n < 1:
+        raise ValueError(f"need at least one source, got {n}")
+    if model.max_sources is not None:  # FOM animates one source, whatever is asked
+        n = min(n, model.max_sources)
+    if isinstance(receiver, FomReceiver):  # its cache keeps the source's keypoints
         cache_specs, split, join = _fom_cache(model.layout.num_kp, c, fres)
     else:
-        n = int(num_sources or DEFAULT_SOURCES)
-        if n < 1:
-            raise ValueError(f"need at least one source, got {n}")
         cache_specs, split, join = _frontalizer_cache(_pixel_blend(model), n, c, fres)
     images = TensorSpec("source_images", (1, n, 3, res, res),
                         f"the {n} source frame(s): face-tube crops, RGB in [0, 1]")

@@ -55,3 +55,11 @@ class KeypointLayout:
         if self.expr_dim:
             names.append("expr")
         return tuple(names)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each stream's shape per frame, in bitstream order: what a frame's flat values
+        are reshaped to before they reach the networks (a stream carries the product)."""
+        every = {"sup": (SUP_POINTS, 2), "iris": (IRIS_POINTS, 2), "unsup": (self.unsup, 2),
+                 "jac": (self.unsup, 2, 2), "expr": (self.expr_dim,)}
+        return {name: every[name] for name in self.streams}

@@ -33,7 +33,10 @@ from facecodec.resources import shipped
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
 
-SINGLE_SOURCE_FAMILIES = ("fom",)  # FOM animates one source; the Frontalizer fuses several
+FAMILY_MAX_SOURCES: dict[str, int] = {"frontalizer": MAX_SOURCES, "fom": 1}
+"""The most source frames each family's receiver uses: FOM animates one, the Frontalizer
+fuses as many as a stream carries. Known here without loading the networks; their classes
+(``max_sources`` in facecodec/models/animation.py) say the same."""
 
 STORED_SECTIONS = ("name", "family", "data", "model")
 """The keys a stored model config must have. Any other key may be missing (the config was
@@ -131,10 +134,13 @@ class ModelProfile:
         if table_name is None:
             raise ModelMismatchError(f"no stream table carries the values {layout.streams}",
                                      source=source)
+        if config.family not in FAMILY_MAX_SOURCES:
+            raise ModelMismatchError(f"unknown model family {config.family!r} (known: "
+                                     f"{', '.join(FAMILY_MAX_SOURCES)})", source=source)
         return cls(
             name=config.name, family=config.family, layout=layout, table_name=table_name,
             resolution=config.data.resolution, pixel_warp=config.model.decoder.pixel_warp,
-            max_sources=1 if config.family in SINGLE_SOURCE_FAMILIES else MAX_SOURCES,
+            max_sources=FAMILY_MAX_SOURCES[config.family],
             receiver=ReceiverSettings.from_section(config.inference))
 
 

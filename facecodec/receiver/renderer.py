@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from facecodec.bitstream.limits import MAX_SOURCES
+from facecodec.defaults import SOURCES
 from facecodec.errors import InputError
 from facecodec.models.blocks import resize_image
 from facecodec.models.inference import fuse_batchnorm
@@ -25,8 +26,8 @@ Values = dict[str, np.ndarray]
 class Renderer:
     """Holds the receiver network and the current source set."""
 
-    def __init__(self, package: ModelPackage, max_sources: int = 3, backend: str | None = None,
-                 output_size: int | None = None):
+    def __init__(self, package: ModelPackage, max_sources: int = SOURCES,
+                 backend: str | None = None, output_size: int | None = None):
         """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``), ``onnxruntime`` or
         ``torch`` for the per-frame generator (see :mod:`facecodec.receiver.runtime`); the
         sources are always embedded with PyTorch (once per source set).
@@ -47,6 +48,7 @@ class Renderer:
         self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
                       if self.backend == "onnxruntime" else None)
         self.streams = self.model.layout.streams
+        self.shapes = package.profile.layout.shapes
         # each frame's pixels mostly from the sources nearest in pose (receiver/mixing.py)
         self.mixer = (SourceMixer.from_profile(package.profile) if self.model.mixes_sources
                       else None)
@@ -84,9 +86,7 @@ class Renderer:
         out = {}
         for name in self.streams:
             v = torch.as_tensor(np.asarray(values[name], dtype=np.float32))
-            shape = {"sup": (-1, 2), "iris": (-1, 2), "unsup": (-1, 2), "jac": (-1, 2, 2),
-                     "expr": (-1,)}[name]
-            out[name] = v.reshape(*lead, *shape)
+            out[name] = v.reshape(*lead, *self.shapes[name])
         return out
 
     @torch.inference_mode()

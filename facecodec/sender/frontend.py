@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facecodec.defaults import TUBE_SIZE
 from facecodec.errors import InputError
 from facecodec.sender.landmarks import (
     IRIS_CENTRES,
@@ -32,8 +33,6 @@ from facecodec.sender.landmarks import (
 from facecodec.sender.pose import eye_openness, head_pose
 from facecodec.sender.tube import Box, TubeTracker, crop, to_tube
 from facecodec.sender.video import DEFAULT_FPS, Frame, VideoReader, live_frames
-
-TUBE_SIZE = 256
 
 _SUP = np.array(SUPERVISED_LANDMARKS)
 _IRIS = np.array(IRIS_CENTRES)

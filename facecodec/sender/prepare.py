@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facecodec.defaults import TUBE_SIZE
 from facecodec.errors import InputError
 from facecodec.resources import source_checkout
 from facecodec.sender.frontend import FrontEnd
@@ -42,7 +43,8 @@ from facecodec.sender.video import VideoReader
 
 CACHE_VERSION = 1
 CACHE_FPS = 15
-TUBE_SIZES = (256, 128)
+SMALL_TUBE = 128  # an area-downscaled copy for the 128-px networks
+TUBE_SIZES = (TUBE_SIZE, SMALL_TUBE)
 # The project's clips sit beside a checkout, in ../shared (never installed with the
 # package): from an installed copy the default is ../shared of the working directory.
 _CHECKOUT = source_checkout()
@@ -161,7 +163,7 @@ def clip_complete(clip_dir: Path) -> int | None:
     meta = clip_dir / "meta.npz"
     if not meta.is_file():
         return None
-    t256, t128 = _frames_of(clip_dir / "tube256.npy"), _frames_of(clip_dir / "tube128.npy")
+    t_tube, t_small = (_frames_of(clip_dir / f"tube{s}.npy") for s in TUBE_SIZES)
     try:
         with np.load(meta) as z:
             if set(META_KEYS) - set(z.files):
@@ -169,7 +171,7 @@ def clip_complete(clip_dir: Path) -> int | None:
             t_meta = len(z["valid"])
     except (OSError, ValueError):
         return None
-    return t_meta if t256 == t128 == t_meta and t_meta > 0 else None
+    return t_meta if t_tube == t_small == t_meta and t_meta > 0 else None
 
 
 def prepare_clip(clip: ClipSpec, clip_dir: Path, fps: float = CACHE_FPS) -> dict:
@@ -179,7 +181,7 @@ def prepare_clip(clip: ClipSpec, clip_dir: Path, fps: float = CACHE_FPS) -> dict
     writers: dict[int, _NpyAppender] = {}
     meta: dict[str, list] = {k: [] for k in META_KEYS}
     try:
-        with VideoReader(clip.path, fps=fps) as reader, FrontEnd(tube_size=256) as fe:
+        with VideoReader(clip.path, fps=fps) as reader, FrontEnd(tube_size=TUBE_SIZE) as fe:
             src_fps = reader.info.src_fps
             writers = {s: _NpyAppender(tmp[s], (s, s, 3)) for s in TUBE_SIZES}
             first_segment = None
@@ -188,9 +190,9 @@ def prepare_clip(clip: ClipSpec, clip_dir: Path, fps: float = CACHE_FPS) -> dict
                     if not rec.valid:  # before the first face: no box for it yet
                         continue
                     first_segment = rec.segment
-                writers[256].append(rec.tube)
-                writers[128].append(cv2.resize(rec.tube, (128, 128),
-                                               interpolation=cv2.INTER_AREA))
+                writers[TUBE_SIZE].append(rec.tube)
+                writers[SMALL_TUBE].append(cv2.resize(rec.tube, (SMALL_TUBE, SMALL_TUBE),
+                                                      interpolation=cv2.INTER_AREA))
                 for key in ("sup", "iris", "landmarks", "yaw", "pitch", "roll", "valid",
                             "eyes_open"):
                     meta[key].append(getattr(rec, key))
@@ -201,7 +203,7 @@ def prepare_clip(clip: ClipSpec, clip_dir: Path, fps: float = CACHE_FPS) -> dict
         for w in writers.values():
             w.abort()
         raise
-    n = counts[256]
+    n = counts[TUBE_SIZE]
     arrays = {
         "sup": np.asarray(meta["sup"], np.float32).reshape(n, 33, 2),
         "iris": np.asarray(meta["iris"], np.float32).reshape(n, 2, 2),

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from facecodec.defaults import SOURCES
 from facecodec.errors import InputError
 
 
@@ -65,7 +66,7 @@ def steady_mask(stats: np.ndarray, valid: np.ndarray) -> np.ndarray:
         (np.abs(stats[:, 0] - mean) <= MAX_BRIGHTNESS_SHIFT * mean)
 
 
-def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = 3,
+def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = SOURCES,
                    open_ratio: float = 0.75, stats: np.ndarray | None = None) -> list[int]:
     """Frame indices of ``n`` source frames: first the most frontal frame with open eyes,
     then the frames at the yaw extremes (max, then min); with ``n`` > 3 the others at yaw
@@ -144,7 +145,7 @@ class SourcePolicy:
     ``history`` valid frames, and at least ``min_open`` (a blink measures below 0.02).
     """
 
-    def __init__(self, max_sources: int = 3, margin: float = 0.15, frontal: float = 0.15,
+    def __init__(self, max_sources: int = SOURCES, margin: float = 0.15, frontal: float = 0.15,
                  settle: float = 0.03, max_wait: int = 15, open_ratio: float = 0.75,
                  min_open: float = 0.02, history: int = 150):
         if max_sources < 1:

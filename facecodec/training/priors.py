@@ -16,6 +16,7 @@ from facecodec.bitstream.fitting import cache_clips, fit_and_evaluate, load_code
 from facecodec.bitstream.prior import prior_dirs
 from facecodec.bitstream.streams import TABLES
 from facecodec.bitstream.values import coded_clip
+from facecodec.defaults import FIT_INTRA_PERIOD
 from facecodec.errors import InputError
 from facecodec.models.package import find_model
 from facecodec.sender.deadband import DEFAULT_STRENGTH
@@ -34,7 +35,7 @@ class PriorFit:
     train_files: tuple[Path, ...] = ()
     val_files: tuple[Path, ...] = ()
     context: int = 3
-    intra_period: int = 30
+    intra_period: int = FIT_INTRA_PERIOD
     deadband: float | None = None  # with ``model``: default the encoder's
     strengths: tuple[float, ...] = ()  # with ``model``: more dead zones, one prior each
     out: Path | None = None  # default priors/<table or model>.json
