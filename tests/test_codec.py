@@ -555,3 +555,25 @@ def test_paced_sources_come_between_the_frames_and_are_drawn_as_they_arrive(env,
     assert np.abs(a[0] - b[0]).mean() > 1  # the first, from the small source alone
     with pytest.raises(InputError, match="source_kbps"):
         Encoder("tiny_codec", source_kbps=0)
+
+
+def test_a_live_call_paces_its_sources(env):
+    """Live, ``source_kbps``: the first source small and at once, the full ones in parts
+    between the frames; every frame decodes, the last ones from full-size sources."""
+    from facecodec.bitstream.chunks import SOURCE_PART
+
+    enc = Encoder("tiny_codec", n_sources=2, source_kbps=60)
+    wire = b""
+    with VideoReader(env["video"], fps=15) as video:
+        for frame in video:
+            wire += enc.push(frame.image, frame.time)
+    wire += enc.close()
+    assert bytes([SOURCE_PART]) in wire
+    events = list(FcsReader(wire))
+    sources = [(e.index, e.width) for e in events if isinstance(e, SourceFrame)]
+    assert sources[0] == (0, 160) and (0, 256) in sources[1:]
+    first_full = next(i for i, e in enumerate(events)
+                      if isinstance(e, SourceFrame) and e.width == 256)
+    assert any(isinstance(e, DecodedFrame) for e in events[:first_full])  # drawn before
+    frames = list(Decoder().frames(wire))
+    assert len(frames) == len([e for e in events if isinstance(e, DecodedFrame)]) > 30
