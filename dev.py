@@ -39,7 +39,7 @@ def setup() -> None:
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check",
            "--progress-bar", "on"]
     # torch first and alone: pinned to the local CPU build, so that nothing resolves
-    # a CUDA build of several GB on the way (see shared/ENVIRONMENT.md).
+    # a CUDA build of several GB on the way (see docs/environment.md).
     print("[2/3] PyTorch 2.13.0 (CPU build)", flush=True)
     subprocess.run([*pip, "torch==2.13.0"], check=True)
     # the export extra too: the tests convert to Core ML and check ONNX with onnxruntime;

@@ -5,8 +5,10 @@
 Receiver: ``Renderer.render`` one frame at a time as the Decoder calls it (dense motion +
 decoder + pixel blend, the fused source embedding computed once beforehand) of the
 Frontalizer Sup+Unsup+Expr and the FOM baseline built from their configs at 128 and 256
-(random weights: speed does not depend on them), on both generator backends (PyTorch
-eager and onnxruntime, facecodec/receiver/runtime.py).
+(random weights: speed does not depend on them), on PyTorch (the receiver's runtime,
+facecodec/receiver/runtime.py) and, for comparison, the same frames through the generator
+graph ``facecodec export onnx`` writes, run with onnxruntime on one thread (what an app
+using the export would run; docs/export.md says why the receiver stays on PyTorch).
 Sender: the front end (PyAV decode of a 720p H.264 file, MediaPipe tracking, tube crop)
 plus the keypoint + expression network on the crop, frame by frame, as ``Encoder.push``
 runs them; the 720p clip is the demo's example photo moved synthetically and upscaled.
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -59,17 +60,52 @@ def random_package(config: str, res: int, dest: Path) -> Path:
     return write_package(build_model(cfg).eval(), cfg, dest)
 
 
+class ExportedGenerator:
+    """``renderer``'s frames drawn by its exported generator graph on onnxruntime (one
+    intra-op thread), fed from the renderer's own source embedding and pose mix."""
+
+    def __init__(self, renderer, tmp: Path):
+        from facecodec.export import to_onnx
+        from facecodec.export.wrappers import generator_network
+        from facecodec.models.registry import load_model
+
+        self.renderer, self.run = renderer, to_onnx.run
+        self.n = len(renderer._images)
+        model = load_model(renderer.package.path, parts=("receiver",))
+        net, self.split = generator_network(model, self.n, renderer.output_size)
+        self.path = to_onnx.export(net, tmp / f"generator-n{self.n}.onnx")
+        self.sess = to_onnx.session(self.path, threads=1)
+        self.names = [s.name for s in net.inputs]
+        self._fixed_for, self._fixed = None, {}
+
+    @torch.inference_mode()
+    def render(self, frames: list) -> None:
+        r = self.renderer
+        per, _, mix = r.frame_values(frames)
+        if self._fixed_for is not r._cache:  # converted once per source set
+            fixed = dict(zip(self.names, self.split(r._cache), strict=False))
+            fixed["source_images"] = r._stacked
+            self._fixed = {k: v.numpy() for k, v in fixed.items() if k in self.names}
+            self._fixed_for = r._cache
+        for i, v in enumerate(per):
+            feed = {**self._fixed, **{k: t.numpy() for k, t in v.items()},
+                    "source_mix": (torch.ones(1, self.n) if mix is None
+                                   else mix[i:i + 1]).numpy()}
+            self.run(self.sess, {k: feed[k] for k in self.names})
+
+
 def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: int,
                  backend: str, output_size: int | None = None) -> dict:
     """Frames/s of ``Renderer.render``, one frame at a time as the Decoder calls it, the
-    frames drawn at ``output_size`` (default: the model's ``res``) from sources that size."""
+    frames drawn at ``output_size`` (default: the model's ``res``) from sources that size;
+    ``backend`` ``onnxruntime``: the exported generator graph instead
+    (:class:`ExportedGenerator`)."""
     from facecodec.models.package import find_model
     from facecodec.receiver.renderer import Renderer
 
     tmp = Path(tempfile.mkdtemp())
-    os.environ["FACECODEC_CACHE"] = str(tmp)  # random weights: keep their graphs out of ~/.cache
     package = find_model(random_package(config, res, tmp / config))
-    renderer = Renderer(package, max_sources=n_sources, backend=backend,
+    renderer = Renderer(package, max_sources=n_sources, backend="torch",
                         output_size=output_size)
     size = renderer.output_size
     layout = renderer.model.layout
@@ -84,28 +120,36 @@ def receiver_fps(config: str, res: int, n_sources: int, frames: int, repeats: in
         renderer.set_source(slot, rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
                             numpy_values(()))
     drive = [numpy_values(()) for _ in range(frames)]
-    renderer.render(drive[:1])  # warm-up; builds the onnxruntime graph on first use
+    draw = renderer
+    graph_mb = None
+    if backend == "onnxruntime":
+        draw = ExportedGenerator(renderer, tmp)
+        graph_mb = round(draw.path.stat().st_size / 1e6, 2)
+    draw.render(drive[:1])  # warm-up
     t0 = time.perf_counter()
     renderer._cache = None  # time the source embedding alone, once
-    renderer.render(drive[:1])
+    draw.render(drive[:1])
     embed_ms = (time.perf_counter() - t0) * 1000
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for v in drive:
-            renderer.render([v])
+            draw.render([v])
         runs.append(frames / (time.perf_counter() - t0))
-    return {"network": f"{config} receiver", "backend": backend, "resolution": res,
-            "output_size": size, "sources": n, "fps_median": statistics.median(runs),
-            "fps_runs": [round(r, 1) for r in runs],
-            "embed_sources_plus_one_frame_ms": round(embed_ms, 1)}
+    row = {"network": f"{config} receiver", "backend": backend, "resolution": res,
+           "output_size": size, "sources": n, "fps_median": statistics.median(runs),
+           "fps_runs": [round(r, 1) for r in runs],
+           "embed_sources_plus_one_frame_ms": round(embed_ms, 1)}
+    if graph_mb is not None:
+        row["graph_mb"] = graph_mb
+    return row
 
 
 def sender_fps(config: str, frames: int, repeats: int) -> dict:
     import av
     import cv2
 
-    from facecodec.cli.demo_cmds import make_example_video
+    from facecodec.examples import make_example_video
     from facecodec.sender import FrontEnd
     from facecodec.sender.video import VideoReader
 

@@ -5,7 +5,7 @@
 1. End to end: the ``call`` clip of ../shared/data (97 s, one person talking) played
    forwards and backwards until it lasts ``--minutes`` (a temporary file, deleted after),
    ``Encoder.encode_file`` to a ``.fcs``, then ``Decoder.frames`` renders every frame
-   (onnxruntime, one thread). Checks every frame comes out, and records the decode time
+   (PyTorch, the receiver's runtime). Checks every frame comes out, and records the decode time
    per frame over the first and the last minute (constant per frame: no work grows with
    the stream) and the peak resident memory.
 2. Bitstream alone: ``--hours`` of synthetic landmark values at 15 fps written and read
@@ -77,7 +77,7 @@ def end_to_end(minutes: float) -> dict:
     st = Encoder().encode_file(video, fcs)
     t_enc = time.perf_counter() - t0
     video.unlink()
-    dec = Decoder(backend="onnxruntime")
+    dec = Decoder()
     times, count, t_prev = [], 0, time.perf_counter()
     t0 = t_prev
     for fr in dec.frames(fcs):
@@ -151,7 +151,7 @@ def main() -> None:
               "notes": ["ms_per_frame: median wall time per frame (the bitstream row: over "
                         "blocks of 1000 frames), first against last part of the stream.",
                         "peak_rss_mb: the process's peak resident memory so far (the end to "
-                        "end row includes the models and onnxruntime)."],
+                        "end row includes the models)."],
               "results": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:

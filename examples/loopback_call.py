@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import facecodec
-from facecodec.cli.demo_cmds import make_example_video
+from facecodec.examples import make_example_video
 from facecodec.sender.video import VideoReader
 
 END = b""  # the sentinel that closes the wire

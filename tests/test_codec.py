@@ -16,9 +16,9 @@ from codec_helpers import make_package
 
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.values import decode_values
-from facecodec.cli.demo_cmds import make_example_video
 from facecodec.codec import Decoder, Encoder
 from facecodec.errors import FormatError, InputError, ModelMismatchError
+from facecodec.examples import make_example_video
 from facecodec.sender.video import VideoReader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -51,10 +51,9 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     models, priors = make_package(root)  # tiny_codec: Sup+Unsup+Expr at 64x64
     make_fom_package(root)
-    keys = ("FACECODEC_MODELS", "FACECODEC_PRIORS", "FACECODEC_CACHE")
+    keys = ("FACECODEC_MODELS", "FACECODEC_PRIORS")
     old = {k: os.environ.get(k) for k in keys}
     os.environ["FACECODEC_MODELS"], os.environ["FACECODEC_PRIORS"] = str(models), str(priors)
-    os.environ["FACECODEC_CACHE"] = str(root / "cache")  # a receiver runtime's graphs
     yield root
     for k, v in old.items():
         if v is None:

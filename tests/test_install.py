@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from facecodec.cli.demo_cmds import make_example_video
 from facecodec.codec import Encoder
+from facecodec.examples import make_example_video
 from facecodec.models.package import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,6 @@ def test_installed_copy_encodes_and_decodes_outside_the_repository(venv, tmp_pat
                 .stdout.strip()).resolve()
     env = {k: v for k, v in os.environ.items()
            if k not in ("FACECODEC_MODELS", "FACECODEC_PRIORS", "PYTHONPATH")}
-    env["FACECODEC_CACHE"] = str(tmp_path / "cache")  # the receiver's ONNX graphs
     work = tmp_path / "work"  # outside the repository
     work.mkdir()
 
@@ -134,7 +133,7 @@ def test_installed_copy_encodes_and_decodes_outside_the_repository(venv, tmp_pat
     assert not Path(where["manifest"]).resolve().is_relative_to(site)
 
     # the demo's input, made by the installed copy from its own photo: 2 s at 15 fps
-    run([py, "-c", "import sys; from pathlib import Path; from facecodec.cli.demo_cmds "
+    run([py, "-c", "import sys; from pathlib import Path; from facecodec.examples "
          "import make_example_video as m; m(Path(sys.argv[1]), seconds=2.0)", "in.mp4"],
         cwd=work, env=env)
     run([py, "-m", "facecodec", "encode", "in.mp4", "in.fcs"], cwd=work, env=env)

@@ -2,10 +2,7 @@
 among the installed models, never a path; source images are checked (format, declared
 size, a size cap) before they are decoded; the number of sources is bounded."""
 
-import hashlib
 import io
-import os
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,10 +54,9 @@ def test_a_stream_cannot_name_a_model_directory(model_id, tmp_path, monkeypatch)
     """A decoy model at the place the id points to, whose config even carries that id as
     its name (so the old lookup, which took the id as a path, loaded and rendered it): the
     decoder refuses the id before touching the file system, on one line."""
-    work, cache = tmp_path / "work", tmp_path / "cache"
+    work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setenv("FACECODEC_CACHE", str(cache))
     if model_id == "ABS":
         model_id = str(tmp_path / "abs")
     cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name=model_id)
@@ -91,42 +87,6 @@ def test_model_names_and_the_installed_lookup(tmp_path, monkeypatch):
         find_installed_model("mine")
     monkeypatch.setenv("FACECODEC_MODELS", str(tmp_path))
     assert find_installed_model("mine").path == tmp_path / "mine"
-
-
-def test_onnx_cache_names_are_hashes_and_graphs_are_verified(tmp_path, monkeypatch):
-    from facecodec.receiver import runtime
-
-    monkeypatch.setenv("FACECODEC_CACHE", str(tmp_path))
-    cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name="../../evil")
-    package = find_model(save_package(cfg, tmp_path / "pkg"))
-    gen = runtime.OnnxGenerator(None, package, output_size=128)
-    name = gen._key(3)
-    assert re.fullmatch(r"generator-n3-s128-[0-9a-f]{32}\.onnx", name), name
-    with pytest.raises(InputError):
-        gen._key(MAX_SOURCES + 1)
-    # a graph is loaded only with a matching checksum beside it
-    d = runtime.cache_dir()
-    d.mkdir(parents=True)
-    graph = d / name
-    graph.write_bytes(b"not a graph")
-    assert runtime._read_verified(graph) is None  # no checksum
-    (d / (name + ".sha256")).write_text(hashlib.sha256(b"other").hexdigest())
-    assert runtime._read_verified(graph) is None  # wrong checksum
-    (d / (name + ".sha256")).write_text(hashlib.sha256(b"not a graph").hexdigest())
-    assert runtime._read_verified(graph) == b"not a graph"
-    # the cache keeps the most recently used graphs only
-    graph.unlink()
-    (d / (name + ".sha256")).unlink()
-    monkeypatch.setattr(runtime, "MAX_CACHED_GRAPHS", 2)
-    for i in range(4):
-        g = d / f"generator-n1-{i:032x}.onnx"
-        g.write_bytes(b"g")
-        (d / (g.name + ".sha256")).write_text("x")
-        os.utime(g, (i + 10, i + 10))
-    runtime._prune(d, keep=d / f"generator-n1-{0:032x}.onnx")
-    left = sorted(p.name for p in d.glob("generator-*.onnx"))
-    assert left == [f"generator-n1-{0:032x}.onnx", f"generator-n1-{3:032x}.onnx"]
-    assert len(list(d.glob("*.sha256"))) == 2
 
 
 # -- 2. source images ----------------------------------------------------------------------

@@ -2,24 +2,17 @@
 resumes without a back channel, and the named presets a user chooses from.
 
 The knobs are those of :class:`facecodec.bitstream.container.FcsWriter`; docs/format.md
-(section 6) says what each puts in the stream. The presets are the operating points
-measured by ``bench/loss.py`` on the val clips (docs/BENCHMARKS.md, "loss"); at 5 %
-random packet loss, 20 seeds per clip:
+(section 6) says what each puts in the stream. The presets are operating points chosen
+from ``bench/loss.py`` runs on the val clips (the figures: docs/format.md, "Presets", and
+docs/BENCHMARKS.md, "loss"):
 
-======== ========================== ========= ================ ============
-preset   writer settings            identical runs frozen       frame bits
-                                              > 0.5 s (of 400)
-======== ========================== ========= ================ ============
-none     (format 2, no protection)  51.7 %    361              +0 %
-light    rp8n                       75.6 %    132              +8 %
-strong   rp6in+fec3+I3              98.5 %    0                +105 %
-======== ========================== ========= ================ ============
-
-``strong`` also holds frames back after a loss while a parity may still repair it: up
-to 2 frames (133 ms at 15 fps) at 5 % loss, 5 when losses cluster (333 ms at 20 %). Its
-longest freeze at 5 % loss is 0.4 s; sending each intra frame twice instead of three times
-(``rp6in+fec3+I2``, +91 %) left 2 runs of 400 frozen for 2 s (an intra frame lost with
-its copy and its parity).
+- ``none``: the plain stream, for files and calls with a feedback channel;
+- ``light``: chained recovery points every 8 frames, each sent once: a loss freezes the
+  picture for at most a few frames, at a small cost in bits;
+- ``strong``: recovery points every 6 frames referring to the intra frame, each intra
+  frame sent three times and a parity chunk after every 3 frame packets: for lossy links
+  without feedback, at about twice the frame bits. It also holds frames back after a
+  loss while a parity may still repair it (up to the parity group).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 To add a method: write one :class:`facecodec.eval.base.Method` subclass (its ``run`` gets
 the clip's 256x256 15 fps face tube and the sender's per-frame values in ``clip.meta``, and
 returns the decoded frames with the bits it sent, ``setup_bits`` for source images, and its
-times), then add one line to ``REGISTRY`` below. The model methods of issue 6 (the
-facecodec variants, FOM, FOM-mult) live in facecodec/eval/neural.py. Options come from the
+times), then add one line to ``REGISTRY`` below. The neural methods (the facecodec
+variants, FOM, FOM-mult) live in facecodec/eval/neural.py. Options come from the
 command line as ``--methods name:key=value;key=value`` (commas separate methods) and reach
 the factory as keyword strings, e.g. ``facecodec:model=runs/x/model;sources=1``.
 """

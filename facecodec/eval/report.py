@@ -18,8 +18,14 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no backend t
 from facecodec.errors import InputError
 from facecodec.eval.metrics import ClipScore
 from facecodec.eval.runner import EvalRun, SheetFrames
+from facecodec.resources import source_checkout
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = source_checkout()
+"""The facecodec checkout eval runs from (an editable install), or None when it runs from an
+installed copy (:func:`facecodec.resources.source_checkout`): the repository whose commit a
+report names (:func:`git_commit`) and into which no contact sheet may go unless git ignores
+the folder (:func:`check_sheet_dir`). An installed copy has neither: its reports name the
+commit ``unknown``."""
 METRICS = ("kbps_all", "kbps_steady", "bits_per_frame", "lpips", "psnr", "ms_ssim", "nme",
            "identity", "face_found", "motion_ratio", "motion_error", "flicker", "eye_error",
            "mouth_open_error", "mouth_width_error", "eye_corr", "mouth_open_corr",
@@ -145,6 +151,10 @@ def clip_table(scores: Sequence[ClipScore]) -> str:
 
 
 def git_commit() -> str:
+    """The checkout's short commit, ``+changes`` when tracked files differ from it;
+    ``unknown`` outside a checkout (:data:`REPO`) or without git."""
+    if REPO is None:
+        return "unknown"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                               capture_output=True, check=True).stdout.strip()
@@ -239,7 +249,10 @@ def rate_plots(scores: Sequence[ClipScore], out_dir: Path) -> list[Path]:
 
 def check_sheet_dir(path: Path) -> None:
     """Refuse a folder inside the repository unless git ignores it: the sheet shows
-    frames of third-party clips, which must never be committed."""
+    frames of third-party clips, which must never be committed. An installed copy
+    (:data:`REPO` None) has no repository of its own to guard."""
+    if REPO is None:
+        return
     try:
         rel = path.resolve().relative_to(REPO)
     except ValueError:

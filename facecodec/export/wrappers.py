@@ -206,7 +206,7 @@ def _pixel_blend(model: KeypointAnimationModel) -> bool:
 
 def generator_network(model: KeypointAnimationModel, num_sources: int | None = None,
                       output_size: int | None = None) -> tuple[ExportNetwork, Callable]:
-    """The per-frame generator alone (what the receiver runs on onnxruntime), and the
+    """The per-frame generator alone (what an app runs per frame), and the
     ``split`` that turns the receiver's cache into the generator's first inputs.
     ``output_size``: the side of its source images and of the frame it draws (default:
     the model's resolution; larger only with the pixel blend, see

@@ -1,10 +1,9 @@
 """Eyelids and lips where the stream says they are: a landmark-driven touch-up of each frame.
 
-The generator draws every pixel of the eyes and the mouth from warped source pixels (its
-blend mask is ~0.97 there, docs/EXPRESSIONS.md), so a blink or a mouth opening that no
-source shows does not appear: the rendered eye openness follows the transmitted one with a
-gain of 0.28 and blink recall 0.04 on the val clips, although the decoded landmarks still
-carry 95 % of the blinks. The receiver knows both ends of that gap: where the stream puts
+The generator draws nearly every pixel of the eyes and the mouth from warped source
+pixels (its blend mask is close to 1 there), so a blink or a mouth opening that no source
+shows does not appear, although the decoded landmarks still carry them (the figures, stage
+by stage: docs/EXPRESSIONS.md). The receiver knows both ends of that gap: where the stream puts
 the lids and lips (the decoded supervised landmarks 159/145, 386/374, 13/14 and 61/291) and where
 the generator drew them (MediaPipe's face mesh on the rendered frame, the sender's own
 tracker). This module moves the drawn ones to the transmitted gaps with a local warp:
@@ -31,7 +30,7 @@ the same pose but may differ in scale by a few pixels); a change below
 :data:`MIN_CHANGE` is left alone. A frame where the mesh finds no face, or finds it away
 from where the stream puts it, is shown as drawn. The warp is one ``cv2.remap`` per
 feature, restricted to a box around it. bench/expression_retouch.py measures what it
-gains and costs (docs/EXPRESSIONS.md).
+gains and costs; the results are in docs/EXPRESSIONS.md.
 
 This does not replace a generator that draws expressions itself (issue 19); it corrects
 what the generator draws with the information the receiver already has.
@@ -64,8 +63,8 @@ LASH_WIDTH = 0.04
 """The painted lash line's half-width, in eye widths."""
 
 MIN_CHANGE = 0.01
-"""Gap changes below this share of the outer-eye-corner distance are left alone (the face
-mesh on a rendered frame jitters by about that much)."""
+"""Gap changes below this share of the outer-eye-corner distance are left alone: about
+the face mesh's jitter on a rendered frame."""
 
 WIDTH_REACH = 0.5
 """The width change fades out over this many mouth widths beyond each corner."""
@@ -74,10 +73,10 @@ WIDTH_BAND = 0.45
 """... and over this many mouth widths across the lips (above and below them)."""
 
 CLOSE_BIAS = 0.005
-"""A closing lid is drawn this much lower (in outer-eye-corner distances, ~0.5 px at 256):
-the face mesh reads a lid closed by this warp that much more open than it was drawn
-(measured over the 20 val clips' renders: 0.020 for a target of 0.015, 0.037 for 0.029),
-and the sender measured the original's lids with the same mesh."""
+"""A closing lid is drawn this much lower (in outer-eye-corner distances): the face mesh
+reads a lid closed by this warp about that much more open than it was drawn, and the
+sender measured the original's lids with the same mesh (the measurement:
+docs/EXPRESSIONS.md, "The fix so far")."""
 
 CAVITY_SHADE = np.array([0.2, 0.12, 0.12])
 """A mouth opened beyond its drawn gap shows its inside as the lips' colour times this

@@ -8,17 +8,16 @@ last sent (hysteresis per value); until then the receiver keeps the previous val
 zero delta that the learned prior codes in a fraction of a bit. Unlike a low-pass filter
 it adds no lag to a real movement, and the error it leaves is bounded by the threshold.
 
-Measured on the val streams of an early model (516 steps; the current figures are in
-docs/EVAL.md): strength 8 halves the Jacobians' bits (307 -> 161 bits/frame, prior refitted)
-for a mean deviation of 0.012 per Jacobian entry. The supervised landmarks are not touched:
-the tracker smooths them (facecodec/sender/smoothing.py) and they cost 8 bits per value.
+The supervised landmarks are not touched: the tracker smooths them
+(facecodec/sender/smoothing.py) and they are coded on a fixed 8-bit grid.
 
 The default strength is the smallest of those with a fitted prior whose steady rate on
-the val clips fits the 433 bits/frame budget of Oquab et al. 2022 (Sup+Unsup+Expr); the
-measured rates are in docs/codec.md. It was chosen on rate alone because the shipped
-generator barely uses its learned values (docs/EVAL.md: quality does not move with the
-strength); a model that uses them needs the strength chosen again on quality
-(``facecodec eval -m "facecodec:deadband=S;prior=P"``, priors/operating_points/).
+the val clips fits the per-frame bit budget of Oquab et al. 2022 (Sup+Unsup+Expr). It was
+chosen on rate alone because the shipped generator barely uses its learned values
+(quality does not move with the strength); a model that uses them needs the strength
+chosen again on quality (``facecodec eval -m "facecodec:deadband=S;prior=P"``,
+priors/operating_points/). The measured rates and qualities per strength: docs/codec.md
+(``deadband``) and docs/EVAL.md.
 """
 
 from __future__ import annotations
