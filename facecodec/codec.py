@@ -99,7 +99,7 @@ FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
-MAX_RENDERERS = 2  # renderers (loaded weights + graphs) a Decoder keeps across streams
+MAX_RENDERERS = 2  # renderers (loaded weights) a Decoder keeps across streams
 
 
 def find_model_prior(package: ModelPackage) -> Prior:
@@ -739,8 +739,8 @@ class Decoder:
             in ``models/``). The stream's weight hash must match either way.
         tolerant: skip corrupt packets, hold the last good frame, resume at the next
             intra frame (what was skipped is in ``self.skipped`` afterwards).
-        backend: the per-frame generator's runtime, ``auto`` (default: onnxruntime when
-            installed), ``onnxruntime`` or ``torch`` (:mod:`facecodec.receiver.runtime`).
+        backend: ``auto`` (default) or ``torch``: the receiver runs on PyTorch
+            (:mod:`facecodec.receiver.runtime`; ONNX is an export format).
         output_size: the side of the rendered frames; default: the stream's crop size, the
             size its source frames are sent at (256), at most ``MAX_DEFAULT_OUTPUT``. A
             model with the pixel blend warps the sources at this size, sharper than its own
@@ -764,7 +764,7 @@ class Decoder:
         self.tolerant = tolerant
         self.max_delay = None if max_delay is None else int(max_delay)
         choose_backend(backend)  # a bad name fails here, not at the first frame
-        self.backend = backend  # resolved per stream: auto depends on the drawing size
+        self.backend = backend
         self.output_size = output_size
         self.retouch = bool(retouch)
         self.header: Header | None = None

@@ -16,7 +16,7 @@ from facecodec.errors import InputError
 from facecodec.models.package import find_model
 from facecodec.models.registry import load_model
 from facecodec.receiver.renderer import Renderer
-from facecodec.receiver.runtime import OnnxGenerator, choose_backend
+from facecodec.receiver.runtime import choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,16 +85,14 @@ def test_the_exported_generator_renders_what_the_receiver_renders(package, tmp_p
 
 def test_backend_names(monkeypatch):
     assert choose_backend("torch") == "torch"
-    assert choose_backend("auto") == "torch"  # drawing at the model's own size
-    assert choose_backend("auto", upscaled=True) == "torch"
+    assert choose_backend("auto") == "torch"
     assert choose_backend(None) == "torch"
     monkeypatch.setenv("FACECODEC_BACKEND", "torch")
     assert choose_backend(None) == "torch"
     with pytest.raises(InputError, match="unknown backend 'tensorrt'"):
         choose_backend("tensorrt")
     # onnxruntime was a backend: asking for it says where ONNX went, on one line
-    for ask in (lambda: choose_backend("onnxruntime"), lambda: Decoder(backend="onnxruntime"),
-                lambda: OnnxGenerator(None, None)):
+    for ask in (lambda: choose_backend("onnxruntime"), lambda: Decoder(backend="onnxruntime")):
         with pytest.raises(InputError, match="PyTorch only.*export onnx") as e:
             ask()
         assert "\n" not in str(e.value)

@@ -186,10 +186,10 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
               help="Output frame size (the face tube, square).")
 @click.option("--model", default=None,
               help="Model directory or name (default: the one the stream names).")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch"]), default=None,
-              help="Runtime of the per-frame generator [default: auto: torch when frames "
-                   "are drawn above the model's size (the shipped model), else onnxruntime "
-                   "when installed; or $FACECODEC_BACKEND].")
+@click.option("--backend", default=None,
+              help="Runtime of the receiver: auto or torch (the receiver runs on PyTorch; "
+                   "ONNX is an export format: 'facecodec export onnx') [default: auto, or "
+                   "$FACECODEC_BACKEND].")
 @click.option("--no-retouch", is_flag=True,
               help="Show the generator's eyelids and lips as drawn, without moving them to "
                    "where the stream's landmarks put them (blinks, mouth openings).")

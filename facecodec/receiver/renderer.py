@@ -18,7 +18,7 @@ from facecodec.models.keypoints import assemble
 from facecodec.models.package import ModelPackage
 from facecodec.models.registry import load_model
 from facecodec.receiver.mixing import SourceMixer
-from facecodec.receiver.runtime import OnnxGenerator, choose_backend
+from facecodec.receiver.runtime import choose_backend
 
 Values = dict[str, np.ndarray]
 
@@ -28,9 +28,9 @@ class Renderer:
 
     def __init__(self, package: ModelPackage, max_sources: int = SOURCES,
                  backend: str | None = None, output_size: int | None = None):
-        """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``), ``onnxruntime`` or
-        ``torch`` for the per-frame generator (see :mod:`facecodec.receiver.runtime`); the
-        sources are always embedded with PyTorch (once per source set).
+        """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``) or ``torch``: the
+        receiver runs on PyTorch (:mod:`facecodec.receiver.runtime`); another name is an
+        :class:`InputError`.
 
         ``output_size``: the side of the rendered frames (default: the model's resolution).
         When larger, a model with the pixel blend warps the source frames at that size
@@ -44,9 +44,7 @@ class Renderer:
         # without the pixel blend the decoder alone draws the frame, at the model's size
         self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
                             else self.resolution)
-        self.backend = choose_backend(backend, upscaled=self.output_size > self.resolution)
-        self._onnx = (OnnxGenerator(full, package, output_size=self.output_size)
-                      if self.backend == "onnxruntime" else None)
+        self.backend = choose_backend(backend)
         self.streams = self.model.layout.streams
         self.shapes = package.profile.layout.shapes
         # each frame's pixels mostly from the sources nearest in pose (receiver/mixing.py)
@@ -56,7 +54,7 @@ class Renderer:
 
     def start(self, max_sources: int) -> None:
         """Forget the sources: a new stream with up to ``max_sources`` of them (at most
-        ``MAX_SOURCES``: the generator is traced once per source count)."""
+        ``MAX_SOURCES``, a bound on what a stream may ask of the receiver)."""
         if not 0 <= max_sources <= MAX_SOURCES:
             raise InputError(f"{max_sources} sources: a receiver takes at most {MAX_SOURCES}")
         # FOM animates one source; the Frontalizer fuses all of them
@@ -119,12 +117,7 @@ class Renderer:
         ``output_size``."""
         if not self.ready:
             raise RuntimeError("no source frame yet")
-        per, values, mix = self.frame_values(frames)
-        if self._onnx is not None:
-            image = torch.cat([self._onnx.render(self._cache, self._stacked, v,
-                                                 None if mix is None else mix[i:i + 1])
-                               for i, v in enumerate(per)])
-            return self._to_uint8(image)
+        _, values, mix = self.frame_values(frames)
         cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
         return self._to_uint8(self.model.render(cache, values, mix).image)
 

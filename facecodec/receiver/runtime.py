@@ -22,11 +22,9 @@ BACKENDS = ("auto", "torch")
 _EXPORT_ONLY = ("onnxruntime",)  # names of former backends, refused with a pointer
 
 
-def choose_backend(backend: str | None, upscaled: bool = False) -> str:
+def choose_backend(backend: str | None) -> str:
     """``backend`` or ``$FACECODEC_BACKEND`` or ``auto``, resolved to what will run
-    (``torch``). ``upscaled`` (frames drawn larger than the model's resolution) no longer
-    changes the choice; it is accepted for the renderer's call."""
-    del upscaled
+    (``torch``)."""
     given = backend or os.environ.get("FACECODEC_BACKEND") or "auto"
     where = "" if backend else " (from $FACECODEC_BACKEND)"
     if given in _EXPORT_ONLY:
@@ -36,12 +34,3 @@ def choose_backend(backend: str | None, upscaled: bool = False) -> str:
     if given not in BACKENDS:
         raise InputError(f"unknown backend {given!r}{where} (one of {', '.join(BACKENDS)})")
     return "torch"
-
-
-class OnnxGenerator:
-    """Not a runtime any more: :func:`choose_backend` never selects onnxruntime. Kept so
-    that facecodec/receiver/renderer.py, which still names it, imports; constructing it
-    raises the same error as asking for the backend."""
-
-    def __init__(self, *args, **kwargs):
-        choose_backend("onnxruntime")
