@@ -194,7 +194,8 @@ class Encoder:
         first_source_quality: a live call's first source frame is sent at 160 px and this
             quality (30 by default: the first face sooner on a thin link) and again at
             full size and ``source_quality`` 2 s later; None sends it once, in full.
-            Files (``encode_file``) send every source at ``source_quality``.
+            Files (``encode_file``) send every source at ``source_quality``, unless
+            ``source_kbps`` paces them.
         source_kbps: pace the sources (format 2.3): the first goes out at once, small (160
             px, ``first_source_quality``), and the full-size sources follow in parts
             between the frames at this rate, the first one again among them; the receiver

@@ -278,11 +278,6 @@ class FcsWriter:
             return b""
         return self._emit(chunk(SOURCE, body))
 
-    @property
-    def sources_waiting(self) -> int:
-        """Paced sources not completely sent yet."""
-        return len(self._paced)
-
     def _pace(self, force: bool = False) -> bytes:
         """The parts of the waiting sources that this frame's allowance pays for (all of
         them with ``force``)."""
