@@ -63,10 +63,9 @@ from facecodec.bitstream.container import (
 )
 from facecodec.bitstream.header import MAX_FPS, MIN_FPS, intra_period_frames
 from facecodec.bitstream.limits import MAX_SOURCES
-from facecodec.bitstream.prior import Prior, prior_dirs
+from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.protection import resolve as resolve_protection
-from facecodec.bitstream.streams import TABLES
 from facecodec.defaults import MAX_SOURCE_KBPS, MIN_SOURCE_KBPS
 from facecodec.defaults import SOURCE_CODEC as DEFAULT_SOURCE_CODEC
 from facecodec.defaults import SOURCE_QUALITY as DEFAULT_SOURCE_QUALITY
@@ -74,7 +73,7 @@ from facecodec.defaults import SOURCES as DEFAULT_SOURCES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_source, encode_image, resize_square
-from facecodec.models.package import ModelPackage, find_installed_model, find_model
+from facecodec.models.package import find_installed_model, find_model
 from facecodec.receiver.expression import Retoucher
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
@@ -100,22 +99,6 @@ REFINE_AFTER_S = 2.0
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights) a Decoder keeps across streams
-
-
-def find_model_prior(package: ModelPackage) -> Prior:
-    """The prior fitted to this model's value streams: ``<model name>.json`` in
-    :func:`~facecodec.bitstream.prior.prior_dirs` (the shipped one: ``priors/``)."""
-    for d in prior_dirs():
-        path = d / f"{package.name}.json"
-        if path.is_file():
-            prior = Prior.load(path)
-            if prior.table != TABLES[package.table_name]:
-                raise ModelMismatchError(f"prior {path} is for another stream table than "
-                                         f"model {package.name}", source=str(path))
-            return prior
-    looked = ", ".join(str(d) for d in prior_dirs())
-    raise InputError(f"no prior fitted for model {package.name!r} ({package.name}.json in "
-                     f"{looked}); run: facecodec fit-priors --model {package.path}")
 
 
 class _Collect:
@@ -172,7 +155,8 @@ class Encoder:
         source_codec, source_quality: the still-image codec of the source frames.
         intra_period: frames between intra frames (default: 2 s).
         packet_frames: frames per packet (1: one packet per frame, lowest latency).
-        prior: the entropy-coding prior (default: ``priors/<model name>.json``).
+        prior: the entropy-coding prior (default: the model's, fitted at ``deadband``
+            when the model has that operating point, see :meth:`ModelPackage.prior`).
         max_num_faces: >1 keeps following the same person when several are in view.
         deadband: strength of the dead zone on the learned values, the rate knob
             (:mod:`facecodec.sender.deadband`; 0: off; default: the strength the prior
@@ -246,7 +230,7 @@ class Encoder:
         self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
 
         self.package = find_model(model)
-        self.prior = prior or find_model_prior(self.package)
+        self.prior = prior or self.package.prior(deadband)
         self.network = SenderNetwork(self.package)
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
         self.fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)

@@ -12,12 +12,17 @@ a regular package). So:
   folders, so a model exported or a prior fitted there is found at once.
 
 On top of the shipped ones, ``$FACECODEC_MODELS`` and ``$FACECODEC_PRIORS``
-(colon-separated folders, searched first) add models and priors.
+(colon-separated folders, searched first) add models and priors (:func:`search_path`).
+
+A model's own priors live in its folder (``models/<name>/prior.json`` and
+``operating_points/``); ``priors/`` holds the priors that belong to no model (the
+landmark-only table of the value-stream tools) and the ones a user installs.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import os
 from pathlib import Path
 
 from facecodec.errors import InputError
@@ -40,6 +45,15 @@ def shipped(kind: str) -> Path:
         raise InputError(f"facecodec's package data {package} is not a folder on disk "
                          f"({root}): install facecodec unzipped")
     return root
+
+
+def search_path(kind: str) -> list[Path]:
+    """Where ``models`` or ``priors`` are looked up, in order: ``$FACECODEC_MODELS`` /
+    ``$FACECODEC_PRIORS`` (colon-separated folders), then the shipped ones."""
+    if kind not in ("models", "priors"):
+        raise ValueError(f"no search path for {kind!r}")
+    env = os.environ.get(f"FACECODEC_{kind.upper()}", "")
+    return [*(Path(p) for p in env.split(":") if p), shipped(kind)]
 
 
 def source_checkout() -> Path | None:

@@ -17,13 +17,15 @@ from facecodec.training.export import write_package
 
 
 def make_package(root: Path, name: str = "tiny_codec", seed: int = 0) -> tuple[Path, Path]:
-    """models dir and priors dir holding a Sup+Unsup+Expr model with the bitstream's
-    stream sizes (10 keypoints, 16 expression codes) at 64x64."""
+    """models dir holding a Sup+Unsup+Expr model with the bitstream's stream sizes (10
+    keypoints, 16 expression codes) at 64x64 and its untrained prior (in the model's
+    folder, as fit-priors puts it), and an empty priors dir (for $FACECODEC_PRIORS)."""
     torch.manual_seed(seed)
     cfg = replace(tiny_config("model.num_unsup=10", "model.expr_dim=16"), name=name)
-    save_package(cfg, root / "models" / name)
+    dest = save_package(cfg, root / "models" / name)
+    Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(dest / "prior.json")
     priors = root / "priors"
-    Prior.untrained(TABLES["sup_unsup_expr"], name=name).save(priors / f"{name}.json")
+    priors.mkdir(exist_ok=True)
     return root / "models", priors
 
 

@@ -50,7 +50,7 @@ from facecodec.errors import FacecodecError
 from facecodec.imagecodec import decode_image, encode_image, image_info
 
 ROOT = Path(__file__).resolve().parents[1]
-PRIOR_PATH = ROOT / "priors" / "frontalizer_sup_unsup_expr.json"
+PRIOR_PATH = ROOT / "models" / "frontalizer_sup_unsup_expr" / "prior.json"
 TIME_LIMIT = 2.0  # seconds per case (both modes and the images); longer counts as a hang
 MAGIC = b"\x89FCS"
 # the kinds docs/format.md defines (0x40, parity, is the first ancillary kind, 0x40-0x7E;

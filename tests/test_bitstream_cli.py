@@ -15,6 +15,7 @@ from eval_helpers import moving_clip
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
 from facecodec.bitstream.values import save_values
+from facecodec.models.package import find_model
 
 
 def run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -84,9 +85,10 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
     assert (tmp_path / "clip.mp4").read_bytes() == b"a video the user cares about"
 
 
-def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):
+def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path, monkeypatch):
     """--operating-points fits one prior per strength from one sender pass: each the prior
-    a fit at that strength alone makes, and a wider dead zone codes fewer bits."""
+    a fit at that strength alone makes, and a wider dead zone codes fewer bits. By default
+    they go into the model's folder, where the encoder takes the one of its strength."""
     models, _ = make_package(tmp_path)
     cache = tmp_path / "cache"
     clips = []
@@ -106,7 +108,7 @@ def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):
             cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     main = Prior.load(tmp_path / "p" / "main.json")
-    points = {s: Prior.load(tmp_path / "p" / "operating_points" / f"tiny_codec-deadband{s}.json")
+    points = {s: Prior.load(tmp_path / "p" / "operating_points" / f"deadband{s}.json")
               for s in (0, 16)}
     assert main.info["deadband"] == 4 and points[16].info["deadband"] == 16
     bits = {s: p.info["val_bits_per_frame"]["prior"]["total"] for s, p in points.items()}
@@ -114,6 +116,15 @@ def test_fit_priors_for_a_model_at_several_dead_zones(tmp_path):
     r = run(*fit, "--deadband", "16", "--out", "alone.json", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert Prior.load(tmp_path / "alone.json").id == points[16].id
+
+    r = run(*fit, "--deadband", "4", "--operating-points", "16", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("FACECODEC_MODELS", str(models))
+    package = find_model("tiny_codec")
+    assert package.prior().id == main.id == package.prior(4).id  # prior.json, fitted at 4
+    assert package.prior(16).id == points[16].id  # operating_points/deadband16.json
+    assert package.prior(8).id == main.id  # no operating point there: the default
+    assert set(package.operating_points()) == {16.0}
 
 
 def test_the_report_says_where_the_rate_went_over_time(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 from facecodec.bitstream.prior import Prior, find_prior, prior_dirs, recorded_id
 from facecodec.bitstream.streams import TABLES
 from facecodec.errors import FormatError
+from facecodec.resources import shipped
 
 
 @pytest.fixture
@@ -35,8 +36,15 @@ def save_legacy(prior: Prior, path: Path) -> None:
 
 
 def test_every_shipped_prior_records_its_id_first_and_is_found_alone(reads):
-    paths = sorted(prior_dirs()[-1].glob("**/*.json"))
-    assert len(paths) >= 9  # landmarks, 4 models, 4 operating points
+    paths = sorted(p for kind in ("models", "priors") for p in shipped(kind).glob("**/*.json"))
+    assert {p.relative_to(shipped("models")).as_posix() for p in paths
+            if p.is_relative_to(shipped("models"))} >= {
+        "fom/prior.json", "frontalizer_sup/prior.json", "frontalizer_sup_unsup/prior.json",
+        "frontalizer_sup_unsup_expr/prior.json",
+        *(f"frontalizer_sup_unsup_expr/operating_points/deadband{s}.json"
+          for s in (0, 4, 8, 32))}  # each model package holds its priors
+    assert shipped("priors") / "landmarks.json" in paths  # the one no model owns
+    assert set(prior_dirs()[-2:]) == {shipped("models"), shipped("priors")}
     for path in paths:
         assert path.read_bytes().startswith(b'{"id":"'), path
         reads.clear()

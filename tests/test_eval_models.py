@@ -41,8 +41,8 @@ def make_fom_package(root: Path, name: str = "tiny_fom") -> None:
     torch.manual_seed(1)
     cfg = tiny_config("family=fom", "model.landmarks.sup=false", "model.landmarks.iris=false",
                       "model.num_unsup=10", "model.expr_dim=0", "data.num_sources=1")
-    save_package(replace(cfg, name=name), root / "models" / name)
-    Prior.untrained(TABLES["fom"], name=name).save(root / "priors" / f"{name}.json")
+    dest = save_package(replace(cfg, name=name), root / "models" / name)
+    Prior.untrained(TABLES["fom"], name=name).save(dest / "prior.json")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -22,13 +22,11 @@ from facecodec.models.package import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["facecodec/_examples/astronaut.jpg", "facecodec/_priors/landmarks.json",
-           "facecodec/_priors/operating_points/frontalizer_sup_unsup_expr-deadband8.json",
+           f"facecodec/_models/{DEFAULT_MODEL}/operating_points/deadband8.json",
            *(f"facecodec/_models/{m}/{f}"
              for m in ("fom", "frontalizer_sup", "frontalizer_sup_unsup", DEFAULT_MODEL)
              for f in ("config.yaml", "sender.safetensors", "receiver.safetensors",
-                       "MODEL_CARD.md")),
-           *(f"facecodec/_priors/{m}.json"
-             for m in ("fom", "frontalizer_sup", "frontalizer_sup_unsup", DEFAULT_MODEL))]
+                       "MODEL_CARD.md", "prior.json"))]
 MAX_WHEEL_MB = 40  # the four models are ~20 MB; more means something else got in
 # What only the repository holds: never in an sdist or a wheel.
 DEV_TREE = ("runs/", "out/", "tests/", "docs/", "bench/", "configs/", ".ci/", "build/",
@@ -38,13 +36,12 @@ DEV_TREE = ("runs/", "out/", "tests/", "docs/", "bench/", "configs/", ".ci/", "b
 WHERE = """
 import json, facecodec
 from facecodec.bitstream.prior import find_prior, prior_dirs
-from facecodec.codec import find_model_prior
 from facecodec.models.package import find_model, model_dirs
 from facecodec.resources import shipped, source_checkout
 from facecodec.sender.prepare import DEFAULT_MANIFEST
 import facecodec.eval.report  # dev tools import cleanly from an installed copy
 m = find_model()
-p = find_model_prior(m)
+p = m.prior()
 print(json.dumps({"package": facecodec.__file__, "model": str(m.path), "prior": p.id,
                   "found": find_prior(p.id) is not None, "examples": str(shipped("examples")),
                   "model_dirs": [str(d) for d in model_dirs()],
@@ -128,7 +125,8 @@ def test_installed_copy_encodes_and_decodes_outside_the_repository(venv, tmp_pat
     for key in ("package", "model", "examples"):
         assert Path(where[key]).resolve().is_relative_to(site), where
     assert [Path(d).resolve() for d in where["model_dirs"]] == [site / "facecodec/_models"]
-    assert [Path(d).resolve() for d in where["prior_dirs"]] == [site / "facecodec/_priors"]
+    assert [Path(d).resolve() for d in where["prior_dirs"]] == [site / "facecodec/_models",
+                                                                site / "facecodec/_priors"]
     assert where["found"] and where["checkout"] is None
     assert not Path(where["manifest"]).resolve().is_relative_to(site)
 

@@ -22,7 +22,7 @@ from facecodec.imagecodec import check_image, decode_image, encode_image, image_
 from facecodec.models.package import find_installed_model, find_model, valid_model_id
 
 ROOT = Path(__file__).resolve().parents[1]
-PRIOR = Prior.load(ROOT / "priors" / "frontalizer_sup_unsup_expr.json")
+PRIOR = Prior.load(ROOT / "models" / "frontalizer_sup_unsup_expr" / "prior.json")
 
 
 def stream(model_id: str = "", model_hash: bytes = b"\0" * 16, n_sources: int = 1,

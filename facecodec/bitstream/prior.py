@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from facecodec.bitstream.streams import StreamSpec, StreamTable
 from facecodec.bitstream.symbols import Alphabet
 from facecodec.defaults import FIT_INTRA_PERIOD
 from facecodec.errors import FormatError
-from facecodec.resources import shipped
+from facecodec.resources import search_path
 
 PRECISION = 24
 TOTAL = 1 << PRECISION
@@ -414,11 +413,12 @@ def _geometric(a: Alphabet, ratio: float) -> np.ndarray:
 
 
 def prior_dirs() -> list[Path]:
-    """Where installed priors are looked up: ``$FACECODEC_PRIORS`` (colon-separated),
-    then the shipped priors (package data ``facecodec._priors``: the checkout's ``priors/``
-    in an editable install, see :mod:`facecodec.resources`)."""
-    dirs = [Path(p) for p in os.environ.get("FACECODEC_PRIORS", "").split(":") if p]
-    return [*dirs, shipped("priors")]
+    """Where a stream's prior is looked up by id: ``$FACECODEC_PRIORS``, the model
+    folders (each model keeps its priors: ``prior.json`` and ``operating_points/``), then
+    the shipped ``priors/`` (:func:`facecodec.resources.search_path`). Only the files'
+    locations: nothing here reads a model."""
+    priors = search_path("priors")
+    return [*priors[:-1], *search_path("models"), priors[-1]]
 
 
 HEAD_BYTES = 512  # what recorded_id reads of a file

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from facecodec.bitstream.limits import MAX_SOURCES
-from facecodec.bitstream.prior import Prior, prior_dirs
+from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.protection import PRESETS
 from facecodec.bitstream.protection import resolve as resolve_protection
 from facecodec.bitstream.report import analyse, overall, to_markdown
@@ -31,12 +31,15 @@ from facecodec.defaults import (
 )
 from facecodec.errors import InputError
 from facecodec.files import VIDEO_SUFFIXES, check_output
+from facecodec.resources import search_path
 
 
 def _prior_option(f):
     return click.option(
         "--prior", "prior_path", default=None,
-        help="Prior file (.json) or 'untrained'. Default: priors/<table>.json.")(f)
+        help="Prior file (.json) or 'untrained'. Default: <table>.json in $FACECODEC_PRIORS "
+             "or the shipped priors/ (a model's priors are in its folder: "
+             "models/<name>/prior.json).")(f)
 
 
 def _load_prior(prior_path: str | None, table_name: str):
@@ -45,14 +48,15 @@ def _load_prior(prior_path: str | None, table_name: str):
     if prior_path == "untrained":
         return Prior.untrained(TABLES[table_name])
     if prior_path is None:
-        for d in prior_dirs():
+        for d in search_path("priors"):
             if (d / f"{table_name}.json").is_file():
                 prior_path = str(d / f"{table_name}.json")
                 break
         else:
             raise InputError(f"no prior for stream table {table_name!r} in "
-                             f"{[str(d) for d in prior_dirs()]}: fit one with "
-                             f"'facecodec fit-priors' or pass --prior untrained")
+                             f"{[str(d) for d in search_path('priors')]}: fit one with "
+                             f"'facecodec fit-priors', pass a model's (--prior "
+                             f"models/<name>/prior.json) or --prior untrained")
     prior = Prior.load(prior_path)
     if prior.table != TABLES[table_name]:
         raise InputError(f"{prior_path}: fitted for another stream table than {table_name!r}")
@@ -249,7 +253,7 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
 @click.option("--model", default=None,
               help="Fit the streams this model sends (landmarks + its sender network's "
                    "values on the cache's face tubes; needs --cache). Default output: "
-                   "priors/<model name>.json.")
+                   "the model's own prior.json.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Training-data cache (prepare-data): train split fits, val split reports.")
 @click.option("--train", "train_files", multiple=True, type=click.Path(path_type=Path),
@@ -266,10 +270,12 @@ def bitrate(files: tuple[Path, ...], report: bool, as_json: bool, tolerant: bool
                    "with [default: the encoder's default].")
 @click.option("--operating-points", "points", default="",
               help="With --model: other dead-zone strengths, comma-separated, each fitted "
-                   "to its own prior in operating_points/<model>-deadband<S>.json next to "
-                   "the main one (the sender network runs once for all).")
+                   "to its own prior in operating_points/deadband<S>.json next to the "
+                   "main one (the sender network runs once for all; the encoder uses it "
+                   "at --deadband S).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the prior. Default: priors/<table>.json.")
+              help="Where to write the prior. Default: the model's prior.json with "
+                   "--model, else priors/<table>.json (shipped priors).")
 def fit_priors(table_name: str, model: str | None, cache: Path | None,
                train_files: tuple[Path, ...], val_files: tuple[Path, ...], context: int,
                intra_period: int, deadband: float | None, points: str,

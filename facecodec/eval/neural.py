@@ -117,7 +117,7 @@ def _installed_prior(path: str, method: str):
     prior = Prior.load(Path(path))  # FormatError: one line, naming the file
     if find_prior(prior.id) is None:
         raise InputError(f"{method}: prior {path} is not installed (the Decoder looks in "
-                         "priors/ and $FACECODEC_PRIORS)")
+                         "the models' folders, priors/ and $FACECODEC_PRIORS)")
     return prior
 
 

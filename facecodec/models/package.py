@@ -7,6 +7,12 @@ layout, stream table, network resolution, pixel warp and how many sources its re
 takes. The Encoder, the Decoder, the renderer, eval and export read the profile instead of
 the config.
 
+A model package also owns its entropy-coding priors: ``prior.json`` (fitted at the dead
+zone the encoder uses by default, which it records) and ``operating_points/deadband<S>.json``
+(the same streams fitted at other dead-zone strengths S). :meth:`ModelPackage.prior` picks
+the one for a strength; a receiver finds any of them by the id a stream names
+(:func:`facecodec.bitstream.prior.find_prior` searches the model folders).
+
 A ``.fcs`` header carries the model's id (its config name) and a 16-byte hash of its
 receiver weights: a receiver refuses a stream made for other weights instead of rendering
 garbage (facecodec/bitstream/container.py checks both).
@@ -15,7 +21,7 @@ garbage (facecodec/bitstream/container.py checks both).
 from __future__ import annotations
 
 import hashlib
-import os
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +31,17 @@ from typing import Any
 import yaml
 
 from facecodec.bitstream.limits import MAX_SOURCES, MODEL_ID_PATTERN
-from facecodec.bitstream.streams import table_of_streams
+from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.streams import TABLES, table_of_streams
 from facecodec.config import Config, ConfigError, InferenceConfig
 from facecodec.errors import InputError, ModelMismatchError
 from facecodec.models.layout import KeypointLayout
-from facecodec.resources import shipped
+from facecodec.resources import search_path
 
 DEFAULT_MODEL = "frontalizer_sup_unsup_expr"
+PRIOR_FILE = "prior.json"
+OPERATING_POINTS = "operating_points"
+_POINT_FILE = re.compile(r"deadband(\d+(?:\.\d+)?)\.json")
 
 FAMILY_MAX_SOURCES: dict[str, int] = {"frontalizer": MAX_SOURCES, "fom": 1}
 """The most source frames each family's receiver uses: FOM animates one, the Frontalizer
@@ -48,8 +58,7 @@ def model_dirs() -> list[Path]:
     """Where models are looked up by name: ``$FACECODEC_MODELS`` (colon-separated), then
     the shipped models (package data ``facecodec._models``: the checkout's ``models/`` in
     an editable install, see :mod:`facecodec.resources`)."""
-    dirs = [Path(p) for p in os.environ.get("FACECODEC_MODELS", "").split(":") if p]
-    return [*dirs, shipped("models")]
+    return search_path("models")
 
 
 def stored_config(raw: object, source: str | None = None) -> Config:
@@ -166,6 +175,44 @@ class ModelPackage:
     def weights_hash(self) -> bytes:
         """16 bytes of the SHA-256 of the receiver weights."""
         return hashlib.sha256((self.path / "receiver.safetensors").read_bytes()).digest()[:16]
+
+    @property
+    def prior_path(self) -> Path:
+        """The model's default prior (``fit-priors --model`` writes it)."""
+        return self.path / PRIOR_FILE
+
+    def operating_points(self) -> dict[float, Path]:
+        """Dead-zone strength -> the prior fitted to the streams sent at it
+        (``operating_points/deadband<S>.json``; ``fit-priors --operating-points``)."""
+        folder = self.path / OPERATING_POINTS
+        points = {}
+        for path in sorted(folder.glob("deadband*.json")) if folder.is_dir() else []:
+            if m := _POINT_FILE.fullmatch(path.name):
+                points[float(m.group(1))] = path
+        return points
+
+    def prior(self, deadband: float | None = None) -> Prior:
+        """The prior to encode with at dead-zone strength ``deadband``: the operating
+        point fitted at that strength if the model has one, else its default prior (whose
+        ``info["deadband"]`` says the strength it was fitted at; None asks for that one).
+        Raises :class:`InputError` when the model has no prior and
+        :class:`ModelMismatchError` for a prior of another stream table or strength."""
+        point = None
+        if deadband is not None and math.isfinite(deadband):
+            point = self.operating_points().get(float(deadband))
+        path = point or self.prior_path
+        if not path.is_file():
+            raise InputError(f"model {self.name!r} has no prior ({path}); run: facecodec "
+                             f"fit-priors --model {self.path} --cache <training cache>")
+        prior = Prior.load(path)
+        if prior.table != TABLES[self.table_name]:
+            raise ModelMismatchError(f"prior is for another stream table than model "
+                                     f"{self.name}", source=str(path))
+        if point is not None and prior.info.get("deadband") != float(deadband):
+            raise ModelMismatchError(f"prior was fitted at dead zone "
+                                     f"{prior.info.get('deadband')}, not {deadband:g} as its "
+                                     "name says", source=str(path))
+        return prior
 
     def fingerprint(self) -> str:
         """12 hex digits of the SHA-256 of the sender and receiver weights: tells two

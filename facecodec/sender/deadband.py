@@ -15,9 +15,9 @@ The default strength is the smallest of those with a fitted prior whose steady r
 the val clips fits the per-frame bit budget of Oquab et al. 2022 (Sup+Unsup+Expr). It was
 chosen on rate alone because the shipped generator barely uses its learned values
 (quality does not move with the strength); a model that uses them needs the strength
-chosen again on quality (``facecodec eval -m "facecodec:deadband=S;prior=P"``,
-priors/operating_points/). The measured rates and qualities per strength: docs/codec.md
-(``deadband``) and docs/EVAL.md.
+chosen again on quality (``facecodec eval -m "facecodec:deadband=S"``: the encoder codes
+with the model's prior fitted at S, ``models/<name>/operating_points/``). The measured
+rates and qualities per strength: docs/codec.md (``deadband``) and docs/EVAL.md.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ UNIT_THRESHOLDS = {"unsup": 0.002, "jac": 0.005, "expr": 0.01}
 quarter of a pixel at 256), Jacobian entries (identity = 1), expression codes in [-1, 1]."""
 
 DEFAULT_STRENGTH = 16.0
-"""The encoder's default (``--deadband``); 0 turns the dead zone off. The prior in
-``priors/`` is fitted on streams made with the same strength (``fit-priors --deadband``)."""
+"""The encoder's default (``--deadband``); 0 turns the dead zone off. A model's
+``prior.json`` is fitted on streams made with the same strength (``fit-priors --deadband``)."""
 
 
 class Deadband:

@@ -13,12 +13,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facecodec.bitstream.fitting import cache_clips, fit_and_evaluate, load_coded
-from facecodec.bitstream.prior import prior_dirs
 from facecodec.bitstream.streams import TABLES
 from facecodec.bitstream.values import coded_clip
 from facecodec.defaults import FIT_INTRA_PERIOD
 from facecodec.errors import InputError
-from facecodec.models.package import find_model
+from facecodec.models.package import OPERATING_POINTS, find_model
+from facecodec.resources import shipped
 from facecodec.sender.deadband import DEFAULT_STRENGTH
 from facecodec.sender.streams import cache_value_streams_at
 
@@ -38,7 +38,7 @@ class PriorFit:
     intra_period: int = FIT_INTRA_PERIOD
     deadband: float | None = None  # with ``model``: default the encoder's
     strengths: tuple[float, ...] = ()  # with ``model``: more dead zones, one prior each
-    out: Path | None = None  # default priors/<table or model>.json
+    out: Path | None = None  # default: the model's prior.json, or priors/<table>.json
 
 
 def fit_priors(req: PriorFit, say: Say, progress: bool = True) -> list[Path]:
@@ -79,12 +79,14 @@ def fit_priors(req: PriorFit, say: Say, progress: bool = True) -> list[Path]:
     streams = {what: cache_value_streams_at(package, bar(paths, f"{what}: run the sender"),
                                             strengths)
                for what, paths in (("train", train), ("val", val))}
-    base = req.out.parent if req.out is not None else prior_dirs()[-1]
+    # the model package owns its priors (facecodec/models/package.py)
+    main_out = req.out or package.prior_path
     written = []
     for s in strengths:
         train_c = [coded_clip(table, v) for v in streams["train"][s]]
         val_c = [coded_clip(table, v) for v in streams["val"][s]]
-        dest = req.out if s == main else base / "operating_points" / f"{name}-deadband{s:g}.json"
+        dest = main_out if s == main else (main_out.parent / OPERATING_POINTS
+                                           / f"deadband{s:g}.json")
         written.append(_fit_and_save(table, train_c, val_c, name, req, s, dest, say))
     return written
 
@@ -102,13 +104,13 @@ def parse_strengths(value: str) -> tuple[float, ...]:
 
 def _fit_and_save(table, train_c: Sequence, val_c: Sequence, name: str, req: PriorFit,
                   deadband: float | None, out: Path | None, say: Say) -> Path:
-    """Fit one prior, save it (default priors/<name>.json) and say its cross-entropy on
-    the held-out streams against simpler coders."""
+    """Fit one prior, save it (default: the shipped priors/<name>.json) and say its
+    cross-entropy on the held-out streams against simpler coders."""
     prior, rep = fit_and_evaluate(table, list(train_c), list(val_c), name, req.context,
                                   req.intra_period)
     if deadband is not None:
         prior.info["deadband"] = deadband  # what the encoder should use with this prior
-    out = out or prior_dirs()[-1] / f"{name}.json"
+    out = out or shipped("priors") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     prior.save(out)
     at = "" if deadband is None else f" at dead zone {deadband:g}"
