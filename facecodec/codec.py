@@ -66,7 +66,7 @@ from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.protection import resolve as resolve_protection
-from facecodec.defaults import MAX_SOURCE_KBPS, MIN_SOURCE_KBPS
+from facecodec.defaults import BUDGET_MAX_KBPS, BUDGET_MIN_KBPS, MAX_SOURCE_KBPS, MIN_SOURCE_KBPS
 from facecodec.defaults import SOURCE_CODEC as DEFAULT_SOURCE_CODEC
 from facecodec.defaults import SOURCE_QUALITY as DEFAULT_SOURCE_QUALITY
 from facecodec.defaults import SOURCES as DEFAULT_SOURCES
@@ -78,6 +78,7 @@ from facecodec.receiver.expression import Retoucher
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
 from facecodec.sender import FrontEnd, SourcePolicy, select_sources
+from facecodec.sender.budget import BudgetPlan, plan_budget
 from facecodec.sender.deadband import Deadband
 from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
 from facecodec.sender.network import SenderNetwork
@@ -186,6 +187,14 @@ class Encoder:
             draws from the first and uses each as it arrives. None (default): every source
             whole, before the frames of a file (a live call sends its first source again in
             full ``REFINE_AFTER_S`` later).
+        kbps: a budget for everything the stream carries (3..30 kbps: frames, sound,
+            sources, headers), planned by :func:`facecodec.sender.budget.plan_budget`:
+            it sets the dead zone (with its prior) and the sound's bitrate, and the sources
+            are paced as above within what the frames and the sound leave of it, measured
+            as they go. With it, ``deadband``, ``prior``, ``audio_kbps`` and
+            ``source_kbps`` are left unset. :attr:`budget` holds the plan. A budget below
+            what the model's frames and the sound need raises
+            :class:`~facecodec.sender.budget.BudgetError` saying the smallest that works.
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -200,9 +209,9 @@ class Encoder:
                  deadband: float | None = None, protection: str | Protection = "none",
                  recovery_period: int | None = None, redundancy: int | None = None,
                  fec: int | None = None, audio: bool = True,
-                 audio_kbps: float = AUDIO_KBPS,
+                 audio_kbps: float | None = None,
                  first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY,
-                 source_kbps: float | None = None):
+                 source_kbps: float | None = None, kbps: float | None = None):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -212,10 +221,22 @@ class Encoder:
                                                  redundancy=redundancy, fec=fec)
         except ValueError as e:
             raise InputError(str(e)) from None
-        if not (_is_real(audio_kbps) and AUDIO_MIN_KBPS <= audio_kbps <= AUDIO_MAX_KBPS):
-            raise InputError(f"audio_kbps must be a number in {AUDIO_MIN_KBPS:g}.."
+        if audio_kbps is not None and not (
+                _is_real(audio_kbps) and AUDIO_MIN_KBPS <= audio_kbps <= AUDIO_MAX_KBPS):
+            raise InputError(f"audio_kbps must be None or a number in {AUDIO_MIN_KBPS:g}.."
                              f"{AUDIO_MAX_KBPS:g}, got {audio_kbps!r}")
-        self.audio, self.audio_kbps = bool(audio), float(audio_kbps)
+        if kbps is not None:
+            given = [k for k, v in (("deadband", deadband), ("prior", prior),
+                                    ("audio_kbps", audio_kbps), ("source_kbps", source_kbps))
+                     if v is not None]
+            if given:
+                raise InputError(f"kbps plans {', '.join(given)} itself: give kbps or "
+                                 f"{', '.join(given)}, not both")
+            if not (_is_real(kbps) and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
+                raise InputError(f"kbps must be None or a number in {BUDGET_MIN_KBPS:g}.."
+                                 f"{BUDGET_MAX_KBPS:g}, got {kbps!r}")
+        self.audio = bool(audio)
+        self.audio_kbps = float(AUDIO_KBPS if audio_kbps is None else audio_kbps)
         if first_source_quality is not None and not (
                 _is_int(first_source_quality) and 1 <= first_source_quality <= 100):
             raise InputError(f"first_source_quality must be None or an integer in 1..100, "
@@ -230,6 +251,14 @@ class Encoder:
         self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
 
         self.package = find_model(model)
+        self.budget: BudgetPlan | None = None
+        if kbps is not None:
+            default = self.package.prior()
+            points = [(default.info.get("deadband", 0.0), default),
+                      *((s, self.package.prior(s)) for s in self.package.operating_points())]
+            self.budget = plan_budget(float(kbps), float(fps), points, self.audio)
+            deadband = self.budget.deadband
+            self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
         self.prior = prior or self.package.prior(deadband)
         self.network = SenderNetwork(self.package)
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
@@ -255,10 +284,18 @@ class Encoder:
         self._closed = False  # close() ended the live stream: an Encoder makes one
 
     # -- shared ---------------------------------------------------------------------------
+    @property
+    def paces_sources(self) -> bool:
+        """Whether sources go out in parts within a rate (``source_kbps`` or ``kbps``)."""
+        return self.source_kbps is not None or self.budget is not None
+
     def _writer_args(self) -> dict:
         """The FcsWriter's arguments beside the header: loss protection, source pacing."""
-        rate = 0.0 if self.source_kbps is None else \
-            self.source_kbps * 1000 / 8 / float(self.fps)  # bytes per frame
+        per_frame = 1000 / 8 / float(self.fps)  # kbps -> bytes per frame
+        if self.budget is not None:
+            return {**self.protection.writer_args(),
+                    "all_in_rate": self.budget.kbps * per_frame}
+        rate = 0.0 if self.source_kbps is None else self.source_kbps * per_frame
         return {**self.protection.writer_args(), "source_rate": rate}
 
     def recover_from(self, frame: int) -> None:
@@ -326,7 +363,7 @@ class Encoder:
         Returns where the bytes went (:class:`ClipBits`)."""
         w = FcsWriter(sink, self.header(len(sources), audio is not None), self.prior,
                       **self._writer_args())
-        paced = self.source_kbps is not None
+        paced = self.paces_sources
         for slot, i in enumerate(sources):
             tube = sources[i]
             if paced and slot == 0:  # the first face soon, small; the full one paced
@@ -427,10 +464,10 @@ class Encoder:
             if st.refine is not None and st.refine[0] == update.slot:
                 st.refine = None  # its slot gets another frame: nothing left to refine
             coded, side = self.source_image_bytes(tube), tube.shape[0]
-            paced = self.source_kbps is not None
+            paced = self.paces_sources
             if not st.sources and (paced or self.first_source_quality < self.source_quality):
                 # the first face, soon: a small first source now, the full one later
-                # (paced: from now on, within source_kbps)
+                # (paced: from now on, within source_kbps or the budget)
                 side = min(side, FIRST_SOURCE_SIZE)
                 small = self.source_image_bytes(_resize(tube, side), self.first_source_quality)
                 st.writer.add_source(update.slot, self.source_codec, side, side, small, chosen)

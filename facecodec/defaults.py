@@ -21,3 +21,4 @@ FIT_INTRA_PERIOD = round(INTRA_PERIOD_S * FPS)
 AUDIO_KBPS = 8.0  # speech (issue #17: Opus at 6-12 kbps)
 AUDIO_MIN_KBPS, AUDIO_MAX_KBPS = 6.0, 64.0
 MIN_SOURCE_KBPS, MAX_SOURCE_KBPS = 0.25, 1000.0  # a paced source's rate (format 2.3)
+BUDGET_MIN_KBPS, BUDGET_MAX_KBPS = 3.0, 30.0  # --kbps, all-in (issue #17's range)

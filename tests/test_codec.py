@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from codec_helpers import make_package
 
+from facecodec.bitstream.chunks import SOURCE_PART
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
+from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.values import decode_values
 from facecodec.codec import Decoder, Encoder
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.examples import make_example_video
+from facecodec.sender.budget import BudgetError
 from facecodec.sender.video import VideoReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -516,6 +519,35 @@ def test_live_frames_keep_real_time_at_any_camera_rate(env):
         assert all(np.array_equal(a.values[k], b.values[k]) for k in a.values)
     stalled = stream_frames([0.0, 1 / 15, 2 / 15, 1.0 + 2 / 15])  # a 1-s stall
     assert len(stalled) == 18
+
+
+def test_a_budget_plans_the_encoder_and_paces_its_sources(env, tmp_path):
+    """``kbps``: the plan sets the dead zone (with its prior) and the sound's bitrate; the
+    sources go in parts within what the rest leaves; a budget too small is refused with
+    the smallest that works, and the settings it plans cannot also be given."""
+    with pytest.raises(InputError, match="no held-out rate"):  # an untrained prior
+        Encoder("tiny_codec", kbps=10)
+    model = Path(make_package(tmp_path, name="tiny_budget")[0]) / "tiny_budget"
+    for path, band, bits in ((model / "prior.json", 16.0, 300.0),
+                             (model / "operating_points" / "deadband32.json", 32.0, 200.0)):
+        prior = Prior.load(model / "prior.json")
+        prior.info.update(deadband=band, val_bits_per_frame={"prior": {"total": bits}})
+        prior.save(path)
+    enc = Encoder(str(model), kbps=12)
+    assert enc.budget.deadband == enc.deadband == 32.0  # the cheaper point
+    assert enc.prior.info["val_bits_per_frame"]["prior"]["total"] == 200.0
+    assert enc.audio_kbps == enc.budget.audio_kbps >= 6.0
+    out = tmp_path / "budget.fcs"
+    enc.encode_file(env["video"], out, progress=False)
+    assert bytes([SOURCE_PART]) in out.read_bytes()  # paced within the budget
+    with pytest.raises(BudgetError, match="needs at least"):
+        Encoder(str(model), kbps=8)  # (200 + 56) bits x 15 fps + the sound's 7.1
+    assert Encoder(str(model), kbps=8, audio=False).budget.audio_kbps is None
+    for given in ({"deadband": 4}, {"audio_kbps": 8}, {"source_kbps": 2}):
+        with pytest.raises(InputError, match=f"{next(iter(given))}, not both"):
+            Encoder(str(model), kbps=12, **given)
+    with pytest.raises(InputError, match="3..30"):
+        Encoder(str(model), kbps=40)
 
 
 def test_paced_sources_come_between_the_frames_and_are_drawn_as_they_arrive(env, tmp_path):

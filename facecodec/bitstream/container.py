@@ -200,12 +200,17 @@ class FcsWriter:
             may use (format 2.3): they wait in order and go out in parts of
             ``PART_BYTES`` between frame packets as that allowance builds up (it builds up
             only while one waits); ``close`` sends what is left before the end chunk.
+        all_in_rate: instead of ``source_rate``, a budget in bytes per frame for
+            everything the writer emits (issue #17's ``--kbps``): paced sources get what
+            the rest (header, frames, sound, crops, unpaced sources) leaves of it, as
+            measured, so a costly frame delays the sources instead of breaking the
+            budget. 0: off.
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
                  recovery_period: int = 0, redundancy: int = 0, fec: int = 0,
                  recovery_anchor: str = "previous", repeat_intra: int = 0,
-                 source_rate: float = 0.0):
+                 source_rate: float = 0.0, all_in_rate: float = 0.0):
         if prior.id != header.prior_id:
             raise ValueError(f"header names prior {header.prior_id}, got {prior.id}")
         if prior.table != header.table:
@@ -240,6 +245,12 @@ class FcsWriter:
         if not (math.isfinite(source_rate) and source_rate >= 0):
             raise ValueError(f"source_rate must be a finite number >= 0, got {source_rate!r}")
         self.source_rate = float(source_rate)
+        if not (math.isfinite(all_in_rate) and all_in_rate >= 0):
+            raise ValueError(f"all_in_rate must be a finite number >= 0, got {all_in_rate!r}")
+        if all_in_rate and source_rate:
+            raise ValueError("give source_rate or all_in_rate, not both")
+        self.all_in_rate = float(all_in_rate)
+        self._others_paid = 0  # bytes not of paced sources, as of the last allowance
         self._paced: list[list] = []  # [slot, body, next part, parts] in sending order
         self._credit = 0.0
         self.paced_bytes = 0  # source parts written
@@ -272,8 +283,8 @@ class FcsWriter:
         self._paced = [q for q in self._paced if q[0] != index]
         parts = -(-len(body) // PART_BYTES)
         if paced and parts > 1:
-            if self.source_rate <= 0:
-                raise ValueError("a paced source needs a source_rate above 0")
+            if self.source_rate <= 0 and self.all_in_rate <= 0:
+                raise ValueError("a paced source needs a source_rate or all_in_rate above 0")
             self._paced.append([index, body, 0, parts])
             return b""
         return self._emit(chunk(SOURCE, body))
@@ -281,10 +292,14 @@ class FcsWriter:
     def _pace(self, force: bool = False) -> bytes:
         """The parts of the waiting sources that this frame's allowance pays for (all of
         them with ``force``)."""
+        others = self.bytes_written - self.paced_bytes
+        spent, self._others_paid = others - self._others_paid, others
         if not self._paced:
             self._credit = 0.0  # an allowance is not saved up for later sources
             return b""
-        self._credit += self.source_rate
+        # a budget: what the frame's share leaves after everything else sent since the
+        # last frame (a debt, e.g. an intra frame's, is paid before a part goes out)
+        self._credit += self.all_in_rate - spent if self.all_in_rate else self.source_rate
         out = b""
         while self._paced:
             q = self._paced[0]

@@ -18,6 +18,8 @@ from facecodec.defaults import (
     AUDIO_KBPS,
     AUDIO_MAX_KBPS,
     AUDIO_MIN_KBPS,
+    BUDGET_MAX_KBPS,
+    BUDGET_MIN_KBPS,
     FIT_INTRA_PERIOD,
     FPS,
     INTRA_PERIOD_S,
@@ -123,19 +125,24 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
                    "small, and the full-size ones follow in parts between the frames; the "
                    "receiver draws from the first and uses each as it arrives (default: "
                    "every source whole, before the frames).")
+@click.option("--kbps", type=click.FloatRange(BUDGET_MIN_KBPS, BUDGET_MAX_KBPS), default=None,
+              help="A budget for everything the stream carries (frames, sound, sources): "
+                   "sets the dead zone and the sound's bitrate and paces the sources within "
+                   "what those leave (docs/codec.md, 'budget'). Not with --deadband, "
+                   "--prior, --audio-kbps or --source-kbps.")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
-              default=AUDIO_KBPS, show_default=True,
-              help="Bitrate of the sound (Opus; speech needs 6-12).")
+              default=None, help=f"Bitrate of the sound (Opus; speech needs 6-12) "
+                                 f"[default: {AUDIO_KBPS:g}].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
-           fec: int | None, source_kbps: float | None, no_audio: bool, audio_kbps: float,
-           no_progress: bool) -> None:
+           fec: int | None, source_kbps: float | None, kbps: float | None, no_audio: bool,
+           audio_kbps: float | None, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -153,21 +160,26 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
                       protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
-                      source_kbps=source_kbps,
+                      source_kbps=source_kbps, kbps=kbps,
                       prior=Prior.load(prior_path) if prior_path else None)
+        if enc.budget is not None:
+            click.echo(enc.budget.describe(), err=True)
         with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors
             st = enc.encode_file(src, dst, progress=not no_progress)
         secs = st.frames / float(enc.fps)
-        kbps = st.bytes * 8 / max(secs, 1e-9) / 1000
+        all_in = st.bytes * 8 / max(secs, 1e-9) / 1000
         sound = (f" (sound {st.audio_bytes * 8 / max(secs, 1e-9) / 1000:.2f} kbps)"
                  if st.audio_bytes else " (no sound)")
         click.echo(f"{dst}: {st.frames} frames ({secs:.1f} s), face in {st.faces}, sources "
-                   f"{st.sources}, {st.bytes} bytes = {kbps:.2f} kbps all-in{sound}, "
+                   f"{st.sources}, {st.bytes} bytes = {all_in:.2f} kbps all-in{sound}, "
                    f"encoded at {st.frames / st.seconds:.1f} frames/s")
         for w in st.warnings:  # e.g. a cut video: what was there is encoded, and said so
             click.echo(f"facecodec: warning: {w}", err=True)
         return
 
+    if kbps is not None:
+        raise click.UsageError("--kbps needs a video: a value file has no sound or sources "
+                               "to plan")
     prior = _load_prior(prior_path, table_name)
     fps_file, values = load_values(src, prior.table)
     n = len(next(iter(values.values())))

@@ -1,0 +1,135 @@
+"""The rate budget (issue #17): what ``Encoder(kbps=R)`` / ``encode --kbps R`` spends R on.
+
+Everything the sender emits shares R: the frame packets, the sound, the source frames and
+the few other chunks (crops, the end). Two of them have a steady rate that the plan fixes
+before the first frame, the third takes what they leave:
+
+- **Frames**: the model's operating point (a dead-zone strength with its own prior,
+  ``models/<name>/operating_points/``) with the lowest rate. The eval measured no
+  quality change across the strengths the shipped model has priors for (LPIPS, NME and
+  the expression metrics, docs/EVAL.md, rows ``facecodec:deadband=S``): a bit spent on
+  finer values buys nothing there, so the cheapest point is the right one until a model
+  uses finer values.
+- **Sound**: Opus at half of what the frames leave, within [``AUDIO_MIN_KBPS``,
+  ``AUDIO_SPEECH_KBPS``] (speech gains little above; a call without sound is no call, so
+  the sound comes before the sources).
+- **Sources**: the rest, measured and not predicted: the stream writer sends source parts
+  whenever what was emitted so far leaves room under R (``FcsWriter(all_in_rate=...)``),
+  so a frame packet larger than predicted (an intra frame, fast motion) delays the
+  sources instead of breaking the budget. Better and more sources are what move quality
+  (one source against three, q80 against q90: docs/EVAL.md).
+
+The first source is the exception: it goes out at once, small (160 px at low quality), so
+that the first face is drawn within seconds; R is kept from there on.
+
+A budget that cannot carry the frames and the sound at their cheapest is refused with the
+smallest one that can (:class:`BudgetError`), rather than exceeded silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.prior import Prior
+from facecodec.defaults import AUDIO_MIN_KBPS, BUDGET_MAX_KBPS, BUDGET_MIN_KBPS, MIN_SOURCE_KBPS
+from facecodec.errors import InputError
+
+AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to the sources
+AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
+HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 95 % of R
+# A frame packet's bytes beyond its coded values: chunk kind, length, frame number,
+# reference, CRC-16 and the range coder's last 32-bit word, about 7 bytes at one frame per
+# packet (bitstream/report.py counts it per stream as "overhead").
+FRAME_FRAMING_BITS = 56.0
+
+
+class BudgetError(InputError):
+    """A budget below what the model's frames and the sound need at their cheapest."""
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a budget is spent; rates in kbps.
+
+    Attributes:
+        kbps: the budget, all-in.
+        deadband: the frames' dead-zone strength (its prior is the model's for it).
+        frames_kbps: the frames' predicted rate at that strength (values + framing).
+        audio_kbps: Opus's bitrate, or None without sound.
+        audio_all_kbps: the sound's predicted rate in the stream (Opus + chunk framing).
+        sources_kbps: what is left for the sources (after the first), as planned; the
+            writer measures and gives them what is really left.
+    """
+
+    kbps: float
+    deadband: float
+    frames_kbps: float
+    audio_kbps: float | None
+    audio_all_kbps: float
+    sources_kbps: float
+
+    def describe(self) -> str:
+        sound = ("no sound" if self.audio_kbps is None else
+                 f"sound {self.audio_all_kbps:.1f} (Opus {self.audio_kbps:.1f})")
+        return (f"budget {self.kbps:g} kbps: frames ~{self.frames_kbps:.1f} (dead zone "
+                f"{self.deadband:g}), {sound}, sources the rest (~{self.sources_kbps:.1f})")
+
+
+def frame_kbps(prior: Prior, fps: float) -> float:
+    """A prior's predicted frame rate: its held-out cross-entropy per frame (what
+    ``fit-priors`` measured on the val clips) plus the packet framing, at ``fps``."""
+    bits = prior.info.get("val_bits_per_frame", {}).get("prior", {}).get("total")
+    if not isinstance(bits, int | float):
+        raise InputError(f"prior {prior.id} records no held-out rate (fitted without val "
+                         "clips): a budget cannot be planned with it")
+    return (float(bits) + FRAME_FRAMING_BITS) * fps / 1000.0
+
+
+def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
+    """Opus at ``opus_kbps`` as it goes into a stream: each 60 ms packet in an audio
+    chunk (kind, length, start sample, CRC), framed as an hour into a call."""
+    payload = max(1, round(opus_kbps * 1000 * AUDIO_PACKET_S / 8))
+    start = varint(int(seconds * 48000) + AUDIO_ORIGIN)
+    framed = len(chunk(AUDIO, start + bytes(payload)))
+    return framed * 8 / AUDIO_PACKET_S / 1000.0
+
+
+def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
+                audio: bool) -> BudgetPlan:
+    """The plan for ``kbps`` all-in; ``points``: (dead-zone strength, its prior) of the
+    model's operating points. Raises :class:`BudgetError` when ``kbps`` cannot carry the
+    cheapest frames (and the sound at ``AUDIO_MIN_KBPS``) with room for the sources."""
+    if not (isinstance(kbps, int | float) and not isinstance(kbps, bool)
+            and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
+        raise InputError(f"kbps must be a number in {BUDGET_MIN_KBPS:g}..{BUDGET_MAX_KBPS:g}, "
+                         f"got {kbps!r}")
+    rates = sorted((frame_kbps(p, fps), float(s)) for s, p in points)
+    if not rates:
+        raise InputError("the model has no prior to plan a budget with")
+    frames, deadband = rates[0]
+    usable = HEADROOM * kbps - MIN_SOURCE_KBPS
+    sound_min = audio_all_kbps(AUDIO_MIN_KBPS) if audio else 0.0
+    if frames + sound_min > usable:
+        # rounded up: the budget said must work
+        need = math.ceil((frames + sound_min + MIN_SOURCE_KBPS) / HEADROOM * 10) / 10
+        alone = math.ceil((frames + MIN_SOURCE_KBPS) / HEADROOM * 10) / 10
+        hint = (f"; without sound (--no-audio) {alone:.1f} kbps" if audio else "")
+        raise BudgetError(f"a budget of {kbps:g} kbps cannot carry this model's frames "
+                          f"(~{frames:.1f} kbps at its cheapest, dead zone {deadband:g})"
+                          + (f" and the sound (~{sound_min:.1f} kbps at Opus's "
+                             f"{AUDIO_MIN_KBPS:g})" if audio else "")
+                          + f": it needs at least {need:.1f} kbps{hint}")
+    opus = None
+    sound = 0.0
+    if audio:
+        opus = AUDIO_MIN_KBPS
+        target = min(AUDIO_SPEECH_KBPS, max(AUDIO_MIN_KBPS, (usable - frames) / 2))
+        # the largest Opus rate (in 0.5 kbps steps) whose framed rate fits the target
+        while opus + 0.5 <= target and audio_all_kbps(opus + 0.5) <= usable - frames:
+            opus += 0.5
+        sound = audio_all_kbps(opus)
+    return BudgetPlan(float(kbps), deadband, frames, opus, sound,
+                      max(0.0, HEADROOM * kbps - frames - sound))

@@ -1,0 +1,140 @@
+"""The rate budget (issue #17, ``--kbps``): the plan (sender/budget.py) and the writer that
+keeps it (``FcsWriter(all_in_rate=...)``)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from bitstream_helpers import random_walk
+
+from facecodec.bitstream.chunks import SOURCE_PART, Chunk, ChunkParser
+from facecodec.bitstream.container import DecodedFrame, FcsReader, FcsWriter, Header
+from facecodec.bitstream.header import header_length
+from facecodec.bitstream.prior import Prior
+from facecodec.bitstream.streams import TABLES
+from facecodec.errors import InputError
+from facecodec.examples import make_example_video
+from facecodec.sender.budget import BudgetError, audio_all_kbps, frame_kbps, plan_budget
+
+TABLE = TABLES["sup_unsup_expr"]
+
+
+def point(deadband: float, bits: float) -> tuple[float, Prior]:
+    """An operating point whose prior says ``bits`` per frame on held-out clips."""
+    prior = Prior.untrained(TABLE, name=f"p{deadband:g}")
+    prior.info.update(deadband=deadband, val_bits_per_frame={"prior": {"total": bits}})
+    return deadband, prior
+
+
+POINTS = [point(16, 274), point(0, 619), point(32, 232)]
+
+
+def test_a_frame_costs_its_held_out_bits_plus_framing():
+    # (232 + 56 bits of packet framing) x 15 frames/s
+    assert frame_kbps(POINTS[2][1], 15) == pytest.approx(4.32)
+    # 45-byte Opus packets every 60 ms, each in an 8-byte audio chunk (kind, length,
+    # start sample: 4 bytes an hour into a call, CRC-16)
+    assert audio_all_kbps(6.0) == pytest.approx(53 * 8 / 0.06 / 1000)
+
+
+def test_the_cheapest_frames_the_sound_then_the_sources():
+    plan = plan_budget(20, 15, POINTS, audio=True)
+    assert plan.deadband == 32 and plan.frames_kbps == pytest.approx(4.32)
+    # half of what the frames leave (of 95 % of 20, less 0.25 for the sources), in
+    # 0.5 kbps steps, framed within that half
+    assert plan.audio_kbps == 7.0 and plan.audio_all_kbps == pytest.approx(audio_all_kbps(7))
+    assert plan.sources_kbps == pytest.approx(0.95 * 20 - 4.32 - plan.audio_all_kbps)
+    # sound never above speech's 12 kbps: the rest goes to the sources
+    assert plan_budget(30, 15, POINTS, audio=True).audio_kbps == 11.5
+    quiet = plan_budget(6, 15, POINTS, audio=False)
+    assert quiet.audio_kbps is None and quiet.sources_kbps == pytest.approx(0.95 * 6 - 4.32)
+    assert "dead zone 32" in quiet.describe() and "no sound" in quiet.describe()
+
+
+def test_a_budget_too_small_says_the_smallest_that_works():
+    with pytest.raises(BudgetError, match=r"needs at least 12\.3 kbps; without sound "
+                                          r"\(--no-audio\) 4\.9 kbps"):
+        plan_budget(8, 15, POINTS, audio=True)
+    with pytest.raises(BudgetError, match=r"needs at least 4\.9 kbps$"):
+        plan_budget(4, 15, POINTS, audio=False)
+    for bad in (2.9, 31, float("nan"), "8"):
+        with pytest.raises(InputError, match="3..30"):
+            plan_budget(bad, 15, POINTS, audio=False)
+    unfitted = Prior.untrained(TABLE)
+    with pytest.raises(InputError, match="no held-out rate"):
+        plan_budget(10, 15, [(16, unfitted)], audio=False)
+
+
+def budget_stream(rate_kbps: float, frames: int = 450) -> tuple[bytes, list[int]]:
+    """30 s of frames with two 6 KB sources paced within an all-in budget; also each
+    frame's bytes (what was written between two frames)."""
+    prior = Prior.untrained(TABLE)
+    header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=2,
+                    model_id="test-model", model_hash=b"h" * 16)
+    buf = io.BytesIO()
+    w = FcsWriter(buf, header, prior, all_in_rate=rate_kbps * 1000 / 8 / 15)
+    rng = np.random.default_rng(1)
+    walk = [random_walk(TABLE, 1, seed=2)[0]] * frames  # still: a steady frame rate
+    for slot in (0, 1):
+        w.add_source(slot, "webp", 256, 256, bytes(rng.integers(0, 256, 6000, np.uint8)),
+                     walk[0], paced=True)
+    per_frame = []
+    for f in walk:
+        before = w.bytes_written
+        w.add_frame(f)
+        per_frame.append(w.bytes_written - before)
+    w.close()
+    return buf.getvalue(), per_frame
+
+
+def test_the_writer_keeps_an_all_in_budget_and_the_sources_take_the_rest():
+    rate = 12.0  # kbps; the frames alone take 6 (a still face, an untrained prior)
+    data, per_frame = budget_stream(rate)
+    start = header_length(data[:8], "test")
+    parser = ChunkParser(start)
+    parser.feed(data[start:])
+    parser.close()
+    parts = [c for c in parser.chunks() if isinstance(c, Chunk) and c.kind == SOURCE_PART]
+    assert len(parts) == 14  # 2 x (6 KB image, its values, the chunk head) in 1 KB parts
+    # over any 10-s window (150 frames), all-in within the budget plus one part
+    limit = rate * 1000 / 8 * 10 + 1100
+    sums = np.convolve(per_frame, np.ones(150, dtype=int), "valid")
+    assert sums.max() <= limit
+    # and the sources did use it: the first 10 s are near the budget, both sources are out
+    # within the 30 s, and the last 10 s (frames alone) are far below
+    assert sums[0] >= 0.9 * rate * 1000 / 8 * 10
+    assert sums[-1] <= 0.7 * rate * 1000 / 8 * 10
+    r = FcsReader(data, prior=Prior.untrained(TABLE))
+    events = list(r)
+    assert len([e for e in events if isinstance(e, DecodedFrame)]) == 450
+    assert r.sources_seen == {0, 1}
+
+
+def test_all_in_rate_is_checked_and_exclusive():
+    prior = Prior.untrained(TABLE)
+    header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=2,
+                    model_id="m", model_hash=b"h" * 16)
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="all_in_rate"):
+            FcsWriter(io.BytesIO(), header, prior, all_in_rate=bad)
+    with pytest.raises(ValueError, match="not both"):
+        FcsWriter(io.BytesIO(), header, prior, all_in_rate=60.0, source_rate=20.0)
+
+
+def test_the_command_refuses_a_budget_it_cannot_keep_in_one_line(tmp_path):
+    video = make_example_video(tmp_path / "in.mp4", seconds=1.0)
+    run = [sys.executable, "-m", "facecodec", "encode"]
+    r = subprocess.run([*run, str(video), str(tmp_path / "a.fcs"), "--kbps", "8"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "facecodec: error: a budget of 8 kbps cannot carry")
+    assert "--no-audio" in r.stderr and not (tmp_path / "a.fcs").exists()
+    r = subprocess.run([*run, str(video), str(tmp_path / "b.fcs"), "--kbps", "8",
+                        "--deadband", "4"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "not both" in r.stderr
