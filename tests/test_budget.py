@@ -70,9 +70,9 @@ def test_a_budget_too_small_says_the_smallest_that_works():
         plan_budget(10, 15, [(16, unfitted)], audio=False)
 
 
-def budget_stream(rate_kbps: float, frames: int = 450) -> tuple[bytes, list[int]]:
+def budget_stream(rate_kbps: float, frames: int = 450) -> tuple[bytes, list[int], int]:
     """30 s of frames with two 6 KB sources paced within an all-in budget; also each
-    frame's bytes (what was written between two frames)."""
+    frame's bytes (what was written between two frames) and the writer's part size."""
     prior = Prior.untrained(TABLE)
     header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=2,
                     model_id="test-model", model_hash=b"h" * 16)
@@ -89,20 +89,17 @@ def budget_stream(rate_kbps: float, frames: int = 450) -> tuple[bytes, list[int]
         w.add_frame(f)
         per_frame.append(w.bytes_written - before)
     w.close()
-    return buf.getvalue(), per_frame
+    return buf.getvalue(), per_frame, w.part_bytes
 
 
 def test_the_writer_keeps_an_all_in_budget_and_the_sources_take_the_rest():
     rate = 12.0  # kbps; the frames alone take 6 (a still face, an untrained prior)
-    data, per_frame = budget_stream(rate)
-    start = header_length(data[:8], "test")
-    parser = ChunkParser(start)
-    parser.feed(data[start:])
-    parser.close()
-    parts = [c for c in parser.chunks() if isinstance(c, Chunk) and c.kind == SOURCE_PART]
-    assert len(parts) == 14  # 2 x (6 KB image, its values, the chunk head) in 1 KB parts
+    data, per_frame, part = budget_stream(rate)
+    assert part == 750  # half a second of 12 kbps
+    parts = part_chunks(data)
+    assert len(parts) == 18  # 2 x (6 KB image, its values, the chunk head) in 750-B parts
     # over any 10-s window (150 frames), all-in within the budget plus one part
-    limit = rate * 1000 / 8 * 10 + 1100
+    limit = rate * 1000 / 8 * 10 + part + 16
     sums = np.convolve(per_frame, np.ones(150, dtype=int), "valid")
     assert sums.max() <= limit
     # and the sources did use it: the first 10 s are near the budget, both sources are out
@@ -113,6 +110,23 @@ def test_the_writer_keeps_an_all_in_budget_and_the_sources_take_the_rest():
     events = list(r)
     assert len([e for e in events if isinstance(e, DecodedFrame)]) == 450
     assert r.sources_seen == {0, 1}
+
+
+def part_chunks(data: bytes) -> list[Chunk]:
+    start = header_length(data[:8], "test")
+    parser = ChunkParser(start)
+    parser.feed(data[start:])
+    parser.close()
+    return [c for c in parser.chunks() if isinstance(c, Chunk) and c.kind == SOURCE_PART]
+
+
+def test_a_thin_budget_sends_small_parts():
+    """At 8 kbps a 1-KB part would be a second of the budget: parts hold half a second."""
+    data, per_frame, part = budget_stream(8.0, frames=300)  # frames take 6 kbps
+    assert part == 8000 // 8 // 2
+    assert len(part_chunks(data)) >= 5  # some went out
+    steady = np.convolve(per_frame, np.ones(15, dtype=int), "valid")  # 1-s windows
+    assert steady.max() <= 8000 / 8 + part + 400  # one part at a time (an intra frame)
 
 
 def test_all_in_rate_is_checked_and_exclusive():

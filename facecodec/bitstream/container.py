@@ -98,6 +98,7 @@ __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame"
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
+MIN_PART_BYTES = 128  # within a thin budget, parts of half a second of it, down to this
 assert PART_BYTES <= MAX_PART_DATA
 MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
 MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
@@ -204,7 +205,9 @@ class FcsWriter:
             everything the writer emits (issue #17's ``--kbps``): paced sources get what
             the rest (header, frames, sound, crops, unpaced sources) leaves of it, as
             measured, so a costly frame delays the sources instead of breaking the
-            budget. 0: off.
+            budget. Parts then hold half a second of the budget at most (a 1-KB part is
+            1.6 s of 5 kbps: one would overshoot a 10-s window where the frames run
+            close to the budget). 0: off.
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
@@ -250,6 +253,10 @@ class FcsWriter:
         if all_in_rate and source_rate:
             raise ValueError("give source_rate or all_in_rate, not both")
         self.all_in_rate = float(all_in_rate)
+        self.part_bytes = PART_BYTES
+        if all_in_rate:
+            half_second = int(all_in_rate * float(header.fps) / 2)
+            self.part_bytes = min(PART_BYTES, max(MIN_PART_BYTES, half_second))
         self._others_paid = 0  # bytes not of paced sources, as of the last allowance
         self._paced: list[list] = []  # [slot, body, next part, parts] in sending order
         self._credit = 0.0
@@ -281,11 +288,13 @@ class FcsWriter:
         if len(body) > MAX_PAYLOAD[SOURCE]:
             raise ValueError(f"source chunk of {len(body)} bytes above {MAX_PAYLOAD[SOURCE]}")
         self._paced = [q for q in self._paced if q[0] != index]
-        parts = -(-len(body) // PART_BYTES)
+        # (a source too big for MAX_PARTS parts of that size gets larger parts)
+        size = max(self.part_bytes, -(-len(body) // MAX_PARTS))
+        parts = -(-len(body) // size)
         if paced and parts > 1:
             if self.source_rate <= 0 and self.all_in_rate <= 0:
                 raise ValueError("a paced source needs a source_rate or all_in_rate above 0")
-            self._paced.append([index, body, 0, parts])
+            self._paced.append([index, body, 0, parts, size])
             return b""
         return self._emit(chunk(SOURCE, body))
 
@@ -303,9 +312,9 @@ class FcsWriter:
         out = b""
         while self._paced:
             q = self._paced[0]
-            slot, body, k, parts = q
+            slot, body, k, parts, size = q
             data = chunk(SOURCE_PART, bytes([slot]) + varint(k) + varint(parts)
-                         + body[k * PART_BYTES:(k + 1) * PART_BYTES])
+                         + body[k * size:(k + 1) * size])
             if len(data) > self._credit and not force:
                 break
             self._credit -= len(data)
