@@ -82,8 +82,8 @@ class MotionNetConfig(Section):
 
 @dataclass(frozen=True)
 class DecoderConfig(Section):
-    """Dec: warped features (+ the expression code) -> image, and the pixel blend
-    (facecodec/models/decoder.py)."""
+    """Dec: warped features (+ the expression code, + the part maps) -> image, and the
+    pixel blend (facecodec/models/decoder.py)."""
 
     max_channels: int = 64
     """Channels at the feature resolution; each upsampling halves them."""
@@ -99,6 +99,12 @@ class DecoderConfig(Section):
     """Initial bias of that mask's logit (positive: the warped pixels are trusted first)."""
     pixel_warp: Literal["bilinear", "bicubic"] = "bilinear"
     """How the blend samples the source pixels."""
+    part_maps: bool = False
+    """Also draw the driving frame's eye and mouth openings from its supervised landmarks
+    (facecodec/models/part_maps.py) and add them to the features after every upsampling
+    block through convolutions that start at zero, so that weights trained without them
+    render the same with them (issue 19: a warp of open-eyed sources never draws a closed
+    lid, and the decoder did not see the lids)."""
 
 
 @dataclass(frozen=True)

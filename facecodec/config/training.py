@@ -135,6 +135,10 @@ class OptimConfig(Section):
     """Step the run stops at (``train --max-steps`` overrides it)."""
     lr_generator: float = 2.0e-4
     """Learning rate of the sender and receiver networks."""
+    lr_new: float = 1.0
+    """Factor on ``lr_generator`` for the decoder's part-map convolutions
+    (``model.decoder.part_maps``): layers a fine-tune adds at zero, with everything to
+    learn, next to trained ones that should move little."""
     lr_discriminator: float = 2.0e-4
     """Learning rate of the discriminator."""
     betas: tuple[float, float] = (0.5, 0.99)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from facecodec.config import ModelConfig
 from facecodec.models.blocks import resize_flow, warp
-from facecodec.models.decoder import Decoder
+from facecodec.models.decoder import Decoder, check_part_maps
 from facecodec.models.dense_motion import DenseMotion
 from facecodec.models.encoder import Encoder
 from facecodec.models.generator import RenderOutput, blend_output
@@ -44,6 +44,7 @@ class FomReceiver(nn.Module):
         c = self.encoder.out_channels
         self.dense_motion = DenseMotion(config.dense_motion, layout.num_kp, c,
                                         config.kp_variance)
+        check_part_maps(config, layout)
         self.decoder = Decoder(config.decoder, c, layout.expr_dim, fres, resolution)
 
     @property
@@ -68,7 +69,7 @@ class FomReceiver(nn.Module):
         kp_d, jac_d = assemble(self.layout, values)
         motion = self.dense_motion(cache.features, cache.kp, kp_d, cache.jac, jac_d)
         warped = warp(cache.features, motion.flow) * motion.occlusion
-        rgb, mask = self.decoder(warped, values.get("expr"))
+        rgb, mask = self.decoder(warped, values.get("expr"), values.get("sup"))
         pixels = None
         if mask is not None:
             h, w = cache.image.shape[-2:]

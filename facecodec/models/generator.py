@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from facecodec.config import ModelConfig
 from facecodec.models.blocks import ALIGN_CORNERS, identity_jacobians, resize_flow, warp
-from facecodec.models.decoder import Decoder
+from facecodec.models.decoder import Decoder, check_part_maps
 from facecodec.models.dense_motion import DenseMotion
 from facecodec.models.encoder import Encoder
 from facecodec.models.frontalizer import Frontalizer
@@ -80,6 +80,7 @@ class FrontalizerReceiver(nn.Module):
         c = self.encoder.out_channels
         self.frontalizer = Frontalizer(config.frontalizer, layout.num_kp, c, var, reference_init)
         self.dense_motion = DenseMotion(config.dense_motion, layout.num_kp, c, var)
+        check_part_maps(config, layout)
         self.decoder = Decoder(config.decoder, c, layout.expr_dim, fres, resolution)
 
     @property
@@ -115,7 +116,7 @@ class FrontalizerReceiver(nn.Module):
         ref = self.frontalizer.reference.unsqueeze(0).expand_as(kp_d)
         motion = self.dense_motion(cache.embedding, ref, kp_d, identity_jacobians(ref), jac_d)
         warped = warp(cache.embedding, motion.flow) * motion.occlusion
-        rgb, mask = self.decoder(warped, values.get("expr"))
+        rgb, mask = self.decoder(warped, values.get("expr"), values.get("sup"))
         pixels = (self._warp_source_pixels(cache, motion.flow, source_mix)
                   if mask is not None else None)
         return RenderOutput(blend_output(rgb, mask, pixels), rgb, mask, pixels,

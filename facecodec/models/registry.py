@@ -8,16 +8,18 @@ receiver only the receiver's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from facecodec.config import Config
-from facecodec.errors import ModelMismatchError
+from facecodec.errors import InputError, ModelMismatchError
 from facecodec.models.animation import FomModel, FrontalizerModel
 from facecodec.models.base import FaceAnimationModel
+from facecodec.models.decoder import PART_CONVS
 from facecodec.models.package import stored_config
 
 FAMILIES: dict[str, type[FaceAnimationModel]] = {}
@@ -64,3 +66,25 @@ def load_model(path: str | Path, parts: tuple[str, ...] = ("sender", "receiver")
                 f"{path / part}.safetensors does not fit its config.yaml "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})", source=str(path))
     return model.eval()
+
+
+def is_part_map_key(name: str) -> bool:
+    """Whether a parameter (state) name belongs to the decoder's part-map convolutions
+    (``model.decoder.part_maps``), the layers a model trained without them lacks."""
+    return f".{PART_CONVS}." in f".{name}"
+
+
+def load_adding_part_maps(module: nn.Module, state: Mapping[str, Tensor], source: str
+                          ) -> list[str]:
+    """``state`` into ``module``, strictly except for one thing: weights saved without the
+    part maps load into a model with them, whose part-map convolutions keep their zero
+    init, so that it renders what the weights rendered (a fine-tune from the shipped
+    model). Returns those keys (sorted); any other missing key, or any unexpected one, is
+    an :class:`InputError` naming ``source``."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    others = [k for k in missing if not is_part_map_key(k)]
+    if others or unexpected:
+        raise InputError(f"{source}: its weights do not fit the config (missing "
+                         f"{others[:3]}, unexpected {list(unexpected)[:3]}; only the "
+                         f"part maps' layers may be missing)")
+    return sorted(missing)

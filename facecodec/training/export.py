@@ -120,6 +120,7 @@ def model_card(model: torch.nn.Module, cfg: Config, ckpt: dict, log: list[dict] 
     shown = cfg.data.output_resolution or res
     cpu, curve = training_summary(log or [], ckpt["step"], shown)
     fres, decoder = cfg.model.feature_res, cfg.model.decoder
+    maps = "; eye and mouth part maps from the landmarks" if decoder.part_maps else ""
     world = ckpt.get("world_size", 1)
     rows = "\n".join(f"| {n} | {p:,} | {mb:.2f} |" for n, p, mb in network_table(model))
     val = ckpt.get("last_val") or {}
@@ -130,7 +131,7 @@ def model_card(model: torch.nn.Module, cfg: Config, ckpt: dict, log: list[dict] 
   (supervised landmarks {33 * layout.sup}, irises {2 * layout.iris}, unsupervised keypoints
   {layout.unsup}, Jacobians {layout.jacobians}, expression code {layout.expr_dim})
 - resolution {res}x{res}, motion at {fres}x{fres}; pixel blend {decoder.pixel_blend},
-  pixel warp {decoder.pixel_warp}; losses at {shown}x{shown}
+  pixel warp {decoder.pixel_warp}{maps}; losses at {shown}x{shown}
 - trained {ckpt['step']} steps (batch {cfg.optim.batch_size} x {world}
   processes), sampling `{cfg.data.strategy}`, exported
   {datetime.date.today().isoformat()}

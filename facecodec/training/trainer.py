@@ -32,10 +32,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecodec.config import Config
+from facecodec.errors import InputError
 from facecodec.models.base import FaceAnimationModel
 from facecodec.models.discriminator import MultiScaleDiscriminator
 from facecodec.models.layout import KeypointLayout
-from facecodec.models.registry import FAMILIES, build_model
+from facecodec.models.registry import (
+    FAMILIES,
+    build_model,
+    is_part_map_key,
+    load_adding_part_maps,
+)
 from facecodec.training.config import data_root, load_config, out_dir
 from facecodec.training.data import (
     ClipStore,
@@ -127,7 +133,7 @@ class Trainer:
         if tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
         oc = cfg.optim
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=oc.lr_generator,
+        self.opt_g = torch.optim.Adam(self._generator_groups(), lr=oc.lr_generator,
                                       betas=oc.betas)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(oc.milestones),
                                                             oc.gamma)
@@ -149,6 +155,24 @@ class Trainer:
         # its own store: the loader's workers should not inherit the val tubes' memmaps
         self.validator = Validator(cfg, ClipStore(self.store.root, self.store.resolution),
                                    self.out) if self.rank == 0 else None
+
+    def _generator_groups(self) -> list[dict[str, Any]]:
+        """The generator's parameters, the decoder's part-map convolutions (if any) in a
+        second group at ``optim.lr_new`` times the rate. The first group keeps the order
+        of ``model.parameters()`` without them: a checkpoint saved without part maps has
+        the same optimiser state indices (``_load_adding_part_maps``)."""
+        named = list(self.model.named_parameters())
+        groups = [{"params": [p for n, p in named if not is_part_map_key(n)]}]
+        new = [p for n, p in named if is_part_map_key(n)]
+        if new:
+            oc = self.cfg.optim
+            groups.append({"params": new, "lr": oc.lr_generator * oc.lr_new})
+        return groups
+
+    def _base_lrs(self) -> list[float]:
+        """Each generator group's learning rate before any milestone."""
+        oc = self.cfg.optim
+        return [oc.lr_generator, oc.lr_generator * oc.lr_new][: len(self.opt_g.param_groups)]
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -176,11 +200,19 @@ class Trainer:
         torch.save(ckpt, tmp)
         tmp.replace(self.out / CHECKPOINT)
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path, init: bool = False) -> None:
+        """Resume from ``path`` (``init``: start a fine-tune from it, see :func:`train`)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        self.model.load_state_dict(ckpt["model"])
-        self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.sched_g.load_state_dict(ckpt["sched_g"])
+        added: list[str] = []
+        if init:
+            added = load_adding_part_maps(self.model, ckpt["model"], str(path))
+        else:
+            self.model.load_state_dict(ckpt["model"])
+        if added:
+            self._load_adding_part_maps(ckpt, added)
+        else:
+            self.opt_g.load_state_dict(ckpt["opt_g"])
+            self.sched_g.load_state_dict(ckpt["sched_g"])
         if self.disc is not None:
             if "disc" not in ckpt:
                 raise ValueError(f"{path} has no discriminator but the config trains one")
@@ -194,27 +226,48 @@ class Trainer:
         set_rng_state(states[self.rank] if len(states) == self.world else states[0])
         if self.rank == 0:
             self._trim_log(self.step)
-        self._follow_config_schedule()
+        self._follow_config_schedule(force=bool(added))
 
-    def _follow_config_schedule(self) -> None:
+    def _load_adding_part_maps(self, ckpt: dict[str, Any], added: list[str]) -> None:
+        """The optimiser and schedule of a checkpoint saved without the part maps, whose
+        parameters ``added`` start at zero here: its Adam state is the first group's (same
+        parameters, same order: ``_generator_groups``), the new ones start without one."""
+        state = ckpt["opt_g"]
+        ours = self.opt_g.state_dict()["param_groups"]
+        n_old = sum(len(g["params"]) for g in state["param_groups"])
+        if len(state["param_groups"]) != 1 or len(ours) != 2 or n_old != len(ours[0]["params"]):
+            raise InputError(f"optimiser state of {len(state['param_groups'])} group(s) and "
+                             f"{n_old} parameters does not fit this model without {added}")
+        self.opt_g.load_state_dict({"state": state["state"],
+                                    "param_groups": [state["param_groups"][0], ours[1]]})
+        sched = dict(ckpt["sched_g"])
+        # one rate per group; _follow_config_schedule sets them from the config
+        sched["base_lrs"] = self._base_lrs()
+        sched["_last_lr"] = [group["lr"] for group in self.opt_g.param_groups]
+        self.sched_g.load_state_dict(sched)
+        for group, base in zip(self.opt_g.param_groups, self._base_lrs(), strict=True):
+            group["initial_lr"] = base
+
+    def _follow_config_schedule(self, force: bool = False) -> None:
         """A resumed run keeps the checkpoint's learning rate unless the config now puts
         the decay steps elsewhere: then the config's milestones hold from this step on
         (lr = base * gamma ** milestones passed). This is how a run's schedule is fitted
-        to the CPU budget it turned out to have; an unchanged config resumes bit for bit."""
+        to the CPU budget it turned out to have; an unchanged config resumes bit for bit.
+        ``force``: the config's rates in any case (a fine-tune that added layers)."""
         oc = self.cfg.optim
         want = sorted(oc.milestones)
-        pairs = [(self.sched_g, oc.lr_generator)]
+        pairs = [(self.sched_g, self._base_lrs())]
         if self.disc is not None:
-            pairs.append((self.sched_d, oc.lr_discriminator))
-        if all(sorted(sched.milestones.elements()) == want for sched, _ in pairs):
+            pairs.append((self.sched_d, [oc.lr_discriminator]))
+        if not force and all(sorted(sched.milestones.elements()) == want for sched, _ in pairs):
             return
         decays = bisect.bisect_right(want, self.sched_g.last_epoch)
-        for sched, base in pairs:
+        for sched, bases in pairs:
             sched.milestones = Counter(want)
-            lr = base * oc.gamma ** decays
-            for group in sched.optimizer.param_groups:
+            lrs = [base * oc.gamma ** decays for base in bases]
+            for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
                 group["lr"] = lr
-            sched._last_lr = [lr] * len(sched.optimizer.param_groups)  # get_last_lr()
+            sched._last_lr = lrs  # get_last_lr()
         lr = self.sched_g.get_last_lr()[0]
         if self.rank == 0:
             print(f"lr schedule from the config: milestones {want}, generator lr {lr:g} "
@@ -394,14 +447,17 @@ def train(config: str | Path | None, overrides: list[str] | None = None,
 
     ``init_from``: a run directory without a checkpoint of its own starts from this one
     (another run's: weights, optimiser, step; the config's milestones apply), e.g. a
-    fine-tune at a larger ``data.output_resolution``. Ignored once the run has its own."""
+    fine-tune at a larger ``data.output_resolution``. Ignored once the run has its own.
+    A checkpoint saved without the decoder's part maps starts a run with them: their
+    layers start at zero (the same pictures), the config's learning rates apply; any
+    other difference in the weights is an error."""
     cfg = load_config(config, overrides)
     trainer = Trainer(cfg, out)
     ckpt = trainer.out / CHECKPOINT
     if resume and ckpt.exists():
         trainer.load(ckpt)
     elif init_from is not None:
-        trainer.load(Path(init_from))
+        trainer.load(Path(init_from), init=True)
         trainer.log({"kind": "init", "step": trainer.step, "from": str(init_from)})
     try:
         return trainer.fit(max_steps)
