@@ -152,7 +152,9 @@ class Encoder:
         model: a model directory or name in ``models/`` (default: the shipped model).
         fps: frame rate of the stream; live frames are taken as they come (pace the
             camera, or use ``facecodec.sender.live_frames``), files are resampled to it.
-        n_sources: source frames (the paper's N; 3 by default).
+        n_sources: source frames (the paper's N; default 3, or fewer if the model's
+            receiver draws from fewer: FOM's one). More than the receiver draws from are
+            sent all the same (eval's FOM-mult chooses among them itself).
         source_codec, source_quality: the still-image codec of the source frames.
         intra_period: frames between intra frames (default: 2 s).
         packet_frames: frames per packet (1: one packet per frame, lowest latency).
@@ -202,7 +204,7 @@ class Encoder:
     """
 
     def __init__(self, model: str | Path | None = None, *, fps: float = DEFAULT_FPS,
-                 n_sources: int = DEFAULT_SOURCES, source_codec: str = DEFAULT_SOURCE_CODEC,
+                 n_sources: int | None = None, source_codec: str = DEFAULT_SOURCE_CODEC,
                  source_quality: int = DEFAULT_SOURCE_QUALITY,
                  intra_period: int | None = None, packet_frames: int = 1,
                  prior: Prior | None = None, max_num_faces: int = 1,
@@ -264,7 +266,8 @@ class Encoder:
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
         self.fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)
                             ).limit_denominator(1001)
-        self.n_sources = int(n_sources)
+        self.n_sources = int(min(DEFAULT_SOURCES, self.package.profile.max_sources)
+                             if n_sources is None else n_sources)
         self.source_codec, self.source_quality = source_codec, int(source_quality)
         self.intra_period = int(intra_period or intra_period_frames(self.fps))
         self.packet_frames = int(packet_frames)
@@ -675,8 +678,9 @@ def _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_peri
         (_is_real(fps) and float(MIN_FPS) <= fps <= MAX_FPS,
          f"fps must be a finite number in [1/60, {MAX_FPS:g}] (what the stream header "
          f"carries), got {fps!r}"),
-        (_is_int(n_sources) and 1 <= n_sources <= MAX_SOURCES,  # a receiver refuses more
-         f"n_sources must be an integer in 1..{MAX_SOURCES}, got {n_sources!r}"),
+        (n_sources is None or (_is_int(n_sources) and 1 <= n_sources <= MAX_SOURCES),
+         # a receiver refuses more
+         f"n_sources must be None or an integer in 1..{MAX_SOURCES}, got {n_sources!r}"),
         (source_codec in CODECS,
          f"source_codec must be one of {', '.join(CODECS)}, got {source_codec!r}"),
         (_is_int(source_quality) and 1 <= source_quality <= 100,

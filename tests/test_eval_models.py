@@ -23,6 +23,7 @@ from facecodec.audio import RATE, encode_audio
 from facecodec.bitstream.container import Crop, DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
+from facecodec.codec import Encoder
 from facecodec.errors import InputError
 from facecodec.eval.base import EvalClip
 from facecodec.eval.methods import default_methods, make_method
@@ -204,6 +205,9 @@ def test_an_operating_point_may_bring_its_own_installed_prior(models, tmp_path, 
 # --- FOM, FOM-mult ------------------------------------------------------------------------
 
 def test_fom_sends_one_frontal_source(clip: EvalClip) -> None:
+    # the Encoder's default for a model whose receiver draws from one source
+    assert Encoder("tiny_fom").n_sources == 1 and Encoder("tiny_codec").n_sources == 3
+    assert Encoder("tiny_fom", n_sources=3).n_sources == 3  # asked for: FOM-mult's
     method = make_method("fom:model=tiny_fom")
     stream = write_stream(method.encoder, clip)
     enc = method.run(clip, None)

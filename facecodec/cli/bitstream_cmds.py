@@ -78,9 +78,9 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
               help="Model directory or name in models/ (default: the shipped model).")
 @click.option("--fps", type=click.FloatRange(1, 120), default=FPS, show_default=True,
               help="Frame rate of the stream (video input is resampled to it).")
-@click.option("--sources", "n_sources", type=click.IntRange(1, MAX_SOURCES),
-              default=SOURCES,
-              show_default=True, help="Source frames sent once (most frontal + yaw extremes).")
+@click.option("--sources", "n_sources", type=click.IntRange(1, MAX_SOURCES), default=None,
+              help=f"Source frames sent (most frontal + yaw extremes) [default: {SOURCES}, or "
+                   "as many as the model's receiver draws from if fewer: FOM's one].")
 @click.option("--source-quality", type=click.IntRange(1, 100), default=SOURCE_QUALITY,
               show_default=True,
               help="Still-image quality of the source frames.")
@@ -136,7 +136,7 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
               default=None, help=f"Bitrate of the sound (Opus; speech needs 6-12) "
                                  f"[default: {AUDIO_KBPS:g}].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int,
+def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int | None,
            source_quality: int, source_codec: str, intra_period: int | None,
            packet_frames: int, table_name: str, prior_path: str | None,
            deadband: float | None, preset: str, recovery_period: int | None,
