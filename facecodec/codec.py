@@ -323,7 +323,9 @@ class Encoder:
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
                       model_hash=self._model_hash,
-                      info={"audio": dict(AUDIO_INFO)} if audio else {})
+                      info={**({"audio": dict(AUDIO_INFO)} if audio else {}),
+                            # what bitrate --report holds the stream's windows against
+                            **({"budget_kbps": self.budget.kbps} if self.budget else {})})
 
     # -- the stages of encoding, shared by files, the live API and eval -----------------
     # 1. tracking (sender.FrontEnd: landmarks, irises, pose, face tube per frame);

@@ -152,3 +152,26 @@ def test_the_command_refuses_a_budget_it_cannot_keep_in_one_line(tmp_path):
     r = subprocess.run([*run, str(video), str(tmp_path / "b.fcs"), "--kbps", "8",
                         "--deadband", "4"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "not both" in r.stderr
+
+
+def test_the_report_holds_a_budgeted_stream_against_its_budget(tmp_path, monkeypatch):
+    """The header's info carries the budget; ``bitrate --report`` compares the highest
+    10-s window after the first with it."""
+    from facecodec.bitstream.report import analyse, to_markdown
+
+    prior = Prior.untrained(TABLE)
+    prior.save(tmp_path / "priors" / "p.json")
+    monkeypatch.setenv("FACECODEC_PRIORS", str(tmp_path / "priors"))  # where analyse finds it
+    header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=1,
+                    model_id="m", model_hash=b"h" * 16, info={"budget_kbps": 12.0})
+    path = tmp_path / "b.fcs"
+    with open(path, "wb") as f:
+        w = FcsWriter(f, header, prior, all_in_rate=12.0 * 1000 / 8 / 15)
+        for v in [random_walk(TABLE, 1, seed=2)[0]] * 450:
+            w.add_frame(v)
+        w.close()
+    summary = analyse(path).summary()
+    assert summary["budget_kbps"] == 12.0
+    top = max(x["all_in_kbps"] for x in summary["windows"][1:])
+    assert f"Budget 12 kbps (the sender's `--kbps`): the highest full window after the " \
+           f"first is {top:.2f} kbps ({top / 12:.0%} of it" in to_markdown([summary])

@@ -45,6 +45,7 @@ class FileStats:
     redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
     parity_bytes: int = 0  # parity chunks (forward error correction, format 2.1)
     audio_bytes: int = 0  # the sound's chunks (Opus, format 2.2)
+    budget_kbps: float | None = None  # the sender's budget (header info "budget_kbps")
     # per frame, the bytes read since the previous frame: (sources, frame packets with
     # their copies and parities, sound, the rest): where the rate went over time
     arrivals: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -86,6 +87,7 @@ class FileStats:
             "held_frames": self.held,
             "skipped_chunks": self.skipped,
             "windows": self.windows(),
+            "budget_kbps": self.budget_kbps,
         }
 
     def windows(self, seconds: float = WINDOW_S) -> list[dict]:
@@ -108,12 +110,29 @@ class FileStats:
         return out
 
 
+def _budget_lines(s: dict) -> list[str]:
+    """A budgeted stream (``encode --kbps``): its highest window against the budget, the
+    first window apart (it carries the header and the first source, sent at once)."""
+    budget = s.get("budget_kbps")
+    full = [w for w in s["windows"][1:] if w["seconds"] >= WINDOW_S - 1e-6]
+    if not budget or not full:
+        return []
+    top = max(full, key=lambda w: w["all_in_kbps"])
+    return [f"Budget {budget:g} kbps (the sender's `--kbps`): the highest full window after "
+            f"the first is {top['all_in_kbps']:.2f} kbps ({top['all_in_kbps'] / budget:.0%} "
+            f"of it, from {top['start_s']:.0f} s); the first is "
+            f"{s['windows'][0]['all_in_kbps']:.2f} kbps.", ""]
+
+
 def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
     """Decode a ``.fcs`` file's values (no rendering) and account for every byte."""
     path = Path(path)
     with open(path, "rb") as f:
         reader = FcsReader(f, name=str(path), tolerant=tolerant)
         st = FileStats(str(path), float(reader.header.fps), header_bytes=reader.header_bytes)
+        budget = reader.header.info.get("budget_kbps")
+        if isinstance(budget, int | float) and not isinstance(budget, bool):
+            st.budget_kbps = float(budget)
         st.stream_bits = {name: [] for name in reader.header.table.names}
         seen = dict(reader.chunk_bytes)
         for ev in reader:
@@ -215,6 +234,7 @@ def to_markdown(summaries: list[dict]) -> str:
                       f"{w['audio_kbps']:.2f} | {w['other_kbps']:.2f} |"
                       for w in s["windows"]]
             lines.append("")
+            lines += _budget_lines(s)
     lines += ["### Oquab et al. 2022, Table 4 (bits/frame, arithmetic coded, 15 fps)", "",
               "| model | bits/frame | kbps at 15 fps |", "|---|---:|---:|"]
     for name, b in PAPER_TABLE4.items():
