@@ -21,25 +21,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from source_pacing import arrivals, first_face_bytes  # noqa: E402
+from source_pacing import (  # noqa: E402
+    arrivals,
+    call_clip_args,
+    envelope,
+    first_face_bytes,
+    load_call_clip,
+)
 
 from facecodec.audio import encode_audio, read_audio  # noqa: E402
 from facecodec.bitstream.report import analyse  # noqa: E402
 from facecodec.codec import Decoder, Encoder  # noqa: E402
-from facecodec.eval.clips import manifest_clips  # noqa: E402
 from facecodec.eval.metrics import LPIPS  # noqa: E402
 from facecodec.eval.neural import write_stream  # noqa: E402
 
@@ -56,17 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budgets", default="13,16,20,30", help="kbps, with sound")
     ap.add_argument("--quiet-budgets", default="5,6,8,12", help="kbps, without sound")
-    ap.add_argument("--manifest", type=Path,
-                    default=ROOT.parent / "shared" / "data" / "manifest.csv")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "facecodec" / "data")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "budget.json")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ref = manifest_clips(args.manifest, "call", args.cache)[0]
-    if ref.cache_dir is None:
-        sys.exit(f"{ref.name} is not in the cache {args.cache} (run facecodec prepare-data)")
-    clip = ref.load()
+    args = call_clip_args(ap, "budget")
+    clip = load_call_clip(args)
     fps = float(clip.fps)
     seconds = len(clip.frames) / fps
     pcm = read_audio(clip.video)
@@ -111,11 +105,7 @@ def main() -> None:
                        "plan": None if plan is None else plan.__dict__,
                        "windows": windows, "arrivals": src})
         print(json.dumps(rows[-1]), flush=True)
-    doc = {"benchmark": "budget",
-           "command": "python bench/budget.py" + "".join(f" {a}" for a in sys.argv[1:]),
-           "machine": f"{platform.machine()}, {args.threads} thread(s)",
-           "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
-           "clip": clip.name, "frames": len(clip.frames),
+    doc = {**envelope("budget", args, start, clip),
            "notes": [
                f"The call clip ({clip.name}, {seconds:.0f} s) written with `Encoder(kbps=R)` "
                "(sound from the clip, Opus at the plan's bitrate) or without sound, and "

@@ -85,22 +85,44 @@ def spans_lpips(data: bytes, original: np.ndarray, seconds: float, fps: float,
     return [float(np.mean(scores[i:i + per])) for i in range(0, n, per)]
 
 
+def call_clip_args(ap: argparse.ArgumentParser, name: str) -> argparse.Namespace:
+    """The options of the call-clip benchmarks (where the clip is, threads, the JSON),
+    parsed; sets torch's threads."""
+    ap.add_argument("--manifest", type=Path,
+                    default=ROOT.parent / "shared" / "data" / "manifest.csv")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "facecodec" / "data")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def load_call_clip(args: argparse.Namespace):
+    """The `call` split's clip from the training cache (its 15 fps face tube and values)."""
+    ref = manifest_clips(args.manifest, "call", args.cache)[0]
+    if ref.cache_dir is None:
+        sys.exit(f"{ref.name} is not in the cache {args.cache} (run facecodec prepare-data)")
+    return ref.load()
+
+
+def envelope(name: str, args: argparse.Namespace, start: float, clip) -> dict:
+    """What every call-clip result file says first: the benchmark, its command, the machine,
+    the date, how long it took and the clip."""
+    return {"benchmark": name,
+            "command": f"python bench/{name}.py" + "".join(f" {a}" for a in sys.argv[1:]),
+            "machine": f"{platform.machine()}, {args.threads} thread(s)",
+            "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
+            "clip": clip.name, "frames": len(clip.frames)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="none,1,2,4",
                     help="comma-separated source_kbps values; 'none': every source whole")
     ap.add_argument("--seconds", type=float, default=20.0, help="LPIPS over this much")
-    ap.add_argument("--manifest", type=Path,
-                    default=ROOT.parent / "shared" / "data" / "manifest.csv")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "facecodec" / "data")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "source_pacing.json")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ref = manifest_clips(args.manifest, "call", args.cache)[0]
-    if ref.cache_dir is None:
-        sys.exit(f"{ref.name} is not in the cache {args.cache} (run facecodec prepare-data)")
-    clip = ref.load()
+    args = call_clip_args(ap, "source_pacing")
+    clip = load_call_clip(args)
     fps = float(clip.fps)
     lpips = LPIPS()
     start = time.perf_counter()
@@ -133,11 +155,7 @@ def main() -> None:
             detail.append({"source_kbps": kbps, "bytes": len(data), "arrivals": src,
                            "windows": windows, "lpips_5s": lp})
             print(json.dumps(rows[-1]), flush=True)
-    doc = {"benchmark": "source_pacing",
-           "command": "python bench/source_pacing.py" + "".join(f" {a}" for a in sys.argv[1:]),
-           "machine": f"{platform.machine()}, {args.threads} thread(s)",
-           "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
-           "clip": clip.name, "frames": len(clip.frames),
+    doc = {**envelope("source_pacing", args, start, clip),
            "notes": [
                f"The call clip ({clip.name}, {len(clip.frames) / fps:.0f} s, sound at 8 kbps) "
                "written with the Encoder's defaults: every source whole before the first "
