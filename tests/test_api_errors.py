@@ -32,7 +32,7 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
     ({"intra_period": 0}, "intra_period"),
     ({"intra_period": 65536}, "intra_period"),
     ({"source_codec": "gif"}, "source_codec must be one of webp, jpeg, png, got 'gif'"),
-    ({"n_sources": 0}, "n_sources must be an integer in 1.."),
+    ({"n_sources": 0}, "n_sources must be None or an integer in 1.."),
     ({"n_sources": 256}, "n_sources"),
     ({"n_sources": True}, "n_sources"),
     ({"source_quality": 0}, r"source_quality must be an integer in 1\.\.100"),
