@@ -132,6 +132,7 @@ class ClipBits:
     setup_bits: int
     frame_bits: np.ndarray
     audio_bytes: int
+    sources_dropped: int = 0  # sources a budget left unsent by the end
 
 
 @dataclass
@@ -191,10 +192,12 @@ class Encoder:
             full ``REFINE_AFTER_S`` later).
         kbps: a budget for everything the stream carries (3..30 kbps: frames, sound,
             sources, headers), planned by :func:`facecodec.sender.budget.plan_budget`:
-            it sets the dead zone (with its prior) and the sound's bitrate, and the sources
-            are paced as above within what the frames and the sound leave of it, measured
-            as they go. With it, ``deadband``, ``prior``, ``audio_kbps`` and
-            ``source_kbps`` are left unset. :attr:`budget` holds the plan. A budget below
+            it sets the dead zone (with its prior), the sound's bitrate and how many
+            sources (unless ``n_sources`` is given), and the sources are paced as above
+            within what the frames and the sound leave of it, measured as they go; a file
+            drops the sources not started by its end (``EncodeStats.warnings`` says so).
+            With it, ``deadband``, ``prior``, ``audio_kbps`` and ``source_kbps`` are left
+            unset. :attr:`budget` holds the plan. A budget below
             what the model's frames and the sound need raises
             :class:`~facecodec.sender.budget.BudgetError` saying the smallest that works.
 
@@ -258,7 +261,8 @@ class Encoder:
             default = self.package.prior()
             points = [(default.info.get("deadband", 0.0), default),
                       *((s, self.package.prior(s)) for s in self.package.operating_points())]
-            self.budget = plan_budget(float(kbps), float(fps), points, self.audio)
+            self.budget = plan_budget(float(kbps), float(fps), points, self.audio,
+                                      self.package.profile.max_sources)
             deadband = self.budget.deadband
             self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
         self.prior = prior or self.package.prior(deadband)
@@ -266,8 +270,10 @@ class Encoder:
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
         self.fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)
                             ).limit_denominator(1001)
-        self.n_sources = int(min(DEFAULT_SOURCES, self.package.profile.max_sources)
-                             if n_sources is None else n_sources)
+        if n_sources is None:  # the budget's, or the default the receiver can use
+            n_sources = (self.budget.n_sources if self.budget else
+                         min(DEFAULT_SOURCES, self.package.profile.max_sources))
+        self.n_sources = int(n_sources)
         self.source_codec, self.source_quality = source_codec, int(source_quality)
         self.intra_period = int(intra_period or intra_period_frames(self.fps))
         self.packet_frames = int(packet_frames)
@@ -399,7 +405,7 @@ class Encoder:
         w.close()
         setup += w.paced_bytes - parts
         bits[-1] += 8 * (w.bytes_written - before - (w.paced_bytes - parts))
-        return ClipBits(8 * setup, bits, w.audio_bytes)
+        return ClipBits(8 * setup, bits, w.audio_bytes, w.sources_dropped)
 
     def source_image_bytes(self, tube: np.ndarray, quality: int | None = None) -> bytes:
         """A source frame (RGB uint8 face tube) coded with the source-image codec, at
@@ -647,6 +653,10 @@ class Encoder:
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+        if written.sources_dropped:
+            warnings.append(f"{written.sources_dropped} of {len(chosen)} source frames did not "
+                            f"fit the {self.budget.kbps:g}-kbps budget before the end and were "
+                            "not sent")
         return EncodeStats(len(records), int(valid.sum()), list(chosen), dst.stat().st_size,
                            time.perf_counter() - t0, warnings,
                            written.audio_bytes)

@@ -49,10 +49,15 @@ def test_the_cheapest_frames_the_sound_then_the_sources():
     # 0.5 kbps steps, framed within that half
     assert plan.audio_kbps == 7.0 and plan.audio_all_kbps == pytest.approx(audio_all_kbps(7))
     assert plan.sources_kbps == pytest.approx(0.95 * 20 - 4.32 - plan.audio_all_kbps)
+    # as many sources as that rest delivers in 30 s, at 3.5 KB each: 6.7 kbps -> 7
+    assert plan.n_sources == int(plan.sources_kbps * 1000 / 8 * 30 / 3500) == 7
+    assert plan_budget(20, 15, POINTS, audio=True, max_sources=1).n_sources == 1  # FOM
+    assert plan_budget(30, 15, POINTS, audio=False).n_sources == 8  # what a receiver takes
     # sound never above speech's 12 kbps: the rest goes to the sources
     assert plan_budget(30, 15, POINTS, audio=True).audio_kbps == 11.5
     quiet = plan_budget(6, 15, POINTS, audio=False)
     assert quiet.audio_kbps is None and quiet.sources_kbps == pytest.approx(0.95 * 6 - 4.32)
+    assert quiet.n_sources == 3  # never fewer than the default, however late they arrive
     assert "dead zone 32" in quiet.describe() and "no sound" in quiet.describe()
 
 
@@ -70,17 +75,18 @@ def test_a_budget_too_small_says_the_smallest_that_works():
         plan_budget(10, 15, [(16, unfitted)], audio=False)
 
 
-def budget_stream(rate_kbps: float, frames: int = 450) -> tuple[bytes, list[int], int]:
-    """30 s of frames with two 6 KB sources paced within an all-in budget; also each
-    frame's bytes (what was written between two frames) and the writer's part size."""
+def budget_stream(rate_kbps: float, frames: int = 450, sources: int = 2
+                  ) -> tuple[bytes, list[int], int]:
+    """30 s of frames with ``sources`` 6 KB sources paced within an all-in budget; also
+    each frame's bytes (what was written between two frames) and the writer's part size."""
     prior = Prior.untrained(TABLE)
-    header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=2,
+    header = Header(TABLE, prior.id, Fraction(15), intra_period=30, n_sources=sources,
                     model_id="test-model", model_hash=b"h" * 16)
     buf = io.BytesIO()
     w = FcsWriter(buf, header, prior, all_in_rate=rate_kbps * 1000 / 8 / 15)
     rng = np.random.default_rng(1)
     walk = [random_walk(TABLE, 1, seed=2)[0]] * frames  # still: a steady frame rate
-    for slot in (0, 1):
+    for slot in range(sources):
         w.add_source(slot, "webp", 256, 256, bytes(rng.integers(0, 256, 6000, np.uint8)),
                      walk[0], paced=True)
     per_frame = []
@@ -127,6 +133,19 @@ def test_a_thin_budget_sends_small_parts():
     assert len(part_chunks(data)) >= 5  # some went out
     steady = np.convolve(per_frame, np.ones(15, dtype=int), "valid")  # 1-s windows
     assert steady.max() <= 8000 / 8 + part + 400  # one part at a time (an intra frame)
+
+
+def test_a_budgeted_file_drops_the_sources_not_started_by_its_end():
+    """What the budget did not carry by the end is not sent at the end (the source under
+    way is finished: a part of a source is no source); the stream reads whole."""
+    data, per_frame, part = budget_stream(12.0, frames=150, sources=4)  # 24 KB in 10 s
+    r = FcsReader(data, prior=Prior.untrained(TABLE))
+    assert len([e for e in r if isinstance(e, DecodedFrame)]) == 150
+    sent = len(r.sources_seen)
+    assert 1 <= sent < 4
+    # after the last frame: the header, the rest of the one source under way (at most a
+    # whole one with its parts' framing) and the end chunk, not the sources never started
+    assert len(data) - sum(per_frame) <= 6000 + 200 + 16 * (6000 // part + 1)
 
 
 def test_all_in_rate_is_checked_and_exclusive():

@@ -207,7 +207,8 @@ class FcsWriter:
             measured, so a costly frame delays the sources instead of breaking the
             budget. Parts then hold half a second of the budget at most (a 1-KB part is
             1.6 s of 5 kbps: one would overshoot a 10-s window where the frames run
-            close to the budget). 0: off.
+            close to the budget). ``close`` sends the source under way and drops those
+            not started (``sources_dropped``). 0: off.
     """
 
     def __init__(self, out: BinaryIO, header: Header, prior: Prior, *,
@@ -261,6 +262,7 @@ class FcsWriter:
         self._paced: list[list] = []  # [slot, body, next part, parts] in sending order
         self._credit = 0.0
         self.paced_bytes = 0  # source parts written
+        self.sources_dropped = 0  # paced sources a budget left unsent at close
         self.frame_bits: list[dict[str, float]] = []
         self._emit(header.to_bytes())
 
@@ -452,6 +454,13 @@ class FcsWriter:
             raise ValueError("the stream is closed")
         out = self.flush() + self._emit_repeats()
         out += self._emit_parity()  # the last group, however short
+        if self.all_in_rate:
+            # within a budget, the sources not started by the end are not sent: the
+            # receiver drew without them (the one under way is finished: a part of a
+            # source is no source)
+            started = [q for q in self._paced if q[2] > 0]
+            self.sources_dropped = len(self._paced) - len(started)
+            self._paced = started
         out += self._pace(force=True)  # a file holds every source it was given
         self.closed = True
         return out + self._emit(chunk(END, struct.pack("<I", self.frames)))

@@ -16,8 +16,12 @@ before the first frame, the third takes what they leave:
 - **Sources**: the rest, measured and not predicted: the stream writer sends source parts
   whenever what was emitted so far leaves room under R (``FcsWriter(all_in_rate=...)``),
   so a frame packet larger than predicted (an intra frame, fast motion) delays the
-  sources instead of breaking the budget. Better and more sources are what move quality
-  (one source against three, q80 against q90: docs/EVAL.md).
+  sources instead of breaking the budget. *More* sources are what move quality: on the
+  call clip five instead of three took LPIPS from 0.270 to 0.237, q90 instead of q80
+  from 0.270 to 0.269 (30 kbps, no sound, 2026-12-01). So the plan sends as many as the
+  rest delivers in ``SOURCE_FILL_S`` (at least three, at most what the receiver takes);
+  at a thin budget the last ones arrive late, and a file drops those not started by its
+  end.
 
 The first source is the exception: it goes out at once, small (160 px at low quality), so
 that the first face is drawn within seconds; R is kept from there on.
@@ -33,8 +37,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior
-from facecodec.defaults import AUDIO_MIN_KBPS, BUDGET_MAX_KBPS, BUDGET_MIN_KBPS, MIN_SOURCE_KBPS
+from facecodec.defaults import (
+    AUDIO_MIN_KBPS,
+    BUDGET_MAX_KBPS,
+    BUDGET_MIN_KBPS,
+    MIN_SOURCE_KBPS,
+    SOURCES,
+)
 from facecodec.errors import InputError
 
 AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to the sources
@@ -44,6 +55,8 @@ HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 9
 # reference, CRC-16 and the range coder's last 32-bit word, about 7 bytes at one frame per
 # packet (bitstream/report.py counts it per stream as "overhead").
 FRAME_FRAMING_BITS = 56.0
+SOURCE_BYTES = 3500  # a 256-px WebP q80 face with its values (call clip: 3.0-3.5 KB)
+SOURCE_FILL_S = 30.0  # the sources the rest delivers in this long are planned
 
 
 class BudgetError(InputError):
@@ -62,6 +75,8 @@ class BudgetPlan:
         audio_all_kbps: the sound's predicted rate in the stream (Opus + chunk framing).
         sources_kbps: what is left for the sources (after the first), as planned; the
             writer measures and gives them what is really left.
+        n_sources: the source frames to send: as many as ``sources_kbps`` delivers in
+            ``SOURCE_FILL_S``, at least three (or what the receiver takes, if fewer).
     """
 
     kbps: float
@@ -70,12 +85,14 @@ class BudgetPlan:
     audio_kbps: float | None
     audio_all_kbps: float
     sources_kbps: float
+    n_sources: int = SOURCES
 
     def describe(self) -> str:
         sound = ("no sound" if self.audio_kbps is None else
                  f"sound {self.audio_all_kbps:.1f} (Opus {self.audio_kbps:.1f})")
         return (f"budget {self.kbps:g} kbps: frames ~{self.frames_kbps:.1f} (dead zone "
-                f"{self.deadband:g}), {sound}, sources the rest (~{self.sources_kbps:.1f})")
+                f"{self.deadband:g}), {sound}, {self.n_sources} sources in the rest "
+                f"(~{self.sources_kbps:.1f})")
 
 
 def frame_kbps(prior: Prior, fps: float) -> float:
@@ -98,10 +115,11 @@ def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
 
 
 def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
-                audio: bool) -> BudgetPlan:
+                audio: bool, max_sources: int = MAX_SOURCES) -> BudgetPlan:
     """The plan for ``kbps`` all-in; ``points``: (dead-zone strength, its prior) of the
-    model's operating points. Raises :class:`BudgetError` when ``kbps`` cannot carry the
-    cheapest frames (and the sound at ``AUDIO_MIN_KBPS``) with room for the sources."""
+    model's operating points; ``max_sources``: the most its receiver draws from. Raises
+    :class:`BudgetError` when ``kbps`` cannot carry the cheapest frames (and the sound at
+    ``AUDIO_MIN_KBPS``) with room for the sources."""
     if not (isinstance(kbps, int | float) and not isinstance(kbps, bool)
             and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
         raise InputError(f"kbps must be a number in {BUDGET_MIN_KBPS:g}..{BUDGET_MAX_KBPS:g}, "
@@ -131,5 +149,7 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
         while opus + 0.5 <= target and audio_all_kbps(opus + 0.5) <= usable - frames:
             opus += 0.5
         sound = audio_all_kbps(opus)
-    return BudgetPlan(float(kbps), deadband, frames, opus, sound,
-                      max(0.0, HEADROOM * kbps - frames - sound))
+    rest = max(0.0, HEADROOM * kbps - frames - sound)
+    delivered = int(rest * 1000 / 8 * SOURCE_FILL_S / SOURCE_BYTES)
+    n = min(max(SOURCES, delivered), MAX_SOURCES, max_sources)
+    return BudgetPlan(float(kbps), deadband, frames, opus, sound, rest, n)
