@@ -59,7 +59,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budgets", default="13,16,20,30", help="kbps, with sound")
     ap.add_argument("--quiet-budgets", default="5,6,8,12", help="kbps, without sound")
-    args = call_clip_args(ap, "budget")
+    name = "budget"
+    if "--name" in sys.argv:  # a second result file (e.g. a rule re-measured at a few budgets)
+        name = sys.argv[sys.argv.index("--name") + 1]
+    ap.add_argument("--name", default="budget", help="the result's name and file")
+    args = call_clip_args(ap, name)
     clip = load_call_clip(args)
     fps = float(clip.fps)
     seconds = len(clip.frames) / fps
@@ -105,7 +109,7 @@ def main() -> None:
                        "plan": None if plan is None else plan.__dict__,
                        "windows": windows, "arrivals": src})
         print(json.dumps(rows[-1]), flush=True)
-    doc = {**envelope("budget", args, start, clip),
+    doc = {**envelope(args.name, args, start, clip),
            "notes": [
                f"The call clip ({clip.name}, {seconds:.0f} s) written with `Encoder(kbps=R)` "
                "(sound from the clip, Opus at the plan's bitrate) or without sound, and "

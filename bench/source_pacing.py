@@ -110,7 +110,8 @@ def envelope(name: str, args: argparse.Namespace, start: float, clip) -> dict:
     """What every call-clip result file says first: the benchmark, its command, the machine,
     the date, how long it took and the clip."""
     return {"benchmark": name,
-            "command": f"python bench/{name}.py" + "".join(f" {a}" for a in sys.argv[1:]),
+            "command": f"python bench/{Path(sys.argv[0]).name}"
+                       + "".join(f" {a}" for a in sys.argv[1:]),
             "machine": f"{platform.machine()}, {args.threads} thread(s)",
             "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
             "clip": clip.name, "frames": len(clip.frames)}
