@@ -220,11 +220,16 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
                  writes="decode writes H.264 video or values (.npz)")
     if dst.suffix.lower() != ".npz":
         from facecodec.codec import Decoder
+        from facecodec.sender.landmarks import quiet_mediapipe_logs
 
         # rendered at the output size: the pixel blend warps the 256 sources there directly
         dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size,
                       retouch=not no_retouch)
-        r = dec.decode_file(src, dst, compare=compare, size=size, progress=not no_progress)
+        # the touch-up reads the rendered faces with MediaPipe, whose native start-up lines
+        # would otherwise reach stderr (which is for errors)
+        with quiet_mediapipe_logs():
+            r = dec.decode_file(src, dst, compare=compare, size=size,
+                                progress=not no_progress)
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
                    f"frames/s" + (f", {r['held']} held" if r["held"] else ""))
         for s in dec.skipped:
