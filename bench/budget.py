@@ -59,11 +59,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budgets", default="13,16,20,30", help="kbps, with sound")
     ap.add_argument("--quiet-budgets", default="5,6,8,12", help="kbps, without sound")
-    name = "budget"
-    if "--name" in sys.argv:  # a second result file (e.g. a rule re-measured at a few budgets)
-        name = sys.argv[sys.argv.index("--name") + 1]
-    ap.add_argument("--name", default="budget", help="the result's name and file")
-    args = call_clip_args(ap, name)
+    ap.add_argument("--name", default="budget",
+                    help="the result's name and file (a second one: a few budgets re-measured)")
+    args = call_clip_args(ap)
     clip = load_call_clip(args)
     fps = float(clip.fps)
     seconds = len(clip.frames) / fps

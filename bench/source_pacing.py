@@ -85,15 +85,18 @@ def spans_lpips(data: bytes, original: np.ndarray, seconds: float, fps: float,
     return [float(np.mean(scores[i:i + per])) for i in range(0, n, per)]
 
 
-def call_clip_args(ap: argparse.ArgumentParser, name: str) -> argparse.Namespace:
+def call_clip_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
     """The options of the call-clip benchmarks (where the clip is, threads, the JSON),
     parsed; sets torch's threads."""
     ap.add_argument("--manifest", type=Path,
                     default=ROOT.parent / "shared" / "data" / "manifest.csv")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "facecodec" / "data")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"{name}.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: bench/results/<name>.json")
     args = ap.parse_args()
+    name = getattr(args, "name", Path(sys.argv[0]).stem)  # the script's, or its --name
+    args.out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     torch.set_num_threads(args.threads)
     return args
 
@@ -122,7 +125,7 @@ def main() -> None:
     ap.add_argument("--rates", default="none,1,2,4",
                     help="comma-separated source_kbps values; 'none': every source whole")
     ap.add_argument("--seconds", type=float, default=20.0, help="LPIPS over this much")
-    args = call_clip_args(ap, "source_pacing")
+    args = call_clip_args(ap)
     clip = load_call_clip(args)
     fps = float(clip.fps)
     lpips = LPIPS()

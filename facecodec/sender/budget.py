@@ -16,9 +16,8 @@ before the first frame, the third takes what they leave:
 - **Sources**: the rest, measured and not predicted: the stream writer sends source parts
   whenever what was emitted so far leaves room under R (``FcsWriter(all_in_rate=...)``),
   so a frame packet larger than predicted (an intra frame, fast motion) delays the
-  sources instead of breaking the budget. *More* sources are what move quality: on the
-  call clip five instead of three took LPIPS from 0.270 to 0.237, q90 instead of q80
-  from 0.270 to 0.269 (30 kbps, no sound, 2026-12-01). So the plan sends as many as the
+  sources instead of breaking the budget. *More* sources are what move quality on a
+  call, not better ones (measured in docs/codec.md, "budget"). So the plan sends as many as the
   rest delivers in ``SOURCE_FILL_S`` (at least three, at most what the receiver takes);
   at a thin budget the last ones arrive late, and a file drops those not started by its
   end.
