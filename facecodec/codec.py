@@ -34,7 +34,7 @@ import numbers
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -66,23 +66,37 @@ from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.protection import Protection
 from facecodec.bitstream.protection import resolve as resolve_protection
-from facecodec.defaults import BUDGET_MAX_KBPS, BUDGET_MIN_KBPS, MAX_SOURCE_KBPS, MIN_SOURCE_KBPS
+from facecodec.defaults import (
+    BUDGET_MAX_KBPS,
+    BUDGET_MIN_KBPS,
+    MAX_SOURCE_KBPS,
+    MIN_SOURCE_KBPS,
+    SOURCE_CHOICES,
+)
+from facecodec.defaults import SOURCE_CHOICE as DEFAULT_SOURCE_CHOICE
 from facecodec.defaults import SOURCE_CODEC as DEFAULT_SOURCE_CODEC
 from facecodec.defaults import SOURCE_QUALITY as DEFAULT_SOURCE_QUALITY
 from facecodec.defaults import SOURCES as DEFAULT_SOURCES
 from facecodec.errors import FormatError, InputError, ModelMismatchError
 from facecodec.files import VIDEO_SUFFIXES, check_output
-from facecodec.imagecodec import CODECS, decode_source, encode_image, resize_square
+from facecodec.imagecodec import CODECS, decode_image, decode_source, encode_image, resize_square
 from facecodec.models.package import find_installed_model, find_model
 from facecodec.receiver.expression import Retoucher
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
 from facecodec.sender import FrontEnd, SourcePolicy, select_sources
 from facecodec.sender.budget import BudgetPlan, plan_budget
+from facecodec.sender.coverage import (
+    MAX_SAMPLES,
+    Coverage,
+    cover,
+    picture_error,
+    sample_frames,
+)
 from facecodec.sender.deadband import Deadband
 from facecodec.sender.frontend import TUBE_SIZE, FrameRecord
 from facecodec.sender.network import SenderNetwork
-from facecodec.sender.sources import picture_stats
+from facecodec.sender.sources import picture_stats, source_candidates
 from facecodec.sender.tube import Box, crop
 from facecodec.sender.video import DEFAULT_FPS, Frame, VideoReader
 
@@ -100,6 +114,7 @@ REFINE_AFTER_S = 2.0
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights) a Decoder keeps across streams
+RENDER_BATCH = 8  # frames per render when the sender draws what the receiver will
 
 
 class _Collect:
@@ -200,6 +215,12 @@ class Encoder:
             unset. :attr:`budget` holds the plan. A budget below
             what the model's frames and the sound need raises
             :class:`~facecodec.sender.budget.BudgetError` saying the smallest that works.
+        source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
+            frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,
+            closed loop: the first as by pose, then each the frame the receiver draws worst
+            from the ones before (:mod:`facecodec.sender.coverage`; the sender draws a
+            frame a second with the receiver's model). A live call uses
+            :class:`~facecodec.sender.SourcePolicy` either way.
 
     An argument no stream can carry raises :class:`InputError` here (docs/codec.md).
     It makes one live stream (:meth:`push` ... :meth:`close`; frames after it are refused)
@@ -216,7 +237,8 @@ class Encoder:
                  fec: int | None = None, audio: bool = True,
                  audio_kbps: float | None = None,
                  first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY,
-                 source_kbps: float | None = None, kbps: float | None = None):
+                 source_kbps: float | None = None, kbps: float | None = None,
+                 source_choice: str = DEFAULT_SOURCE_CHOICE):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -240,6 +262,10 @@ class Encoder:
             if not (_is_real(kbps) and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
                 raise InputError(f"kbps must be None or a number in {BUDGET_MIN_KBPS:g}.."
                                  f"{BUDGET_MAX_KBPS:g}, got {kbps!r}")
+        if source_choice not in SOURCE_CHOICES:
+            raise InputError(f"source_choice must be one of {', '.join(SOURCE_CHOICES)}, "
+                             f"got {source_choice!r}")
+        self.source_choice = source_choice
         self.audio = bool(audio)
         self.audio_kbps = float(AUDIO_KBPS if audio_kbps is None else audio_kbps)
         if first_source_quality is not None and not (
@@ -361,6 +387,65 @@ class Encoder:
         each frame's :func:`~facecodec.sender.sources.picture_stats`, none from a fade or
         a flash."""
         return list(select_sources(yaw, valid, eyes_open, self.n_sources, stats=stats))
+
+    def coverage_stride(self, n_frames: int | None) -> int:
+        """Frames between two that the closed-loop choice draws: one a second, fewer on a
+        clip so long that it would draw more than ``MAX_SAMPLES`` (``n_frames``: the
+        clip's length, or an estimate; None: unknown)."""
+        every = max(1, round(float(self.fps)))
+        return max(every, math.ceil((n_frames or 0) / MAX_SAMPLES))
+
+    def cover_clip(self, chosen: list[int], pictures: Mapping[int, np.ndarray] | np.ndarray,
+                   values: list[Values], valid: np.ndarray, eyes_open: np.ndarray,
+                   stats: np.ndarray, every: int) -> list[int]:
+        """A whole clip's closed-loop sources (:meth:`cover_sources`) from the pose rule's
+        ``chosen`` and the clip's per-frame ``valid``, ``eyes_open`` and ``stats``
+        (:func:`~facecodec.sender.sources.picture_stats`); ``pictures`` holds the face
+        tube of ``chosen[0]`` and of every ``every``-th frame (from ``every // 2``), by
+        frame index (a dict, or the whole clip's tube array). The
+        frames without a face are not drawn (nothing to compare)."""
+        samples = sample_frames(len(values), every)
+        samples = samples[np.asarray(valid, dtype=bool)[samples]]
+        if len(samples) == 0:
+            return chosen
+        usable = source_candidates(valid, eyes_open, stats)[samples]
+        return self.cover_sources(chosen[0], pictures, values, samples, usable).sources
+
+    def cover_sources(self, first: int, pictures: Mapping[int, np.ndarray] | np.ndarray,
+                      values: list[Values],
+                      samples: np.ndarray, usable: np.ndarray) -> Coverage:
+        """Closed-loop sources (``source_choice="render"``,
+        :func:`facecodec.sender.coverage.cover`): ``first`` (the pose rule's slot 0),
+        then, until ``n_sources``, the usable sample the receiver draws worst from the
+        sources so far. The sender draws as the receiver will: the sources as their coded
+        images decode, every value as quantized. ``pictures``: the face tube of ``first``
+        and of every sample; ``values``: every frame's (``sender_values``)."""
+        table = self.prior.table
+
+        def received(v: Values) -> Values:
+            return table.dequantize(table.quantize(v))
+
+        sent: dict[int, np.ndarray] = {}  # a source as the receiver decodes it
+        drawn_values = [received(values[i]) for i in samples]
+        originals = np.stack([pictures[i] for i in samples])
+        # drawn at the tube's size, as a Decoder draws a stream of these tubes
+        renderer = Renderer(self.package, max_sources=self.n_sources,
+                            output_size=originals.shape[1])
+
+        def errors(sources: list[int]) -> np.ndarray:
+            renderer.start(len(sources))
+            for slot, i in enumerate(sources):
+                if i not in sent:
+                    sent[i] = decode_image(self.source_image_bytes(pictures[i]),
+                                           codec=self.source_codec)
+                renderer.set_source(slot, sent[i], received(values[i]))
+            return np.concatenate([
+                picture_error(renderer.render(drawn_values[b:b + RENDER_BATCH]),
+                              originals[b:b + RENDER_BATCH])
+                for b in range(0, len(samples), RENDER_BATCH)])
+
+        return cover(first, samples, usable, self.n_sources, errors,
+                     min_gap=round(float(self.fps)))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
@@ -606,6 +691,9 @@ class Encoder:
         stats: list[tuple[float, float]] = []  # each frame's picture, for the sources
         batch: list = []
         band = Deadband(self.deadband)
+        # closed loop: the frames it draws keep their pixels (at most ~MAX_SAMPLES of them)
+        every = self.coverage_stride(total)
+        kept: dict[int, np.ndarray] = {}
 
         def run_batch() -> None:
             values.extend(self.sender_values(np.stack([r.sup for r in batch]),
@@ -613,6 +701,8 @@ class Encoder:
                                              np.stack([r.tube for r in batch]), band))
             for r in batch:
                 stats.append(picture_stats(r.tube))
+                if self.source_choice == "render" and r.index % every == every // 2:
+                    kept[r.index] = r.tube
                 r.tube = None  # keep the values, not the pixels
                 records.append(r)
             batch.clear()
@@ -642,6 +732,9 @@ class Encoder:
                     break
         if len(tubes) != len(chosen):
             raise InputError(f"{src}: the video changed between the two passes")
+        if self.source_choice == "render":
+            tubes.update(kept)
+            chosen = self.cover_clip(chosen, tubes, values, valid, eyes, np.array(stats), every)
         sound = self._sound(src, len(records))
         part = dst.with_name(dst.name + ".part")
         try:

@@ -13,6 +13,10 @@ SOURCES = 3  # Oquab et al. 2022 send three source frames (section 3.3)
 SOURCE_CODECS = ("webp", "jpeg", "png")  # the still-image codecs of the source frames
 SOURCE_CODEC = "webp"
 SOURCE_QUALITY = 80
+# how a file's sources are chosen: by head pose (section 3.3), or closed loop (the sender
+# draws what the receiver will and adds the frames drawn worst: facecodec/sender/coverage.py)
+SOURCE_CHOICES = ("pose", "render")
+SOURCE_CHOICE = "pose"
 TUBE_SIZE = 256  # side of the face tube: the sender's crop, the sources, the decoded video
 INTRA_PERIOD_S = 2.0  # between a stream's intra frames: where a late joiner starts
 # Priors are fitted on value sequences that carry no frame rate, so their intra spacing is

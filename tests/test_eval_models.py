@@ -357,3 +357,28 @@ def test_cli_runs_the_model_methods(tmp_path: Path) -> None:
     assert rows["zero-bit"]["flicker"] == 0.0
     assert "flicker ↓" in report.read_text()
     assert (tmp_path / "sheet" / f"contact_{name}.png").is_file()
+
+
+def test_closed_loop_sources_are_drawn_samples_after_the_pose_rules_first(clip: EvalClip
+                                                                          ) -> None:
+    from facecodec.codec import Decoder
+    from facecodec.sender.coverage import sample_frames
+
+    # at 1 fps the closed loop draws every frame (one a second), and a new source is more
+    # than a second from the others
+    pose = Encoder("tiny_codec", fps=1, n_sources=3)
+    render = Encoder("tiny_codec", fps=1, n_sources=3, source_choice="render")
+    by_pose, by_render = write_stream(pose, clip), write_stream(render, clip)
+    samples = sample_frames(len(clip.frames), render.coverage_stride(len(clip.frames)))
+    assert samples.tolist() == list(range(8))
+    assert by_render.sources[0] == by_pose.sources[0]  # the frontal source stays
+    assert len(by_render.sources) == 3
+    s = np.array(by_render.sources)
+    assert (np.abs(s[:, None] - s[None]) + 2 * np.eye(3) > 1).all()
+    # the receiver draws every frame from them
+    assert len(list(Decoder().frames(by_render.data))) == len(clip.frames)
+
+
+def test_unknown_source_choice_is_refused() -> None:
+    with pytest.raises(InputError, match="source_choice"):
+        Encoder("tiny_codec", source_choice="random")

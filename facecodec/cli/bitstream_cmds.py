@@ -25,6 +25,8 @@ from facecodec.defaults import (
     INTRA_PERIOD_S,
     MAX_SOURCE_KBPS,
     MIN_SOURCE_KBPS,
+    SOURCE_CHOICE,
+    SOURCE_CHOICES,
     SOURCE_CODEC,
     SOURCE_CODECS,
     SOURCE_QUALITY,
@@ -130,6 +132,12 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
                    "sets the dead zone and the sound's bitrate and paces the sources within "
                    "what those leave (docs/codec.md, 'budget'). Not with --deadband, "
                    "--prior, --audio-kbps or --source-kbps.")
+@click.option("--source-choice", type=click.Choice(SOURCE_CHOICES), default=SOURCE_CHOICE,
+              show_default=True,
+              help="How the source frames are chosen: 'pose' (the most frontal frame and the "
+                   "yaw extremes) or 'render' (closed loop: the sender draws a frame a second "
+                   "as the receiver will and adds the frames it draws worst; slower to "
+                   "encode). See docs/codec.md.")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
@@ -141,8 +149,9 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
            packet_frames: int, table_name: str, prior_path: str | None,
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
-           fec: int | None, source_kbps: float | None, kbps: float | None, no_audio: bool,
-           audio_kbps: float | None, no_progress: bool) -> None:
+           fec: int | None, source_kbps: float | None, kbps: float | None,
+           source_choice: str, no_audio: bool, audio_kbps: float | None,
+           no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -160,7 +169,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
                       source_quality=source_quality, intra_period=intra_period,
                       packet_frames=packet_frames, deadband=deadband,
                       protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
-                      source_kbps=source_kbps, kbps=kbps,
+                      source_kbps=source_kbps, kbps=kbps, source_choice=source_choice,
                       prior=Prior.load(prior_path) if prior_path else None)
         if enc.budget is not None:
             click.echo(enc.budget.describe(), err=True)

@@ -86,9 +86,13 @@ def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
     for i in range(0, t, SENDER_BATCH):
         j = slice(i, i + SENDER_BATCH)
         values += encoder.sender_values(meta["sup"][j], meta["iris"][j], tubes[j], band)
+    stats = np.array([picture_stats(f) for f in tubes])
     chosen = encoder.choose_sources(meta["yaw"], meta["valid"].astype(bool),
-                                    meta["eyes_open"],
-                                    np.array([picture_stats(f) for f in tubes]))
+                                    meta["eyes_open"], stats)
+    if encoder.source_choice == "render":  # closed loop, as encode_file does
+        every = encoder.coverage_stride(t)
+        chosen = encoder.cover_clip(chosen, tubes, values, meta["valid"].astype(bool),
+                                    meta["eyes_open"], stats, every)
     segment = meta["segment"]
     crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
     sink = io.BytesIO()

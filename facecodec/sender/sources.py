@@ -66,6 +66,19 @@ def steady_mask(stats: np.ndarray, valid: np.ndarray) -> np.ndarray:
         (np.abs(stats[:, 0] - mean) <= MAX_BRIGHTNESS_SHIFT * mean)
 
 
+def source_candidates(valid: np.ndarray, eyes_open: np.ndarray, stats: np.ndarray | None = None,
+                      open_ratio: float = 0.75) -> np.ndarray:
+    """The frames a source may be taken from: a face with open eyes, and with ``stats``
+    (:func:`picture_stats`) a steady picture; each condition is dropped when no frame
+    meets it (a clip of closed eyes still gets sources)."""
+    valid = np.asarray(valid, dtype=bool)
+    if stats is not None:
+        steady = steady_mask(stats, valid)
+        valid = steady if steady.any() else valid
+    opened = eyes_open_mask(eyes_open, valid, open_ratio)
+    return opened if opened.any() else valid
+
+
 def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = SOURCES,
                    open_ratio: float = 0.75, stats: np.ndarray | None = None) -> list[int]:
     """Frame indices of ``n`` source frames: first the most frontal frame with open eyes,
@@ -88,8 +101,7 @@ def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n:
     if stats is not None:
         steady = steady_mask(stats, valid)
         valid = steady if steady.any() else valid
-    opened = eyes_open_mask(eyes_open, valid, open_ratio)
-    pool = opened if opened.any() else valid
+    pool = source_candidates(valid, eyes_open, None, open_ratio)
 
     def nearest(target: float, taken: list[int]) -> int | None:
         cost = np.abs(yaw - target)
