@@ -89,6 +89,7 @@ from facecodec.sender.budget import BudgetPlan, plan_budget
 from facecodec.sender.coverage import (
     MAX_SAMPLES,
     Coverage,
+    LiveCoverage,
     cover,
     picture_error,
     sample_frames,
@@ -531,7 +532,9 @@ class Encoder:
         if self._live is None:
             sink = _Collect()
             self._live = _LiveState(
-                FrontEnd(max_num_faces=self.max_num_faces), SourcePolicy(self.n_sources),
+                # closed loop: the pose policy only finds the frontal first source
+                FrontEnd(max_num_faces=self.max_num_faces),
+                SourcePolicy(1 if self.source_choice == "render" else self.n_sources),
                 sink, FcsWriter(sink, self.header(self.n_sources, self.audio), self.prior,
                                 **self._writer_args()),
                 Deadband(self.deadband), t0=t)
@@ -575,16 +578,69 @@ class Encoder:
                 st.writer.add_source(update.slot, self.source_codec, side, side, coded, chosen,
                                      paced=paced)
             st.sources.append(update.record.index)
+            self._seen_by_receiver(st, update.slot, update.record, chosen)
         elif st.refine is not None and st.count >= st.refine[3]:
             slot, tube, chosen, _ = st.refine  # the first source again, at full quality
             st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
                                  self.source_image_bytes(tube), chosen)
             st.refine = None
+        elif st.loop is not None and st.slots:
+            self._close_the_loop(st, record, values)
         st.frame_size = (image.shape[1], image.shape[0])
         st.pending.append((record, values, st.frame_size))
         if st.sources:
             self._flush_pending(st)
         return st.sink.drain()
+
+    def _received(self, v: Values) -> Values:
+        """Values as the receiver decodes them (quantized)."""
+        table = self.prior.table
+        return table.dequantize(table.quantize(v))
+
+    def _seen_by_receiver(self, st: _LiveState, slot: int, record: FrameRecord,
+                          values: Values) -> None:
+        """Closed loop: a source just sent, put in the sender's copy of the receiver (as
+        its full-size image decodes)."""
+        if self.source_choice != "render":
+            return
+        if st.view is None:
+            st.loop = LiveCoverage(every=max(1, round(float(self.fps))))
+            st.view = Renderer(self.package, max_sources=self.n_sources,
+                               output_size=record.tube.shape[0])
+        while len(st.slots) <= slot:
+            st.slots.append(-1)
+        st.slots[slot] = record.index
+        image = decode_image(self.source_image_bytes(record.tube), codec=self.source_codec)
+        st.view.set_source(slot, image, self._received(values))
+
+    def _close_the_loop(self, st: _LiveState, record: FrameRecord, values: Values) -> None:
+        """Closed loop, live (:class:`~facecodec.sender.coverage.LiveCoverage`): on one
+        frame a second, draw it as the receiver will; when the receiver's error says the
+        sources no longer cover the call, send the worst-drawn recent frame as a source,
+        in a free slot or in place of the oldest after the frontal one."""
+        if record.valid:
+            st.openness.append(float(record.eyes_open))
+        if not (record.valid and st.loop.due(record.index)) or self.n_sources < 2:
+            return  # (one source: the frontal one, never replaced)
+        drawn = st.view.render([self._received(values)])
+        error = float(picture_error(drawn, record.tube[None])[0])
+        # eyes open as the pose policy takes them: 3/4 of the call's typical openness
+        usable = record.eyes_open >= max(0.02, 0.75 * float(np.median(st.openness)))
+        full = len(st.slots) >= self.n_sources
+        pick = st.loop.check(error, (record, values), usable, full,
+                             busy=st.writer.sources_waiting > 0)
+        if pick is None:
+            return
+        chosen_record, chosen = pick
+        if full:  # the oldest source after the frontal one (slot 0) makes room
+            slot = min(range(1, len(st.slots)), key=lambda k: st.slots[k])
+        else:
+            slot = len(st.slots)
+        tube = chosen_record.tube
+        st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
+                             self.source_image_bytes(tube), chosen, paced=self.paces_sources)
+        st.sources.append(chosen_record.index)
+        self._seen_by_receiver(st, slot, chosen_record, chosen)
 
     def _repeat_last(self, st: _LiveState, n: int) -> None:
         """``n`` stream frames that repeat the last one (slots a slow camera missed)."""
@@ -831,6 +887,11 @@ class _LiveState:
     # the first source, sent small, to send again at full quality: (slot, tube, values,
     # at which frame count)
     refine: tuple[int, np.ndarray, Values, int] | None = None
+    # closed loop (source_choice="render"): what the receiver draws, and when it needs more
+    loop: LiveCoverage | None = None
+    view: Renderer | None = None  # the receiver's network with the sources sent
+    slots: list[int] = field(default_factory=list)  # frame index in each source slot
+    openness: deque[float] = field(default_factory=lambda: deque(maxlen=150))
 
 
 @dataclass

@@ -609,3 +609,31 @@ def test_a_live_call_paces_its_sources(env):
     assert any(isinstance(e, DecodedFrame) for e in events[:first_full])  # drawn before
     frames = list(Decoder().frames(wire))
     assert len(frames) == len([e for e in events if isinstance(e, DecodedFrame)]) > 30
+
+
+def test_a_live_call_closes_the_loop_on_its_sources(env, monkeypatch):
+    """Live, ``source_choice="render"``: the pose policy sends only the frontal source; the
+    others are frames the sender drew (one a second) and found worse than usual, in free
+    slots, then in place of the oldest after the frontal one. Here the loop's bars are
+    set to send at every check, so the slots fill and then turn over."""
+    import functools
+
+    import facecodec.codec as codec
+    from facecodec.sender.coverage import LiveCoverage
+
+    monkeypatch.setattr(codec, "LiveCoverage", functools.partial(
+        LiveCoverage, window=1, min_checks=1, fill=0.0, replace=0.0))
+    enc = Encoder("tiny_codec", n_sources=2, source_choice="render", fps=5,
+                  first_source_quality=None)
+    wire = b""
+    with VideoReader(env["video"], fps=5) as video:
+        for frame in video:
+            wire += enc.push(frame.image, frame.time)
+    wire += enc.close()
+    events = list(FcsReader(wire))
+    slots = [e.index for e in events if isinstance(e, SourceFrame)]
+    # the frontal source (frame 0), then one per check (one a second at 5 fps: frames 2,
+    # 7 and 12): slot 1, then slot 1 again in place of the oldest after the frontal one
+    assert slots == [0, 1, 1, 1]
+    frames = list(Decoder().frames(wire))
+    assert len(frames) == len([e for e in events if isinstance(e, DecodedFrame)]) >= 14

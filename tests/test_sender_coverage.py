@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecodec.sender.coverage import cover, picture_error, sample_frames, smoothed
+from facecodec.sender.coverage import (
+    LiveCoverage,
+    cover,
+    picture_error,
+    sample_frames,
+    smoothed,
+)
 from facecodec.sender.sources import source_candidates
 
 
@@ -83,3 +89,32 @@ def test_source_candidates_fall_back_when_no_frame_qualifies():
     assert source_candidates(valid, eyes).tolist() == [True, True, False, False]
     # no openness measured (all zero): every valid frame is a candidate
     assert source_candidates(valid, np.zeros(4)).tolist() == [True, True, True, False]
+
+
+def test_live_coverage_checks_one_frame_per_interval():
+    loop = LiveCoverage(every=15)
+    assert [i for i in range(50) if loop.due(i)] == [7, 22, 37]
+
+
+def test_live_coverage_fills_free_slots_when_a_window_is_worse_than_usual():
+    loop = LiveCoverage(every=1, window=3, fill=1.1, replace=1.5, min_checks=5)
+    for i in range(8):  # a steady call: nothing due
+        assert loop.check(0.1, f"f{i}", True, full=False) is None
+    # one bad check lifts the mean of the last three (0.2) above 1.1 x the median (0.1)
+    assert loop.check(0.4, "bad", True, full=False) == "bad"
+    # the window starts again: three new checks before the next source
+    assert loop.check(0.4, "bad2", True, full=False) is None
+    assert loop.check(0.45, "bad3", True, full=False) is None
+    assert loop.check(0.5, "bad4", False, full=False) == "bad3"  # the worst *usable* one
+
+
+def test_live_coverage_full_set_needs_a_larger_change_and_waits_for_sources_in_flight():
+    loop = LiveCoverage(every=1, window=3, fill=1.1, replace=1.5, min_checks=3)
+    for i in range(6):
+        loop.check(0.1, i, True, full=True)
+    assert loop.check(0.14, "a", True, full=True) is None  # 1.4x the median: not enough
+    assert loop.check(0.5, "b", True, full=True, busy=True) is None  # a source on its way
+    assert loop.check(0.5, "c", True, full=True) == "b"
+    loop = LiveCoverage(every=1, window=2, min_checks=1)
+    assert loop.check(1.0, "x", False, full=False) is None
+    assert loop.check(2.0, "y", False, full=False) is None  # nothing usable: nothing sent

@@ -271,6 +271,11 @@ class FcsWriter:
         self.bytes_written += len(data)
         return data
 
+    @property
+    def sources_waiting(self) -> int:
+        """Paced sources queued or under way (not yet wholly written)."""
+        return len(self._paced)
+
     def add_source(self, index: int, codec: str, width: int, height: int, image: bytes,
                    values: Frame, paced: bool = False) -> bytes:
         """A source frame: the encoded image plus its values, coded intra. Sent now, or

@@ -21,8 +21,10 @@ wires the two).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,3 +117,53 @@ def cover(first: int, samples: Sequence[int], usable: Sequence[bool], n: int,
         err = np.asarray(errors(chosen), dtype=np.float64)  # (the last: for the report)
         history.append(float(err.mean()))
     return Coverage(chosen, history)
+
+
+class LiveCoverage:
+    """The closed loop of a live call: when the receiver needs a new source, and which.
+
+    A call cannot wait for its end to choose, so the rule is causal. Every ``every``
+    frames the sender draws the frame as the receiver will and calls :meth:`check` with
+    the error (:func:`picture_error`). A source is due, from the last ``window`` checks
+    since the previous one, when their mean error is above ``fill`` x the median of the
+    call's checks so far while the set has free slots (the greedy fill of :func:`cover`,
+    one window at a time), or above ``replace`` x that median once it is full (a change the
+    sources do not cover: a new shot, the light, an occlusion; the higher bar keeps a full
+    set from churning). The source is the usable checked frame of the window drawn worst.
+    Nothing is due while an earlier source is still on its way (``busy``): its error
+    would count against a picture the receiver does not have yet.
+    """
+
+    def __init__(self, every: int, window: int = 3, fill: float = 1.1, replace: float = 1.5,
+                 min_checks: int = 5, history: int = 900):
+        if every < 1 or window < 1 or min_checks < 1:
+            raise ValueError("every, window and min_checks must be >= 1")
+        self.every, self.window, self.min_checks = every, window, min_checks
+        self.fill, self.replace = fill, replace
+        self._errors: deque[float] = deque(maxlen=history)  # the call's typical error
+        self._recent: list[tuple[float, Any, bool]] = []  # checks since the last source
+
+    def due(self, index: int) -> bool:
+        """Whether frame ``index`` is one to draw and check."""
+        return index % self.every == self.every // 2
+
+    def check(self, error: float, item: Any, usable: bool, full: bool, busy: bool = False
+              ) -> Any | None:
+        """Record a checked frame (``item``: whatever the caller needs to send it) and
+        return the item to send as a source now, or None. ``full``: every source slot is
+        taken (a new source replaces one)."""
+        self._errors.append(float(error))
+        self._recent.append((float(error), item, bool(usable)))
+        del self._recent[:-self.window]  # (items may hold pictures: keep only the window)
+        if busy or len(self._recent) < self.window or len(self._errors) < self.min_checks:
+            return None
+        recent = self._recent
+        typical = float(np.median(self._errors))
+        bar = (self.replace if full else self.fill) * typical
+        if np.mean([e for e, _, _ in recent]) <= bar:
+            return None
+        candidates = [(e, it) for e, it, ok in recent if ok]
+        if not candidates:
+            return None
+        self._recent.clear()
+        return max(candidates, key=lambda c: c[0])[1]
