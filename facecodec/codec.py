@@ -747,6 +747,7 @@ class DecodedImage:
     values: Values
     held: bool  # tolerant mode: a lost frame, the last good values repeated
     intra: bool
+    drawn: bool = True  # False: decoded but not drawn (``frames(draw=...)`` said so)
 
 
 def _stream_source(src, stack: contextlib.ExitStack) -> BinaryIO | bytes | Iterable[bytes]:
@@ -834,7 +835,8 @@ class Decoder:
         return r
 
     def frames(self, src: BinaryIO | bytes | str | Path | Iterable[bytes],
-               name: str | None = None) -> Iterator[DecodedImage]:
+               name: str | None = None,
+               draw: Callable[[int], bool] | None = None) -> Iterator[DecodedImage]:
         """Decoded frames as the stream arrives (a frame per packet with one-frame
         packets). ``src``: bytes, a path, a binary file, or an iterable of byte strings
         (packets as they arrive: each is decoded as soon as it is complete, and damage is
@@ -846,14 +848,19 @@ class Decoder:
         sender with a back channel should code against (``Encoder.recover_from``). A
         stream with parity chunks (``Encoder(fec=G)``) is repaired instead when one packet
         of a group is lost: the frames after the loss then come out up to ``max_delay``
-        frames late (G - 1 by default), decoded, with none held."""
+        frames late (G - 1 by default), decoded, with none held.
+
+        ``draw(index)``, when given, is asked before each decoded frame is rendered: False
+        skips the rendering (a live receiver behind real time catches up on the next
+        frame); the frame is yielded with ``drawn=False`` and the last picture."""
         name = name or (str(src) if isinstance(src, str | os.PathLike) else "stream")
         with contextlib.ExitStack() as stack:
             reader = FcsReader(_stream_source(src, stack), name=name, tolerant=self.tolerant,
                                max_delay=self.max_delay)
-            yield from self._render(reader, name)
+            yield from self._render(reader, name, draw)
 
-    def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:
+    def _render(self, reader: FcsReader, name: str,
+                draw: Callable[[int], bool] | None = None) -> Iterator[DecodedImage]:
         self._reader = reader
         self.header = reader.header
         self._audio = []
@@ -870,14 +877,17 @@ class Decoder:
                     if not renderer.ready:
                         raise FormatError(f"frame {ev.index} comes before any source frame",
                                           reader.offset, name)
+                    drawn = True
                     if ev.held and last is not None:  # a freeze: nothing new to draw
                         image = last
+                    elif draw is not None and last is not None and not draw(ev.index):
+                        image, drawn = last, False
                     else:
                         image = renderer.render([ev.values])[0]
                         if retoucher is not None and "sup" in ev.values:
                             image = retoucher(image, ev.values["sup"])
                         last = image
-                    yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra)
+                    yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra, drawn)
                 elif isinstance(ev, AudioPacket):
                     self._audio.append(ev)  # drained by whoever plays it (drain_audio)
                 elif isinstance(ev, Crop):
