@@ -73,12 +73,14 @@ def row(name: str, r: dict) -> dict:
         "link p50 (ms)": d["network_ms"]["p50"],
         "added p50 (ms)": d["added_ms"]["p50"], "added p95 (ms)": d["added_ms"]["p95"],
         "longest freeze (s)": fz["longest_s"], "freezes > 0.5 s": fz["over_0_5_s"],
-        "A/V |offset| p95 (ms)": (av.get("abs_offset_ms") or {}).get("p95"),
         "stream kbps": b["kbps"], "budget": b.get("budget_kbps"),
-        "highest 10-s window / budget": b.get("highest_window_of_budget"),
+        "highest 10-s window (% of budget)": (
+            None if b.get("highest_window_of_budget") is None
+            else round(100 * b["highest_window_of_budget"], 1)),
         "wire kbps (UDP)": wire.get("kbps_udp"),
         "feedback sent": sum(r["feedback"]["sent"].values()),
         "load avg": round(r["call"]["load_avg"][0], 2),
+        "A/V |offset| p95 (ms)": (av.get("abs_offset_ms") or {}).get("p95"),
     }
 
 
@@ -88,7 +90,15 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=CLIP)
     ap.add_argument("--only", default=None, help="comma-separated substrings of call names")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "call.json")
+    ap.add_argument("--rows-only", action="store_true",
+                    help="no calls: rebuild the table's rows from the saved full reports")
     args = ap.parse_args()
+    full = args.out.parent / "call" / "reports.json"  # (report.py reads results/*.json only)
+    if args.rows_only:
+        envelope = json.loads(args.out.read_text())
+        envelope["results"] = [row(k, r) for k, r in json.loads(full.read_text()).items()]
+        args.out.write_text(json.dumps(envelope, indent=1) + "\n")
+        return
     if not args.video.is_file():
         sys.exit(f"{args.video}: missing (the call clip of ../shared/data)")
     start = time.perf_counter()
@@ -138,7 +148,6 @@ def main() -> None:
                 "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
                 "notes": notes, "results": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    full = args.out.parent / "call" / "reports.json"  # (report.py reads results/*.json only)
     if args.only and args.out.is_file():  # a partial run replaces its rows, keeps the rest
         old = json.loads(args.out.read_text())
         done = {r["call"] for r in rows}

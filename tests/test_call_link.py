@@ -35,10 +35,10 @@ def test_jitter_bounds_and_keeps_order():
     m, out = run(p, gap=0.005)
     sent = [i * 0.005 for i in range(len(out))]
     delays = [a - s for a, s in zip(out, sent, strict=True)]
-    assert all(a <= b for a, b in zip(out, out[1:], strict=False))  # never overtaken
+    assert all(a < b for a, b in zip(out, out[1:], strict=False))  # never overtaken
     assert min(delays) >= 0.020 - 1e-9
     # order kept: a datagram may wait behind a slower one, never more than the jitter
-    assert max(delays) <= 0.120 + 1e-9
+    assert max(delays) <= 0.120 + 1e-4
     assert np.mean(delays) > 0.020 + 0.040  # the jitter is there (mean 50 ms, more queued)
     assert m.stats.delays_ms == pytest.approx([d * 1000 for d in delays])
 

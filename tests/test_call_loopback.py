@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("aiortc")
 
 from facecodec.call.link import LinkProfile  # noqa: E402
-from facecodec.call.peer import CallOptions, FileInput  # noqa: E402
+from facecodec.call.peer import CallOptions  # noqa: E402
 from facecodec.call.run import loopback_call  # noqa: E402
 from facecodec.call.summary import text_summary  # noqa: E402
 from facecodec.examples import make_example_video  # noqa: E402
@@ -23,7 +23,7 @@ def report(tmp_path_factory):
     opts = CallOptions(kbps=None, audio=True, record=tmp / "call.mp4")
     link = LinkProfile(loss=0.1, delay_ms=10, jitter_ms=30)
     rep = asyncio.run(asyncio.wait_for(
-        loopback_call(FileInput(video, 15, None), opts, link, seed=2, timeout=60), 120))
+        loopback_call({"video": str(video)}, opts, link, seed=2, timeout=90), 180))
     rep["_record"] = str(tmp / "call.mp4")
     return rep
 

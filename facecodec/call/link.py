@@ -13,10 +13,12 @@ seeded so a run repeats; :class:`UdpRelay` applies it on sockets.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from dataclasses import asdict, dataclass, field
 
 UDP_IP_OVERHEAD = 28  # IPv4 + UDP headers, counted on the capped link
+ORDER_EPS_S = 1e-6  # a datagram leaves at least this long after the one ahead of it
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,9 @@ class LinkModel:
             start = now + wait
             self._link_free = start + (size + UDP_IP_OVERHEAD) * 8 / (p.cap_kbps * 1000)
             start = self._link_free
-        out = max(start + p.delay_ms / 1000 + jitter, self._last_out)  # order kept
+        # order kept: strictly after the previous datagram (the event loop's timers do not
+        # keep the order of equal times)
+        out = max(start + p.delay_ms / 1000 + jitter, self._last_out + ORDER_EPS_S)
         self._last_out = out
         if held:
             out += p.reorder_ms / 1000
@@ -149,6 +153,10 @@ class UdpRelay:
         self.peer_addr: dict[str, tuple[str, int] | None] = {"a": None, "b": None}
         self.sides: dict[str, _Side] = {}
         self.last_delay_s = {"a_to_b": 0.0, "b_to_a": 0.0}
+        # per direction, (when delivered, its emulated delay) of every datagram, on the
+        # loop's clock (time.monotonic): a peer in another process finds the delay of the
+        # datagram that brought a message from the message's arrival time
+        self.delivered: dict[str, list[tuple[float, float]]] = {"a_to_b": [], "b_to_a": []}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handles: set[asyncio.TimerHandle] = set()
 
@@ -177,12 +185,20 @@ class UdpRelay:
         def deliver() -> None:
             self._handles.discard(handle)
             self.last_delay_s[direction] = delay
+            self.delivered[direction].append((self._loop.time(), delay))
             tr = self.sides[out].transport
             if tr is not None and not tr.is_closing():
                 tr.sendto(data, addr)
 
         handle = self._loop.call_at(arrive, deliver)
         self._handles.add(handle)
+
+    def delay_before(self, direction: str, t: float) -> float:
+        """The emulated delay of the last datagram delivered in ``direction`` at or before
+        ``t`` (0 before the first)."""
+        log = self.delivered[direction]
+        i = bisect.bisect_right(log, (t, float("inf")))
+        return log[i - 1][1] if i else 0.0
 
     def close(self) -> None:
         for h in list(self._handles):

@@ -30,6 +30,7 @@ from facecodec.audio import read_audio
 from facecodec.call import wire
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
+from facecodec.codec import MAX_REPEAT_S
 from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
@@ -49,6 +50,15 @@ class CallOptions:
     record: Path | None = None  # the receiver's screen (and sound) to a video file
     grace_s: float = 1.0  # after the end chunk, wait this long for late frame packets
     draw_late: bool = False  # draw every frame even when a newer one is waiting
+    threads: int = 1  # PyTorch threads of each peer's network
+
+
+def make_source(spec: dict, fps: float, seconds: float | None):
+    """The sender's input from ``{"video": path}`` or ``{"camera": device, "format": f}``
+    (what a peer process is told)."""
+    if spec.get("video"):
+        return FileInput(Path(spec["video"]), fps, seconds)
+    return CameraInput(spec["camera"], spec["format"], fps, seconds)
 
 
 def open_channels(pc) -> dict[int, object]:
@@ -171,7 +181,7 @@ class Sender:
         self.splitter = wire.Splitter()
         pcm = self.source.pcm if self.audio else None
         start = None
-        t_first = None  # the first frame's media time: stream time 0
+        t_first = t_sound = None  # the first frame's media time: stream time 0
         count = 0  # stream frames made
         last_capture = None
         audio_next = 0  # samples of the input's sound pushed
@@ -181,6 +191,7 @@ class Sender:
                     start = CLOCK() + 0.05 - t  # the wall time of media time 0
                     log.t0 = start + t
                     t_first = t
+                    t_sound = t  # where the input's sound starts (never moves)
                 due = start + t
                 if self.source.realtime:
                     now = CLOCK()
@@ -195,6 +206,9 @@ class Sender:
                 if slot < count:
                     log.frames_dropped += 1
                     continue
+                if slot - count > round(MAX_REPEAT_S * fps):  # a long stall: as push()
+                    t_first += (slot - count - round(MAX_REPEAT_S * fps)) / fps
+                    slot = count + round(MAX_REPEAT_S * fps)
                 while count < slot:
                     log.capture.append(last_capture)
                     count += 1
@@ -210,10 +224,10 @@ class Sender:
                 count += 1
                 log.frames_pushed += 1
                 if pcm is not None:  # the sound captured up to this frame
-                    upto = min(len(pcm), round((t - t_first + 1.0 / fps) * AUDIO_RATE))
+                    upto = min(len(pcm), round((t - t_sound + 1.0 / fps) * AUDIO_RATE))
                     if upto > audio_next:
                         self._emit(enc.push_audio(pcm[audio_next:upto],
-                                                  t_first + audio_next / AUDIO_RATE))
+                                                  t_sound + audio_next / AUDIO_RATE))
                         audio_next = upto
             if count:
                 self._emit(enc.close())

@@ -152,7 +152,7 @@ def av_offset(sender: SenderLog, receiver: ReceiverLog,
                     and (first_face is None or sender.capture[e.index] >= first_face)),
                    key=lambda e: e.shown)
     if not drawn:
-        return {"frames": 0}
+        return {"frames": 0, "audio_packets": len(receiver.audio)}
     delay = [(e.shown, e.shown - sender.capture[e.index]) for e in drawn]
     playout: list[tuple[float, float]] = []  # (from when, L)
     next_update = delay[0][0]

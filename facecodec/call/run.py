@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import multiprocessing
 import os
+import tempfile
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from facecodec.call.link import LinkModel, LinkProfile, UdpRelay
-from facecodec.call.peer import CLOCK, CallOptions, Receiver, Sender
-from facecodec.call.report import SenderLog, summarize
+from facecodec.call.peer import CLOCK, CallOptions, Receiver, Sender, make_source
+from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog, summarize
 from facecodec.call.signalling import (
     candidate_ports,
     exchange,
-    loopback_only,
     serve_once,
+    use_loopback_only,
     via_relay,
 )
 
@@ -31,60 +35,155 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-async def loopback_call(source, options: CallOptions, forward: LinkProfile,
+async def loopback_call(source: dict, options: CallOptions, forward: LinkProfile,
                         backward: LinkProfile | None = None, seed: int = 0,
-                        encoder=None, decoder=None, timeout: float | None = None) -> dict:
-    """Both peers in this process, each with its own RTCPeerConnection, ICE bound to
-    127.0.0.1, every datagram through the relay (``forward``: sender -> receiver,
-    ``backward``: the feedback and acknowledgements; default the same impairments).
-    Signalling goes over the TCP exchange of facecodec/call/signalling.py. Returns the
-    report (facecodec/call/report.py)."""
+                        timeout: float | None = None) -> dict:
+    """A call between two peer processes on this machine, each with its own
+    RTCPeerConnection and ICE bound to 127.0.0.1, every datagram through the relay in this
+    process (``forward``: sender -> receiver; ``backward``: the feedback and the
+    acknowledgements, by default the same impairments). ``source``: ``{"video": path}`` or
+    ``{"camera": device, "format": f}``. Signalling: the sender's offer goes over the TCP
+    exchange of facecodec/call/signalling.py to this process, which points each peer at
+    the relay (``via_relay``) and passes it on to the receiver the same way. Separate
+    processes: in one, the encoder's and the decoder's threads stall each other on
+    Python's lock (the decoder's value decoding is pure Python). ``timeout``: the
+    receiver stops waiting for the end this long after the start. Returns the report
+    (facecodec/call/report.py)."""
     _quiet()
     backward = backward or forward
     relay = UdpRelay(LinkModel(forward, seed), LinkModel(backward, seed + 1))
     await relay.start()
-    with loopback_only():
-        pc_s, pc_r = RTCPeerConnection(), RTCPeerConnection()
-    sender = Sender(pc_s, source, options, encoder=encoder)
-    receiver = Receiver(pc_r, options, net_delay=lambda: relay.last_delay_s["a_to_b"],
-                        decoder=decoder)
-    port_ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory(prefix="facecodec-call-") as tmp:
+        slog_path, rlog_path = Path(tmp) / "sender.json", Path(tmp) / "receiver.json"
+        receiver = ctx.Process(target=_receiver_process, name="facecodec-call-receiver",
+                               args=(options, ready, str(rlog_path), timeout), daemon=True)
+        receiver.start()
+        procs = [receiver]
+        try:
+            recv_port = await loop.run_in_executor(None, ready.get, True, 600)
 
-    async def answer_for(offer_sdp: str) -> str:
-        # the receiver is told the relay's port "a" for the sender
-        relay.peer_addr["a"] = ("127.0.0.1", candidate_ports(offer_sdp)[0])
-        await pc_r.setRemoteDescription(RTCSessionDescription(
-            via_relay(offer_sdp, relay.port("a")), "offer"))
-        with loopback_only():
-            await pc_r.setLocalDescription(await pc_r.createAnswer())
-        return pc_r.localDescription.sdp
+            async def answer_for(offer_sdp: str) -> str:
+                relay.peer_addr["a"] = ("127.0.0.1", candidate_ports(offer_sdp)[0])
+                answer = await exchange("127.0.0.1", recv_port,
+                                        via_relay(offer_sdp, relay.port("a")))
+                relay.peer_addr["b"] = ("127.0.0.1", candidate_ports(answer)[0])
+                return via_relay(answer, relay.port("b"))
 
-    server = asyncio.ensure_future(serve_once("127.0.0.1", 0, answer_for,
-                                              ready=port_ready.set_result))
-    try:
-        port = await port_ready
-        with loopback_only():
-            await pc_s.setLocalDescription(await pc_s.createOffer())
-        answer = await exchange("127.0.0.1", port, pc_s.localDescription.sdp)
-        await server
-        relay.peer_addr["b"] = ("127.0.0.1", candidate_ports(answer)[0])
-        await pc_s.setRemoteDescription(RTCSessionDescription(
-            via_relay(answer, relay.port("b")), "answer"))
-        started = CLOCK()
-        slog, rlog = await asyncio.gather(sender.run(), receiver.run(timeout=timeout))
-        end = CLOCK()
-    finally:
-        server.cancel()
-        await pc_s.close()
-        await pc_r.close()
-        relay.close()
+            port_ready: asyncio.Future = loop.create_future()
+            server = asyncio.ensure_future(serve_once("127.0.0.1", 0, answer_for,
+                                                      ready=port_ready.set_result))
+            port = await port_ready
+            sender = ctx.Process(target=_sender_process, name="facecodec-call-sender",
+                                 args=(source, options, port, str(slog_path)), daemon=True)
+            sender.start()
+            procs.append(sender)
+            await server
+            started = CLOCK()
+            while any(p.is_alive() for p in procs):
+                await asyncio.sleep(0.1)
+            end = CLOCK()
+            for p in procs:
+                if p.exitcode != 0:
+                    err = (Path(tmp) / f"{p.name}.error")
+                    why = err.read_text() if err.is_file() else f"exit code {p.exitcode}"
+                    raise RuntimeError(f"{p.name} failed: {why}")
+            slog = _load_sender(json.loads(slog_path.read_text()))
+            rlog = _load_receiver(json.loads(rlog_path.read_text()))
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(5)
+            relay.close()
+    for e in rlog.frames:  # the emulated delay of the datagram that brought each frame
+        e.net_delay = relay.delay_before("a_to_b", e.arrived)
     report = summarize(slog, rlog, link=relay.summary())
     report["call"] = {"mode": "loopback", "seconds": round(end - started, 2),
                       "options": {k: (str(v) if isinstance(v, Path) else v)
                                   for k, v in asdict(options).items()},
+                      "source": {k: str(v) for k, v in source.items()},
                       "seed": seed, "load_avg": list(os.getloadavg()),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
     return report
+
+
+def _child_setup(options: CallOptions) -> None:
+    import torch  # noqa: PLC0415 - a peer process's own setting
+    torch.set_num_threads(options.threads)
+    _quiet()
+    use_loopback_only()
+
+
+def _fail(path: str, name: str) -> None:
+    (Path(path).parent / f"{name}.error").write_text(traceback.format_exc())
+
+
+def _receiver_process(options: CallOptions, ready, log_path: str, timeout) -> None:
+    try:
+        _child_setup(options)
+
+        async def main() -> None:
+            pc = RTCPeerConnection()
+            receiver = Receiver(pc, options)
+
+            async def answer_for(offer_sdp: str) -> str:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
+                return pc.localDescription.sdp
+
+            try:
+                await serve_once("127.0.0.1", 0, answer_for, ready=ready.put)
+                log = await receiver.run(timeout=timeout)
+            finally:
+                await pc.close()
+            Path(log_path).write_text(json.dumps(asdict(log)))
+
+        asyncio.run(main())
+    except BaseException:
+        _fail(log_path, "facecodec-call-receiver")
+        raise
+
+
+def _sender_process(source: dict, options: CallOptions, port: int, log_path: str) -> None:
+    try:
+        _child_setup(options)
+
+        async def main() -> None:
+            pc = RTCPeerConnection()
+            sender = Sender(pc, make_source(source, options.fps, options.seconds), options)
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await exchange("127.0.0.1", port, pc.localDescription.sdp)
+                await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+                log = await sender.run()
+            finally:
+                await pc.close()
+            Path(log_path).write_text(json.dumps(asdict(log)))
+
+        asyncio.run(main())
+    except BaseException:
+        _fail(log_path, "facecodec-call-sender")
+        raise
+
+
+def _load_sender(d: dict) -> SenderLog:
+    log = SenderLog(**{k: v for k, v in d.items() if k not in ("capture", "sent")})
+    log.capture = list(d["capture"])
+    log.sent = [tuple(x) for x in d["sent"]]
+    return log
+
+
+def _load_receiver(d: dict) -> ReceiverLog:
+    log = ReceiverLog(**{k: v for k, v in d.items()
+                         if k not in ("frames", "received", "sources", "audio")})
+    log.frames = [FrameEvent(**e) for e in d["frames"]]
+    log.received = [tuple(x) for x in d["received"]]
+    log.sources = [tuple(x) for x in d["sources"]]
+    log.audio = [tuple(x) for x in d["audio"]]
+    return log
 
 
 async def send_call(source, options: CallOptions, host: str, port: int) -> SenderLog:

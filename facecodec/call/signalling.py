@@ -6,7 +6,7 @@ answers with one line ``{"type": "answer", "sdp": ...}`` and closes the connecti
 descriptions carry every ICE candidate (aiortc gathers them before it writes the SDP: no
 trickle), so one exchange sets the call up; nothing else goes over this connection.
 
-In loopback both peers bind their ICE sockets to 127.0.0.1 only (:func:`loopback_only`),
+In loopback both peers bind their ICE sockets to 127.0.0.1 only (:func:`use_loopback_only`),
 and :func:`via_relay` rewrites the candidates each peer is told so the media go through
 the emulated link (facecodec/call/link.py).
 """
@@ -14,7 +14,6 @@ the emulated link (facecodec/call/link.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 
@@ -77,16 +76,11 @@ async def exchange(host: str, port: int, offer_sdp: str, timeout: float = 60.0) 
         writer.close()
 
 
-@contextlib.contextmanager
-def loopback_only():
-    """ICE host candidates on 127.0.0.1 only, while the peers gather (aioice leaves the
-    loopback address out of its host candidates, and takes every other interface)."""
-    saved = aioice.ice.get_host_addresses
+def use_loopback_only() -> None:
+    """ICE host candidates on 127.0.0.1 only, in this process from now on (aioice leaves
+    the loopback address out of its host candidates and takes every other interface): a
+    loopback call's peer processes call it first."""
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-    try:
-        yield
-    finally:
-        aioice.ice.get_host_addresses = saved
 
 
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+) (\d+)( typ host.*)$",

@@ -21,7 +21,7 @@ def text_summary(r: dict) -> str:
         f"freezes: longest {fz['longest_s']} s on screen, {fz['over_0_5_s']} over 0.5 s; "
         f"longest run of frames not drawn {fz['longest_run_frames']}",
     ]
-    if r.get("av"):
+    if r.get("av") and r["av"]["frames"]:
         a = r["av"]
         lines.append(f"audio-video offset |p50| {a['abs_offset_ms']['p50']} ms, |p95| "
                      f"{a['abs_offset_ms']['p95']} ms; sound packets {a['audio_packets']}, "

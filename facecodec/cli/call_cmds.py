@@ -72,9 +72,12 @@ def _source(video: Path | None, camera: str | None, camera_format: str | None, f
         if not video.is_file():
             raise InputError(f"{video}: no such file")
         return FileInput(video, fps, seconds)
-    fmt = camera_format or {"Linux": "v4l2", "Darwin": "avfoundation",
-                            "Windows": "dshow"}.get(platform.system(), "v4l2")
-    return CameraInput(camera, fmt, fps, seconds)
+    return CameraInput(camera, camera_format or _camera_format(), fps, seconds)
+
+
+def _camera_format() -> str:
+    return {"Linux": "v4l2", "Darwin": "avfoundation", "Windows": "dshow"}.get(
+        platform.system(), "v4l2")
 
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
@@ -85,7 +88,7 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
     torch.set_num_threads(threads)
     return CallOptions(kbps=kbps or None, audio=audio, protection=protect,
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
-                       show=show, record=record)
+                       show=show, record=record, threads=threads)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -146,8 +149,11 @@ def loopback(video, camera, camera_format, kbps, audio, protect, fps, seconds, m
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
                     record)
-    src = _source(video, camera, camera_format, fps, seconds)
-    result = asyncio.run(loopback_call(src, opts, profile, seed=seed))
+    if video is not None and not video.is_file():
+        raise InputError(f"{video}: no such file")
+    spec = ({"video": str(video)} if video is not None else
+            {"camera": camera, "format": camera_format or _camera_format()})
+    result = asyncio.run(loopback_call(spec, opts, profile, seed=seed))
     _write_report(result, report)
 
 
