@@ -4,6 +4,7 @@ routing (facecodec/call/wire.py), on synthetic datagrams and streams: no network
 import asyncio
 import socket
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -132,3 +133,28 @@ def test_feedback_messages():
     assert wire.parse_feedback(wire.intra_request()) == ("intra", None)
     assert wire.parse_feedback(wire.recover_request(1234)) == ("recover", 1234)
     assert wire.parse_feedback(b"R12") is None and wire.parse_feedback(b"x") is None
+
+
+def test_the_offline_parts_import_light():
+    """The relay, the wire's routing and the report import without aiortc, torch or the
+    video libraries (a tool can read a report, or test a link, without them)."""
+    import json
+    import subprocess
+    code = ("import json, sys\nimport facecodec.call.link, facecodec.call.wire, "
+            "facecodec.call.report, facecodec.call.summary, facecodec.cli.call_cmds\n"
+            "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules} & "
+            "{'aiortc', 'aioice', 'torch', 'mediapipe', 'cv2', 'av'})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_command_says_how_to_get_aiortc(monkeypatch):
+    from click.testing import CliRunner
+
+    from facecodec.cli import cli
+    result = CliRunner().invoke(cli, ["call", "--help"])
+    assert result.exit_code == 0 and "loopback" in result.output and "send" in result.output
+    monkeypatch.setitem(sys.modules, "aiortc", None)  # as if it were not installed
+    result = CliRunner().invoke(cli, ["call", "loopback", "--seconds", "1"])
+    assert result.exit_code != 0 and "pip install 'facecodec[call]'" in result.output
