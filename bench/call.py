@@ -79,6 +79,8 @@ def row(name: str, r: dict) -> dict:
             else round(100 * b["highest_window_of_budget"], 1)),
         "wire kbps (UDP)": wire.get("kbps_udp"),
         "feedback sent": sum(r["feedback"]["sent"].values()),
+        "encode p50 (ms)": r.get("work_ms", {}).get("encode", {}).get("p50"),
+        "draw p50 (ms)": r.get("work_ms", {}).get("draw", {}).get("p50"),
         "load avg": round(r["call"]["load_avg"][0], 2),
         "A/V |offset| p95 (ms)": (av.get("abs_offset_ms") or {}).get("p95"),
     }

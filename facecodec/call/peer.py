@@ -213,7 +213,10 @@ class Sender:
                     log.capture.append(last_capture)
                     count += 1
                 capture = due
-                self._emit(enc.push(image, t))
+                began = CLOCK()
+                out = enc.push(image, t)
+                log.push_s.append(CLOCK() - began)
+                self._emit(out)
                 if not count:
                     # the camera's clock starts once the encoder has taken its first frame
                     # (MediaPipe and the sender network start up on it: seconds)
@@ -286,6 +289,7 @@ class Receiver:
         self._held: list[tuple[bytes, float, float]] = []  # frame messages before a source
         self._end_chunk: bytes | None = None
         self._finished = False
+        self._draw_began: float | None = None  # when the decoder began drawing a frame
         self._audio_data: list = []  # the sound's packets, for the recording
         self.sender_end: dict | None = None
         self.ended = asyncio.Event()
@@ -392,7 +396,9 @@ class Receiver:
 
     def _draw(self, index: int) -> bool:
         with self._lock:
-            return self.opt.draw_late or self._frames_waiting <= 0
+            draw = self.opt.draw_late or self._frames_waiting <= 0
+        self._draw_began = CLOCK() if draw else None
+        return draw
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
@@ -401,6 +407,9 @@ class Receiver:
         try:
             for fr in self.dec.frames(self._packets(current), name="call", draw=self._draw):
                 kind = "concealed" if fr.held else "drawn" if fr.drawn else "late"
+                if kind == "drawn" and self._draw_began is not None:
+                    self.log.draw_s.append(CLOCK() - self._draw_began)
+                self._draw_began = None
                 if self.opt.show and kind == "drawn":
                     window = _show(fr.image)
                 if recorder is not None:

@@ -26,6 +26,7 @@ class SenderLog:
     feedback: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
     budget_kbps: float | None = None
     audio: bool = False
+    push_s: list[float] = field(default_factory=list)  # Encoder.push's time per frame
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ReceiverLog:
     audio: list[tuple[int, float]] = field(default_factory=list)  # (start sample, arrived)
     feedback_sent: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
+    draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
 
 
 def quantiles(xs: list[float], qs=(50, 95)) -> dict[str, float | None]:
@@ -236,6 +238,10 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
         "av": av_offset(sender, receiver, first_face),
         "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
         "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback},
+        # how long each end's network took per frame in this call (the machine's load
+        # shows here): the sender's Encoder.push, the receiver's drawing of a frame
+        "work_ms": {"encode": _ms(quantiles(sender.push_s)),
+                    "draw": _ms(quantiles(receiver.draw_s))},
         "decoder_skipped": receiver.skipped[:50],
     }
     if link is not None:

@@ -35,6 +35,11 @@ def text_summary(r: dict) -> str:
         w = r["bits_wire"]
         lines.append("on the wire (UDP payload, DTLS+SCTP included): "
                      + ", ".join(f"{k} {v['kbps_udp']} kbps" for k, v in w.items()))
+    if "work_ms" in r:
+        w = r["work_ms"]
+        lines.append(f"work per frame: encode p50 {w['encode']['p50']} ms, p95 "
+                     f"{w['encode']['p95']} ms; draw p50 {w['draw']['p50']} ms, p95 "
+                     f"{w['draw']['p95']} ms")
     fb = r["feedback"]
     lines.append(f"feedback: {fb['sent']} sent, {fb['acted_on']} acted on")
     if "call" in r:
