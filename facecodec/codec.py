@@ -825,14 +825,25 @@ class Decoder:
                                      f"{header.model_id!r} than {package.path}", 8, name)
         # a header's crop size can say 65535: the default stays within what a call shows
         size = self.output_size or min(header.crop_size, MAX_DEFAULT_OUTPUT)
+        r = self._cache_renderer(package, size)
+        r.start(header.n_sources)
+        return r
+
+    def preload(self, size: int | None = None) -> None:
+        """Load the receiver's weights now, before a stream arrives (a call's receiver: its
+        first face then waits for the first source only): this Decoder's model (default:
+        the shipped one), drawn at ``size`` (default: the output size, else a live
+        stream's crop size). A stream naming another model or size loads its own."""
+        package = find_model(self.model)
+        self._cache_renderer(package, self.output_size or size or TUBE_SIZE)
+
+    def _cache_renderer(self, package, size: int):
         key = (package.path, size)
         if key not in self._renderers:  # loading the weights once per model
             while len(self._renderers) >= MAX_RENDERERS:  # streams pick sizes: bounded
                 self._renderers.pop(next(iter(self._renderers)))
             self._renderers[key] = Renderer(package, backend=self.backend, output_size=size)
-        r = self._renderers[key]
-        r.start(header.n_sources)
-        return r
+        return self._renderers[key]
 
     def frames(self, src: BinaryIO | bytes | str | Path | Iterable[bytes],
                name: str | None = None,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from codec_helpers import make_package
 
+import facecodec.codec
 from facecodec.bitstream.chunks import SOURCE_PART
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior
@@ -331,6 +332,17 @@ def test_a_live_receiver_can_skip_drawing_frames(env, stream):
         assert f.drawn == (f.index % 3 != 1)
         assert np.array_equal(f.image, r.image if f.drawn else prev.image)
         assert f.values.keys() == r.values.keys()
+
+
+def test_a_receiver_preloads_its_weights(env, stream, monkeypatch):
+    """Decoder.preload(): the stream then draws with the renderer already loaded."""
+    dec = Decoder("tiny_codec")
+    dec.preload()
+    assert len(dec._renderers) == 1
+    made = []
+    monkeypatch.setattr(facecodec.codec, "Renderer",
+                        lambda *a, **k: made.append(1) or pytest.fail("loaded again"))
+    assert len(list(dec.frames(stream))) > 0 and not made
 
 
 def test_live_call_recovers_through_feedback(env):

@@ -279,6 +279,7 @@ class Receiver:
         self.pc, self.opt = pc, options
         self.channels = open_channels(pc)
         self.dec = decoder or facecodec.Decoder(options.model, tolerant=True)
+        self.dec.preload()  # the weights before the call, not when its header arrives
         self.net_delay = net_delay or (lambda: 0.0)  # the link's delay of the last datagram
         self.log = ReceiverLog()
         self.feed: queue.SimpleQueue = queue.SimpleQueue()
