@@ -24,7 +24,7 @@ STAMP = VENV / ".facecodec-installed"
 
 
 def setup() -> None:
-    """Create .venv and install the package with its dev, export and identity extras, once
+    """Create .venv and install the package with its dev, export, identity and call extras, once
     per pyproject.toml."""
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want:
@@ -43,10 +43,11 @@ def setup() -> None:
     print("[2/3] PyTorch 2.13.0 (CPU build)", flush=True)
     subprocess.run([*pip, "torch==2.13.0"], check=True)
     # the export extra too: the tests convert to Core ML and check ONNX with onnxruntime;
-    # and identity: the tests score the eval's identity distance on known pairs
+    # and identity: the tests score the eval's identity distance on known pairs; and call:
+    # the tests make a loopback call over WebRTC (aiortc)
     print("[3/3] facecodec and its dependencies (MediaPipe, PyAV, constriction, Core ML "
-          "and ONNX tools, dlib...)", flush=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev,export,identity]"], check=True)
+          "and ONNX tools, dlib, aiortc...)", flush=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev,export,identity,call]"], check=True)
     STAMP.write_text(want)
     print(f"dev.py: {VENV} ready in {(time.monotonic() - start) / 60:.1f} min", flush=True)
 

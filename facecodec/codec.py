@@ -901,6 +901,7 @@ class DecodedImage:
     values: Values
     held: bool  # tolerant mode: a lost frame, the last good values repeated
     intra: bool
+    drawn: bool = True  # False: decoded but not drawn (``frames(draw=...)`` said so)
 
 
 def _stream_source(src, stack: contextlib.ExitStack) -> BinaryIO | bytes | Iterable[bytes]:
@@ -978,17 +979,29 @@ class Decoder:
                                      f"{header.model_id!r} than {package.path}", 8, name)
         # a header's crop size can say 65535: the default stays within what a call shows
         size = self.output_size or min(header.crop_size, MAX_DEFAULT_OUTPUT)
+        r = self._cache_renderer(package, size)
+        r.start(header.n_sources)
+        return r
+
+    def preload(self, size: int | None = None) -> None:
+        """Load the receiver's weights now, before a stream arrives (a call's receiver: its
+        first face then waits for the first source only): this Decoder's model (default:
+        the shipped one), drawn at ``size`` (default: the output size, else a live
+        stream's crop size). A stream naming another model or size loads its own."""
+        package = find_model(self.model)
+        self._cache_renderer(package, self.output_size or size or TUBE_SIZE)
+
+    def _cache_renderer(self, package, size: int):
         key = (package.path, size)
         if key not in self._renderers:  # loading the weights once per model
             while len(self._renderers) >= MAX_RENDERERS:  # streams pick sizes: bounded
                 self._renderers.pop(next(iter(self._renderers)))
             self._renderers[key] = Renderer(package, backend=self.backend, output_size=size)
-        r = self._renderers[key]
-        r.start(header.n_sources)
-        return r
+        return self._renderers[key]
 
     def frames(self, src: BinaryIO | bytes | str | Path | Iterable[bytes],
-               name: str | None = None) -> Iterator[DecodedImage]:
+               name: str | None = None,
+               draw: Callable[[int], bool] | None = None) -> Iterator[DecodedImage]:
         """Decoded frames as the stream arrives (a frame per packet with one-frame
         packets). ``src``: bytes, a path, a binary file, or an iterable of byte strings
         (packets as they arrive: each is decoded as soon as it is complete, and damage is
@@ -1000,14 +1013,19 @@ class Decoder:
         sender with a back channel should code against (``Encoder.recover_from``). A
         stream with parity chunks (``Encoder(fec=G)``) is repaired instead when one packet
         of a group is lost: the frames after the loss then come out up to ``max_delay``
-        frames late (G - 1 by default), decoded, with none held."""
+        frames late (G - 1 by default), decoded, with none held.
+
+        ``draw(index)``, when given, is asked before each decoded frame is rendered: False
+        skips the rendering (a live receiver behind real time catches up on the next
+        frame); the frame is yielded with ``drawn=False`` and the last picture."""
         name = name or (str(src) if isinstance(src, str | os.PathLike) else "stream")
         with contextlib.ExitStack() as stack:
             reader = FcsReader(_stream_source(src, stack), name=name, tolerant=self.tolerant,
                                max_delay=self.max_delay)
-            yield from self._render(reader, name)
+            yield from self._render(reader, name, draw)
 
-    def _render(self, reader: FcsReader, name: str) -> Iterator[DecodedImage]:
+    def _render(self, reader: FcsReader, name: str,
+                draw: Callable[[int], bool] | None = None) -> Iterator[DecodedImage]:
         self._reader = reader
         self.header = reader.header
         self._audio = []
@@ -1024,14 +1042,17 @@ class Decoder:
                     if not renderer.ready:
                         raise FormatError(f"frame {ev.index} comes before any source frame",
                                           reader.offset, name)
+                    drawn = True
                     if ev.held and last is not None:  # a freeze: nothing new to draw
                         image = last
+                    elif draw is not None and last is not None and not draw(ev.index):
+                        image, drawn = last, False
                     else:
                         image = renderer.render([ev.values])[0]
                         if retoucher is not None and "sup" in ev.values:
                             image = retoucher(image, ev.values["sup"])
                         last = image
-                    yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra)
+                    yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra, drawn)
                 elif isinstance(ev, AudioPacket):
                     self._audio.append(ev)  # drained by whoever plays it (drain_audio)
                 elif isinstance(ev, Crop):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from codec_helpers import make_package
 
+import facecodec.codec
 from facecodec.bitstream.chunks import SOURCE_PART
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior
@@ -310,6 +311,38 @@ def test_decoder_takes_bytes_paths_files_and_packets(env, stream):
         list(dec.frames(env["root"] / "missing.fcs"))
     with pytest.raises(InputError, match="cannot decode a int"):
         list(dec.frames(42))
+
+
+def test_a_live_receiver_can_skip_drawing_frames(env, stream):
+    """frames(draw=...): a frame the receiver is too late for is decoded (its values keep
+    the stream's state) but not drawn; the next drawn frame is the one a full decode
+    draws."""
+    dec = Decoder()
+    ref = list(dec.frames(stream))
+    asked = []
+
+    def draw(index):
+        asked.append(index)
+        return index % 3 != 1
+
+    got = list(dec.frames(stream, draw=draw))
+    assert [f.index for f in got] == [f.index for f in ref]
+    assert asked == [f.index for f in ref][1:]  # the first picture is always drawn
+    for prev, f, r in zip(got[:-1], got[1:], ref[1:], strict=True):
+        assert f.drawn == (f.index % 3 != 1)
+        assert np.array_equal(f.image, r.image if f.drawn else prev.image)
+        assert f.values.keys() == r.values.keys()
+
+
+def test_a_receiver_preloads_its_weights(env, stream, monkeypatch):
+    """Decoder.preload(): the stream then draws with the renderer already loaded."""
+    dec = Decoder("tiny_codec")
+    dec.preload()
+    assert len(dec._renderers) == 1
+    made = []
+    monkeypatch.setattr(facecodec.codec, "Renderer",
+                        lambda *a, **k: made.append(1) or pytest.fail("loaded again"))
+    assert len(list(dec.frames(stream))) > 0 and not made
 
 
 def test_live_call_recovers_through_feedback(env):

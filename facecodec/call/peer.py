@@ -1,0 +1,467 @@
+"""The two ends of a call: the sender (camera or video file -> Encoder -> data channels) and
+the receiver (data channels -> tolerant Decoder -> screen, recording, report).
+
+Media go one way (sender -> receiver) with the receiver's feedback coming back: on a
+2-core machine one encoder and one decoder already take most of a 67-ms frame each. The
+encoder and the decoder run in threads of their own; aiortc (ICE, DTLS, SCTP) runs in the
+asyncio loop, and the threads hand it what to send with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+import facecodec
+from facecodec.audio import RATE as AUDIO_RATE
+from facecodec.audio import read_audio
+from facecodec.call import wire
+from facecodec.call.record import Recorder
+from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
+from facecodec.codec import MAX_REPEAT_S
+from facecodec.sender.video import VideoReader
+
+CLOCK = time.monotonic
+PINGS = 5  # clock-offset samples the receiver takes (two-machine calls)
+
+
+@dataclass
+class CallOptions:
+    kbps: float | None = 6.0  # the Encoder's budget (None: its defaults)
+    audio: bool = False
+    protection: str = "none"
+    feedback: bool = True  # the receiver asks for intra / recovery frames after a loss
+    fps: float = 15.0
+    seconds: float | None = None  # stop the sender after this much of the input
+    model: str | None = None
+    show: bool = False  # an OpenCV window at the receiver
+    record: Path | None = None  # the receiver's screen (and sound) to a video file
+    grace_s: float = 1.0  # after the end chunk, wait this long for late frame packets
+    draw_late: bool = False  # draw every frame even when a newer one is waiting
+    threads: int = 1  # PyTorch threads of each peer's network
+
+
+def make_source(spec: dict, fps: float, seconds: float | None):
+    """The sender's input from ``{"video": path}`` or ``{"camera": device, "format": f}``
+    (what a peer process is told)."""
+    if spec.get("video"):
+        return FileInput(Path(spec["video"]), fps, seconds)
+    return CameraInput(spec["camera"], spec["format"], fps, seconds)
+
+
+def open_channels(pc) -> dict[int, object]:
+    """The call's data channels (facecodec/call/wire.py), negotiated: both peers call this
+    with the same ids."""
+    out = {}
+    for cid, (label, ordered, retransmits) in wire.CHANNELS.items():
+        out[cid] = pc.createDataChannel(label, ordered=ordered, maxRetransmits=retransmits,
+                                        negotiated=True, id=cid)
+    return out
+
+
+async def wait_open(channels: dict[int, object], timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(ch.readyState != "open" for ch in channels.values()):
+        if loop.time() > deadline:
+            raise TimeoutError("the data channels did not open (ICE or DTLS failed)")
+        await asyncio.sleep(0.02)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+class FileInput:
+    """A video file played in real time as a stand-in for a camera, with its sound:
+    yields (RGB frame, media time s); the sender paces them on its clock."""
+
+    def __init__(self, path: Path, fps: float, seconds: float | None):
+        self.path, self.fps, self.seconds = Path(path), fps, seconds
+        self._reader = VideoReader(self.path, fps=fps)
+        self.pcm = read_audio(self.path)
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        with self._reader as r:
+            for f in r:
+                if self.seconds is not None and f.time >= self.seconds - 1e-9:
+                    return
+                yield f.image, f.time
+
+    realtime = True
+
+
+class CameraInput:
+    """A camera through PyAV (v4l2 on Linux, avfoundation on macOS, dshow on Windows):
+    yields (RGB frame, capture time s from the first frame). Picture only: the sound of a
+    camera call is not captured (see docs/call.md)."""
+
+    def __init__(self, device: str, fmt: str, fps: float, seconds: float | None):
+        self.fps, self.seconds = fps, seconds
+        self._c = av.open(device, format=fmt, options={"framerate": str(int(round(fps)))})
+        self.pcm = None
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        t0 = None
+        try:
+            for frame in self._c.decode(video=0):
+                now = CLOCK()
+                t0 = now if t0 is None else t0
+                if self.seconds is not None and now - t0 >= self.seconds:
+                    return
+                yield frame.to_ndarray(format="rgb24"), now - t0
+        finally:
+            self._c.close()
+
+    realtime = False  # frames come when the camera gives them
+
+
+# -- sender ----------------------------------------------------------------------------------
+
+class Sender:
+    """Encodes the input in real time and sends it; acts on the receiver's feedback."""
+
+    def __init__(self, pc, source, options: CallOptions, encoder=None):
+        self.pc, self.source, self.opt = pc, source, options
+        self.channels = open_channels(pc)
+        audio = options.audio and source.pcm is not None
+        self.enc = encoder or facecodec.Encoder(options.model, fps=options.fps, kbps=options.kbps,
+                                                audio=audio, protection=options.protection)
+        self.audio = audio
+        self.log = SenderLog(fps=options.fps, t0=0.0,
+                             budget_kbps=self.enc.budget.kbps if self.enc.budget else None,
+                             audio=audio)
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.bye = asyncio.Event()
+        self.error: BaseException | None = None
+        self.channels[wire.FEEDBACK].on("message", self._on_feedback)
+        self.channels[wire.CONTROL].on("message", self._on_control)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _on_feedback(self, msg) -> None:
+        if isinstance(msg, bytes) and (req := wire.parse_feedback(msg)) is not None:
+            self.requests.put(req)
+
+    def _on_control(self, msg) -> None:
+        m = json.loads(msg)
+        if m.get("type") == "bye":
+            self.bye.set()
+        elif m.get("type") == "ping":
+            self.channels[wire.CONTROL].send(json.dumps({"type": "pong", "t": m["t"],
+                                                         "ts": CLOCK()}))
+
+    def _send(self, cid: int, data: bytes) -> None:  # in the loop
+        ch = self.channels[cid]
+        if ch.readyState == "open":
+            ch.send(data)
+
+    def _emit(self, data: bytes) -> None:  # in the media thread
+        if not data:
+            return
+        setup, fcs = self.splitter.split(data)
+        now = CLOCK()
+        for cid, part, name in ((wire.SETUP, setup, "setup"), (wire.FCS, fcs, "fcs")):
+            if part:
+                self.log.sent.append((now, len(part), name))
+                self._loop.call_soon_threadsafe(self._send, cid, part)
+
+    def _media(self) -> None:
+        """The media thread: pace the input, encode, send; feedback between frames."""
+        enc, fps, log = self.enc, float(self.opt.fps), self.log
+        self.splitter = wire.Splitter()
+        pcm = self.source.pcm if self.audio else None
+        start = None
+        t_first = t_sound = None  # the first frame's media time: stream time 0
+        count = 0  # stream frames made
+        last_capture = None
+        audio_next = 0  # samples of the input's sound pushed
+        try:
+            for image, t in self.source.frames():
+                if start is None:
+                    start = CLOCK() + 0.05 - t  # the wall time of media time 0
+                    log.t0 = start + t
+                    t_first = t
+                    t_sound = t  # where the input's sound starts (never moves)
+                due = start + t
+                if self.source.realtime:
+                    now = CLOCK()
+                    if now > due + 1.0 / fps and count:
+                        log.frames_dropped += 1  # a camera gives its newest frame: skip
+                        continue
+                    time.sleep(max(0.0, due - now))
+                self._feedback()
+                # which stream slot this capture fills (Encoder.push's own rule), and
+                # the slots before it that repeat the last picture
+                slot = 0 if not count else math.ceil((t - t_first) * fps - 0.5)
+                if slot < count:
+                    log.frames_dropped += 1
+                    continue
+                if slot - count > round(MAX_REPEAT_S * fps):  # a long stall: as push()
+                    t_first += (slot - count - round(MAX_REPEAT_S * fps)) / fps
+                    slot = count + round(MAX_REPEAT_S * fps)
+                while count < slot:
+                    log.capture.append(last_capture)
+                    count += 1
+                capture = due
+                began = CLOCK()
+                out = enc.push(image, t)
+                log.push_s.append(CLOCK() - began)
+                self._emit(out)
+                if not count:
+                    # the camera's clock starts once the encoder has taken its first frame
+                    # (MediaPipe and the sender network start up on it: seconds)
+                    start = CLOCK() - t
+                    log.t0 = start + t  # the sound's time 0 and the report's origin
+                log.capture.append(capture)
+                last_capture = capture
+                count += 1
+                log.frames_pushed += 1
+                if pcm is not None:  # the sound captured up to this frame
+                    upto = min(len(pcm), round((t - t_sound + 1.0 / fps) * AUDIO_RATE))
+                    if upto > audio_next:
+                        self._emit(enc.push_audio(pcm[audio_next:upto],
+                                                  t_sound + audio_next / AUDIO_RATE))
+                        audio_next = upto
+            if count:
+                self._emit(enc.close())
+        except BaseException as e:  # noqa: BLE001 - reported by run()
+            self.error = e
+
+    def _feedback(self) -> None:
+        while True:
+            try:
+                kind, frame = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            if self.enc._live is None:
+                continue  # nothing sent yet
+            if kind == "intra":
+                self.enc.request_intra()
+            else:
+                self.enc.recover_from(frame)
+            self.log.feedback[kind] += 1
+
+    async def run(self, bye_timeout: float = 30.0, send_log: bool = False) -> SenderLog:
+        self._loop = asyncio.get_running_loop()
+        await wait_open(self.channels)
+        th = threading.Thread(target=self._media, name="facecodec-call-sender", daemon=True)
+        th.start()
+        while th.is_alive():
+            await asyncio.sleep(0.05)
+        if self.error is not None:
+            raise self.error
+        end = {"type": "end", "frames": len(self.log.capture)}
+        if send_log:  # a receiver on another machine computes the report from it
+            end["log"] = asdict(self.log)
+        self.channels[wire.CONTROL].send(json.dumps(end))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.bye.wait(), bye_timeout)
+        return self.log
+
+
+# -- receiver --------------------------------------------------------------------------------
+
+class Receiver:
+    """Receives the stream, decodes it in a thread, shows / records what it draws, sends
+    feedback after a loss and logs everything the report needs."""
+
+    def __init__(self, pc, options: CallOptions, net_delay=None, decoder=None):
+        self.pc, self.opt = pc, options
+        self.channels = open_channels(pc)
+        self.dec = decoder or facecodec.Decoder(options.model, tolerant=True)
+        self.dec.preload()  # the weights before the call, not when its header arrives
+        self.net_delay = net_delay or (lambda: 0.0)  # the link's delay of the last datagram
+        self.log = ReceiverLog()
+        self.feed: queue.SimpleQueue = queue.SimpleQueue()
+        self._frames_waiting = 0
+        self._lock = threading.Lock()
+        self._header_in = False
+        self._source_in = False
+        self._held: list[tuple[bytes, float, float]] = []  # frame messages before a source
+        self._end_chunk: bytes | None = None
+        self._finished = False
+        self._draw_began: float | None = None  # when the decoder began drawing a frame
+        self._audio_data: list = []  # the sound's packets, for the recording
+        self.sender_end: dict | None = None
+        self.ended = asyncio.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.clock_offset = 0.0  # sender clock - receiver clock
+        self._pongs: list[tuple[float, float]] = []  # (rtt, offset)
+        self.channels[wire.FCS].on("message", self._on_fcs)
+        self.channels[wire.SETUP].on("message", self._on_setup)
+        self.channels[wire.CONTROL].on("message", self._on_control)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # the loop's side
+    def _put(self, data: bytes, arrived: float, net: float) -> None:
+        frames = wire.has_frame(data)
+        with self._lock:
+            self._frames_waiting += frames
+        self.feed.put((data, arrived, net, frames))
+
+    def _on_fcs(self, msg) -> None:
+        if not isinstance(msg, bytes):
+            return
+        now, net = CLOCK(), self.net_delay()
+        self.log.received.append((now, len(msg), "fcs"))
+        try:
+            packets = wire.audio_packets(msg)
+        except (ValueError, IndexError):
+            packets = []  # damaged: the decoder reports it
+        for p in packets:
+            self.log.audio.append((p.start, now))
+        if self.opt.record:
+            self._audio_data.extend(packets)
+        if not self._source_in:
+            self._held.append((msg, now, net))
+        else:
+            self._put(msg, now, net)
+
+    def _on_setup(self, msg) -> None:
+        if not isinstance(msg, bytes):
+            return
+        now, net = CLOCK(), self.net_delay()
+        self.log.received.append((now, len(msg), "setup"))
+        if not self._header_in:  # the header comes first, then whole chunks
+            self._header_in = True
+            n = wire.header_length(msg[:8], "stream")
+            self.feed.put((msg[:n], now, net, False))
+            msg = msg[n:]
+            if not msg:
+                return
+        if wire.has_end(msg):
+            self.log.end_frames = wire.end_frames(msg)
+            self._end_chunk = msg
+            # frame packets still on the way (jitter, reordering) come before the end
+            self._loop.call_later(self.opt.grace_s, self._finish)
+            return
+        for slot in wire.source_completed(msg):
+            self.log.sources.append((slot, now))
+        self.feed.put((msg, now, net, False))
+        if not self._source_in and any(k == wire.SOURCE for k, _, _ in wire.chunk_spans(msg)):
+            self._source_in = True
+            for held in self._held:
+                self._put(*held)
+            self._held.clear()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        for held in self._held:  # never got a source: the decoder says what it skipped
+            self._put(*held)
+        self._held.clear()
+        if self._end_chunk is not None:
+            self.feed.put((self._end_chunk, CLOCK(), 0.0, False))
+        self.feed.put(None)
+
+    def _on_control(self, msg) -> None:
+        m = json.loads(msg)
+        if m.get("type") == "end":
+            self.sender_end = m
+            self.ended.set()
+        elif m.get("type") == "pong":
+            now = CLOCK()
+            rtt = now - m["t"]
+            self._pongs.append((rtt, m["ts"] - (m["t"] + now) / 2))
+            self.clock_offset = min(self._pongs)[1]
+
+    def _send(self, cid: int, data) -> None:
+        ch = self.channels[cid]
+        if ch.readyState == "open":
+            ch.send(data)
+
+    # the decoder thread
+    def _packets(self, current: dict):
+        while True:
+            item = self.feed.get()
+            if item is None:
+                return
+            data, arrived, net, frames = item
+            with self._lock:
+                self._frames_waiting -= frames
+            if frames:
+                current["arrived"], current["net"] = arrived, net
+            yield data
+
+    def _draw(self, index: int) -> bool:
+        with self._lock:
+            draw = self.opt.draw_late or self._frames_waiting <= 0
+        self._draw_began = CLOCK() if draw else None
+        return draw
+
+    def _decode(self) -> None:
+        current = {"arrived": 0.0, "net": 0.0}
+        recorder = Recorder(self.opt.record, self.opt.fps) if self.opt.record else None
+        window = None
+        try:
+            for fr in self.dec.frames(self._packets(current), name="call", draw=self._draw):
+                kind = "concealed" if fr.held else "drawn" if fr.drawn else "late"
+                if kind == "drawn" and self._draw_began is not None:
+                    self.log.draw_s.append(CLOCK() - self._draw_began)
+                self._draw_began = None
+                if self.opt.show and kind == "drawn":
+                    window = _show(fr.image)
+                if recorder is not None:
+                    recorder.frame(fr.index, fr.image)
+                now = CLOCK()
+                self.log.frames.append(FrameEvent(fr.index, now, kind, current["arrived"],
+                                                  current["net"]))
+                if fr.held and self.opt.feedback:
+                    good = self.dec.last_good
+                    req = wire.intra_request() if good is None else wire.recover_request(good)
+                    self.log.feedback_sent["intra" if good is None else "recover"] += 1
+                    self._loop.call_soon_threadsafe(self._send, wire.FEEDBACK, req)
+        except BaseException as e:  # noqa: BLE001 - reported by run()
+            self.error = e
+            while self.feed.get() is not None:  # let the loop's side finish
+                pass
+        finally:
+            self.log.skipped = [s.reason for s in self.dec.skipped]
+            self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
+            if recorder is not None:
+                recorder.close(self._audio_data)
+            if window:
+                cv2.destroyAllWindows()
+            self.done.set()
+
+    async def run(self, timeout: float | None = None, ping: bool = False) -> ReceiverLog:
+        self._loop = asyncio.get_running_loop()
+        await wait_open(self.channels)
+        if ping:  # the sender's clock against ours (min round trip of a few)
+            for _ in range(PINGS):
+                self.channels[wire.CONTROL].send(json.dumps({"type": "ping", "t": CLOCK()}))
+                await asyncio.sleep(0.1)
+        th = threading.Thread(target=self._decode, name="facecodec-call-receiver", daemon=True)
+        th.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.done.is_set():
+            if deadline is not None and loop.time() > deadline:
+                self._finish()
+                deadline = None
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):  # the sender's end message (its log)
+            await asyncio.wait_for(self.ended.wait(), 10.0)
+        self.channels[wire.CONTROL].send(json.dumps({"type": "bye"}))
+        await asyncio.sleep(0.2)  # let the bye go out
+        if self.error is not None:
+            raise self.error
+        return self.log
+
+
+def _show(image: np.ndarray) -> bool:
+    cv2.imshow("facecodec call", np.ascontiguousarray(image[..., ::-1]))
+    cv2.waitKey(1)
+    return True

@@ -1,0 +1,255 @@
+"""The call's report: what the sender and the receiver logged, turned into the figures people
+judge a call by (docs/call.md, "The report"). Pure arithmetic on the logs, no I/O.
+
+Times are seconds on one clock (a loopback call's peers share ``time.monotonic``; between
+two machines the receiver maps the sender's times with the offset it estimated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+FREEZE_S = 0.5  # the target's freeze: no new picture for longer than this
+WINDOW_S = 10.0  # bitrate windows held against the budget
+AV_WINDOW_S = 2.0  # the audio's playout delay follows the video's median over this long
+
+
+@dataclass
+class SenderLog:
+    fps: float
+    t0: float  # the capture time of stream time 0 (the first frame's slot)
+    capture: list[float] = field(default_factory=list)  # stream frame k's picture, when taken
+    sent: list[tuple[float, int, str]] = field(default_factory=list)  # (time, bytes, channel)
+    frames_pushed: int = 0  # camera frames given to the encoder (the rest were dropped late)
+    frames_dropped: int = 0  # camera frames the sender was too late for
+    feedback: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
+    budget_kbps: float | None = None
+    audio: bool = False
+    push_s: list[float] = field(default_factory=list)  # Encoder.push's time per frame
+
+
+@dataclass
+class FrameEvent:
+    index: int
+    shown: float  # when the frame's picture was on screen (drawn), or its slot passed
+    kind: str  # "drawn", "concealed" (the last picture held) or "late" (decoded, not drawn)
+    arrived: float  # when the message that completed it arrived
+    net_delay: float  # the emulated one-way delay of that message (0 if unknown)
+
+
+@dataclass
+class ReceiverLog:
+    frames: list[FrameEvent] = field(default_factory=list)
+    not_shown: int = 0  # frames the decoder skipped without output (a gap over its limit)
+    end_frames: int | None = None  # the end chunk's frame count, when it arrived
+    received: list[tuple[float, int, str]] = field(default_factory=list)
+    sources: list[tuple[int, float]] = field(default_factory=list)  # (slot, complete at)
+    audio: list[tuple[int, float]] = field(default_factory=list)  # (start sample, arrived)
+    feedback_sent: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
+    skipped: list[str] = field(default_factory=list)  # what the decoder reported
+    draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
+
+
+def quantiles(xs: list[float], qs=(50, 95)) -> dict[str, float | None]:
+    """Nearest-rank percentiles (``p50``, ``p95``...), None for an empty list."""
+    s = sorted(xs)
+    out = {}
+    for q in qs:
+        out[f"p{q}"] = (s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
+                        if s else None)
+    return out
+
+
+def _ms(d: dict) -> dict:
+    return {k: (None if v is None else round(1000 * v, 1)) for k, v in d.items()}
+
+
+def account(n_sent: int, frames: list[FrameEvent], not_shown: int) -> dict:
+    """Every stream frame the sender made, by what became of it at the receiver."""
+    kinds = {"drawn": 0, "concealed": 0, "late": 0}
+    seen = set()
+    duplicates = 0
+    for e in frames:
+        kinds[e.kind] += 1
+        duplicates += e.index in seen
+        seen.add(e.index)
+    out_of_range = sum(1 for i in seen if not 0 <= i < n_sent)
+    last = max(seen, default=-1)
+    # frames after the last one the decoder gave out: their packets were lost with none
+    # after them to reveal the gap
+    lost_at_end = max(0, n_sent - 1 - last)
+    gaps = n_sent - len(seen) - lost_at_end  # never given out, within the stream
+    return {"sent": n_sent, **kinds, "not_shown": gaps, "lost_at_end": lost_at_end,
+            "decoder_not_shown": not_shown, "duplicates": duplicates,
+            "out_of_range": out_of_range,
+            "accounted": (duplicates == 0 and out_of_range == 0
+                          and sum(kinds.values()) + gaps + lost_at_end == n_sent
+                          and gaps == not_shown)}
+
+
+def freezes(frames: list[FrameEvent], fps: float, end: float | None = None) -> dict:
+    """Freezes as seen on screen: the time between two consecutive drawn pictures (and,
+    with ``end``, from the last one to the end of the call), from the first picture on;
+    and in stream frames: the longest run of frames not drawn."""
+    shown = [e.shown for e in frames if e.kind == "drawn"]
+    gaps = [b - a for a, b in zip(shown, shown[1:], strict=False)]
+    if end is not None and shown:
+        gaps.append(max(0.0, end - shown[-1]))
+    run = longest = 0
+    started = False
+    for e in sorted(frames, key=lambda e: e.index):
+        if e.kind == "drawn":
+            started, run = True, 0
+        elif started:
+            run += 1
+            longest = max(longest, run)
+    interval = 1.0 / fps
+    return {"longest_s": round(max(gaps, default=0.0), 3),
+            "over_0_5_s": sum(g > FREEZE_S for g in gaps),
+            "time_frozen_s": round(sum(g - interval for g in gaps if g > 2 * interval), 3),
+            "longest_run_frames": longest,
+            "longest_run_s": round(longest * interval, 3)}
+
+
+def delays(sender: SenderLog, frames: list[FrameEvent], first_face: float | None) -> dict:
+    """Capture to display of the drawn frames, the emulated network's share, and what is
+    left (the added delay); all frames, and those captured once the first face was on
+    screen (the call proper: before it, frames wait for the first source)."""
+    out = {}
+    for name, keep in (("all", lambda e: True),
+                       ("in_call", lambda e: first_face is not None
+                        and sender.capture[e.index] >= first_face)):
+        total, net, added, arrival = [], [], [], []
+        for e in frames:
+            if e.kind != "drawn" or not 0 <= e.index < len(sender.capture) or not keep(e):
+                continue
+            d = e.shown - sender.capture[e.index]
+            total.append(d)
+            net.append(e.net_delay)
+            added.append(d - e.net_delay)
+            arrival.append(e.arrived - sender.capture[e.index])
+        out[name] = {"frames": len(total), "capture_to_display_ms": _ms(quantiles(total)),
+                     "network_ms": _ms(quantiles(net)), "added_ms": _ms(quantiles(added)),
+                     # where the time goes: up to the packet's arrival (the sender's
+                     # encoding and the transport), the rest is the receiver's
+                     "capture_to_arrival_ms": _ms(quantiles(arrival)),
+                     "added_ms_max": round(1000 * max(added), 1) if added else None}
+    return out
+
+
+def av_offset(sender: SenderLog, receiver: ReceiverLog,
+              first_face: float | None = None) -> dict | None:
+    """Audio against video. The receiver plays the sound continuously with a playout
+    delay it sets (every second) to the median capture-to-display delay of the pictures
+    drawn in the last ``AV_WINDOW_S``: sample ``s`` plays at ``t0 + s / 48000 + L``
+    (later if it arrives later: ``late``). A drawn frame's offset is its own delay minus
+    ``L``: how far the picture is from the sound of the same instant (positive: the
+    picture late). Frames captured once the first face was shown (``first_face``), as
+    for the delays."""
+    if not sender.audio:
+        return None
+    drawn = sorted((e for e in receiver.frames if e.kind == "drawn"
+                    and 0 <= e.index < len(sender.capture)
+                    and (first_face is None or sender.capture[e.index] >= first_face)),
+                   key=lambda e: e.shown)
+    if not drawn:
+        return {"frames": 0, "audio_packets": len(receiver.audio)}
+    delay = [(e.shown, e.shown - sender.capture[e.index]) for e in drawn]
+    playout: list[tuple[float, float]] = []  # (from when, L)
+    next_update = delay[0][0]
+    offsets = []
+    for i, (t, d) in enumerate(delay):
+        if t >= next_update:
+            recent = [dd for tt, dd in delay[: i + 1] if tt > t - AV_WINDOW_S]
+            playout.append((t, sorted(recent)[len(recent) // 2]))
+            next_update = t + 1.0
+        offsets.append(d - playout[-1][1])
+
+    def delay_at(t: float) -> float:
+        cur = playout[0][1]
+        for since, value in playout:
+            if since > t:
+                break
+            cur = value
+        return cur
+
+    late = 0
+    played = 0
+    for start, arrived in receiver.audio:
+        due = sender.t0 + start / 48000 + delay_at(arrived)
+        if due < playout[0][0]:
+            continue  # sound from before the first picture: not played
+        played += 1
+        late += arrived > due
+    absolute = [abs(o) for o in offsets]
+    return {"frames": len(offsets), "offset_ms": _ms(quantiles(offsets, (5, 50, 95))),
+            "abs_offset_ms": _ms(quantiles(absolute)),
+            "abs_offset_ms_max": round(1000 * max(absolute), 1),
+            "playout_delay_ms": _ms(quantiles([v for _, v in playout])),
+            "audio_packets": len(receiver.audio), "audio_packets_played": played,
+            "audio_packets_late": late}
+
+
+def bitrate(events: list[tuple[float, int, str]], start: float, end: float,
+            budget: float | None) -> dict:
+    """kbps of the stream's bytes over the call and in every full ``WINDOW_S`` window
+    after the first, against the budget."""
+    span = max(end - start, 1e-9)
+    total = sum(n for _, n, _ in events)
+    by_channel: dict[str, int] = {}
+    for _, n, ch in events:
+        by_channel[ch] = by_channel.get(ch, 0) + n
+    windows = []
+    w = start + WINDOW_S  # the first window holds the first source: the budget's start-up
+    while w + WINDOW_S <= end + 1e-9:
+        windows.append(sum(n for t, n, _ in events if w <= t < w + WINDOW_S) * 8
+                       / WINDOW_S / 1000)
+        w += WINDOW_S
+    out = {"kbps": round(total * 8 / span / 1000, 3),
+           "kbps_by_channel": {k: round(v * 8 / span / 1000, 3) for k, v in by_channel.items()},
+           "bytes": total, "seconds": round(span, 2),
+           "windows_kbps": [round(x, 3) for x in windows]}
+    if budget:
+        out["budget_kbps"] = budget
+        out["of_budget"] = round(out["kbps"] / budget, 3)
+        out["highest_window_of_budget"] = (round(max(windows) / budget, 3) if windows
+                                           else None)
+    return out
+
+
+def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None,
+              end: float | None = None) -> dict:
+    """The whole report (see docs/call.md)."""
+    n = len(sender.capture)
+    drawn = [e for e in receiver.frames if e.kind == "drawn"]
+    first_face = min((e.shown for e in drawn), default=None)
+    start = sender.t0
+    stop = end if end is not None else max([start, *(t for t, _, _ in sender.sent)])
+    report = {
+        "frames": account(n, receiver.frames, receiver.not_shown),
+        "end_chunk_frames": receiver.end_frames,
+        "camera_frames": {"pushed": sender.frames_pushed, "dropped_late": sender.frames_dropped},
+        "first_face_s": None if first_face is None else round(first_face - start, 3),
+        "sources_s": [[slot, round(t - start, 3)] for slot, t in receiver.sources],
+        "delay": delays(sender, receiver.frames, first_face),
+        "freezes": freezes(receiver.frames, sender.fps,
+                           end=max((e.shown for e in receiver.frames), default=None)),
+        "av": av_offset(sender, receiver, first_face),
+        "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
+        "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback},
+        # how long each end's network took per frame in this call (the machine's load
+        # shows here): the sender's Encoder.push, the receiver's drawing of a frame
+        "work_ms": {"encode": _ms(quantiles(sender.push_s)),
+                    "draw": _ms(quantiles(receiver.draw_s))},
+        "decoder_skipped": receiver.skipped[:50],
+    }
+    if link is not None:
+        report["link"] = link
+        span = max(stop - start, 1e-9)
+        report["bits_wire"] = {
+            d: {"kbps_udp": round(s["bytes"] * 8 / span / 1000, 3),
+                "kbps_ip": round((s["bytes"] + 28 * s["datagrams"]) * 8 / span / 1000, 3),
+                "datagrams_per_s": round(s["datagrams"] / span, 2)}
+            for d, s in link.items()}
+    return report

@@ -1,0 +1,147 @@
+"""What a call puts on its data channels, and how the stream's bytes are split among them.
+
+Three data channels, negotiated (both peers create them with fixed ids, no in-band
+announcement):
+
+- ``fcs`` (id 1), unordered, ``maxRetransmits=0``: the stream's time-critical chunks --
+  frame packets, parities, sound, crop boxes -- one message per ``Encoder.push`` /
+  ``push_audio`` result. Never retransmitted: a lost message is concealed by the tolerant
+  decoder, as the stream's own loss handling expects (docs/format.md, section 6).
+- ``setup`` (id 2), ordered and reliable: the stream header, the source frames (whole or
+  in parts) and the end chunk. Without them nothing can be drawn; they are not
+  time-critical, so SCTP's retransmission is the right tool.
+- ``control`` (id 3), ordered and reliable, JSON text: ``end`` (sender -> receiver: the
+  number of stream frames, and between two machines the sender's log), ``bye`` (receiver
+  -> sender: done), ``ping`` / ``pong`` (the receiver's clock offset to the sender's).
+- ``feedback`` (id 4), unordered, ``maxRetransmits=0``, receiver -> sender, binary:
+  ``b"I"`` (code the next frame intra: nothing decoded yet) or ``b"R" + u32 frame``
+  (code the next frame against ``frame``, the receiver's ``Decoder.last_good``). The
+  receiver asks again at every frame it conceals, so a lost request costs a frame.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from facecodec.bitstream.chunks import (
+    AUDIO,
+    AUDIO_ORIGIN,
+    END,
+    FRAME_KINDS,
+    SOURCE,
+    SOURCE_PART,
+    read_varint,
+)
+from facecodec.bitstream.container import AudioPacket
+from facecodec.bitstream.header import header_length
+
+FCS, SETUP, CONTROL, FEEDBACK = 1, 2, 3, 4
+CHANNELS = {  # id: (label, ordered, maxRetransmits)
+    FCS: ("fcs", False, 0),
+    SETUP: ("setup", True, None),
+    CONTROL: ("control", True, None),
+    FEEDBACK: ("feedback", False, 0),
+}
+SETUP_KINDS = (SOURCE, SOURCE_PART, END)
+INTRA_REQUEST = b"I"
+RECOVER = b"R"
+
+
+def intra_request() -> bytes:
+    return INTRA_REQUEST
+
+
+def recover_request(frame: int) -> bytes:
+    return RECOVER + struct.pack("<I", frame)
+
+
+def parse_feedback(msg: bytes) -> tuple[str, int | None] | None:
+    """``("intra", None)``, ``("recover", frame)``, or None for anything else."""
+    if msg == INTRA_REQUEST:
+        return "intra", None
+    if len(msg) == 5 and msg[:1] == RECOVER:
+        return "recover", struct.unpack("<I", msg[1:])[0]
+    return None
+
+
+class Splitter:
+    """Cuts the sender's stream bytes into chunks and routes them: returns, for each
+    call, ``(setup_bytes, fcs_bytes)`` (either may be empty). The first bytes are the
+    header (to ``setup``). Chunks are whole in every call's output (the encoder emits
+    whole chunks), which this checks."""
+
+    def __init__(self) -> None:
+        self._header_done = False
+
+    def split(self, data: bytes) -> tuple[bytes, bytes]:
+        setup, fcs = bytearray(), bytearray()
+        pos = 0
+        if not self._header_done and data:
+            n = header_length(data[:8], "stream")
+            setup += data[:n]
+            pos = n
+            self._header_done = True
+        for kind, start, end in chunk_spans(data, pos):
+            (setup if kind in SETUP_KINDS else fcs).extend(data[start:end])
+        return bytes(setup), bytes(fcs)
+
+
+def chunk_spans(data: bytes, pos: int = 0):
+    """(kind, start, end) of each whole chunk in ``data`` from ``pos`` (kind | LEB128
+    length | payload | CRC-16)."""
+    while pos < len(data):
+        got = read_varint(data, pos + 1)
+        if got is None:
+            raise ValueError("a chunk cut in two in the encoder's output")
+        length, body = got
+        end = body + length + 2
+        if end > len(data):
+            raise ValueError("a chunk cut in two in the encoder's output")
+        yield data[pos], pos, end
+        pos = end
+
+
+def source_completed(data: bytes) -> list[int]:
+    """The source slots whose last byte is in ``data`` (whole SOURCE chunks, or the last
+    part of a paced one): when the receiver holds each source."""
+    slots = []
+    for kind, start, _ in chunk_spans(data):
+        body = read_varint(data, start + 1)[1]
+        if kind == SOURCE:
+            slots.append(data[body])  # the slot is the payload's first byte
+        elif kind == SOURCE_PART:
+            part, p = read_varint(data, body + 1)
+            count, _ = read_varint(data, p)
+            if part == count - 1:
+                slots.append(data[body])
+    return slots
+
+
+def has_end(data: bytes) -> bool:
+    return any(kind == END for kind, _, _ in chunk_spans(data))
+
+
+def has_frame(data: bytes) -> bool:
+    """Whether ``data`` (whole chunks) holds a frame packet."""
+    return any(kind in FRAME_KINDS for kind, _, _ in chunk_spans(data))
+
+
+def audio_packets(data: bytes) -> list[AudioPacket]:
+    """The Opus packets among ``data``'s chunks (a receiver plays them as they arrive,
+    beside the video decoder)."""
+    out = []
+    for kind, start, end in chunk_spans(data):
+        if kind == AUDIO:
+            body = read_varint(data, start + 1)[1]
+            stored, pos = read_varint(data, body)
+            out.append(AudioPacket(stored - AUDIO_ORIGIN, bytes(data[pos:end - 2])))
+    return out
+
+
+def end_frames(data: bytes) -> int | None:
+    """The frame count of the end chunk in ``data``, if there is one."""
+    for kind, start, _ in chunk_spans(data):
+        if kind == END:
+            body = read_varint(data, start + 1)[1]
+            return struct.unpack("<I", data[body:body + 4])[0]
+    return None

@@ -1,0 +1,94 @@
+"""The call report's arithmetic (facecodec/call/report.py) on hand-made logs."""
+
+import pytest
+
+from facecodec.call.report import (
+    FrameEvent,
+    ReceiverLog,
+    SenderLog,
+    account,
+    av_offset,
+    bitrate,
+    freezes,
+    quantiles,
+    summarize,
+)
+
+FPS = 10.0
+
+
+def sender(n=10, t0=100.0, audio=False):
+    return SenderLog(fps=FPS, t0=t0, capture=[t0 + k / FPS for k in range(n)], audio=audio)
+
+
+def ev(i, shown, kind="drawn", net=0.02):
+    return FrameEvent(i, shown, kind, shown - 0.01, net)
+
+
+def test_quantiles_nearest_rank():
+    assert quantiles([]) == {"p50": None, "p95": None}
+    assert quantiles([3.0]) == {"p50": 3.0, "p95": 3.0}
+    xs = [float(i) for i in range(1, 101)]
+    assert quantiles(xs) == {"p50": 50.0, "p95": 95.0}
+
+
+def test_account_every_frame():
+    frames = [ev(0, 1), ev(1, 2, "concealed"), ev(2, 3, "late"), ev(4, 4)]
+    a = account(7, frames, not_shown=1)  # 3 never given out; 5, 6 after the last
+    assert a == {"sent": 7, "drawn": 2, "concealed": 1, "late": 1, "not_shown": 1,
+                 "lost_at_end": 2, "decoder_not_shown": 1, "duplicates": 0,
+                 "out_of_range": 0, "accounted": True}
+    assert not account(7, frames, not_shown=0)["accounted"]  # the decoder disagrees
+    assert not account(7, [*frames, ev(4, 5)], 1)["accounted"]  # a frame twice
+    assert not account(3, frames, 1)["accounted"]  # a frame the sender never made
+
+
+def test_freezes_on_screen_and_in_frames():
+    frames = [ev(0, 0.0), ev(1, 0.1), ev(2, 0.2, "concealed"), ev(3, 0.3, "late"),
+              ev(4, 0.9), ev(5, 1.0)]
+    f = freezes(frames, FPS)
+    assert f["longest_s"] == pytest.approx(0.8)  # 0.1 -> 0.9 without a new picture
+    assert f["over_0_5_s"] == 1
+    assert f["longest_run_frames"] == 2 and f["longest_run_s"] == pytest.approx(0.2)
+    assert f["time_frozen_s"] == pytest.approx(0.7)
+    assert freezes(frames, FPS, end=2.0)["longest_s"] == pytest.approx(1.0)
+
+
+def test_delays_subtract_the_link():
+    s = sender(4)
+    frames = [ev(k, s.capture[k] + 0.15 + 0.01 * k, net=0.05) for k in range(4)]
+    r = summarize(s, ReceiverLog(frames=frames))
+    d = r["delay"]["all"]
+    assert d["frames"] == 4
+    assert d["capture_to_display_ms"] == {"p50": 160.0, "p95": 180.0}
+    assert d["added_ms"] == {"p50": 110.0, "p95": 130.0}
+    assert d["network_ms"]["p50"] == 50.0
+    # in the call proper: frames captured once the first face was shown (at 100.15)
+    assert r["delay"]["in_call"]["frames"] == 2
+    assert r["first_face_s"] == pytest.approx(0.15)
+
+
+def test_av_offset_follows_the_video_delay():
+    s = sender(40, audio=True)
+    # the video's delay steps from 200 to 300 ms at frame 20; the sound's playout delay
+    # follows the last 2 s of pictures, re-set every second
+    frames = [ev(k, s.capture[k] + (0.2 if k < 20 else 0.3)) for k in range(40)]
+    audio = [(k * 2880, s.t0 + k * 0.06 + 0.05) for k in range(60)]  # 60-ms packets
+    r = ReceiverLog(frames=frames, audio=audio)
+    a = av_offset(s, r)
+    assert a["frames"] == 40
+    assert a["abs_offset_ms"]["p50"] == pytest.approx(0.0, abs=1e-6)
+    assert a["abs_offset_ms_max"] == pytest.approx(100.0)  # until the playout follows
+    assert a["audio_packets"] == 60 and a["audio_packets_late"] == 0
+    assert av_offset(sender(4), r) is None  # no sound
+
+
+def test_bitrate_windows_against_budget():
+    # 100 bytes every 0.1 s for 35 s: 8 kbps; windows [10, 20) and [20, 30)
+    events = [(i * 0.1, 100, "fcs") for i in range(350)]
+    b = bitrate(events, 0.0, 35.0, budget=10.0)
+    assert b["kbps"] == pytest.approx(8.0)
+    assert b["windows_kbps"] == pytest.approx([8.0, 8.0])
+    assert b["of_budget"] == pytest.approx(0.8)
+    assert b["highest_window_of_budget"] == pytest.approx(0.8)
+    assert b["kbps_by_channel"] == {"fcs": pytest.approx(8.0)}
