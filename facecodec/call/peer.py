@@ -51,6 +51,7 @@ class CallOptions:
     grace_s: float = 1.0  # after the end chunk, wait this long for late frame packets
     draw_late: bool = False  # draw every frame even when a newer one is waiting
     threads: int = 1  # PyTorch threads of each peer's network
+    source_choice: str = "pose"  # "render": the sender's closed loop (docs/codec.md)
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -136,7 +137,8 @@ class Sender:
         self.channels = open_channels(pc)
         audio = options.audio and source.pcm is not None
         self.enc = encoder or facecodec.Encoder(options.model, fps=options.fps, kbps=options.kbps,
-                                                audio=audio, protection=options.protection)
+                                                audio=audio, protection=options.protection,
+                                                source_choice=options.source_choice)
         self.audio = audio
         self.log = SenderLog(fps=options.fps, t0=0.0,
                              budget_kbps=self.enc.budget.kbps if self.enc.budget else None,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from facecodec.defaults import SOURCE_CHOICE, SOURCE_CHOICES
 from facecodec.errors import InputError
 
 PROTECTIONS = ["none", "light", "strong"]
@@ -38,6 +39,11 @@ def _media_options(f):
                           "must be above the plan's floor (about 12.3 kbps)."),
         click.option("--protect", type=click.Choice(PROTECTIONS), default="none",
                      show_default=True, help="Loss protection presets (docs/format.md 6)."),
+        click.option("--source-choice", type=click.Choice(SOURCE_CHOICES),
+                     default=SOURCE_CHOICE, show_default=True,
+                     help="'render': the sender draws a frame a second as the receiver will "
+                          "and sends a new source when the call is not covered (closed "
+                          "loop, docs/codec.md); 'pose': by head yaw."),
         click.option("--fps", type=float, default=15.0, show_default=True),
         click.option("--seconds", type=float, default=None,
                      help="Send only this much of the input."),
@@ -81,14 +87,15 @@ def _camera_format() -> str:
 
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
-             show=False, record=None):
+             show=False, record=None, source_choice=SOURCE_CHOICE):
     import torch
 
     from facecodec.call.peer import CallOptions
     torch.set_num_threads(threads)
     return CallOptions(kbps=kbps or None, audio=audio, protection=protect,
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
-                       show=show, record=record, threads=threads)
+                       show=show, record=record, threads=threads,
+                       source_choice=source_choice)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -129,9 +136,9 @@ def call() -> None:
               help="Probability a datagram is held 50 ms more (overtaken).")
 @click.option("--cap-kbps", type=float, default=None, help="Link rate, IP+UDP counted.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def loopback(video, camera, camera_format, kbps, audio, protect, fps, seconds, model,
-             threads, no_feedback, show, record, report, loss, delay_ms, jitter_ms, reorder,
-             cap_kbps, seed) -> None:
+def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, fps, seconds,
+             model, threads, no_feedback, show, record, report, loss, delay_ms, jitter_ms,
+             reorder, cap_kbps, seed) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
     _need_aiortc()
@@ -148,7 +155,7 @@ def loopback(video, camera, camera_format, kbps, audio, protect, fps, seconds, m
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
-                    record)
+                    record, source_choice)
     if video is not None and not video.is_file():
         raise InputError(f"{video}: no such file")
     spec = ({"video": str(video)} if video is not None else
@@ -180,13 +187,14 @@ def receive(listen, threads, model, no_feedback, show, record, report) -> None:
 @click.option("--camera", default=None)
 @click.option("--camera-format", default=None)
 @_media_options
-def send(to, video, camera, camera_format, kbps, audio, protect, fps, seconds, model,
-         threads) -> None:
+def send(to, video, camera, camera_format, kbps, audio, protect, source_choice, fps, seconds,
+         model, threads) -> None:
     """Call a receiver: send the camera or a video file played in real time."""
     _need_aiortc()
     from facecodec.call.run import send_call
     host, port = _host_port(to, "127.0.0.1")
-    opts = _options(kbps, audio, protect, fps, seconds, model, threads)
+    opts = _options(kbps, audio, protect, fps, seconds, model, threads,
+                    source_choice=source_choice)
     src = _source(video, camera, camera_format, fps, seconds)
     log = asyncio.run(send_call(src, opts, host, port))
     click.echo(f"sent {len(log.capture)} frames, {sum(n for _, n, _ in log.sent)} bytes; "
