@@ -1,0 +1,185 @@
+"""The report of ``facecodec eval --calls`` (docs/EVAL_CALLS.md): per call a table, the
+refused budgets, issue 17's targets checked against what was measured, and curves of
+LPIPS, NME and identity against the all-in rate (matplotlib, as eval/report.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+LINK_KBPS = 6.0  # issue 17's thin link: the first face within 3 s
+TARGET_KBPS = 6.0
+TARGET_NME = 0.03
+TARGET_FIRST_S = 3.0
+PLOTS = (("lpips", "LPIPS-alex (lower is better)", "calls_lpips.png"),
+         ("nme", "landmark NME (lower is better)", "calls_nme.png"),
+         ("identity", "identity distance (lower is better)", "calls_identity.png"))
+
+
+def _f(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def first_face_s(row: dict) -> float | None:
+    """Seconds until the first face at the run's own all-in rate (the budget for the
+    codec, the rate produced for SVT-AV1)."""
+    bits = row["setting"].get("first_face_bits")
+    if bits is None:
+        return None
+    rate = row["setting"].get("kbps") or row["kbps_all"]
+    return bits / (rate * 1000) if rate else None
+
+
+def _target(row: dict) -> str:
+    if row["target_kbps"] is None:
+        return "coarsest"
+    return f"{row['target_kbps']:g}" + ("" if row["reached"] else " (not reached)")
+
+
+def clip_table(rows: Sequence[dict]) -> str:
+    head = ("| method | target kbps | all-in kbps | LPIPS-alex ↓ | NME ↓ | identity ↓ | "
+            "first face (kbit) | first face at own rate (s) | at 6 kbps (s) | setting |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        bits = r["setting"].get("first_face_bits")
+        s = r["setting"]
+        note = (f"CRF {s['crf']:g}" if "crf" in s else
+                f"sources {s.get('sources_sent')}/{s.get('sources_planned')}, dead zone "
+                f"{s.get('deadband'):g}" + (f", Opus {s['audio_kbps']:g}"
+                                             if s.get("audio_kbps") else ""))
+        lines.append(
+            f"| {r['method']} | {_target(r)} | {r['kbps_all']:.2f} | {_f(r['lpips'])} | "
+            f"{_f(r['nme'])} | {_f(r['identity'])} | "
+            f"{_f(None if bits is None else bits / 1000, 1)} | {_f(first_face_s(r), 2)} | "
+            f"{_f(None if bits is None else bits / (LINK_KBPS * 1000), 2)} | {note} |")
+    return "\n".join(lines)
+
+
+def summary_table(doc: dict) -> str:
+    """Every call's table, one after the other (what the command prints)."""
+    out = []
+    for clip in doc["clips"]:
+        rows = [r for r in doc["scores"] if r["clip"] == clip["name"]]
+        out += [f"{clip['name']} ({clip['frames']} frames)", clip_table(rows), ""]
+    return "\n".join(out)
+
+
+def targets(doc: dict, clip: str) -> list[str]:
+    """Issue 17's targets on one call, each as measured (never assumed)."""
+    rows = [r for r in doc["scores"] if r["clip"] == clip]
+    codec = sorted((r for r in rows if r["method"] == "facecodec-budget"),
+                   key=lambda r: r["target_kbps"])
+    ladder = [r for r in rows if r["method"].startswith("svtav1-ladder")]
+    out = []
+    sound = {k: v for m, v in doc.get("refused", {}).items() if "sound=yes" in m
+             for k, v in v.items()}
+    if f"{TARGET_KBPS:g}" in sound:
+        out.append(f"- **{TARGET_KBPS:g} kbps with sound**: refused by the plan: "
+                   f"\"{sound[f'{TARGET_KBPS:g}']}\". The target cannot be met as asked.")
+    at = [r for r in codec if r["target_kbps"] == TARGET_KBPS]
+    if at:
+        r = at[0]
+        fits = [x for x in ladder if x["kbps_all"] <= r["kbps_all"] * 1.03]
+        best = min(fits, key=lambda x: x["lpips"], default=None)
+        cmp = ("no SVT-AV1 rung reaches that rate" if best is None else
+               f"SVT-AV1's best rung at or below it: {best['method']} "
+               f"({_target(best)}) at {best['kbps_all']:.2f} kbps, LPIPS "
+               f"{best['lpips']:.3f}, NME {_f(best['nme'])} -> LPIPS target "
+               + ("met" if r["lpips"] < best["lpips"] else "**not met**"))
+        out.append(f"- **{TARGET_KBPS:g} kbps without sound**: {r['kbps_all']:.2f} kbps "
+                   f"all-in, LPIPS {r['lpips']:.3f}, NME {_f(r['nme'])} (target <= "
+                   f"{TARGET_NME}: " + ("met" if r["nme"] <= TARGET_NME else "**not met**")
+                   + f"); {cmp}.")
+        ff = first_face_s(r)
+        out.append(f"- **first face at {TARGET_KBPS:g} kbps**: {_f(ff, 2)} s (target <= "
+                   f"{TARGET_FIRST_S:g} s: "
+                   + ("met" if ff is not None and ff <= TARGET_FIRST_S else "**not met**")
+                   + ").")
+    if len(codec) >= 2:
+        lp = [r["lpips"] for r in codec]
+        rising = all(b <= a for a, b in zip(lp, lp[1:], strict=False))
+        out.append("- **quality rising with the budget** (LPIPS at "
+                   + ", ".join(f"{r['target_kbps']:g}: {r['lpips']:.3f}" for r in codec)
+                   + " kbps): " + ("yes" if rising else "**no**") + ".")
+    return out
+
+
+def plots(doc: dict, out_dir: Path) -> list[Path]:
+    """One PNG per metric, a panel per call, a line per method (its operating points in
+    order of all-in rate)."""
+    clips = [c["name"] for c in doc["clips"]]
+    methods = list(dict.fromkeys(r["method"] for r in doc["scores"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for metric, ylabel, filename in PLOTS:
+        fig = Figure(figsize=(4.2 * max(len(clips), 1), 4.4), dpi=100)
+        axes = fig.subplots(1, max(len(clips), 1), squeeze=False)[0]
+        for ax, clip in zip(axes, clips, strict=False):
+            for i, m in enumerate(methods):
+                pts = sorted({(r["kbps_all"], r[metric]) for r in doc["scores"]
+                              if r["clip"] == clip and r["method"] == m
+                              and r[metric] is not None and math.isfinite(r[metric])})
+                if pts:
+                    style = "s-" if m.startswith("facecodec") else "o--"
+                    ax.plot(*zip(*pts, strict=True), style, color=f"C{i % 10}", label=m,
+                            markersize=4, linewidth=1)
+            ax.axvline(TARGET_KBPS, color="grey", linewidth=0.6, linestyle=":")
+            ax.set_title(clip, fontsize=9)
+            ax.set_xlabel("all-in kbps")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel(ylabel)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, fontsize=7, loc="lower center",
+                       ncol=min(4, len(labels)))
+            fig.tight_layout(rect=(0, 0.16, 1, 1))
+        path = out_dir / filename
+        fig.savefig(path)
+        paths.append(path)
+    return paths
+
+
+def write(doc: dict, report: Path) -> None:
+    """The Markdown report, and its plots in the folder named after it."""
+    plot_dir = report.parent / report.stem.lower()
+    paths = plots(doc, plot_dir)
+    lines = [
+        "# The codec judged like a call (issue 17)", "",
+        f"Made by `{doc['command']}` at commit {doc['commit']} on {doc['date']} "
+        f"({doc['threads']} thread(s), {doc.get('elapsed_min', 0):.1f} min). Results: "
+        f"[results.json]({plot_dir.name}/results.json).", "",
+        "Calls:", ""]
+    if not doc.get("complete", True):
+        done = {c["name"] for c in doc["clips"]}
+        lines[-2:-2] = [f"**Stopped before its end** ({len(doc['scores'])} scores): not run "
+                        "or not finished: "
+                        + (", ".join(f"`{n}`" for n in doc.get("planned_calls", [])
+                                     if n not in done) or "none")
+                        + (f"; the last call, `{doc['clips'][-1]['name']}`, is partial"
+                           if doc["clips"] else "") + ".", ""]
+    for c in doc["clips"]:
+        lines.append(f"- `{c['name']}`: {c['frames']} frames ({c['seconds']:.1f} s), "
+                     f"{c['origin']}, sound: {'yes' if c['sound'] else 'none'}")
+    lines += ["", "Identity: " + (doc["identity"] or f"not measured ({doc['identity_missing']})"),
+              ""]
+    if doc.get("refused"):
+        lines += ["## Budgets the codec refuses", "",
+                  "| method | budget kbps | the plan says |", "|---|---|---|"]
+        for m, rungs in doc["refused"].items():
+            lines += [f"| {m} | {r} | {msg} |" for r, msg in rungs.items()]
+        lines.append("")
+    for c in doc["clips"]:
+        rows = [r for r in doc["scores"] if r["clip"] == c["name"]]
+        lines += [f"## {c['name']}", "", *targets(doc, c["name"]), "", clip_table(rows), ""]
+    if doc.get("not_run"):
+        lines += ["Not run: " + "; ".join(f"{n['method']} on {n['clip']} ({n['why']})"
+                                          for n in doc["not_run"]), ""]
+    lines += ["## Curves", ""]
+    lines += [f"![{p.stem}]({plot_dir.name}/{p.name})" for p in paths]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
