@@ -101,7 +101,13 @@ def call_clips(manifest: Path, cache: Path, seconds: float = CALL_SECONDS,
         raise InputError(f"call seconds must be positive, got {seconds:g}")
     label = f"{seconds:g}s"
     refs: list[CallRef] = []
-    for r in manifest_clips(manifest, "call", cache):
+    try:
+        calls = manifest_clips(manifest, "call", cache)
+    except InputError:  # no call split: the looped val clips alone, if any were asked
+        if not (loops or names):
+            raise
+        calls = []
+    for r in calls:
         if r.cache_dir is None:
             raise InputError(f"{r.name}: not in the face-tube cache {cache} (run facecodec "
                              "prepare-data)")

@@ -5,6 +5,7 @@ LPIPS, NME and identity against the all-in rate (matplotlib, as eval/report.py).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,14 @@ def _f(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return f"{v:.{digits}f}"
+
+
+def _met(value, limit: float) -> str:
+    """A target's verdict; a value not measured (NaN in a run, null in its JSON) is not
+    taken as met."""
+    if value is None or not math.isfinite(value):
+        return "not measured"
+    return "met" if value <= limit else "**not met**"
 
 
 def first_face_s(row: dict) -> float | None:
@@ -93,12 +102,12 @@ def targets(doc: dict, clip: str) -> list[str]:
                + ("met" if r["lpips"] < best["lpips"] else "**not met**"))
         out.append(f"- **{TARGET_KBPS:g} kbps without sound**: {r['kbps_all']:.2f} kbps "
                    f"all-in, LPIPS {r['lpips']:.3f}, NME {_f(r['nme'])} (target <= "
-                   f"{TARGET_NME}: " + ("met" if r["nme"] <= TARGET_NME else "**not met**")
+                   f"{TARGET_NME}: " + _met(r["nme"], TARGET_NME)
                    + f"); {cmp}.")
         ff = first_face_s(r)
         out.append(f"- **first face at {TARGET_KBPS:g} kbps**: {_f(ff, 2)} s (target <= "
                    f"{TARGET_FIRST_S:g} s: "
-                   + ("met" if ff is not None and ff <= TARGET_FIRST_S else "**not met**")
+                   + _met(ff, TARGET_FIRST_S)
                    + ").")
     if len(codec) >= 2:
         lp = [r["lpips"] for r in codec]
@@ -144,15 +153,18 @@ def plots(doc: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
-def write(doc: dict, report: Path) -> None:
-    """The Markdown report, and its plots in the folder named after it."""
+def write(doc: dict, report: Path, results: Path | None = None) -> None:
+    """The Markdown report, and its plots in the folder named after it; ``results``: the
+    results file it links to (default: results.json in that folder)."""
     plot_dir = report.parent / report.stem.lower()
     paths = plots(doc, plot_dir)
+    link = (f"{plot_dir.name}/results.json" if results is None else
+            os.path.relpath(results.resolve(), report.resolve().parent))
     lines = [
         "# The codec judged like a call (issue 17)", "",
         f"Made by `{doc['command']}` at commit {doc['commit']} on {doc['date']} "
         f"({doc['threads']} thread(s), {doc.get('elapsed_min', 0):.1f} min). Results: "
-        f"[results.json]({plot_dir.name}/results.json).", "",
+        f"[results.json]({link}).", "",
         "Calls:", ""]
     if not doc.get("complete", True):
         done = {c["name"] for c in doc["clips"]}

@@ -171,7 +171,7 @@ def report_from(results: Path, report: Path) -> None:
         raise InputError(f"{results}: not a results file ({e})") from None
     if not isinstance(doc, dict) or "scores" not in doc or "clips" not in doc:
         raise InputError(f"{results}: not the results of facecodec eval --calls")
-    calls_report.write(doc, report)
+    calls_report.write(doc, report, results)
 
 
 def _write_json(path: Path, doc: dict) -> None:
