@@ -183,3 +183,27 @@ def test_calls_mode_end_to_end_reports_scores_and_refusals(tmp_path: Path) -> No
     redone = again.read_text()
     assert "[results.json](docs/eval_calls/results.json)" in redone
     assert redone.split("\n", 3)[3].replace("again/", "eval_calls/") == text.split("\n", 3)[3]
+
+
+def test_runs_merge_into_one_report(tmp_path: Path) -> None:
+    from facecodec.eval.calls_session import merge
+
+    def row(clip: str, method: str, target: float | None, lp: float) -> dict:
+        return {"clip": clip, "method": method, "target_kbps": target, "lpips": lp}
+
+    def doc(clips: list[str], scores: list[dict], complete: bool) -> dict:
+        return {"command": f"run {len(clips)}", "commit": "abc", "date": "d",
+                "elapsed_min": 2.0, "threads": 1, "complete": complete,
+                "planned_calls": clips, "methods": {s["method"]: {} for s in scores},
+                "refused": {}, "not_run": [], "identity": None,
+                "clips": [{"name": c} for c in clips], "scores": scores}
+
+    stopped = doc(["call", "loop"], [row("call", "a", 3.0, 0.1)], complete=False)
+    second = doc(["loop"], [row("loop", "b", 3.0, 0.2), row("loop", "b", None, 0.3)], True)
+    merged = merge([stopped, second])
+    assert [c["name"] for c in merged["clips"]] == ["call", "loop"]
+    assert len(merged["scores"]) == 3 and merged["elapsed_min"] == 4.0
+    assert set(merged["methods"]) == {"a", "b"} and len(merged["parts"]) == 2
+    assert not merged["complete"] and merged["command"] == "run 2 ; run 1"
+    redo = doc(["call"], [row("call", "a", 3.0, 0.05)], True)  # a later score replaces
+    assert [r["lpips"] for r in merge([stopped, redo])["scores"]] == [0.05]

@@ -79,8 +79,9 @@ def _rates(value: str) -> list[float]:
                    "these instead).")
 @click.option("--only-call", is_flag=True, help="With --calls: the call clip only.")
 @click.option("--from-results", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="With --calls and --report: write the report of this "
-                                 "results.json (e.g. of a stopped run) and exit.")
+              multiple=True, help="With --calls and --report: write the report of this "
+                                  "results.json (e.g. of a stopped run; repeatable: runs "
+                                  "merged into the report's folder) and exit.")
 @click.option("--list-methods", is_flag=True, help="List the methods and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per clip and operating point.")
@@ -89,7 +90,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              methods: str | None, rates: str, report: Path | None, json_path: Path | None,
              reuse: Path | None, sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float,
              no_sheet: bool, threads: int, card: bool, calls: bool, call_seconds: float,
-             loops: int, only_call: bool, from_results: Path | None, list_methods: bool,
+             loops: int, only_call: bool, from_results: tuple[Path, ...], list_methods: bool,
              no_progress: bool,
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
@@ -103,13 +104,13 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
             click.echo(f"{name:20s} {entry.help}{note}")
         return
     argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
-    if calls and from_results is not None:
+    if calls and from_results:
         if report is None:
             raise click.UsageError("--from-results needs --report")
         from facecodec.eval.calls_session import report_from
 
-        report_from(from_results, report)
-        click.echo(f"report: {report}")
+        used = report_from(list(from_results), report)
+        click.echo(f"report: {report} (results: {used})")
         return
     if calls:
         _calls(methods, rates, manifest, cache, names, max_frames, report, json_path,

@@ -160,10 +160,15 @@ def write(doc: dict, report: Path, results: Path | None = None) -> None:
     paths = plots(doc, plot_dir)
     link = (f"{plot_dir.name}/results.json" if results is None else
             os.path.relpath(results.resolve(), report.resolve().parent))
+    made = (f"Made by `{doc['command']}` at commit {doc['commit']} on {doc['date']}"
+            if "parts" not in doc else "Made by " + "; then ".join(
+                f"`{p['command']}` at commit {p['commit']} on {p['date']} "
+                f"({p.get('elapsed_min') or 0:.1f} min"
+                + ("" if p.get("complete", True) else ", stopped before its end") + ")"
+                for p in doc["parts"]))
     lines = [
         "# The codec judged like a call (issue 17)", "",
-        f"Made by `{doc['command']}` at commit {doc['commit']} on {doc['date']} "
-        f"({doc['threads']} thread(s), {doc.get('elapsed_min', 0):.1f} min). Results: "
+        f"{made} ({doc['threads']} thread(s), {doc.get('elapsed_min', 0):.1f} min). Results: "
         f"[results.json]({link}).", "",
         "Calls:", ""]
     if not doc.get("complete", True):
@@ -173,7 +178,7 @@ def write(doc: dict, report: Path, results: Path | None = None) -> None:
                         + (", ".join(f"`{n}`" for n in doc.get("planned_calls", [])
                                      if n not in done) or "none")
                         + (f"; the last call, `{doc['clips'][-1]['name']}`, is partial"
-                           if doc["clips"] else "") + ".", ""]
+                           if doc["clips"] and "parts" not in doc else "") + ".", ""]
     for c in doc["clips"]:
         lines.append(f"- `{c['name']}`: {c['frames']} frames ({c['seconds']:.1f} s), "
                      f"{c['origin']}, sound: {'yes' if c['sound'] else 'none'}")

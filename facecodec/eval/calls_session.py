@@ -163,15 +163,64 @@ def run_calls(req: CallsRequest, say: Say, warn: Say) -> dict:
     return doc
 
 
-def report_from(results: Path, report: Path) -> None:
-    """The report of a results file (e.g. of a run stopped before its end)."""
+def _load(results: Path) -> dict:
     try:
         doc = json.loads(results.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{results}: not a results file ({e})") from None
     if not isinstance(doc, dict) or "scores" not in doc or "clips" not in doc:
         raise InputError(f"{results}: not the results of facecodec eval --calls")
-    calls_report.write(doc, report, results)
+    return doc
+
+
+def merge(docs: list[dict]) -> dict:
+    """Several runs' results as one (e.g. the call clip from one run, looped clips from a
+    second with fewer methods): clips and methods joined, a score of a later run
+    replacing the same (clip, method, target) of an earlier one, and a call a stopped run
+    had only started dropped when a later run has it."""
+    later = [{c["name"] for c in d["clips"]} for d in docs]
+    scores: dict[tuple, dict] = {}
+    clips: dict[str, dict] = {}
+    for k, d in enumerate(docs):
+        scored = {r["clip"] for r in d["scores"]}
+        for c in d["clips"]:
+            if c["name"] in scored or not any(c["name"] in x for x in later[k + 1:]):
+                clips.setdefault(c["name"], c)
+        for r in d["scores"]:
+            scores[r["clip"], r["method"], r["target_kbps"]] = r
+    first = docs[0]
+    return {**first,
+            "command": " ; ".join(d["command"] for d in docs),
+            "commit": ", ".join(dict.fromkeys(d["commit"] for d in docs)),
+            "date": docs[-1]["date"],
+            "elapsed_min": sum(d.get("elapsed_min", 0.0) for d in docs),
+            "methods": {k: v for d in docs for k, v in d["methods"].items()},
+            "refused": {k: v for d in docs for k, v in d.get("refused", {}).items()},
+            "not_run": [n for d in docs for n in d.get("not_run", [])],
+            "planned_calls": list(dict.fromkeys(n for d in docs
+                                                for n in d.get("planned_calls", []))),
+            "parts": [{k: d.get(k) for k in ("command", "commit", "date", "elapsed_min",
+                                             "complete", "planned_calls")} for d in docs],
+            "complete": all(d.get("complete", True) for d in docs),
+            "clips": list(clips.values()), "scores": list(scores.values())}
+
+
+def report_from(results: list[Path], report: Path) -> Path:
+    """The report of results files (e.g. of a run stopped before its end; several:
+    :func:`merge`, written beside the report). Returns the results file it links to."""
+    if not results:
+        raise InputError("no results file given")
+    docs = [_load(p) for p in results]
+    if len(docs) == 1:
+        calls_report.write(docs[0], report, results[0])
+        return results[0]
+    doc = merge(docs)
+    path = report.parent / report.stem.lower() / "results.json"
+    if path.resolve() in {p.resolve() for p in results}:
+        raise InputError(f"{path}: the merged results would overwrite one of the inputs")
+    _write_json(path, doc)
+    calls_report.write(doc, report, path)
+    return path
 
 
 def _write_json(path: Path, doc: dict) -> None:
