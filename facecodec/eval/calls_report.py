@@ -198,5 +198,39 @@ def write(doc: dict, report: Path, results: Path | None = None) -> None:
                                           for n in doc["not_run"]), ""]
     lines += ["## Curves", ""]
     lines += [f"![{p.stem}]({plot_dir.name}/{p.name})" for p in paths]
+    lines += ["", "## How these were made", "", *NOTES, "",
+              "The full run (every call, every rung): `facecodec eval --calls --threads 1 "
+              "--report docs/EVAL_CALLS.md` (default methods and rates)."]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
+
+
+NOTES = (
+    "- **Calls** (facecodec/eval/calls.py): the call clip's first minute is the only real "
+    "call-like content (one speaker, an edited interview with title cards: ~8 % of its "
+    "frames have no face); its sound is the video's track. The val clips are 3-12 s long "
+    "and all but one person have one clip, so they cannot be joined into a call: the "
+    "longest are played forward-backward (ping-pong, no cut at the seams) to a minute. "
+    "A loop repeats the poses of its first pass, which the codec's sources already "
+    "cover: it flatters a codec that sends its sources once. Looped clips carry their "
+    "video's sound looped forward when it has a track; the ones without a track are not "
+    "run with sound.",
+    "- **SVT-AV1 ladder** (facecodec/eval/ladder.py): the tube shrunk to the rung's size "
+    "(area averaging) and every second frame kept for 7.5 fps, encoded with classic.py's "
+    "SVT-AV1 (preset 5, one intra frame, CRF searched per call for each target; "
+    "B-frames: a delay a live call would not accept, so these are SVT-AV1's best case), "
+    "decoded, enlarged back to 256 (bicubic) and repeated to 15 fps. Each rung also "
+    "runs at its coarsest CRF (63), the lowest rate it reaches. All-in kbps counts every "
+    "OBU the decoder needs (no temporal delimiters).",
+    "- **The codec at a budget** (facecodec/eval/budgeted.py): `Encoder(kbps=R)` on the "
+    "cached tube and its sender values, real `.fcs` bytes, the `Decoder`'s output (touch-"
+    "up on) at 256. All-in kbps counts every byte of the stream, sound included. "
+    "Budgets below the plan's minimum are refused by the Encoder and listed above.",
+    "- **First face**: the codec: the bytes up to the end of the first frame packet "
+    "(header, the small first source, sound before it), over the budget R; SVT-AV1: the "
+    "first packet (sequence header + key frame) over the rung's all-in rate. 'at 6 kbps': "
+    "the same bits over a 6-kbps link.",
+    "- **Metrics** (eval/metrics.py): LPIPS-alex, landmark NME (MediaPipe on the output "
+    "vs on the original, frames without a face held), identity (dlib descriptor "
+    "distance), each against the original 256x256 15 fps tube.",
+)
