@@ -155,6 +155,7 @@ def test_calls_mode_end_to_end_reports_scores_and_refusals(tmp_path: Path) -> No
         "--methods", "svtav1-ladder:size=128;fps=7.5,facecodec-budget,"
                      "facecodec-budget:sound=yes;kbps=20",
         "--rates", "3,6", "--max-frames", "10", "--call-seconds", "2", "--loops", "1",
+        "--which", "loops",
         "--report", str(report), "--no-progress"])
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "docs" / "eval_calls" / "results.json").read_text())

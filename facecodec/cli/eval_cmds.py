@@ -77,7 +77,9 @@ def _rates(value: str) -> list[float]:
 @click.option("--loops", type=click.IntRange(0), default=3, show_default=True,
               help="With --calls: how many of the longest val clips to loop (--clip: "
                    "these instead).")
-@click.option("--only-call", is_flag=True, help="With --calls: the call clip only.")
+@click.option("--which", type=click.Choice(["both", "call", "loops"]), default="both",
+              show_default=True, help="With --calls: the call clip, the looped val clips "
+                                      "or both (a run in parts).")
 @click.option("--from-results", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               multiple=True, help="With --calls and --report: write the report of this "
                                   "results.json (e.g. of a stopped run; repeatable: runs "
@@ -90,7 +92,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              methods: str | None, rates: str, report: Path | None, json_path: Path | None,
              reuse: Path | None, sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float,
              no_sheet: bool, threads: int, card: bool, calls: bool, call_seconds: float,
-             loops: int, only_call: bool, from_results: tuple[Path, ...], list_methods: bool,
+             loops: int, which: str, from_results: tuple[Path, ...], list_methods: bool,
              no_progress: bool,
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
@@ -114,7 +116,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         return
     if calls:
         _calls(methods, rates, manifest, cache, names, max_frames, report, json_path,
-               threads, call_seconds, loops, only_call, no_progress, verbose, argv)
+               threads, call_seconds, loops, which, no_progress, verbose, argv)
         return
     from facecodec.eval.session import EvalRequest, run_eval  # torch: not for --list-methods
 
@@ -131,7 +133,7 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
 def _calls(methods: str | None, rates: str, manifest: Path | None, cache: Path | None,
            names: tuple[str, ...], max_frames: int | None, report: Path | None,
            json_path: Path | None, threads: int, seconds: float, loops: int,
-           only_call: bool, no_progress: bool, verbose: bool, argv: list[str]) -> None:
+           which: str, no_progress: bool, verbose: bool, argv: list[str]) -> None:
     """``--calls``: one-minute calls (facecodec/eval/calls_session.py)."""
     from facecodec.eval.calls_session import CALL_METHODS, CALL_RATES, CallsRequest, run_calls
 
@@ -139,7 +141,7 @@ def _calls(methods: str | None, rates: str, manifest: Path | None, cache: Path |
         methods=_split_methods(methods) if methods else list(CALL_METHODS),
         rates=list(CALL_RATES) if rates == DEFAULT_RATES else _rates(rates), report=report,
         json_path=json_path, manifest=manifest, cache=cache, seconds=seconds, loops=loops,
-        names=names, only_call=only_call, max_frames=max_frames, threads=threads,
+        names=names, which=which, max_frames=max_frames, threads=threads,
         progress=not no_progress, verbose=verbose, command=shlex.join(argv))
     run_calls(request, say=click.echo, warn=lambda line: click.echo(line, err=True))
 

@@ -93,16 +93,17 @@ class CallRef:
 
 
 def call_clips(manifest: Path, cache: Path, seconds: float = CALL_SECONDS,
-               loops: int = LOOPS, names: list[str] | None = None) -> list[CallRef]:
-    """The call clip(s) of ``manifest``'s ``call`` split, cut to ``seconds``, then the
-    ``loops`` longest cached val clips ping-ponged to ``seconds`` (``names``: these val
-    clips instead)."""
+               loops: int = LOOPS, names: list[str] | None = None,
+               call: bool = True) -> list[CallRef]:
+    """The call clip(s) of ``manifest``'s ``call`` split (unless ``call`` is False), cut
+    to ``seconds``, then the ``loops`` longest cached val clips ping-ponged to ``seconds``
+    (``names``: these val clips instead)."""
     if seconds <= 0:
         raise InputError(f"call seconds must be positive, got {seconds:g}")
     label = f"{seconds:g}s"
     refs: list[CallRef] = []
     try:
-        calls = manifest_clips(manifest, "call", cache)
+        calls = manifest_clips(manifest, "call", cache) if call else []
     except InputError:  # no call split: the looped val clips alone, if any were asked
         if not (loops or names):
             raise
@@ -121,4 +122,6 @@ def call_clips(manifest: Path, cache: Path, seconds: float = CALL_SECONDS,
             val.sort(key=lambda r: -len(np.load(r.cache_dir / "tube256.npy", mmap_mode="r")))
             val = val[:loops]
         refs += [CallRef(f"{r.name}[loop {label}]", r, seconds, loop=True) for r in val]
+    if not refs:
+        raise InputError(f"{manifest}: no call clip and no val clip to loop")
     return refs

@@ -56,7 +56,7 @@ class CallsRequest:
     seconds: float = CALL_SECONDS
     loops: int = LOOPS
     names: tuple[str, ...] = ()  # val clips to loop instead of the longest
-    only_call: bool = False  # the call clip only (a reduced run)
+    which: str = "both"  # "call": the call clip only, "loops": the looped val clips only
     max_frames: int | None = None
     threads: int = 1
     progress: bool = True
@@ -84,7 +84,8 @@ def run_calls(req: CallsRequest, say: Say, warn: Say) -> dict:
     cv2.setNumThreads(req.threads)
     manifest = req.manifest or DEFAULT_MANIFEST
     refs = call_clips(manifest, req.cache or default_out(), req.seconds,
-                      0 if req.only_call else req.loops, list(req.names) or None)
+                      0 if req.which == "call" else req.loops, list(req.names) or None,
+                      call=req.which != "loops")
     methods = [make_method(s) for s in req.methods]
     if len({m.name for m in methods}) != len(methods):
         raise InputError(f"a method is listed twice: {', '.join(req.methods)}")
