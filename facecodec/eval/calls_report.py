@@ -173,12 +173,10 @@ def write(doc: dict, report: Path, results: Path | None = None) -> None:
         "Calls:", ""]
     if not doc.get("complete", True):
         done = {c["name"] for c in doc["clips"]}
-        lines[-2:-2] = [f"**Stopped before its end** ({len(doc['scores'])} scores): not run "
-                        "or not finished: "
+        lines[-2:-2] = ["**Stopped before its end** (a run in parts, or out of time; a call "
+                        "with fewer rows than the others was cut short): calls not run: "
                         + (", ".join(f"`{n}`" for n in doc.get("planned_calls", [])
-                                     if n not in done) or "none")
-                        + (f"; the last call, `{doc['clips'][-1]['name']}`, is partial"
-                           if doc["clips"] and "parts" not in doc else "") + ".", ""]
+                                     if n not in done) or "none") + ".", ""]
     for c in doc["clips"]:
         lines.append(f"- `{c['name']}`: {c['frames']} frames ({c['seconds']:.1f} s), "
                      f"{c['origin']}, sound: {'yes' if c['sound'] else 'none'}")
