@@ -126,7 +126,7 @@ def plots(doc: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for metric, ylabel, filename in PLOTS:
-        fig = Figure(figsize=(4.2 * max(len(clips), 1), 4.4), dpi=100)
+        fig = Figure(figsize=(max(8.4, 4.2 * len(clips)), 5.0), dpi=100)
         axes = fig.subplots(1, max(len(clips), 1), squeeze=False)[0]
         for ax, clip in zip(axes, clips, strict=False):
             for i, m in enumerate(methods):
@@ -145,8 +145,8 @@ def plots(doc: dict, out_dir: Path) -> list[Path]:
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, fontsize=7, loc="lower center",
-                       ncol=min(4, len(labels)))
-            fig.tight_layout(rect=(0, 0.16, 1, 1))
+                       ncol=min(3, len(labels)))
+            fig.tight_layout(rect=(0, 0.2, 1, 1))
         path = out_dir / filename
         fig.savefig(path)
         paths.append(path)
