@@ -35,10 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from facecodec.audio import encode_audio, read_audio  # noqa: E402
-from facecodec.bitstream.chunks import FRAME_KINDS, ChunkParser  # noqa: E402
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame  # noqa: E402
-from facecodec.bitstream.header import header_length  # noqa: E402
-from facecodec.bitstream.report import analyse  # noqa: E402
+from facecodec.bitstream.report import analyse, first_face_bytes  # noqa: E402
 from facecodec.codec import Decoder, Encoder  # noqa: E402
 from facecodec.eval.clips import manifest_clips  # noqa: E402
 from facecodec.eval.metrics import LPIPS  # noqa: E402
@@ -46,16 +44,6 @@ from facecodec.eval.neural import write_stream  # noqa: E402
 from facecodec.sender.landmarks import quiet_mediapipe_logs  # noqa: E402
 
 LINK_KBPS = 6.0  # issue 17's thin link: the first face within 3 s needs <= 2.25 KB
-
-
-def first_face_bytes(data: bytes) -> int:
-    """Bytes up to the end of the first frame packet (everything before it included)."""
-    start = header_length(data[:8], "stream")
-    p = ChunkParser(start)
-    p.feed(data[start:])
-    p.close()
-    first = next(c for c in p.chunks() if getattr(c, "kind", None) in FRAME_KINDS)
-    return first.offset + first.nbytes
 
 
 def arrivals(data: bytes, fps: float) -> list[dict]:

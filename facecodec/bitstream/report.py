@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facecodec.bitstream.chunks import FRAME_KINDS, ChunkParser
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
+from facecodec.bitstream.header import header_length
 
 # Oquab et al. 2022, Table 4: bits per frame after arithmetic coding, 15 fps test videos.
 PAPER_TABLE4 = {
@@ -25,6 +27,20 @@ PAPER_TABLE4 = {
 
 
 WINDOW_S = 10.0  # the report's rate-over-time windows (issue #17 judges a budget on 10 s)
+
+
+def first_face_bytes(data: bytes) -> int:
+    """Bytes of a stream up to the end of its first frame packet, everything before it
+    included (header, the first source, sound): what a receiver must have to draw the
+    first face, so its time on a link is this over the link's rate (issue 17)."""
+    start = header_length(data[:8], "stream")
+    p = ChunkParser(start)
+    p.feed(data[start:])
+    p.close()
+    first = next((c for c in p.chunks() if getattr(c, "kind", None) in FRAME_KINDS), None)
+    if first is None:
+        raise ValueError("the stream has no frame packet")
+    return first.offset + first.nbytes
 
 
 @dataclass

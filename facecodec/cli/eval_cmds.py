@@ -67,6 +67,23 @@ def _rates(value: str) -> list[float]:
 @click.option("--card", is_flag=True,
               help="Also write the results of each model into its MODEL_CARD.md "
                    "(an 'Evaluation on the val clips' section, replaced on each run).")
+@click.option("--calls", is_flag=True,
+              help="One-minute calls instead of the val clips (issue 17): the call clip's "
+                   "first --call-seconds and the --loops longest val clips ping-ponged to "
+                   "that length; default methods SVT-AV1 on its ladder and the codec at "
+                   "budgets, default rates 3,5,6,8,12 (docs/EVAL_CALLS.md).")
+@click.option("--call-seconds", type=click.FloatRange(1.0), default=60.0, show_default=True,
+              help="With --calls: the length of a call.")
+@click.option("--loops", type=click.IntRange(0), default=3, show_default=True,
+              help="With --calls: how many of the longest val clips to loop (--clip: "
+                   "these instead).")
+@click.option("--which", type=click.Choice(["both", "call", "loops"]), default="both",
+              show_default=True, help="With --calls: the call clip, the looped val clips "
+                                      "or both (a run in parts).")
+@click.option("--from-results", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              multiple=True, help="With --calls and --report: write the report of this "
+                                  "results.json (e.g. of a stopped run; repeatable: runs "
+                                  "merged into the report's folder) and exit.")
 @click.option("--list-methods", is_flag=True, help="List the methods and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per clip and operating point.")
@@ -74,8 +91,9 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
              names: tuple[str, ...], limit: int | None, max_frames: int | None,
              methods: str | None, rates: str, report: Path | None, json_path: Path | None,
              reuse: Path | None, sheet_dir: Path, sheet_clip: str | None, sheet_kbps: float,
-             no_sheet: bool,
-             threads: int, card: bool, list_methods: bool, no_progress: bool,
+             no_sheet: bool, threads: int, card: bool, calls: bool, call_seconds: float,
+             loops: int, which: str, from_results: tuple[Path, ...], list_methods: bool,
+             no_progress: bool,
              verbose: bool) -> None:
     """Score methods (held frame, classic codecs, models) on face tubes at 256x256 15 fps:
     rates, LPIPS-alex, PSNR, MS-SSIM, landmark NME, identity distance (with the
@@ -87,9 +105,21 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
             note = "" if entry.default else " [not run by default]"
             click.echo(f"{name:20s} {entry.help}{note}")
         return
+    argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
+    if calls and from_results:
+        if report is None:
+            raise click.UsageError("--from-results needs --report")
+        from facecodec.eval.calls_session import report_from
+
+        used = report_from(list(from_results), report)
+        click.echo(f"report: {report} (results: {used})")
+        return
+    if calls:
+        _calls(methods, rates, manifest, cache, names, max_frames, report, json_path,
+               threads, call_seconds, loops, which, no_progress, verbose, argv)
+        return
     from facecodec.eval.session import EvalRequest, run_eval  # torch: not for --list-methods
 
-    argv = ["facecodec", "eval", *sys.argv[2:]] if len(sys.argv) > 1 else ["facecodec", "eval"]
     request = EvalRequest(
         methods=_split_methods(methods) if methods else default_methods(),
         rates=_rates(rates), manifest=manifest, split=split, folder=folder, cache=cache,
@@ -98,6 +128,22 @@ def eval_cmd(manifest: Path | None, split: str, folder: Path | None, cache: Path
         sheet=not no_sheet, threads=threads, card=card, progress=not no_progress,
         verbose=verbose, command=shlex.join(argv))
     run_eval(request, say=click.echo, warn=lambda line: click.echo(line, err=True))
+
+
+def _calls(methods: str | None, rates: str, manifest: Path | None, cache: Path | None,
+           names: tuple[str, ...], max_frames: int | None, report: Path | None,
+           json_path: Path | None, threads: int, seconds: float, loops: int,
+           which: str, no_progress: bool, verbose: bool, argv: list[str]) -> None:
+    """``--calls``: one-minute calls (facecodec/eval/calls_session.py)."""
+    from facecodec.eval.calls_session import CALL_METHODS, CALL_RATES, CallsRequest, run_calls
+
+    request = CallsRequest(
+        methods=_split_methods(methods) if methods else list(CALL_METHODS),
+        rates=list(CALL_RATES) if rates == DEFAULT_RATES else _rates(rates), report=report,
+        json_path=json_path, manifest=manifest, cache=cache, seconds=seconds, loops=loops,
+        names=names, which=which, max_frames=max_frames, threads=threads,
+        progress=not no_progress, verbose=verbose, command=shlex.join(argv))
+    run_calls(request, say=click.echo, warn=lambda line: click.echo(line, err=True))
 
 
 def _split_methods(value: str) -> list[str]:

@@ -30,7 +30,8 @@ class EvalClip:
     frames (the ``meta.npz`` keys of the training cache: ``landmarks`` (T, 478, 3) and
     ``sup`` (T, 33, 2) in tube coordinates, ``yaw``/``pitch``/``roll``, ``valid``,
     ``segment``...), so a model method need not run MediaPipe again. ``video`` is the
-    source file when known.
+    source file when known. ``audio`` is the clip's sound (mono int16 PCM at 48 kHz,
+    facecodec/audio.py) for a method that sends sound, None when the clip has none.
     """
 
     name: str
@@ -39,6 +40,7 @@ class EvalClip:
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     video: Path | None = None
     origin: str = ""  # "cache" or "video": where the tube came from
+    audio: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:

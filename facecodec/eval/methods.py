@@ -43,6 +43,18 @@ def _classic(codec: str) -> Callable[..., Method]:
     return make
 
 
+def _ladder(**options: str) -> Method:
+    from facecodec.eval.ladder import LadderCodec  # noqa: PLC0415 - only when asked
+
+    return LadderCodec(**options)
+
+
+def _budgeted(**options: str) -> Method:
+    from facecodec.eval.budgeted import BudgetedCodec  # noqa: PLC0415 - heavy (torch)
+
+    return BudgetedCodec(**options)
+
+
 def _neural(factory: str, *args: str) -> Callable[..., Method]:
     """A factory of facecodec/eval/neural.py, imported only when the method is made (torch
     and the models load then): the registry itself stays light (``--list-methods``)."""
@@ -70,6 +82,13 @@ REGISTRY: dict[str, Entry] = {
                   "option preset=..."),
     "svtav1": Entry(_classic("svtav1"), "AV1 (SVT-AV1), CRF searched for each target rate; "
                     "option preset=..."),
+    "svtav1-ladder": Entry(_ladder, "SVT-AV1 on a rung of the call ladder: options size=256|"
+                           "192|128, fps=15|7.5 (scaled back to 256, frames repeated to 15 "
+                           "fps), preset=; its coarsest CRF is an operating point too "
+                           "(facecodec eval --calls)", default=False),
+    "facecodec-budget": Entry(_budgeted, "the codec at budgets (Encoder(kbps=R), the target "
+                              "rates or option kbps=3/5/8); options sound=yes|no (default "
+                              "no), model=; refused budgets are reported", default=False),
     # model methods: facecodec/eval/neural.py
     "facecodec": Entry(_neural("facecodec_variant", DEFAULT_MODEL, "facecodec"),
                        "the codec end to end (real .fcs bytes, Decoder output); options "

@@ -55,6 +55,8 @@ class Stream:
     setup_bits: int  # header + source chunks
     sources: list[int]  # frame index of each source sent, by slot
     seconds: float  # sender network + source image coding + entropy coding
+    dropped: int = 0  # sources a budget left unsent by the end of the clip
+    audio_bytes: int = 0  # of ``data``, the sound's chunks
 
 
 def _video_size(video: Path | None) -> tuple[int, int]:
@@ -102,7 +104,8 @@ def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
     data = sink.getvalue()
     bits = written.frame_bits
     assert 8 * (len(data) - written.audio_bytes) == written.setup_bits + int(bits.sum())
-    return Stream(data, bits, written.setup_bits, list(chosen), seconds)
+    return Stream(data, bits, written.setup_bits, list(chosen), seconds,
+                  written.sources_dropped, written.audio_bytes)
 
 
 def to_eval_size(images: np.ndarray) -> np.ndarray:
