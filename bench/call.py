@@ -140,9 +140,9 @@ def main() -> None:
         "the last picture for that slot). stream kbps: the stream's bytes on the data "
         "channels over the call (the first 10 s hold the first sources); wire: UDP payload "
         "sender -> receiver, DTLS and SCTP included.",
-        "load avg: the 1-minute load average at the end of the call; the machine was shared "
-        "with a training process and other jobs during these runs, so the delays and the "
-        "late / dropped frames are upper bounds of what a free machine gives.",
+        "load avg: the 1-minute load average at the end of the call (both peers and the "
+        "relay make about 1.5 on their own); other jobs on the machine make the delays and "
+        "the late / dropped frames worse (docs/call.md has a run under a load of 4-7).",
     ]
     envelope = {"benchmark": "call",
                 "command": "python bench/call.py" + "".join(f" {a}" for a in sys.argv[1:]),
