@@ -117,6 +117,15 @@ def _child_setup(options: CallOptions) -> None:
     use_loopback_only()
 
 
+def _answerer(pc: RTCPeerConnection):
+    """What the receiver does with the sender's offer: its answer (SDP)."""
+    async def answer_for(offer_sdp: str) -> str:
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+    return answer_for
+
+
 def _fail(path: str, name: str) -> None:
     (Path(path).parent / f"{name}.error").write_text(traceback.format_exc())
 
@@ -128,14 +137,8 @@ def _receiver_process(options: CallOptions, ready, log_path: str, timeout) -> No
         async def main() -> None:
             pc = RTCPeerConnection()
             receiver = Receiver(pc, options)
-
-            async def answer_for(offer_sdp: str) -> str:
-                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-                await pc.setLocalDescription(await pc.createAnswer())
-                return pc.localDescription.sdp
-
             try:
-                await serve_once("127.0.0.1", 0, answer_for, ready=ready.put)
+                await serve_once("127.0.0.1", 0, _answerer(pc), ready=ready.put)
                 log = await receiver.run(timeout=timeout)
             finally:
                 await pc.close()
@@ -208,14 +211,8 @@ async def receive_call(options: CallOptions, host: str, port: int, ready=None) -
     _quiet()
     pc = RTCPeerConnection()
     receiver = Receiver(pc, options)
-
-    async def answer_for(offer_sdp: str) -> str:
-        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription.sdp
-
     try:
-        await serve_once(host, port, answer_for, ready=ready)
+        await serve_once(host, port, _answerer(pc), ready=ready)
         started = CLOCK()
         rlog = await receiver.run(ping=True)
         end = CLOCK()

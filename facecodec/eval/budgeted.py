@@ -16,7 +16,6 @@ first frame packet over the budget (the link is R), and the sources planned and 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +25,7 @@ from facecodec.bitstream.report import first_face_bytes
 from facecodec.codec import Decoder, Encoder
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
-from facecodec.eval.neural import to_eval_size, write_stream
+from facecodec.eval.neural import decode_stream, write_stream
 from facecodec.models.package import find_model
 from facecodec.sender.budget import BudgetError
 
@@ -111,13 +110,7 @@ class BudgetedCodec(Method):
             pcm = clip.audio[:round(clip.seconds * AUDIO_RATE)]
             audio = encode_audio(pcm, enc.audio_kbps)
         stream = write_stream(enc, clip, audio)
-        start = time.perf_counter()
-        decoded = list(self.decoder.frames(stream.data, name=f"{clip.name}.fcs"))
-        if len(decoded) != len(clip.frames):
-            raise InputError(f"{self.name} on {clip.name}: decoded {len(decoded)} frames "
-                             f"of {len(clip.frames)}")
-        frames = to_eval_size(np.stack([d.image for d in decoded]))
-        seconds = time.perf_counter() - start
+        frames, seconds = decode_stream(self.decoder, stream, clip, self.name)
         bits = stream.frame_bits + spread(8 * stream.audio_bytes, len(clip.frames))
         first = first_face_bytes(stream.data)
         plan = enc.budget

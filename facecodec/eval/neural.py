@@ -108,6 +108,19 @@ def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
                   written.sources_dropped, written.audio_bytes)
 
 
+def decode_stream(decoder, stream: Stream, clip: EvalClip, method: str
+                  ) -> tuple[np.ndarray, float]:
+    """The receiver's frames of ``stream`` at the eval's size, and the seconds decoding
+    took; every frame of ``clip`` must come out (``method`` names the row in the error)."""
+    start = time.perf_counter()
+    decoded = list(decoder.frames(stream.data, name=f"{clip.name}.fcs"))
+    if len(decoded) != len(clip.frames):
+        raise InputError(f"{method} on {clip.name}: decoded {len(decoded)} frames "
+                         f"of {len(clip.frames)}")
+    frames = to_eval_size(np.stack([d.image for d in decoded]))
+    return frames, time.perf_counter() - start
+
+
 def to_eval_size(images: np.ndarray) -> np.ndarray:
     """(T, R, R, 3) renders -> (T, 256, 256, 3), bicubic as ``Decoder.decode_file`` shows
     them (the eval scores every method at 256). A no-op for the models with the pixel
@@ -196,13 +209,7 @@ class FacecodecMethod(Method):
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
-        start = time.perf_counter()
-        decoded = list(self.decoder.frames(stream.data, name=f"{clip.name}.fcs"))
-        if len(decoded) != len(clip.frames):
-            raise InputError(f"{self.name} on {clip.name}: decoded {len(decoded)} frames "
-                             f"of {len(clip.frames)}")
-        frames = to_eval_size(np.stack([d.image for d in decoded]))
-        seconds = time.perf_counter() - start
+        frames, seconds = decode_stream(self.decoder, stream, clip, self.name)
         return Encoded(frames, stream.frame_bits, stream.setup_bits, stream.seconds, seconds,
                        {"sources": len(stream.sources)})
 
