@@ -52,6 +52,7 @@ class CallOptions:
     draw_late: bool = False  # draw every frame even when a newer one is waiting
     threads: int = 1  # PyTorch threads of each peer's network
     source_choice: str = "pose"  # "render": the sender's closed loop (docs/codec.md)
+    packet_frames: int = 1  # frames per packet: fewer data-channel messages, more delay
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -138,7 +139,8 @@ class Sender:
         audio = options.audio and source.pcm is not None
         self.enc = encoder or facecodec.Encoder(options.model, fps=options.fps, kbps=options.kbps,
                                                 audio=audio, protection=options.protection,
-                                                source_choice=options.source_choice)
+                                                source_choice=options.source_choice,
+                                                packet_frames=options.packet_frames)
         self.audio = audio
         self.log = SenderLog(fps=options.fps, t0=0.0,
                              budget_kbps=self.enc.budget.kbps if self.enc.budget else None,
