@@ -578,7 +578,8 @@ class Encoder:
                 st.writer.add_source(update.slot, self.source_codec, side, side, coded, chosen,
                                      paced=paced)
             st.sources.append(update.record.index)
-            self._seen_by_receiver(st, update.slot, update.record, chosen)
+            self._seen_by_receiver(st, update.slot, update.record, chosen,
+                                   coded)
         elif st.refine is not None and st.count >= st.refine[3]:
             slot, tube, chosen, _ = st.refine  # the first source again, at full quality
             st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
@@ -598,9 +599,9 @@ class Encoder:
         return table.dequantize(table.quantize(v))
 
     def _seen_by_receiver(self, st: _LiveState, slot: int, record: FrameRecord,
-                          values: Values) -> None:
+                          values: Values, coded: bytes | None = None) -> None:
         """Closed loop: a source just sent, put in the sender's copy of the receiver (as
-        its full-size image decodes)."""
+        its full-size image decodes; ``coded``: those bytes, when already made)."""
         if self.source_choice != "render":
             return
         if st.view is None:
@@ -610,7 +611,8 @@ class Encoder:
         while len(st.slots) <= slot:
             st.slots.append(-1)
         st.slots[slot] = record.index
-        image = decode_image(self.source_image_bytes(record.tube), codec=self.source_codec)
+        image = decode_image(coded or self.source_image_bytes(record.tube),
+                             codec=self.source_codec)
         st.view.set_source(slot, image, self._received(values))
 
     def _close_the_loop(self, st: _LiveState, record: FrameRecord, values: Values) -> None:
@@ -637,10 +639,11 @@ class Encoder:
         else:
             slot = len(st.slots)
         tube = chosen_record.tube
-        st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0],
-                             self.source_image_bytes(tube), chosen, paced=self.paces_sources)
+        coded = self.source_image_bytes(tube)  # sent, and drawn from as the receiver will
+        st.writer.add_source(slot, self.source_codec, tube.shape[1], tube.shape[0], coded,
+                             chosen, paced=self.paces_sources)
         st.sources.append(chosen_record.index)
-        self._seen_by_receiver(st, slot, chosen_record, chosen)
+        self._seen_by_receiver(st, slot, chosen_record, chosen, coded)
 
     def _repeat_last(self, st: _LiveState, n: int) -> None:
         """``n`` stream frames that repeat the last one (slots a slow camera missed)."""
