@@ -285,3 +285,32 @@ def test_the_maps_config_trains_every_parameter() -> None:
     grads = [p.grad for n, p in model.named_parameters() if "part_convs" in n]
     assert len(grads) == 4 and all(g.abs().sum() > 0 for g in grads)
     assert "region_l1" in terms and "region_perceptual" not in terms
+
+
+def test_the_paint_config_trains_the_drawing_under_the_blend() -> None:
+    """configs/frontalizer_sup_unsup_expr_paint.yaml: losses.regions.rgb_l1 is the L1 of
+    the eye and mouth crops of the decoder's own RGB (before the blend), with its weight;
+    it trains the drawing, not the blend mask; without the pixel blend it is an error."""
+    from facecodec.training.losses import crop_regions, region_boxes
+    from facecodec.training.objective import GeneratorObjective
+
+    small = ["losses.perceptual.network=random_tiny", "losses.perceptual.scales=[1]"]
+    cfg = load_config(ROOT / "configs" / "frontalizer_sup_unsup_expr_paint.yaml", small)
+    rc = cfg.losses.regions
+    assert rc.rgb_l1 > 0 and cfg.model.decoder.part_maps
+    model = build_model(cfg)
+    batch = random_batch(cfg, batch=2)
+    _, terms, out = GeneratorObjective(model, cfg.losses)(batch)
+    boxes = region_boxes(batch["drv_sup"].flatten(0, 1).float(), rc.eye_box, rc.mouth_box)
+    expected = rc.rgb_l1 * (crop_regions(out.details.rgb, boxes, rc.size)
+                            - crop_regions(out.target, boxes, rc.size)).abs().mean()
+    assert terms["region_rgb_l1"].item() == pytest.approx(expected.item(), rel=1e-5)
+    terms["region_rgb_l1"].backward()
+    decoder = model.receiver.decoder
+    assert decoder.rgb.weight.grad.abs().sum() > 0
+    assert decoder.blend.weight.grad is None  # the mask learns from the blended frame only
+    plain = load_config(ROOT / "configs" / "frontalizer_sup_unsup_expr_paint.yaml",
+                        small + ["model.decoder.pixel_blend=false",
+                                 "model.decoder.part_maps=false"])
+    with pytest.raises(ValueError, match="pixel_blend"):
+        GeneratorObjective(build_model(plain), plain.losses)(random_batch(plain, batch=1))

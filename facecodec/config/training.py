@@ -82,6 +82,12 @@ class RegionsConfig(Section):
     """Weight of the perceptual term on the crops (times the layer weights)."""
     l1: float = 0.0
     """Weight of the L1 term on the crops."""
+    rgb_l1: float = 0.0
+    """Weight of an L1 term on the same crops of the decoder's own drawing, before the
+    pixel blend. The blend mask gives ~96 % of each eye pixel to the warped sources, so
+    the terms above reach the decoder's RGB at ~4 % strength; it never learns to draw a
+    lid the sources do not show (its eye crops: L1 0.10 against the warp's 0.04,
+    docs/training.md), and the mask never has a better drawing to hand the eye to."""
     eye_box: float = 1.6
     """Side of an eye's box, in eye widths."""
     mouth_box: float = 1.5

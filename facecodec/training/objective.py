@@ -47,10 +47,11 @@ class GeneratorObjective(nn.Module):
 
     def _regions(self, batch: dict[str, Tensor], out: TrainOutput) -> dict[str, Tensor]:
         """``losses.regions``: perceptual and L1 terms on the eyes and the mouth of every
-        driving frame, cropped where the driver's landmarks put them."""
+        driving frame, cropped where the driver's landmarks put them; with the pixel
+        blend, optionally an L1 term on the decoder's drawing alone (``rgb_l1``)."""
         rc = self.cfg.regions
-        wp, wl = rc.perceptual, rc.l1
-        if not (wp or wl) or "drv_sup" not in batch:
+        wp, wl, wr = rc.perceptual, rc.l1, rc.rgb_l1
+        if not (wp or wl or wr) or "drv_sup" not in batch:
             return {}
         boxes = region_boxes(batch["drv_sup"].flatten(0, 1).to(out.prediction.dtype),
                              rc.eye_box, rc.mouth_box)
@@ -62,6 +63,12 @@ class GeneratorObjective(nn.Module):
             terms["region_l1"] = wl * (pred - target).abs().mean()
         if wp and self.perceptual is not None:
             terms["region_perceptual"] = wp * self.perceptual.single_scale(pred, target)
+        if wr:
+            if getattr(out.details, "blend", None) is None:
+                raise ValueError("losses.regions.rgb_l1 needs model.decoder.pixel_blend")
+            # the boxes are in [-1, 1] coordinates: the same crops of the smaller drawing
+            rgb = crop_regions(out.details.rgb, boxes, size)
+            terms["region_rgb_l1"] = wr * (rgb - target).abs().mean()
         return terms
 
     def _equivariance(self, out: TrainOutput) -> dict[str, Tensor]:

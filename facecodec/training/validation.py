@@ -52,14 +52,26 @@ class Validator:
         self.lpips = LPIPSAlex.pretrained() if vc.lpips else None
         self.held: dict[str, float] | None = None
 
-    def _metrics(self, pred: Tensor, target: Tensor, sup: Tensor) -> dict[str, Tensor]:
+    def _metrics(self, pred: Tensor, target: Tensor, sup: Tensor, details: object = None
+                 ) -> dict[str, Tensor]:
         """Per-frame LPIPS, PSNR, L1, and the L1 of the eye and mouth crops (``sup``: the
-        drivers' landmarks, (B * D, 33, 2)) that losses.regions trains on."""
+        drivers' landmarks, (B * D, 33, 2)) that losses.regions trains on. With the pixel
+        blend (``details``: the RenderOutput), on the same crops: the L1 of the decoder's
+        drawing alone (``*_rgb_l1``) and the blend mask's mean (``*_mask``, the warp's
+        share), to see whether the decoder, not the warp, draws the eyes and the mouth."""
         m = {"psnr": psnr(pred, target), "l1": (pred - target).abs().flatten(1).mean(1)}
         boxes = region_boxes(sup.to(pred.dtype), EYE_BOX, MOUTH_BOX)
-        crops = (crop_regions(pred, boxes, 64) - crop_regions(target, boxes, 64)).abs()
-        crops = crops.flatten(1).mean(1).reshape(len(pred), -1)
-        m["eyes_l1"], m["mouth_l1"] = crops[:, :2].mean(1), crops[:, 2]
+        tcrops = crop_regions(target, boxes, 64)
+
+        def per_region(crops: Tensor) -> tuple[Tensor, Tensor]:
+            crops = crops.flatten(1).mean(1).reshape(len(pred), -1)
+            return crops[:, :2].mean(1), crops[:, 2]
+
+        m["eyes_l1"], m["mouth_l1"] = per_region((crop_regions(pred, boxes, 64) - tcrops).abs())
+        if getattr(details, "blend", None) is not None:
+            rgb = crop_regions(details.rgb, boxes, 64)
+            m["eyes_rgb_l1"], m["mouth_rgb_l1"] = per_region((rgb - tcrops).abs())
+            m["eyes_mask"], m["mouth_mask"] = per_region(crop_regions(details.blend, boxes, 64))
         if self.lpips is not None:
             m["lpips"] = self.lpips(pred, target)
         return m
@@ -75,7 +87,8 @@ class Validator:
             for i, batch in enumerate(batches):
                 out = model.training_forward(batch)
                 sup = batch["drv_sup"].flatten(0, 1)
-                for k, v in self._metrics(out.prediction, out.target, sup).items():
+                for k, v in self._metrics(out.prediction, out.target, sup,
+                                          out.details).items():
                     acc.setdefault(k, []).append(v)
                 if self.held is None:
                     d = batch["drivers"].shape[1]
