@@ -297,6 +297,7 @@ class Encoder:
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
         self.fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)
                             ).limit_denominator(1001)
+        self._sources_given = n_sources is not None  # else a file's follow its length
         if n_sources is None:  # the budget's, or the default the receiver can use
             n_sources = (self.budget.n_sources if self.budget else
                          min(DEFAULT_SOURCES, self.package.profile.max_sources))
@@ -381,13 +382,22 @@ class Encoder:
             out.append(band({s: v[s] for s in self.prior.table.names}))
         return out
 
+    def clip_sources(self, n_frames: int) -> int:
+        """How many source frames a whole clip of ``n_frames`` gets: with a budget (and no
+        ``n_sources`` given), what it delivers over the clip's length
+        (:meth:`~facecodec.sender.budget.BudgetPlan.sources_for`), else ``n_sources``."""
+        if self.budget is None or self._sources_given:
+            return self.n_sources
+        return self.budget.sources_for(n_frames / float(self.fps))
+
     def choose_sources(self, yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray,
                        stats: np.ndarray | None = None) -> list[int]:
         """The frames of a whole clip sent as source frames (Oquab et al. 2022, section
-        3.3: :func:`facecodec.sender.select_sources`), by slot; with ``stats`` (T, 2),
-        each frame's :func:`~facecodec.sender.sources.picture_stats`, none from a fade or
-        a flash."""
-        return list(select_sources(yaw, valid, eyes_open, self.n_sources, stats=stats))
+        3.3: :func:`facecodec.sender.select_sources`), by slot, :meth:`clip_sources` of
+        them; with ``stats`` (T, 2), each frame's
+        :func:`~facecodec.sender.sources.picture_stats`, none from a fade or a flash."""
+        return list(select_sources(yaw, valid, eyes_open, self.clip_sources(len(yaw)),
+                                   stats=stats))
 
     def coverage_stride(self, n_frames: int | None) -> int:
         """Frames between two that the closed-loop choice draws: one a second, fewer on a
@@ -410,17 +420,20 @@ class Encoder:
         if len(samples) == 0:
             return chosen
         usable = source_candidates(valid, eyes_open, stats)[samples]
-        return self.cover_sources(chosen[0], pictures, values, samples, usable).sources
+        return self.cover_sources(chosen[0], pictures, values, samples, usable,
+                                  self.clip_sources(len(values))).sources
 
     def cover_sources(self, first: int, pictures: Mapping[int, np.ndarray] | np.ndarray,
                       values: list[Values],
-                      samples: np.ndarray, usable: np.ndarray) -> Coverage:
+                      samples: np.ndarray, usable: np.ndarray,
+                      n: int | None = None) -> Coverage:
         """Closed-loop sources (``source_choice="render"``,
         :func:`facecodec.sender.coverage.cover`): ``first`` (the pose rule's slot 0),
-        then, until ``n_sources``, the usable sample the receiver draws worst from the
-        sources so far. The sender draws as the receiver will: the sources as their coded
-        images decode, every value as quantized. ``pictures``: the face tube of ``first``
-        and of every sample; ``values``: every frame's (``sender_values``)."""
+        then, until ``n`` (default ``n_sources``), the usable sample the receiver draws
+        worst from the sources so far. The sender draws as the receiver will: the sources
+        as their coded images decode, every value as quantized. ``pictures``: the face
+        tube of ``first`` and of every sample; ``values``: every frame's
+        (``sender_values``)."""
         table = self.prior.table
 
         def received(v: Values) -> Values:
@@ -430,8 +443,8 @@ class Encoder:
         drawn_values = [received(values[i]) for i in samples]
         originals = np.stack([pictures[i] for i in samples])
         # drawn at the tube's size, as a Decoder draws a stream of these tubes
-        renderer = Renderer(self.package, max_sources=self.n_sources,
-                            output_size=originals.shape[1])
+        n = self.n_sources if n is None else n
+        renderer = Renderer(self.package, max_sources=n, output_size=originals.shape[1])
 
         def errors(sources: list[int]) -> np.ndarray:
             renderer.start(len(sources))
@@ -445,8 +458,7 @@ class Encoder:
                               originals[b:b + RENDER_BATCH])
                 for b in range(0, len(samples), RENDER_BATCH)])
 
-        return cover(first, samples, usable, self.n_sources, errors,
-                     min_gap=round(float(self.fps)))
+        return cover(first, samples, usable, n, errors, min_gap=round(float(self.fps)))
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],

@@ -61,6 +61,16 @@ def test_the_cheapest_frames_the_sound_then_the_sources():
     assert "dead zone 32" in quiet.describe() and "no sound" in quiet.describe()
 
 
+def test_a_file_plans_its_sources_over_its_length():
+    plan = plan_budget(8, 15, POINTS, audio=False)  # 3.28 kbps for the sources
+    assert plan.sources_for(None) == plan.n_sources == 3  # a call: what 30 s deliver
+    # a one-minute file: what 48 s (80 %) deliver, 3.28 kbps x 48 s / 3.5 KB = 5.6
+    assert plan.sources_for(60.0) == int(plan.sources_kbps * 1000 / 8 * 48 / 3500) == 5
+    assert plan.sources_for(8.0) == 3  # a short clip: never fewer than the default
+    assert plan.sources_for(3600.0) == 8  # an hour: what a receiver takes
+    assert plan_budget(8, 15, POINTS, audio=False, max_sources=1).sources_for(60.0) == 1
+
+
 def test_a_budget_too_small_says_the_smallest_that_works():
     with pytest.raises(BudgetError, match=r"needs at least 12\.3 kbps; without sound "
                                           r"\(--no-audio\) 4\.9 kbps"):
@@ -194,3 +204,13 @@ def test_the_report_holds_a_budgeted_stream_against_its_budget(tmp_path, monkeyp
     top = max(x["all_in_kbps"] for x in summary["windows"][1:])
     assert f"Budget 12 kbps (the sender's `--kbps`): the highest full window after the " \
            f"first is {top:.2f} kbps ({top / 12:.0%} of it" in to_markdown([summary])
+
+
+def test_a_budgeted_encoder_gives_a_file_the_sources_its_length_delivers():
+    from facecodec.codec import Encoder
+
+    enc = Encoder(kbps=8, audio=False)
+    assert enc.clip_sources(60 * 15) == enc.budget.sources_for(60.0) > enc.n_sources
+    assert enc.clip_sources(8 * 15) == enc.n_sources == 3
+    assert Encoder(kbps=8, audio=False, n_sources=3).clip_sources(60 * 15) == 3  # as told
+    assert Encoder(n_sources=2).clip_sources(60 * 15) == 2  # no budget

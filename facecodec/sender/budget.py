@@ -20,7 +20,9 @@ before the first frame, the third takes what they leave:
   call, not better ones (measured in docs/codec.md, "budget"). So the plan sends as many as the
   rest delivers in ``SOURCE_FILL_S`` (at least three, at most what the receiver takes);
   at a thin budget the last ones arrive late, and a file drops those not started by its
-  end.
+  end. A file's length is known, so its plan fills ``SOURCE_FILL_SHARE`` of it instead
+  (:meth:`BudgetPlan.sources_for`): a one-minute file at 8 kbps gets five sources where
+  the first 30 s deliver three and the rest of the budget went unspent.
 
 The first source is the exception: it goes out at once, small (160 px at low quality), so
 that the first face is drawn within seconds; R is kept from there on.
@@ -31,6 +33,7 @@ smallest one that can (:class:`BudgetError`), rather than exceeded silently.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +58,8 @@ HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 9
 # packet (bitstream/report.py counts it per stream as "overhead").
 FRAME_FRAMING_BITS = 56.0
 SOURCE_BYTES = 3500  # a 256-px WebP q80 face with its values (call clip: 3.0-3.5 KB)
-SOURCE_FILL_S = 30.0  # the sources the rest delivers in this long are planned
+SOURCE_FILL_S = 30.0  # a call's plan: the sources the rest delivers in this long
+SOURCE_FILL_SHARE = 0.8  # a file's: those the rest delivers in this share of its length
 
 
 class BudgetError(InputError):
@@ -76,6 +80,7 @@ class BudgetPlan:
             writer measures and gives them what is really left.
         n_sources: the source frames to send: as many as ``sources_kbps`` delivers in
             ``SOURCE_FILL_S``, at least three (or what the receiver takes, if fewer).
+        max_sources: the most the receiver draws from.
     """
 
     kbps: float
@@ -85,6 +90,15 @@ class BudgetPlan:
     audio_all_kbps: float
     sources_kbps: float
     n_sources: int = SOURCES
+    max_sources: int = MAX_SOURCES
+
+    def sources_for(self, seconds: float | None = None) -> int:
+        """The source frames of a stream ``seconds`` long (None: a call, of unknown
+        length): as many as ``sources_kbps`` delivers in ``SOURCE_FILL_SHARE`` of it (in
+        ``SOURCE_FILL_S`` for a call), at least three, at most ``max_sources``."""
+        fill = SOURCE_FILL_S if seconds is None else SOURCE_FILL_SHARE * max(0.0, seconds)
+        delivered = int(self.sources_kbps * 1000 / 8 * fill / SOURCE_BYTES)
+        return min(max(SOURCES, delivered), MAX_SOURCES, self.max_sources)
 
     def describe(self) -> str:
         sound = ("no sound" if self.audio_kbps is None else
@@ -149,6 +163,6 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
             opus += 0.5
         sound = audio_all_kbps(opus)
     rest = max(0.0, HEADROOM * kbps - frames - sound)
-    delivered = int(rest * 1000 / 8 * SOURCE_FILL_S / SOURCE_BYTES)
-    n = min(max(SOURCES, delivered), MAX_SOURCES, max_sources)
-    return BudgetPlan(float(kbps), deadband, frames, opus, sound, rest, n)
+    plan = BudgetPlan(float(kbps), deadband, frames, opus, sound, rest,
+                      max_sources=min(max_sources, MAX_SOURCES))
+    return dataclasses.replace(plan, n_sources=plan.sources_for(None))
