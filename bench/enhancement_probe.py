@@ -1,0 +1,111 @@
+"""Probe for issue 20 (more bits, better picture): the animation with a low-resolution
+SVT-AV1 layer whose low band replaces the animation's, against SVT-AV1 alone.
+
+    python bench/enhancement_probe.py [--clips 2] [--sizes 64,96,128] [--crf 63,56,48]
+
+No training, no new format: the cheapest form of the Gemino / HDAC idea, to see whether
+it is worth building. For each of the first ``--clips`` val clips (cached 15 fps tubes):
+
+- ``anim``: the codec's default stream (``Encoder()``), decoded at 256;
+- ``base``: the tube shrunk to each ``--sizes`` side (area), coded with SVT-AV1 (the eval's
+  settings: preset 5, one intra frame) at each ``--crf``, decoded and enlarged (bicubic);
+- ``fused``: anim + base - (anim shrunk to the same side and enlarged back): the base
+  layer's low band with the animation's high band (the sharp detail of the sources);
+- ``av1_256``: SVT-AV1 alone at 256 px, 15 fps, at ``--crf256``: the reference a user
+  compares with.
+
+LPIPS-alex and PSNR against the original tube; all-in kbps (``fused``: the animation's
+all-in stream + the base layer; ``fused_steady``: its frame packets only + the base
+layer, what a long call would pay). Writes bench/results/enhancement_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facecodec.codec import Decoder, Encoder  # noqa: E402
+from facecodec.eval.base import EVAL_FPS  # noqa: E402
+from facecodec.eval.classic import CODECS, decode, encode  # noqa: E402
+from facecodec.eval.clips import manifest_clips  # noqa: E402
+from facecodec.eval.metrics import LPIPS, psnr  # noqa: E402
+from facecodec.eval.neural import decode_stream, write_stream  # noqa: E402
+from facecodec.sender.prepare import default_out  # noqa: E402
+
+
+def resized(frames: np.ndarray, side: int, interpolation: int) -> np.ndarray:
+    return np.stack([cv2.resize(f, (side, side), interpolation=interpolation) for f in frames])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", type=int, default=2)
+    ap.add_argument("--sizes", default="64,96,128")
+    ap.add_argument("--crf", default="63,56,48")
+    ap.add_argument("--crf256", default="63,58,52,45")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
+                    "enhancement_probe.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    manifest = ROOT.parent / "shared" / "data" / "manifest.csv"
+    refs = manifest_clips(manifest, "val", default_out(), limit=args.clips)
+    lpips, av1 = LPIPS(), CODECS["svtav1"]
+    rows: list[dict] = []
+    started = time.time()
+    for ref in refs:
+        clip = ref.load()
+        orig = clip.frames
+        seconds = len(orig) / EVAL_FPS
+
+        def score(frames: np.ndarray, orig: np.ndarray = orig) -> dict[str, float]:
+            return {"lpips": float(np.mean(lpips(frames, orig))),
+                    "psnr": float(np.mean([psnr(a, b)
+                                           for a, b in zip(frames, orig, strict=True)]))}
+
+        stream = write_stream(Encoder(), clip)
+        anim, _ = decode_stream(Decoder(), stream, clip, "facecodec")
+        anim_kbps = 8 * len(stream.data) / seconds / 1000
+        steady_kbps = float(stream.frame_bits.sum()) / seconds / 1000
+        rows.append({"clip": ref.name, "kind": "anim", "kbps": anim_kbps,
+                     "steady_kbps": steady_kbps, **score(anim)})
+        print(rows[-1], flush=True)
+        for side in (int(s) for s in args.sizes.split(",")):
+            small = resized(orig, side, cv2.INTER_AREA)
+            anim_low = resized(resized(anim, side, cv2.INTER_AREA), 256, cv2.INTER_CUBIC)
+            for crf in (int(q) for q in args.crf.split(",")):
+                trial = encode(av1, small, crf)
+                base = resized(decode(av1, trial.payloads)[0], 256, cv2.INTER_CUBIC)
+                fused = np.clip(anim.astype(np.float32) + base - anim_low, 0, 255
+                                ).astype(np.uint8)
+                kbps = trial.kbps(EVAL_FPS)
+                common = {"clip": ref.name, "size": side, "crf": crf, "base_kbps": kbps}
+                rows.append({**common, "kind": "base", "kbps": kbps, **score(base)})
+                rows.append({**common, "kind": "fused", "kbps": anim_kbps + kbps,
+                             "steady_kbps": steady_kbps + kbps, **score(fused)})
+                print(rows[-2], "\n", rows[-1], flush=True)
+        for crf in (int(q) for q in args.crf256.split(",")):
+            trial = encode(av1, orig, crf)
+            rows.append({"clip": ref.name, "kind": "av1_256", "crf": crf,
+                         "kbps": trial.kbps(EVAL_FPS),
+                         **score(decode(av1, trial.payloads)[0])})
+            print(rows[-1], flush=True)
+        args.out.write_text(json.dumps({
+            "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or "cpu",
+            "threads": 1, "seconds": round(time.time() - started, 1), "rows": rows}, indent=1))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
