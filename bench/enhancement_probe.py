@@ -43,6 +43,11 @@ from facecodec.eval.metrics import LPIPS, psnr  # noqa: E402
 from facecodec.eval.neural import decode_stream, write_stream  # noqa: E402
 from facecodec.sender.prepare import default_out  # noqa: E402
 
+NOTE = ("Issue 20's first probe (docs/enhancement.md): `anim` the codec's default stream; "
+        "`base` SVT-AV1 at `size` px and `crf`, enlarged; `fused` anim with base's low band "
+        "(`kbps` all-in with the sources, `steady_kbps` frame packets + base); `av1_256` "
+        "SVT-AV1 alone at 256 px.")
+
 
 def resized(frames: np.ndarray, side: int, interpolation: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (side, side), interpolation=interpolation) for f in frames])
@@ -102,8 +107,11 @@ def main() -> None:
                          **score(decode(av1, trial.payloads)[0])})
             print(rows[-1], flush=True)
         args.out.write_text(json.dumps({
-            "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or "cpu",
-            "threads": 1, "seconds": round(time.time() - started, 1), "rows": rows}, indent=1))
+            "benchmark": "enhancement_probe",
+            "command": "python bench/enhancement_probe.py " + " ".join(sys.argv[1:]),
+            "machine": platform.processor() or "cpu", "date": time.strftime("%Y-%m-%d"),
+            "threads": 1, "seconds": round(time.time() - started, 1),
+            "notes": [NOTE], "results": rows}, indent=1))
     print(f"results: {args.out}")
 
 
