@@ -14,6 +14,7 @@ from facecodec.training.data import (
     FrameSampleDataset,
     StepSampler,
     colour_jitter,
+    crop_frame,
     flip_sample,
     mean_frontal_layout,
     sample_rotation4,
@@ -161,3 +162,35 @@ def test_rotation4_rounding_edge_has_no_a_without_c() -> None:
     # yaw_min + 0.3 admitted an A with no C strictly 0.3 below it (rng.choice on nothing)
     yaw = np.array([0.0, 0.0, 1.1754943508222875e-38, -0.3])
     assert sample_rotation4(yaw, np.random.default_rng(0), 0.3, 0.1) is None
+
+
+def test_crop_moves_the_landmarks_with_the_picture() -> None:
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[40:44, 12:16] = 255  # a bright 4-px square centred at pixel edge (14, 42)
+    point = np.array([[14 / 32 - 1, 42 / 32 - 1]], np.float32)  # in tube coordinates
+    same, (kept,) = crop_frame(image, [point], 1.0, 0.0, 0.0)
+    assert np.array_equal(same, image) and np.allclose(kept, point)
+    out, (moved,) = crop_frame(image, [point], 0.5, 0.125, 0.5)
+    # the 32-px square from (8, 32) doubled: the dot's centre (14, 42) -> (12, 20)
+    assert np.allclose(moved, [[12 / 32 - 1, 20 / 32 - 1]])
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    assert abs(xs.mean() + 0.5 - 12) < 0.6 and abs(ys.mean() + 0.5 - 20) < 0.6
+
+
+def test_crop_augmentation_moves_each_frame_and_leaves_other_configs_alone(cache) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    cfg = tiny_config()
+    store = ClipStore(cache, 64)
+    plain = FrameSampleDataset(store, cfg.data, "train", seed=3, augment=True)
+    zero = replace(cfg.data, augment=replace(cfg.data.augment, crop=0.0))
+    again = FrameSampleDataset(store, zero, "train", seed=3, augment=True)
+    assert all(np.array_equal(plain[7][k], again[7][k]) for k in plain[7])
+    moved = replace(cfg.data, augment=replace(cfg.data.augment, crop=0.3))
+    cropped = FrameSampleDataset(store, moved, "train", seed=3, augment=True)[7]
+    base = plain[7]
+    assert cropped["sources"].shape == base["sources"].shape
+    # the landmarks spread out (a crop enlarges), never shrink
+    for key in ("src_sup", "drv_sup"):
+        spread = np.ptp(cropped[key], axis=1) / np.ptp(base[key], axis=1)
+        assert (spread > 0.99).all() and (spread < 1 / 0.7 + 0.01).all()

@@ -23,6 +23,13 @@ class AugmentConfig(Section):
     """Saturation factor drawn in [1 - s, 1 + s]."""
     hue: float = 0.02
     """Hue rotation drawn in [-h, h] turns."""
+    crop: float = 0.0
+    """Each frame on its own (unlike the changes above): a square of side drawn in
+    [1 - crop, 1] of the tube at a random place in it, enlarged back to the tube's size,
+    its landmarks with it (``data.crop_frame``). The head then moves and scales between a
+    sample's frames as it does in a call's fixed tube when the person leans or sits up
+    (the call clip: over ~37 % of the tube's height, docs/sender.md); 0: off, and the
+    samples are those of a config without it."""
 
 
 @dataclass(frozen=True)

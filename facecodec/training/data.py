@@ -157,6 +157,45 @@ def colour_jitter(frames: np.ndarray, rng: np.random.Generator, aug: AugmentConf
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def crop_frame(image: np.ndarray, points: list[np.ndarray], side: float, x0: float, y0: float
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The square of ``side`` (a fraction of the frame) with its top-left corner at
+    (``x0``, ``y0``) (fractions, within [0, 1 - side]), enlarged back to the frame's size
+    (bilinear), and ``points`` ((..., 2) tube coordinates: -1 and +1 at the frame's pixel
+    edges) moved with it."""
+    r = image.shape[0]
+    # destination pixel centre u -> source x = (x0 * r) + (u + 0.5) * side - 0.5
+    m = np.array([[side, 0.0, x0 * r + 0.5 * side - 0.5],
+                  [0.0, side, y0 * r + 0.5 * side - 0.5]], dtype=np.float64)
+    out = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    origin = np.array([x0, y0], dtype=np.float32)
+    moved = [(((p + 1) / 2 - origin) / side * 2 - 1).astype(np.float32) for p in points]
+    return out, moved
+
+
+def crop_sample(sample: dict[str, np.ndarray], rng: np.random.Generator, crop: float
+                ) -> dict[str, np.ndarray]:
+    """:func:`crop_frame` on every source and driver, each with its own random square
+    (``AugmentConfig.crop``, in [0, 1))."""
+    if not 0.0 <= crop < 1.0:
+        raise ValueError(f"data.augment.crop must be in [0, 1), got {crop}")
+    out = dict(sample)
+    for key, side_key in (("sources", "src"), ("drivers", "drv")):
+        images, sups, irises = [], [], []
+        for i, image in enumerate(sample[key]):
+            side = 1.0 - crop * rng.random()
+            x0, y0 = rng.uniform(0.0, 1.0 - side, 2)
+            img, (sup, iris) = crop_frame(image, [sample[f"{side_key}_sup"][i],
+                                                  sample[f"{side_key}_iris"][i]], side, x0, y0)
+            images.append(img)
+            sups.append(sup)
+            irises.append(iris)
+        out[key] = np.stack(images)
+        out[f"{side_key}_sup"], out[f"{side_key}_iris"] = np.stack(sups), np.stack(irises)
+    return out
+
+
 def flip_sample(sample: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.ndarray]:
     """Mirror images left-right; landmarks get x -> -x and the mirror re-indexing (the left
     eye corner of the flipped face is the mirrored right eye corner); irises swap."""
@@ -278,6 +317,8 @@ class FrameSampleDataset(Dataset):
             "rotated": np.int64(rotated),
         }
         if self.augment:
+            if self.cfg.augment.crop > 0:  # (no draws without it: older runs' samples)
+                sample = crop_sample(sample, rng, self.cfg.augment.crop)
             if self.flip_perm is not None and rng.random() < 0.5:
                 sample = flip_sample(sample, self.flip_perm)
             both = colour_jitter(np.concatenate([sample["sources"], sample["drivers"]]), rng,
