@@ -159,3 +159,12 @@ def test_the_command_says_how_to_get_aiortc(monkeypatch):
     monkeypatch.setitem(sys.modules, "aiortc", None)  # as if it were not installed
     result = CliRunner().invoke(cli, ["call", "loopback", "--seconds", "1"])
     assert result.exit_code != 0 and "pip install 'facecodec[call]'" in result.output
+
+
+def test_a_cut_link_carries_its_first_datagrams_then_none():
+    m = LinkModel(LinkProfile(cut_after=3), seed=0)
+    fates = [m.send(float(i), 100) for i in range(5)]
+    assert [f is not None for f in fates] == [True, True, True, False, False]
+    assert m.stats.lost == 2
+    with pytest.raises(ValueError, match="cut_after"):
+        LinkProfile(cut_after=-1)

@@ -82,3 +82,20 @@ def test_recording_has_picture_and_sound(report):
     f = report["frames"]
     assert frames == f["sent"] - f["not_shown"] - f["lost_at_end"] - (
         report["sources_s"] and 0)
+
+
+def test_a_call_whose_link_dies_ends_by_itself(tmp_path):
+    """The link carries the handshake and about a second of the call, then nothing (a
+    sender gone without its end chunk): the receiver ends the call ``idle_s`` later, says
+    why, and every frame the sender sent is still accounted for."""
+    video = make_example_video(tmp_path / "in.mp4", seconds=3.0)
+    opts = CallOptions(kbps=None, idle_s=2.0)
+    link = LinkProfile(cut_after=40)  # 71 datagrams make the whole call
+    rep = asyncio.run(asyncio.wait_for(
+        loopback_call({"video": str(video)}, opts, link, backward=LinkProfile(), seed=1),
+        180))
+    assert rep["ended_by"] == "nothing from the sender for 2 s"
+    f = rep["frames"]
+    assert f["accounted"], f
+    assert rep["end_chunk_frames"] is None and f["lost_at_end"] > 0
+    assert rep["link"]["a_to_b"]["lost"] > 0

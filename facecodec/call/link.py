@@ -34,6 +34,8 @@ class LinkProfile:
         jitter's order), letting the ones behind it overtake it.
     cap_kbps: the link's rate (IP + UDP headers counted); datagrams queue behind each
         other, and one that would wait over ``queue_ms`` is dropped (a full buffer).
+    cut_after: the link carries this many datagrams, then none (a peer or a route gone;
+        counted, not timed, so a run repeats); None: never cut.
     """
 
     loss: float = 0.0
@@ -43,6 +45,7 @@ class LinkProfile:
     reorder_ms: float = 50.0
     cap_kbps: float | None = None
     queue_ms: float = 500.0
+    cut_after: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("loss", "reorder"):
@@ -54,6 +57,8 @@ class LinkProfile:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.cap_kbps is not None and self.cap_kbps <= 0:
             raise ValueError(f"cap_kbps must be > 0, got {self.cap_kbps!r}")
+        if self.cut_after is not None and self.cut_after < 0:
+            raise ValueError(f"cut_after must be >= 0, got {self.cut_after!r}")
 
     @property
     def mean_delay_ms(self) -> float:
@@ -65,7 +70,7 @@ class LinkProfile:
 class LinkStats:
     datagrams: int = 0
     bytes: int = 0  # UDP payload bytes offered to the link
-    lost: int = 0  # dropped by the loss draw
+    lost: int = 0  # dropped by the loss draw or after the cut
     overflow: int = 0  # dropped by the cap's full queue
     reordered: int = 0  # held back to be overtaken
     delivered_bytes: int = 0
@@ -102,6 +107,8 @@ class LinkModel:
         lost = self.rng.random() < p.loss
         jitter = self.rng.uniform(0.0, p.jitter_ms) / 1000 if p.jitter_ms else 0.0
         held = self.rng.random() < p.reorder
+        if p.cut_after is not None and self.stats.datagrams > p.cut_after:
+            lost = True
         if lost:
             self.stats.lost += 1
             return None

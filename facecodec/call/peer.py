@@ -53,6 +53,9 @@ class CallOptions:
     threads: int = 1  # PyTorch threads of each peer's network
     source_choice: str = "pose"  # "render": the sender's closed loop (docs/codec.md)
     packet_frames: int = 1  # frames per packet: fewer data-channel messages, more delay
+    # the receiver ends the call after this long without a byte from the sender (a
+    # sender gone without its end chunk, a link that stopped carrying anything)
+    idle_s: float = 10.0
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -294,6 +297,7 @@ class Receiver:
         self._held: list[tuple[bytes, float, float]] = []  # frame messages before a source
         self._end_chunk: bytes | None = None
         self._finished = False
+        self._heard: float | None = None  # when the last message of the sender arrived
         self._draw_began: float | None = None  # when the decoder began drawing a frame
         self._audio_data: list = []  # the sound's packets, for the recording
         self.sender_end: dict | None = None
@@ -315,6 +319,7 @@ class Receiver:
         self.feed.put((data, arrived, net, frames))
 
     def _on_fcs(self, msg) -> None:
+        self._heard = CLOCK()
         if not isinstance(msg, bytes):
             return
         now, net = CLOCK(), self.net_delay()
@@ -333,6 +338,7 @@ class Receiver:
             self._put(msg, now, net)
 
     def _on_setup(self, msg) -> None:
+        self._heard = CLOCK()
         if not isinstance(msg, bytes):
             return
         now, net = CLOCK(), self.net_delay()
@@ -371,6 +377,7 @@ class Receiver:
         self.feed.put(None)
 
     def _on_control(self, msg) -> None:
+        self._heard = CLOCK()
         m = json.loads(msg)
         if m.get("type") == "end":
             self.sender_end = m
@@ -449,16 +456,25 @@ class Receiver:
                 await asyncio.sleep(0.1)
         th = threading.Thread(target=self._decode, name="facecodec-call-receiver", daemon=True)
         th.start()
+        self._heard = self._heard or CLOCK()  # the channels are open: silence counts
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self.done.is_set():
+            why = None
             if deadline is not None and loop.time() > deadline:
+                why, deadline = "the receiver's timeout", None
+            elif self.pc.connectionState in ("failed", "closed"):
+                why = f"the connection {self.pc.connectionState}"
+            elif self._heard is not None and CLOCK() - self._heard > self.opt.idle_s:
+                why = f"nothing from the sender for {self.opt.idle_s:g} s"
+            if why is not None and not self._finished:
+                self.log.ended = why
                 self._finish()
-                deadline = None
             await asyncio.sleep(0.05)
-        with contextlib.suppress(TimeoutError):  # the sender's end message (its log)
-            await asyncio.wait_for(self.ended.wait(), 10.0)
-        self.channels[wire.CONTROL].send(json.dumps({"type": "bye"}))
+        if self.log.ended == ReceiverLog.ended:  # (not when the sender is gone)
+            with contextlib.suppress(TimeoutError):  # the sender's end message (its log)
+                await asyncio.wait_for(self.ended.wait(), 10.0)
+        self._send(wire.CONTROL, json.dumps({"type": "bye"}))
         await asyncio.sleep(0.2)  # let the bye go out
         if self.error is not None:
             raise self.error

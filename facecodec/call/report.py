@@ -49,6 +49,7 @@ class ReceiverLog:
     feedback_sent: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
     draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
+    ended: str = "the sender's end chunk"  # or why the receiver ended the call itself
 
 
 def quantiles(xs: list[float], qs=(50, 95)) -> dict[str, float | None]:
@@ -229,6 +230,7 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
     report = {
         "frames": account(n, receiver.frames, receiver.not_shown),
         "end_chunk_frames": receiver.end_frames,
+        "ended_by": receiver.ended,
         "camera_frames": {"pushed": sender.frames_pushed, "dropped_late": sender.frames_dropped},
         "first_face_s": None if first_face is None else round(first_face - start, 3),
         "sources_s": [[slot, round(t - start, 3)] for slot, t in receiver.sources],

@@ -12,7 +12,8 @@ def text_summary(r: dict) -> str:
         f"{f['late']} decoded too late to draw, {f['not_shown']} never shown, "
         f"{f['lost_at_end']} lost at the end: "
         f"{'every frame accounted for' if f['accounted'] else 'NOT ACCOUNTED FOR'}",
-        f"first face after {r['first_face_s']} s; sources complete at "
+        f"ended by {r.get('ended_by', 'the end chunk')}; first face after "
+        f"{r['first_face_s']} s; sources complete at "
         + ", ".join(f"{t:.2f} s (slot {s})" for s, t in r["sources_s"]),
         f"capture to display (frames after the first face, {d['frames']}): "
         f"p50 {d['capture_to_display_ms']['p50']} ms, p95 {d['capture_to_display_ms']['p95']}"

@@ -139,10 +139,12 @@ def call() -> None:
 @click.option("--reorder", type=float, default=0.0, show_default=True,
               help="Probability a datagram is held 50 ms more (overtaken).")
 @click.option("--cap-kbps", type=float, default=None, help="Link rate, IP+UDP counted.")
+@click.option("--cut-after", type=click.IntRange(0), default=None,
+              help="The link carries this many datagrams each way, then none (a peer gone).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
              fps, seconds, model, threads, no_feedback, show, record, report, loss, delay_ms,
-             jitter_ms, reorder, cap_kbps, seed) -> None:
+             jitter_ms, reorder, cap_kbps, cut_after, seed) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
     _need_aiortc()
@@ -155,7 +157,7 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
         video = make_example_video(Path(tempfile.mkdtemp()) / "example.mp4")
     try:
         profile = LinkProfile(loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms,
-                              reorder=reorder, cap_kbps=cap_kbps)
+                              reorder=reorder, cap_kbps=cap_kbps, cut_after=cut_after)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
