@@ -314,3 +314,56 @@ def test_the_paint_config_trains_the_drawing_under_the_blend() -> None:
                                  "model.decoder.part_maps=false"])
     with pytest.raises(ValueError, match="pixel_blend"):
         GeneratorObjective(build_model(plain), plain.losses)(random_batch(plain, batch=1))
+
+
+def _with_parts(sup: torch.Tensor, eye_gap: float, mouth_gap: float) -> torch.Tensor:
+    """``sup`` with both eyes' lids ``eye_gap`` apart and the inner lips ``mouth_gap``
+    apart, across corners 0.2 apart (openness = gap / 0.2)."""
+    from facecodec.models.part_maps import PARTS
+
+    out = sup.clone()
+    for p, (c1, c2, up, low) in enumerate(PARTS):
+        gap = mouth_gap if p == 2 else eye_gap
+        cx, cy = (-0.3 + 0.3 * p, 0.0) if p < 2 else (0.0, 0.5)
+        out[..., c1, :] = torch.tensor([cx - 0.1, cy])
+        out[..., c2, :] = torch.tensor([cx + 0.1, cy])
+        out[..., up, :] = torch.tensor([cx, cy - gap / 2])
+        out[..., low, :] = torch.tensor([cx, cy + gap / 2])
+    return out
+
+
+def test_new_parts_are_those_no_source_shows() -> None:
+    from facecodec.training.objective import new_parts, openness
+
+    base = torch.zeros(1, 33, 2)
+    src = torch.stack([_with_parts(base[0], 0.06, 0.02), _with_parts(base[0], 0.05, 0.04)])
+    assert openness(src).flatten().tolist() == pytest.approx([0.3, 0.3, 0.1, 0.25, 0.25, 0.2])
+    drivers = torch.stack([_with_parts(base[0], 0.05, 0.03),    # as the sources
+                           _with_parts(base[0], 0.02, 0.03),    # eyes closed: 0.1 < 0.125
+                           _with_parts(base[0], 0.05, 0.10),    # mouth 0.5 > 2 x 0.2 + 0.05
+                           _with_parts(base[0], 0.10, 0.005)])  # wide eyes: left alone;
+    flags = new_parts(src[None], drivers[None])                  # mouth 0.025 < 0.05
+    assert flags.tolist() == [[False, False, False], [True, True, False],
+                              [False, False, True], [False, False, True]]
+
+
+def test_the_new_mask_term_pulls_the_mask_down_where_the_warp_cannot_draw() -> None:
+    from facecodec.training.objective import GeneratorObjective
+
+    small = ["losses.perceptual.network=random_tiny", "losses.perceptual.scales=[1]",
+             "losses.regions.new_mask=1.0"]
+    cfg = load_config(ROOT / "configs" / "frontalizer_sup_unsup_expr_paint.yaml", small)
+    model = build_model(cfg)
+    batch = random_batch(cfg, batch=1)
+    batch["src_sup"] = _with_parts(batch["src_sup"], 0.06, 0.02)
+    batch["drv_sup"] = _with_parts(batch["drv_sup"], 0.01, 0.02)  # every driver blinks
+    _, terms, out = GeneratorObjective(model, cfg.losses)(batch)
+    term = terms["region_new_mask"]
+    assert 0.5 < term.item() < 1.0  # the mask as trained so far: mostly the warp
+    term.backward()
+    decoder = model.receiver.decoder
+    assert decoder.blend.weight.grad.abs().sum() > 0 and decoder.rgb.weight.grad is None
+    # drivers as the sources: nothing to pull
+    batch["drv_sup"] = _with_parts(batch["drv_sup"], 0.06, 0.02)
+    _, terms, _ = GeneratorObjective(model, cfg.losses)(batch)
+    assert terms["region_new_mask"].item() == 0.0

@@ -95,6 +95,14 @@ class RegionsConfig(Section):
     the terms above reach the decoder's RGB at ~4 % strength; it never learns to draw a
     lid the sources do not show (its eye crops: L1 0.10 against the warp's 0.04,
     docs/training.md), and the mask never has a better drawing to hand the eye to."""
+    new_mask: float = 0.0
+    """Weight of a term on the blend mask (the warp's share of each pixel) over the
+    region of each eye or mouth that the driver shows as no source does: eyes less than
+    half as open as in every source, a mouth more than twice as open as in every source
+    (plus 0.05 of its width) or less than half: there the warp can only show the
+    sources' lids and lips, so the decoder's drawing must be shown instead. The term is
+    the mask's mean over those regions (``models.part_maps`` regions), so it pulls the
+    mask to 0 there and nowhere else (``objective.new_parts_mask``)."""
     eye_box: float = 1.6
     """Side of an eye's box, in eye widths."""
     mouth_box: float = 1.5

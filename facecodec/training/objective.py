@@ -5,10 +5,12 @@ the adversarial terms are added by the trainer, which owns the discriminator.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from facecodec.config import LossesConfig
 from facecodec.models.base import FaceAnimationModel, TrainOutput
+from facecodec.models.part_maps import PARTS, part_maps
 from facecodec.training.losses import (
     PerceptualLoss,
     RandomTransform,
@@ -48,17 +50,20 @@ class GeneratorObjective(nn.Module):
     def _regions(self, batch: dict[str, Tensor], out: TrainOutput) -> dict[str, Tensor]:
         """``losses.regions``: perceptual and L1 terms on the eyes and the mouth of every
         driving frame, cropped where the driver's landmarks put them; with the pixel
-        blend, optionally an L1 term on the decoder's drawing alone (``rgb_l1``)."""
+        blend, optionally an L1 term on the decoder's drawing alone (``rgb_l1``) and one
+        on the mask over the parts no source shows as the driver does (``new_mask``)."""
         rc = self.cfg.regions
         wp, wl, wr = rc.perceptual, rc.l1, rc.rgb_l1
+        terms = {}
+        if rc.new_mask and "drv_sup" in batch:
+            terms["region_new_mask"] = rc.new_mask * new_parts_mask(batch, out)
         if not (wp or wl or wr) or "drv_sup" not in batch:
-            return {}
+            return terms
         boxes = region_boxes(batch["drv_sup"].flatten(0, 1).to(out.prediction.dtype),
                              rc.eye_box, rc.mouth_box)
         size = rc.size
         pred = crop_regions(out.prediction, boxes, size)
         target = crop_regions(out.target, boxes, size)
-        terms = {}
         if wl:
             terms["region_l1"] = wl * (pred - target).abs().mean()
         if wp and self.perceptual is not None:
@@ -90,6 +95,41 @@ class GeneratorObjective(nn.Module):
         if wj and jac is not None:
             terms["equivariance_jacobian"] = wj * jac
         return terms
+
+
+def openness(sup: Tensor) -> Tensor:
+    """(..., 33, 2) supervised landmarks -> (..., 3) lid (inner lip) gap over corner
+    distance of the right eye, the left eye and the mouth (``part_maps.PARTS``)."""
+    idx = torch.tensor(PARTS, device=sup.device)
+    pts = sup[..., idx.flatten(), :].unflatten(-2, idx.shape)  # (..., 3, 4, 2)
+    width = (pts[..., 0, :] - pts[..., 1, :]).norm(dim=-1).clamp(min=1e-6)
+    return (pts[..., 2, :] - pts[..., 3, :]).norm(dim=-1) / width
+
+
+def new_parts(src_sup: Tensor, drv_sup: Tensor) -> Tensor:
+    """(B, N, 33, 2) sources', (B, D, 33, 2) drivers' landmarks -> (B * D, 3) bool: the
+    parts each driver shows as no source does (``RegionsConfig.new_mask``)."""
+    src = openness(src_sup)  # (B, N, 3)
+    lo, hi = src.min(dim=1).values, src.max(dim=1).values  # (B, 3)
+    drv = openness(drv_sup)  # (B, D, 3)
+    lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
+    closed = drv < 0.5 * lo
+    opened = drv > 2.0 * hi + 0.05
+    opened[..., :2] = False  # an eye wider than every source: the warp stretches it
+    return (closed | opened).flatten(0, 1)
+
+
+def new_parts_mask(batch: dict[str, Tensor], out: TrainOutput) -> Tensor:
+    """The blend mask's mean over the regions of the parts the drivers show as no source
+    does, averaged over those parts (0 when there are none)."""
+    mask = getattr(out.details, "blend", None)
+    if mask is None:
+        raise ValueError("losses.regions.new_mask needs model.decoder.pixel_blend")
+    flags = new_parts(batch["src_sup"], batch["drv_sup"]).to(mask.dtype)  # (BD, 3)
+    drv = batch["drv_sup"].flatten(0, 1).to(mask.dtype)
+    regions = part_maps(drv, mask.shape[-2], mask.shape[-1])[:, len(PARTS):]  # (BD, 3, h, w)
+    share = (regions * mask).flatten(2).sum(-1) / regions.flatten(2).sum(-1).clamp(min=1e-6)
+    return (share * flags).sum() / flags.sum().clamp(min=1.0)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ from facecodec.models.base import FaceAnimationModel
 from facecodec.training.data import ClipStore, FrameSampleDataset, to_tensors
 from facecodec.training.losses import crop_regions, region_boxes
 from facecodec.training.lpips import LPIPSAlex, psnr
+from facecodec.training.objective import new_parts_mask
 
 # the boxes of losses.regions' defaults, whatever the run trains with: every run is scored
 # on the same crops
@@ -90,6 +91,11 @@ class Validator:
                 for k, v in self._metrics(out.prediction, out.target, sup,
                                           out.details).items():
                     acc.setdefault(k, []).append(v)
+                if getattr(out.details, "blend", None) is not None:
+                    # the warp's share where the driver shows what no source does (a
+                    # batch mean: what losses.regions.new_mask would pull towards 0)
+                    acc.setdefault("new_mask", []).append(
+                        new_parts_mask(batch, out).reshape(1))
                 if self.held is None:
                     d = batch["drivers"].shape[1]
                     src0 = batch["sources"][:, 0].repeat_interleave(d, dim=0)
