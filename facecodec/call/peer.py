@@ -27,14 +27,18 @@ import numpy as np
 import facecodec
 from facecodec.audio import RATE as AUDIO_RATE
 from facecodec.audio import read_audio
+from facecodec.bitstream.header import parse_header
 from facecodec.call import wire
+from facecodec.call.congestion import CongestionMonitor
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
 from facecodec.codec import MAX_REPEAT_S
+from facecodec.errors import FormatError
 from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
 PINGS = 5  # clock-offset samples the receiver takes (two-machine calls)
+REQUEST_REPEAT_S = 0.2  # a recovery request repeated at most this often
 
 
 @dataclass
@@ -56,6 +60,9 @@ class CallOptions:
     # the receiver ends the call after this long without a byte from the sender (a
     # sender gone without its end chunk, a link that stopped carrying anything)
     idle_s: float = 10.0
+    # the receiver asks the sender to pack frame packets into fewer messages while the
+    # link queues (facecodec/call/congestion.py); needs ``feedback``
+    adapt_packing: bool = True
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -154,6 +161,9 @@ class Sender:
         self.channels[wire.FEEDBACK].on("message", self._on_feedback)
         self.channels[wire.CONTROL].on("message", self._on_control)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pack = 1  # frame packets per fcs message (the receiver's last request)
+        self._pending = bytearray()  # fcs bytes waiting for the rest of their message
+        self._pending_packets = 0
 
     def _on_feedback(self, msg) -> None:
         if isinstance(msg, bytes) and (req := wire.parse_feedback(msg)) is not None:
@@ -172,10 +182,18 @@ class Sender:
         if ch.readyState == "open":
             ch.send(data)
 
-    def _emit(self, data: bytes) -> None:  # in the media thread
-        if not data:
+    def _emit(self, data: bytes, flush: bool = False) -> None:  # in the media thread
+        """Sends what the encoder gave: setup chunks at once; the fcs chunks at once, or
+        (packing) once ``_pack`` frame packets are waiting, or with ``flush``."""
+        if not data and not (flush and self._pending):
             return
-        setup, fcs = self.splitter.split(data)
+        setup, fcs = self.splitter.split(data) if data else (b"", b"")
+        self._pending += fcs
+        self._pending_packets += len(wire.packet_frames(fcs)) if fcs else 0
+        if self._pending_packets >= self._pack or flush:
+            fcs, self._pending, self._pending_packets = bytes(self._pending), bytearray(), 0
+        else:
+            fcs = b""
         now = CLOCK()
         for cid, part, name in ((wire.SETUP, setup, "setup"), (wire.FCS, fcs, "fcs")):
             if part:
@@ -240,7 +258,7 @@ class Sender:
                                                   t_sound + audio_next / AUDIO_RATE))
                         audio_next = upto
             if count:
-                self._emit(enc.close())
+                self._emit(enc.close(), flush=True)
         except BaseException as e:  # noqa: BLE001 - reported by run()
             self.error = e
 
@@ -250,6 +268,11 @@ class Sender:
                 kind, frame = self.requests.get_nowait()
             except queue.Empty:
                 return
+            if kind == "pack":
+                self._pack = int(frame)
+                self.log.packing.append((CLOCK(), self._pack))
+                self.log.feedback[kind] += 1
+                continue
             if self.enc._live is None:
                 continue  # nothing sent yet
             if kind == "intra":
@@ -306,6 +329,9 @@ class Receiver:
         self.error: BaseException | None = None
         self.clock_offset = 0.0  # sender clock - receiver clock
         self._pongs: list[tuple[float, float]] = []  # (rtt, offset)
+        self._packet_frames = 1  # the stream header's, once it arrives
+        self.monitor = (CongestionMonitor(options.fps)
+                        if options.feedback and options.adapt_packing else None)
         self.channels[wire.FCS].on("message", self._on_fcs)
         self.channels[wire.SETUP].on("message", self._on_setup)
         self.channels[wire.CONTROL].on("message", self._on_control)
@@ -332,10 +358,29 @@ class Receiver:
             self.log.audio.append((p.start, now))
         if self.opt.record:
             self._audio_data.extend(packets)
+        if self.monitor is not None:
+            self._watch_link(msg, now)
         if not self._source_in:
             self._held.append((msg, now, net))
         else:
             self._put(msg, now, net)
+
+    def _watch_link(self, msg: bytes, now: float) -> None:
+        """The congestion verdict on a frame message (facecodec/call/congestion.py)."""
+        try:
+            frames = wire.packet_frames(msg)
+        except ValueError:
+            return  # damaged: the decoder reports it
+        if not frames:
+            return
+        k = self._packet_frames  # a packet holds k frames from its number on
+        verdict = self.monitor.arrived(max(frames) + k - 1, now, len(msg),
+                                       [f + j for f in frames for j in range(k)])
+        if verdict is not None:
+            self.log.congestion.append((now, verdict.frames, round(verdict.queue_s, 3),
+                                        round(verdict.kbps, 2)))
+            self.log.feedback_sent["pack"] += 1
+            self._send(wire.FEEDBACK, wire.pack_request(verdict.frames))
 
     def _on_setup(self, msg) -> None:
         self._heard = CLOCK()
@@ -346,6 +391,8 @@ class Receiver:
         if not self._header_in:  # the header comes first, then whole chunks
             self._header_in = True
             n = wire.header_length(msg[:8], "stream")
+            with contextlib.suppress(FormatError, ValueError):  # the decoder reports it
+                self._packet_frames = parse_header(msg[:n], "stream").packet_frames
             self.feed.put((msg[:n], now, net, False))
             msg = msg[n:]
             if not msg:
@@ -414,6 +461,7 @@ class Receiver:
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
+        asked: tuple[tuple, float] = ((object(), ), -1e9)  # (what, when) last requested
         recorder = Recorder(self.opt.record, self.opt.fps) if self.opt.record else None
         window = None
         try:
@@ -431,9 +479,14 @@ class Receiver:
                                                   current["net"]))
                 if fr.held and self.opt.feedback:
                     good = self.dec.last_good
-                    req = wire.intra_request() if good is None else wire.recover_request(good)
-                    self.log.feedback_sent["intra" if good is None else "recover"] += 1
-                    self._loop.call_soon_threadsafe(self._send, wire.FEEDBACK, req)
+                    # the same request again only after REPEAT_S: under sustained loss a
+                    # request per concealed frame congests the way back
+                    if (good, ) != asked[0] or now - asked[1] >= REQUEST_REPEAT_S:
+                        asked = ((good, ), now)
+                        req = (wire.intra_request() if good is None
+                               else wire.recover_request(good))
+                        self.log.feedback_sent["intra" if good is None else "recover"] += 1
+                        self._loop.call_soon_threadsafe(self._send, wire.FEEDBACK, req)
         except BaseException as e:  # noqa: BLE001 - reported by run()
             self.error = e
             while self.feed.get() is not None:  # let the loop's side finish

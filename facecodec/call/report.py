@@ -23,7 +23,9 @@ class SenderLog:
     sent: list[tuple[float, int, str]] = field(default_factory=list)  # (time, bytes, channel)
     frames_pushed: int = 0  # camera frames given to the encoder (the rest were dropped late)
     frames_dropped: int = 0  # camera frames the sender was too late for
-    feedback: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
+    feedback: dict[str, int] = field(
+        default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0})
+    packing: list[tuple[float, int]] = field(default_factory=list)  # (when, packets/message)
     budget_kbps: float | None = None
     audio: bool = False
     push_s: list[float] = field(default_factory=list)  # Encoder.push's time per frame
@@ -46,7 +48,10 @@ class ReceiverLog:
     received: list[tuple[float, int, str]] = field(default_factory=list)
     sources: list[tuple[int, float]] = field(default_factory=list)  # (slot, complete at)
     audio: list[tuple[int, float]] = field(default_factory=list)  # (start sample, arrived)
-    feedback_sent: dict[str, int] = field(default_factory=lambda: {"intra": 0, "recover": 0})
+    feedback_sent: dict[str, int] = field(
+        default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0})
+    # the congestion verdicts: (when, packets per message asked, queueing delay s, kbps)
+    congestion: list[tuple[float, int, float, float]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
     draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
     ended: str = "the sender's end chunk"  # or why the receiver ended the call itself
@@ -240,6 +245,8 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
         "av": av_offset(sender, receiver, first_face),
         "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
         "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback},
+        # the receiver's congestion verdicts: when, packets per message, queue s, kbps
+        "packing": [[round(t - start, 3), k, q, r] for t, k, q, r in receiver.congestion],
         # how long each end's network took per frame in this call (the machine's load
         # shows here): the sender's Encoder.push, the receiver's drawing of a frame
         "work_ms": {"encode": _ms(quantiles(sender.push_s)),

@@ -17,6 +17,8 @@ announcement):
   ``b"I"`` (code the next frame intra: nothing decoded yet) or ``b"R" + u32 frame``
   (code the next frame against ``frame``, the receiver's ``Decoder.last_good``). The
   receiver asks again at every frame it conceals, so a lost request costs a frame.
+  ``b"P" + u8 k``: pack ``k`` frames per ``fcs`` message from now on (1..``MAX_PACKING``;
+  the receiver's congestion verdict, facecodec/call/congestion.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ CHANNELS = {  # id: (label, ordered, maxRetransmits)
 SETUP_KINDS = (SOURCE, SOURCE_PART, END)
 INTRA_REQUEST = b"I"
 RECOVER = b"R"
+PACK = b"P"
+MAX_PACKING = 8  # frames per message a sender accepts to pack (1.1 s at 7.5 fps)
 
 
 def intra_request() -> bytes:
@@ -55,12 +59,21 @@ def recover_request(frame: int) -> bytes:
     return RECOVER + struct.pack("<I", frame)
 
 
+def pack_request(frames: int) -> bytes:
+    if not 1 <= frames <= MAX_PACKING:
+        raise ValueError(f"frames per message must be in 1..{MAX_PACKING}, got {frames}")
+    return PACK + bytes([frames])
+
+
 def parse_feedback(msg: bytes) -> tuple[str, int | None] | None:
-    """``("intra", None)``, ``("recover", frame)``, or None for anything else."""
+    """``("intra", None)``, ``("recover", frame)``, ``("pack", frames)``, or None for
+    anything else (a peer's bytes: anything out of range is ignored)."""
     if msg == INTRA_REQUEST:
         return "intra", None
     if len(msg) == 5 and msg[:1] == RECOVER:
         return "recover", struct.unpack("<I", msg[1:])[0]
+    if len(msg) == 2 and msg[:1] == PACK and 1 <= msg[1] <= MAX_PACKING:
+        return "pack", msg[1]
     return None
 
 
@@ -124,6 +137,18 @@ def has_end(data: bytes) -> bool:
 def has_frame(data: bytes) -> bool:
     """Whether ``data`` (whole chunks) holds a frame packet."""
     return any(kind in FRAME_KINDS for kind, _, _ in chunk_spans(data))
+
+
+def packet_frames(data: bytes) -> list[int]:
+    """The first frame number of each frame packet in ``data`` (whole chunks), in order."""
+    out = []
+    for kind, start, _ in chunk_spans(data):
+        if kind in FRAME_KINDS:
+            got = read_varint(data, read_varint(data, start + 1)[1])
+            if got is None:
+                raise ValueError("a frame packet without its frame number")
+            out.append(got[0])
+    return out
 
 
 def audio_packets(data: bytes) -> list[AudioPacket]:

@@ -62,7 +62,12 @@ def _media_options(f):
 def _receive_options(f):
     for deco in reversed([
         click.option("--no-feedback", is_flag=True,
-                     help="Do not ask the sender for recovery frames after a loss."),
+                     help="Do not ask the sender for recovery frames after a loss, nor to "
+                          "pack frames when the link queues."),
+        click.option("--fixed-packing", is_flag=True,
+                     help="Do not ask the sender to pack several frames per message when "
+                          "the link queues (the receiver's congestion feedback, "
+                          "docs/call.md)."),
         click.option("--show", is_flag=True, help="Show the call in an OpenCV window."),
         click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
                      default=None, help="Record what the receiver shows (and hears)."),
@@ -91,7 +96,8 @@ def _camera_format() -> str:
 
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
-             show=False, record=None, source_choice=SOURCE_CHOICE, packet_frames=1):
+             show=False, record=None, source_choice=SOURCE_CHOICE, packet_frames=1,
+             fixed_packing=False):
     import torch
 
     from facecodec.call.peer import CallOptions
@@ -99,7 +105,8 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
     return CallOptions(kbps=kbps or None, audio=audio, protection=protect,
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
                        show=show, record=record, threads=threads,
-                       source_choice=source_choice, packet_frames=packet_frames)
+                       source_choice=source_choice, packet_frames=packet_frames,
+                       adapt_packing=not fixed_packing)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -143,8 +150,8 @@ def call() -> None:
               help="The link carries this many datagrams each way, then none (a peer gone).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-             fps, seconds, model, threads, no_feedback, show, record, report, loss, delay_ms,
-             jitter_ms, reorder, cap_kbps, cut_after, seed) -> None:
+             fps, seconds, model, threads, no_feedback, fixed_packing, show, record, report,
+             loss, delay_ms, jitter_ms, reorder, cap_kbps, cut_after, seed) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
     _need_aiortc()
@@ -161,7 +168,7 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
-                    record, source_choice, packet_frames)
+                    record, source_choice, packet_frames, fixed_packing)
     if video is not None and not video.is_file():
         raise InputError(f"{video}: no such file")
     spec = ({"video": str(video)} if video is not None else
@@ -176,12 +183,13 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--model", default=None)
 @_receive_options
-def receive(listen, threads, model, no_feedback, show, record, report) -> None:
+def receive(listen, threads, model, no_feedback, fixed_packing, show, record, report) -> None:
     """Wait for a sender, then show / record the call and print the report."""
     _need_aiortc()
     from facecodec.call.run import receive_call
     host, port = _host_port(listen, "0.0.0.0")
-    opts = _options(None, False, "none", 15.0, None, model, threads, no_feedback, show, record)
+    opts = _options(None, False, "none", 15.0, None, model, threads, no_feedback, show, record,
+                    fixed_packing=fixed_packing)
     click.echo(f"waiting for a sender on {host}:{port}", err=True)
     result = asyncio.run(receive_call(opts, host, port))
     _write_report(result, report)
