@@ -461,7 +461,7 @@ class Receiver:
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
-        asked: tuple[tuple, float] = ((object(), ), -1e9)  # (what, when) last requested
+        asked: tuple[object, float] = (object(), -1e9)  # (last_good, when) last requested
         recorder = Recorder(self.opt.record, self.opt.fps) if self.opt.record else None
         window = None
         try:
@@ -479,10 +479,10 @@ class Receiver:
                                                   current["net"]))
                 if fr.held and self.opt.feedback:
                     good = self.dec.last_good
-                    # the same request again only after REPEAT_S: under sustained loss a
+                    # the same request again only after REQUEST_REPEAT_S: under sustained loss a
                     # request per concealed frame congests the way back
-                    if (good, ) != asked[0] or now - asked[1] >= REQUEST_REPEAT_S:
-                        asked = ((good, ), now)
+                    if good != asked[0] or now - asked[1] >= REQUEST_REPEAT_S:
+                        asked = (good, now)
                         req = (wire.intra_request() if good is None
                                else wire.recover_request(good))
                         self.log.feedback_sent["intra" if good is None else "recover"] += 1
