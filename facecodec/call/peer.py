@@ -317,7 +317,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._header_in = False
         self._source_in = False
-        self._held: list[tuple[bytes, float, float]] = []  # frame messages before a source
+        self._held: list[tuple[bytes, float, float, bool]] = []  # messages before a source
         self._end_chunk: bytes | None = None
         self._finished = False
         self._heard: float | None = None  # when the last message of the sender arrived
@@ -338,8 +338,8 @@ class Receiver:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # the loop's side
-    def _put(self, data: bytes, arrived: float, net: float) -> None:
-        frames = wire.has_frame(data)
+    def _put(self, data: bytes, arrived: float, net: float, frames: bool) -> None:
+        """``data`` to the decoder thread; ``frames``: whether it holds a frame packet."""
         with self._lock:
             self._frames_waiting += frames
         self.feed.put((data, arrived, net, frames))
@@ -358,23 +358,22 @@ class Receiver:
             self.log.audio.append((p.start, now))
         if self.opt.record:
             self._audio_data.extend(packets)
-        if self.monitor is not None:
-            self._watch_link(msg, now)
-        if not self._source_in:
-            self._held.append((msg, now, net))
-        else:
-            self._put(msg, now, net)
-
-    def _watch_link(self, msg: bytes, now: float) -> None:
-        """The congestion verdict on a frame message (facecodec/call/congestion.py)."""
-        try:
-            frames = wire.packet_frames(msg)
+        try:  # the frame packets' numbers, read once for the monitor and the decoder
+            numbers = wire.packet_frames(msg)
         except ValueError:
-            return  # damaged: the decoder reports it
-        if not frames:
-            return
+            numbers = []  # damaged: the decoder reports it
+        if self.monitor is not None and numbers:
+            self._watch_link(numbers, len(msg), now)
+        if not self._source_in:
+            self._held.append((msg, now, net, bool(numbers)))
+        else:
+            self._put(msg, now, net, bool(numbers))
+
+    def _watch_link(self, frames: list[int], nbytes: int, now: float) -> None:
+        """The congestion verdict on a frame message holding the packets ``frames``
+        (their first frame numbers; facecodec/call/congestion.py)."""
         k = self._packet_frames  # a packet holds k frames from its number on
-        verdict = self.monitor.arrived(max(frames) + k - 1, now, len(msg),
+        verdict = self.monitor.arrived(max(frames) + k - 1, now, nbytes,
                                        [f + j for f in frames for j in range(k)])
         if verdict is not None:
             self.log.congestion.append((now, verdict.frames, round(verdict.queue_s, 3),

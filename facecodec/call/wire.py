@@ -136,7 +136,7 @@ def has_end(data: bytes) -> bool:
 
 def has_frame(data: bytes) -> bool:
     """Whether ``data`` (whole chunks) holds a frame packet."""
-    return any(kind in FRAME_KINDS for kind, _, _ in chunk_spans(data))
+    return bool(packet_frames(data))
 
 
 def packet_frames(data: bytes) -> list[int]:
