@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from expression_stages import add_clip_args, clip_refs, dump, make_codec  # noqa: E402
 
+import facecodec.receiver.expression as retouch_module  # noqa: E402
 from facecodec.eval.expression import compare_expressions  # noqa: E402
 from facecodec.eval.metrics import (  # noqa: E402
     LPIPS,
@@ -122,10 +123,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_clip_args(ap)
     ap.add_argument("--model", default=None, help="default: the shipped model")
+    ap.add_argument("--min-change", type=float, default=None,
+                    help="the touch-up's MIN_CHANGE for this run (an experiment: the "
+                         "module's value otherwise)")
     ap.add_argument("--out", type=Path,
                     default=ROOT / "bench" / "results" / "expression_retouch.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.min_change is not None:
+        retouch_module.MIN_CHANGE = args.min_change
     refs = clip_refs(args)
     enc, dec = make_codec(args.model, retouch=False)
     lpips = LPIPS()
@@ -148,7 +154,8 @@ def main() -> None:
                f" {a}" for a in sys.argv[1:]),
            "machine": f"{platform.machine()}, {args.threads} thread(s)",
            "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
-           "model": str(enc.package.name), "notes": NOTES,
+           "model": str(enc.package.name), "min_change": retouch_module.MIN_CHANGE,
+           "notes": NOTES,
            "results": result_rows(summary) + [
                {"output": "touch-up time", "ms/frame (median)":
                 f"{summary['retouch_ms_median']:.1f}"}],
