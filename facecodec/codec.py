@@ -335,13 +335,15 @@ class Encoder:
         rate = 0.0 if self.source_kbps is None else self.source_kbps * per_frame
         return {**self.protection.writer_args(), "source_rate": rate}
 
-    def recover_from(self, frame: int) -> None:
+    def recover_from(self, frame: int, copies: int = 1) -> None:
         """The receiver lost packets and last decoded ``frame`` (``Decoder.last_good``,
         sent back over the call's feedback channel): the next frame is coded against it,
-        so the receiver resumes at once and for far fewer bits than an intra frame."""
+        so the receiver resumes at once and for far fewer bits than an intra frame.
+        ``copies``: that many frames in a row coded against it (1..4), so that a loss of
+        the first of them does not cost another round trip (the call sends 2)."""
         if self._live is None:
             raise InputError("recover_from() needs a live stream (push() frames first)")
-        self._live.writer.recover_from(int(frame))
+        self._live.writer.recover_from(int(frame), copies)
 
     def request_intra(self) -> None:
         """The receiver has nothing to decode from (it joined late, or lost everything):

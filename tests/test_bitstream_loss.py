@@ -45,8 +45,9 @@ def write(frames=FRAMES, feedback=None, table_prior=PRIOR, **kw) -> tuple[bytes,
     w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
     parts.append(out.getvalue()[len(b"".join(parts)):])
     for i, f in enumerate(frames):
-        if feedback and i in feedback:
-            w.recover_from(feedback[i])
+        if feedback and i in feedback:  # frame, or (frame, copies)
+            ask = feedback[i] if isinstance(feedback[i], tuple) else (feedback[i],)
+            w.recover_from(*ask)
         w.add_frame(f)
         new = out.getvalue()[len(b"".join(parts)):]
         parts += split(new)
@@ -153,6 +154,25 @@ def test_feedback_codes_against_the_frame_the_receiver_holds():
     # a frame the writer no longer holds falls back to intra
     _, parts = write(feedback={40: 40 - MAX_REF - 5})
     assert kind(parts[frame_parts(parts)[40]]) == INTRA
+
+
+def test_a_request_answered_twice_survives_the_loss_of_its_first_answer():
+    # the receiver lost frame 10 and asks at frame 13: frames 13 and 14 both refer to 9
+    _, parts = write(feedback={13: (9, 2)})
+    ref = frames_of(parts)
+    f = frame_parts(parts)
+    assert [kind(parts[f[i]]) for i in (12, 13, 14, 15)] == [INTER, INTER_REF, INTER_REF,
+                                                             INTER]
+    # the first answer lost too: the second resumes the picture one frame later
+    lossy = frames_of([p for i, p in enumerate(parts) if i not in (f[10], f[13])])
+    check_against(lossy, ref)
+    assert [x.index for x in lossy if x.held] == [10, 11, 12, 13]
+    # both answers arrive: no frame is held beyond the first loss
+    lossy = frames_of(parts[: f[10]] + parts[f[10] + 1 :])
+    check_against(lossy, ref)
+    assert [x.index for x in lossy if x.held] == [10, 11, 12]
+    with pytest.raises(ValueError, match="copies"):
+        write(feedback={13: (9, 0)})
 
 
 def test_a_frame_number_far_ahead_is_bounded():

@@ -94,3 +94,23 @@ def test_packet_frames_reads_the_frame_numbers_of_a_message():
         w.add_frame(values)
     assert wire.packet_frames(sink.getvalue()[start:]) == [1, 2, 3]
     assert wire.packet_frames(b"") == []
+
+
+def test_a_recovery_request_goes_out_twice_then_every_repeat_interval():
+    from facecodec.call.peer import REQUEST_REPEAT_S, RecoveryRequests, is_copy
+
+    r = RecoveryRequests()
+    frame = 1 / FPS
+    # held frames every 67 ms naming frame 9: sent on the first two, then once per interval
+    sent = [i for i in range(12) if r.due(9, i * frame)]
+    assert sent[:2] == [0, 1]
+    gaps = np.diff([i * frame for i in sent[1:]])
+    assert len(sent) > 2 and (gaps >= REQUEST_REPEAT_S - 1e-9).all()
+    assert (gaps < REQUEST_REPEAT_S + frame).all()
+    # a later loss (a new last decoded frame) is a new request: two copies again
+    assert r.due(30, 1.0) and r.due(30, 1.0 + frame) and not r.due(30, 1.0 + 2 * frame)
+    assert r.due(None, 1.2)  # nothing decoded: an intra request is new too
+    # the sender acts on the first and ignores its copy, not a repeat 0.2 s later
+    assert is_copy((9, 5.0), 9, 5.0 + frame)
+    assert not is_copy((9, 5.0), 9, 5.0 + REQUEST_REPEAT_S)
+    assert not is_copy((9, 5.0), 10, 5.0 + frame)

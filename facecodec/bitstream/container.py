@@ -101,6 +101,7 @@ PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
 MIN_PART_BYTES = 128  # within a thin budget, parts of half a second of it, down to this
 assert PART_BYTES <= MAX_PART_DATA
 MAX_FRAME = (1 << 32) - 1  # frame numbers are u32, as the end chunk's count
+MAX_RECOVERY_COPIES = 4  # frames a writer codes against one recovery request's frame
 MAX_GAP_S = 10.0  # a tolerant reader conceals at most this long a gap, then skips ahead
 READ_BLOCK = 1 << 16
 # forward error correction, reader side: what it keeps to rebuild a lost packet
@@ -238,6 +239,7 @@ class FcsWriter:
         self._pending_ref = 0  # the first pending frame's reference: 0 intra, else distance
         self._force_intra = True
         self._recover_from: int | None = None
+        self._recover_left = 0  # frames still to code against _recover_from
         self._anchor = 0  # the last intra frame or recovery point
         self._last_intra = 0
         self._states: dict[int, tuple[Coded, Coded]] = {}  # frame -> (indices, deltas)
@@ -358,11 +360,15 @@ class FcsWriter:
         """Code the next frame intra (a receiver asked to resync, say)."""
         self._force_intra = True
 
-    def recover_from(self, frame: int) -> None:
+    def recover_from(self, frame: int, copies: int = 1) -> None:
         """A receiver lost packets but holds ``frame`` (its last correctly decoded frame):
         code the next frame against it, which costs far less than an intra frame (falls
-        back to intra when ``frame`` is too old or unknown)."""
-        self._recover_from = int(frame)
+        back to intra when ``frame`` is too old or unknown). ``copies`` > 1: the next
+        ``copies`` frames are all coded against it, so that the receiver resumes even if
+        the first of them is lost as well (each is a recovery point of its own)."""
+        if not 1 <= copies <= MAX_RECOVERY_COPIES:
+            raise ValueError(f"copies must be in 1..{MAX_RECOVERY_COPIES}, got {copies!r}")
+        self._recover_from, self._recover_left = int(frame), int(copies)
 
     def add_frame(self, values: Frame) -> bytes:
         return self.add_coded(self.header.table.quantize(values))
@@ -370,10 +376,17 @@ class FcsWriter:
     def _reference(self, f: int) -> int:
         """Frame ``f``'s reference: 0 for intra, else how many frames back."""
         if self._force_intra or f % self.header.intra_period == 0:
+            self._recover_from = None  # an intra frame resumes the receiver as well
             return 0
         if self._recover_from is not None:
-            a, self._recover_from = self._recover_from, None
-            return f - a if 0 < f - a <= MAX_REF and a in self._states else 0
+            a = self._recover_from
+            self._recover_left -= 1
+            if self._recover_left <= 0:
+                self._recover_from = None
+            if 0 < f - a <= MAX_REF and a in self._states:
+                return f - a
+            self._recover_from = None  # too old or unknown: this intra frame serves
+            return 0
         if self.recovery_period and (f - self._last_intra) % self.recovery_period == 0:
             anchor = self._last_intra if self.recovery_anchor == "intra" else self._anchor
             return f - anchor if f - anchor <= MAX_REF else 0

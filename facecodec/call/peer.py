@@ -38,7 +38,10 @@ from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
 PINGS = 5  # clock-offset samples the receiver takes (two-machine calls)
-REQUEST_REPEAT_S = 0.2  # a recovery request repeated at most this often
+REQUEST_REPEAT_S = 0.2  # a recovery request repeated at most this often ...
+REQUEST_COPIES = 2  # ... after being sent this many times on consecutive held frames
+RECOVERY_COPIES = 2  # frames the sender codes against the frame a request names
+DUPLICATE_S = 0.15  # a request for the same frame within this long of one acted on: a copy
 
 
 @dataclass
@@ -140,6 +143,33 @@ class CameraInput:
 
 # -- sender ----------------------------------------------------------------------------------
 
+class RecoveryRequests:
+    """When the receiver asks for a recovery frame: a new request (a new last decoded
+    frame) goes out on ``REQUEST_COPIES`` held frames in a row, in separate messages, so
+    that one lost on the way costs no round trip; then the same request again only every
+    ``REQUEST_REPEAT_S``: under sustained loss a request per concealed frame congests the
+    way back."""
+
+    def __init__(self) -> None:
+        self._good: object = object()  # the frame the last request named (None: intra)
+        self._when = -1e9
+        self._sent = 0
+
+    def due(self, good: int | None, now: float) -> bool:
+        """Whether to send the request for ``good`` on a held frame at ``now``."""
+        sent = self._sent if good == self._good else 0
+        if sent < REQUEST_COPIES or now - self._when >= REQUEST_REPEAT_S:
+            self._good, self._when, self._sent = good, now, sent + 1
+            return True
+        return False
+
+
+def is_copy(answered: tuple[int | None, float], frame: int, now: float) -> bool:
+    """Whether a recovery request for ``frame`` at ``now`` is a copy of the one acted on
+    (``answered``: its frame and when): the receiver sends each request twice."""
+    return frame == answered[0] and now - answered[1] < DUPLICATE_S
+
+
 class Sender:
     """Encodes the input in real time and sends it; acts on the receiver's feedback."""
 
@@ -162,6 +192,7 @@ class Sender:
         self.channels[wire.CONTROL].on("message", self._on_control)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pack = 1  # frame packets per fcs message (the receiver's last request)
+        self._answered: tuple[int | None, float] = (None, -1e9)  # last recovery request
         self._pending = bytearray()  # fcs bytes waiting for the rest of their message
         self._pending_packets = 0
 
@@ -278,7 +309,15 @@ class Sender:
             if kind == "intra":
                 self.enc.request_intra()
             else:
-                self.enc.recover_from(frame)
+                # the receiver sends each request twice (a lost request would cost a
+                # round trip): the copy is not a new loss
+                now = CLOCK()
+                if is_copy(self._answered, frame, now):
+                    self.log.feedback["duplicate"] += 1
+                    continue
+                self._answered = (frame, now)
+                # two frames against it: a lost recovery frame does not cost a round trip
+                self.enc.recover_from(frame, copies=RECOVERY_COPIES)
             self.log.feedback[kind] += 1
 
     async def run(self, bye_timeout: float = 30.0, send_log: bool = False) -> SenderLog:
@@ -460,7 +499,7 @@ class Receiver:
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
-        asked: tuple[object, float] = (object(), -1e9)  # (last_good, when) last requested
+        requests = RecoveryRequests()
         recorder = Recorder(self.opt.record, self.opt.fps) if self.opt.record else None
         window = None
         try:
@@ -478,10 +517,7 @@ class Receiver:
                                                   current["net"]))
                 if fr.held and self.opt.feedback:
                     good = self.dec.last_good
-                    # the same request again only after REQUEST_REPEAT_S: under sustained loss a
-                    # request per concealed frame congests the way back
-                    if good != asked[0] or now - asked[1] >= REQUEST_REPEAT_S:
-                        asked = (good, now)
+                    if requests.due(good, now):
                         req = (wire.intra_request() if good is None
                                else wire.recover_request(good))
                         self.log.feedback_sent["intra" if good is None else "recover"] += 1

@@ -23,8 +23,9 @@ class SenderLog:
     sent: list[tuple[float, int, str]] = field(default_factory=list)  # (time, bytes, channel)
     frames_pushed: int = 0  # camera frames given to the encoder (the rest were dropped late)
     frames_dropped: int = 0  # camera frames the sender was too late for
+    # requests acted on; "duplicate": a request's copy, ignored (facecodec/call/peer.py)
     feedback: dict[str, int] = field(
-        default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0})
+        default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0, "duplicate": 0})
     packing: list[tuple[float, int]] = field(default_factory=list)  # (when, packets/message)
     budget_kbps: float | None = None
     audio: bool = False

@@ -3,6 +3,7 @@ rounding): what the receiver and sender run per frame, not what training runs.""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -23,3 +24,16 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
                 seq._modules[a] = fuse_conv_bn_eval(conv, bn)
                 seq._modules[b] = nn.Identity()
     return module
+
+
+def prepare_for_inference(module: nn.Module) -> nn.Module:
+    """What the codec runs per frame: ``module`` in eval mode, batch norm folded
+    (:func:`fuse_batchnorm`) and the weights in channels-last order, in place.
+
+    Channels-last lets oneDNN run the convolutions on NHWC without reordering each
+    layer's activations: the 256 render of the shipped model took 27 ms instead of 45 ms
+    per frame on one thread of this CPU with the other core idle, 33 ms instead of 39 ms
+    with a job on it (medians of 4 alternated runs of 45 frames, 2026-12-01), the same
+    pictures to within one grey level. The inputs need no
+    conversion: the first convolution's output follows its weights' layout."""
+    return fuse_batchnorm(module.eval()).to(memory_format=torch.channels_last)

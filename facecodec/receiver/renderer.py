@@ -13,7 +13,7 @@ from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.defaults import SOURCES
 from facecodec.errors import InputError
 from facecodec.models.blocks import resize_image
-from facecodec.models.inference import fuse_batchnorm
+from facecodec.models.inference import prepare_for_inference
 from facecodec.models.keypoints import assemble
 from facecodec.models.package import ModelPackage
 from facecodec.models.registry import load_model
@@ -38,7 +38,7 @@ class Renderer:
         large to keep their detail."""
         self.package = package
         full = load_model(package.path, parts=("receiver",))
-        full.receiver = fuse_batchnorm(full.receiver.eval())
+        full.receiver = prepare_for_inference(full.receiver)
         self.model = full.receiver
         self.resolution = package.resolution
         # without the pixel blend the decoder alone draws the frame, at the model's size

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from facecodec.models.blocks import resize_image
-from facecodec.models.inference import fuse_batchnorm
+from facecodec.models.inference import prepare_for_inference
 from facecodec.models.package import ModelPackage
 from facecodec.models.registry import load_model
 
@@ -18,7 +18,7 @@ class SenderNetwork:
 
     def __init__(self, package: ModelPackage):
         self.package = package
-        self.model = fuse_batchnorm(load_model(package.path, parts=("sender",)).sender.eval())
+        self.model = prepare_for_inference(load_model(package.path, parts=("sender",)).sender)
         self.resolution = package.resolution
         self.active = any(True for _ in self.model.parameters())
 
