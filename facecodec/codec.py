@@ -982,6 +982,7 @@ class Decoder:
         self._reader: FcsReader | None = None
         self._audio: list[AudioPacket] = []  # read, not yet drained
         self._renderers: dict[tuple[Path, int], object] = {}
+        self._retoucher: Retoucher | None = None  # preload()'s, kept for every stream
 
     def _renderer(self, header: Header, name: str):
         # the user's own model argument may be a path; the stream's id is only a name,
@@ -1001,12 +1002,18 @@ class Decoder:
         return r
 
     def preload(self, size: int | None = None) -> None:
-        """Load the receiver's weights now, before a stream arrives (a call's receiver: its
-        first face then waits for the first source only): this Decoder's model (default:
+        """Load the receiver's weights and start the touch-up's face mesh now, before a
+        stream arrives (a call's receiver: its first face then waits for the first source
+        only): this Decoder's model (default:
         the shipped one), drawn at ``size`` (default: the output size, else a live
         stream's crop size). A stream naming another model or size loads its own."""
         package = find_model(self.model)
         self._cache_renderer(package, self.output_size or size or TUBE_SIZE)
+        if self.retouch and self._retoucher is None:
+            # the touch-up's face mesh takes ~1.5 s to start: a call's first face would
+            # wait for it after its first source (measured: 1.0-1.3 s of a 3.2-s start)
+            self._retoucher = Retoucher()
+            self._retoucher.load()
 
     def _cache_renderer(self, package, size: int):
         key = (package.path, size)
@@ -1048,8 +1055,10 @@ class Decoder:
         self._audio = []
 
         renderer = self._renderer(reader.header, name)
-        # one per stream: it keeps the face mesh loaded (each frame is touched up alone)
-        retoucher = Retoucher() if self.retouch else None
+        # one per stream, or preload()'s: it keeps the face mesh loaded (each frame is
+        # touched up alone, so streams can share it)
+        own = self.retouch and self._retoucher is None
+        retoucher = Retoucher() if own else self._retoucher if self.retouch else None
         last: np.ndarray | None = None
         try:
             for ev in reader:
@@ -1076,7 +1085,7 @@ class Decoder:
                     pass  # the output is the face tube; the crop places it in the original
         finally:
             self.skipped = reader.skipped
-            if retoucher is not None:
+            if own and retoucher is not None:
                 retoucher.close()
 
     def drain_audio(self) -> list[AudioPacket]:

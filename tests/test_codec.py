@@ -15,6 +15,7 @@ import pytest
 from codec_helpers import make_package
 
 import facecodec.codec
+import facecodec.receiver.expression
 from facecodec.bitstream.chunks import SOURCE_PART
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior
@@ -335,14 +336,18 @@ def test_a_live_receiver_can_skip_drawing_frames(env, stream):
 
 
 def test_a_receiver_preloads_its_weights(env, stream, monkeypatch):
-    """Decoder.preload(): the stream then draws with the renderer already loaded."""
+    """Decoder.preload(): the stream then draws with the renderer already loaded and the
+    touch-up's face mesh already started (it takes ~1.5 s: a call's first face waited)."""
     dec = Decoder("tiny_codec")
     dec.preload()
     assert len(dec._renderers) == 1
     made = []
     monkeypatch.setattr(facecodec.codec, "Renderer",
                         lambda *a, **k: made.append(1) or pytest.fail("loaded again"))
-    assert len(list(dec.frames(stream))) > 0 and not made
+    monkeypatch.setattr(facecodec.receiver.expression, "FaceTracker",
+                        lambda *a, **k: made.append(1) or pytest.fail("mesh started again"))
+    for _ in range(2):  # every stream of this decoder
+        assert len(list(dec.frames(stream))) > 0 and not made
 
 
 def test_live_call_recovers_through_feedback(env):
