@@ -52,6 +52,12 @@ def test_freezes_on_screen_and_in_frames():
     assert f["longest_run_frames"] == 2 and f["longest_run_s"] == pytest.approx(0.2)
     assert f["time_frozen_s"] == pytest.approx(0.7)
     assert freezes(frames, FPS, end=2.0)["longest_s"] == pytest.approx(1.0)
+    # the first picture, then frames captured before it decoded late as the receiver
+    # catches up: no run once they are left out (``since``: the first frame after it)
+    start = [ev(0, 2.0), *(ev(k, 2.0 + 0.01 * k, "late") for k in range(1, 5)),
+             ev(5, 2.1), ev(6, 2.2, "concealed"), ev(7, 2.3)]
+    assert freezes(start, FPS)["longest_run_frames"] == 4
+    assert freezes(start, FPS, since=5)["longest_run_frames"] == 1
 
 
 def test_delays_subtract_the_link():

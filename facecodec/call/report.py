@@ -7,6 +7,7 @@ two machines the receiver maps the sender's times with the offset it estimated).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -95,10 +96,13 @@ def account(n_sent: int, frames: list[FrameEvent], not_shown: int) -> dict:
                           and gaps == not_shown)}
 
 
-def freezes(frames: list[FrameEvent], fps: float, end: float | None = None) -> dict:
+def freezes(frames: list[FrameEvent], fps: float, end: float | None = None,
+            since: int = 0) -> dict:
     """Freezes as seen on screen: the time between two consecutive drawn pictures (and,
     with ``end``, from the last one to the end of the call), from the first picture on;
-    and in stream frames: the longest run of frames not drawn."""
+    and in stream frames from ``since`` on: the longest run of frames not drawn (the
+    frames captured before the first face was shown are skipped as the receiver catches
+    up, which is no freeze)."""
     shown = [e.shown for e in frames if e.kind == "drawn"]
     gaps = [b - a for a, b in zip(shown, shown[1:], strict=False)]
     if end is not None and shown:
@@ -106,6 +110,8 @@ def freezes(frames: list[FrameEvent], fps: float, end: float | None = None) -> d
     run = longest = 0
     started = False
     for e in sorted(frames, key=lambda e: e.index):
+        if e.index < since:
+            continue
         if e.kind == "drawn":
             started, run = True, 0
         elif started:
@@ -242,7 +248,9 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
         "sources_s": [[slot, round(t - start, 3)] for slot, t in receiver.sources],
         "delay": delays(sender, receiver.frames, first_face),
         "freezes": freezes(receiver.frames, sender.fps,
-                           end=max((e.shown for e in receiver.frames), default=None)),
+                           end=max((e.shown for e in receiver.frames), default=None),
+                           since=bisect.bisect_left(sender.capture, first_face)
+                           if first_face is not None else 0),
         "av": av_offset(sender, receiver, first_face),
         "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
         "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback},
