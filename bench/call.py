@@ -139,7 +139,9 @@ def main() -> None:
         "dropped: the sender was still busy when the next capture was due (the stream repeats "
         "the last picture for that slot). stream kbps: the stream's bytes on the data "
         "channels over the call (the first 10 s hold the first sources); wire: UDP payload "
-        "sender -> receiver, DTLS and SCTP included.",
+        "sender -> receiver, DTLS and SCTP included, over the media's span (the "
+        "connection's set-up, ~5 KB, left out since 2026-12-02; the rows of earlier runs "
+        "include it, ~0.6 kbps over a minute).",
         "load avg: the 1-minute load average at the end of the call (both peers and the "
         "relay make about 1.5 on their own); other jobs on the machine make the delays and "
         "the late / dropped frames worse (docs/call.md has a run under a load of 4-7).",

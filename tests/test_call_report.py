@@ -98,3 +98,17 @@ def test_bitrate_windows_against_budget():
     assert b["of_budget"] == pytest.approx(0.8)
     assert b["highest_window_of_budget"] == pytest.approx(0.8)
     assert b["kbps_by_channel"] == {"fcs": pytest.approx(8.0)}
+
+
+def test_wire_rates_count_the_media_span_only():
+    """The relay's datagrams before the sender's first frame (ICE, DTLS) are not the
+    call's rate; without the relay's log, every byte counts."""
+    s = sender(4)
+    s.sent = [(100.0, 100, "fcs"), (110.0, 100, "fcs")]  # a 10-s span
+    link = {"a_to_b": {"bytes": 6000, "datagrams": 30}}
+    offered = {"a_to_b": [(99.0, 5000), *((100.0 + k, 100) for k in range(10))]}
+    r = summarize(s, ReceiverLog(frames=[ev(0, 100.2)]), link=link, offered=offered)
+    assert r["bits_wire"]["a_to_b"]["kbps_udp"] == pytest.approx(1000 * 8 / 10 / 1000)
+    assert r["bits_wire"]["a_to_b"]["datagrams_per_s"] == pytest.approx(1.0)
+    r = summarize(s, ReceiverLog(frames=[ev(0, 100.2)]), link=link)
+    assert r["bits_wire"]["a_to_b"]["kbps_udp"] == pytest.approx(6000 * 8 / 10 / 1000)

@@ -164,6 +164,9 @@ class UdpRelay:
         # loop's clock (time.monotonic): a peer in another process finds the delay of the
         # datagram that brought a message from the message's arrival time
         self.delivered: dict[str, list[tuple[float, float]]] = {"a_to_b": [], "b_to_a": []}
+        # per direction, (when offered, UDP payload bytes) of every datagram a peer sent:
+        # the wire rate over the media's span, without the connection's set-up
+        self.offered: dict[str, list[tuple[float, int]]] = {"a_to_b": [], "b_to_a": []}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handles: set[asyncio.TimerHandle] = set()
 
@@ -184,6 +187,7 @@ class UdpRelay:
         if addr is None:
             return
         now = self._loop.time()
+        self.offered[direction].append((now, len(data)))
         arrive = self.models[direction].send(now, len(data))
         if arrive is None:
             return

@@ -232,8 +232,11 @@ def bitrate(events: list[tuple[float, int, str]], start: float, end: float,
 
 
 def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None,
-              end: float | None = None) -> dict:
-    """The whole report (see docs/call.md)."""
+              end: float | None = None,
+              offered: dict[str, list[tuple[float, int]]] | None = None) -> dict:
+    """The whole report (see docs/call.md). ``offered``: per direction of the link, the
+    (time, bytes) of every datagram (the relay's log): the wire rates then count the
+    media's span only, not the connection's set-up (ICE, DTLS) before it."""
     n = len(sender.capture)
     drawn = [e for e in receiver.frames if e.kind == "drawn"]
     first_face = min((e.shown for e in drawn), default=None)
@@ -265,9 +268,14 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
     if link is not None:
         report["link"] = link
         span = max(stop - start, 1e-9)
-        report["bits_wire"] = {
-            d: {"kbps_udp": round(s["bytes"] * 8 / span / 1000, 3),
-                "kbps_ip": round((s["bytes"] + 28 * s["datagrams"]) * 8 / span / 1000, 3),
-                "datagrams_per_s": round(s["datagrams"] / span, 2)}
-            for d, s in link.items()}
+        wire = {}
+        for d, s in link.items():
+            size, count = s["bytes"], s["datagrams"]
+            if offered is not None and d in offered:
+                sizes = [n for t, n in offered[d] if start <= t <= stop]
+                size, count = sum(sizes), len(sizes)
+            wire[d] = {"kbps_udp": round(size * 8 / span / 1000, 3),
+                       "kbps_ip": round((size + 28 * count) * 8 / span / 1000, 3),
+                       "datagrams_per_s": round(count / span, 2)}
+        report["bits_wire"] = wire
     return report

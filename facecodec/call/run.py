@@ -100,7 +100,7 @@ async def loopback_call(source: dict, options: CallOptions, forward: LinkProfile
             relay.close()
     for e in rlog.frames:  # the emulated delay of the datagram that brought each frame
         e.net_delay = relay.delay_before("a_to_b", e.arrived)
-    report = summarize(slog, rlog, link=relay.summary())
+    report = summarize(slog, rlog, link=relay.summary(), offered=relay.offered)
     report["call"] = {"mode": "loopback", "seconds": round(end - started, 2),
                       "options": {k: (str(v) if isinstance(v, Path) else v)
                                   for k, v in asdict(options).items()},
