@@ -143,27 +143,6 @@ class CameraInput:
 
 # -- sender ----------------------------------------------------------------------------------
 
-class RecoveryRequests:
-    """When the receiver asks for a recovery frame: a new request (a new last decoded
-    frame) goes out on ``REQUEST_COPIES`` held frames in a row, in separate messages, so
-    that one lost on the way costs no round trip; then the same request again only every
-    ``REQUEST_REPEAT_S``: under sustained loss a request per concealed frame congests the
-    way back."""
-
-    def __init__(self) -> None:
-        self._good: object = object()  # the frame the last request named (None: intra)
-        self._when = -1e9
-        self._sent = 0
-
-    def due(self, good: int | None, now: float) -> bool:
-        """Whether to send the request for ``good`` on a held frame at ``now``."""
-        sent = self._sent if good == self._good else 0
-        if sent < REQUEST_COPIES or now - self._when >= REQUEST_REPEAT_S:
-            self._good, self._when, self._sent = good, now, sent + 1
-            return True
-        return False
-
-
 def is_copy(answered: tuple[int | None, float], frame: int, now: float) -> bool:
     """Whether a recovery request for ``frame`` at ``now`` is a copy of the one acted on
     (``answered``: its frame and when): the receiver sends each request twice."""
@@ -339,6 +318,27 @@ class Sender:
 
 
 # -- receiver --------------------------------------------------------------------------------
+
+class RecoveryRequests:
+    """When the receiver asks for a recovery frame: a new request (a new last decoded
+    frame) goes out on ``REQUEST_COPIES`` held frames in a row, in separate messages, so
+    that one lost on the way costs no round trip; then the same request again only every
+    ``REQUEST_REPEAT_S``: under sustained loss a request per concealed frame congests the
+    way back."""
+
+    def __init__(self) -> None:
+        self._good: object = object()  # the frame the last request named (None: intra)
+        self._when = -1e9
+        self._sent = 0
+
+    def due(self, good: int | None, now: float) -> bool:
+        """Whether to send the request for ``good`` on a held frame at ``now``."""
+        sent = self._sent if good == self._good else 0
+        if sent < REQUEST_COPIES or now - self._when >= REQUEST_REPEAT_S:
+            self._good, self._when, self._sent = good, now, sent + 1
+            return True
+        return False
+
 
 class Receiver:
     """Receives the stream, decodes it in a thread, shows / records what it draws, sends
