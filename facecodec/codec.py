@@ -1058,7 +1058,7 @@ class Decoder:
         # one per stream, or preload()'s: it keeps the face mesh loaded (each frame is
         # touched up alone, so streams can share it)
         own = self.retouch and self._retoucher is None
-        retoucher = Retoucher() if own else self._retoucher if self.retouch else None
+        retoucher = Retoucher() if own else self._retoucher  # None without the touch-up
         last: np.ndarray | None = None
         try:
             for ev in reader:
@@ -1085,7 +1085,7 @@ class Decoder:
                     pass  # the output is the face tube; the crop places it in the original
         finally:
             self.skipped = reader.skipped
-            if own and retoucher is not None:
+            if own:
                 retoucher.close()
 
     def drain_audio(self) -> list[AudioPacket]:

@@ -199,8 +199,9 @@ class Sender:
             return
         setup, fcs = self.splitter.split(data) if data else (b"", b"")
         self._pending += fcs
-        self._pending_packets += len(wire.packet_frames(fcs)) if fcs else 0
-        if self._pending_packets >= self._pack or flush:
+        if self._pack > 1 and fcs:  # counted only when packing (not per frame by default)
+            self._pending_packets += len(wire.packet_frames(fcs))
+        if self._pack == 1 or self._pending_packets >= self._pack or flush:
             fcs, self._pending, self._pending_packets = bytes(self._pending), bytearray(), 0
         else:
             fcs = b""

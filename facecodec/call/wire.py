@@ -16,7 +16,9 @@ announcement):
 - ``feedback`` (id 4), unordered, ``maxRetransmits=0``, receiver -> sender, binary:
   ``b"I"`` (code the next frame intra: nothing decoded yet) or ``b"R" + u32 frame``
   (code the next frame against ``frame``, the receiver's ``Decoder.last_good``). The
-  receiver asks again at every frame it conceals, so a lost request costs a frame.
+  receiver sends a new request on two held frames in a row and repeats it every 0.2 s
+  while it stays held; the sender codes two frames against it and ignores the copy
+  (facecodec/call/peer.py).
   ``b"P" + u8 k``: pack ``k`` frames per ``fcs`` message from now on (1..``MAX_PACKING``;
   the receiver's congestion verdict, facecodec/call/congestion.py).
 """
