@@ -74,7 +74,7 @@ def main() -> None:
     rows, detail = [], []
     for kbps, sound in runs:
         enc = Encoder(kbps=kbps, audio=sound)
-        audio = (encode_audio(pcm[:round(seconds * 48000)], enc.audio_kbps)
+        audio = (encode_audio(pcm[:round(seconds * 48000)], enc.sound)
                  if sound and pcm is not None else None)
         data = write_stream(enc, clip, audio).data
         with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +92,7 @@ def main() -> None:
             "sound": "yes" if sound else "no",
             "plan": ("dead zone 16, Opus 8, sources whole" if plan is None else
                      f"dead zone {plan.deadband:g}, "
-                     + ("no sound" if plan.audio_kbps is None else f"Opus {plan.audio_kbps:g}")
+                     + plan.sound_name()
                      + f", sources ~{plan.sources_kbps:.1f}"),
             "first 10 s (kbps)": windows[0]["all_in_kbps"],
             "highest later 10 s (kbps)": max(later),

@@ -88,7 +88,7 @@ def main() -> None:
     for kbps, sound in runs:
         for choice in ("pose", "render"):
             enc = Encoder(kbps=kbps, audio=sound, source_choice=choice)
-            audio = (encode_audio(pcm[:round(seconds * 48000)], enc.audio_kbps)
+            audio = (encode_audio(pcm[:round(seconds * 48000)], enc.sound)
                      if sound and pcm is not None else None)
             t = time.perf_counter()
             if args.live:

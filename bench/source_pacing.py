@@ -124,7 +124,7 @@ def main() -> None:
         for rate in args.rates.split(","):
             kbps = None if rate == "none" else float(rate)
             enc = Encoder(source_kbps=kbps)
-            audio = encode_audio(pcm[:round(len(clip.frames) / fps * 48000)], enc.audio_kbps)
+            audio = encode_audio(pcm[:round(len(clip.frames) / fps * 48000)], enc.sound)
             data = write_stream(enc, clip, audio).data
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "call.fcs"

@@ -1,5 +1,6 @@
-"""The call's sound: Opus (libopus through PyAV), sent as its own packets in the ``.fcs``
-stream (format 2.2, docs/format.md section 2.3) and put back beside the picture.
+"""The call's sound: Opus (libopus through PyAV), or Codec 2 (pycodec2) on budgets too
+thin for Opus, sent as its own packets in the ``.fcs`` stream (format 2.2 / 2.4,
+docs/format.md section 2.3) and put back beside the picture.
 
 Time is counted in samples at 48 kHz (Opus's own clock) from the first video frame of the
 stream: a packet says where its first sample goes, so the receiver places every packet
@@ -7,25 +8,46 @@ exactly (lip sync by construction) and fills a lost one with silence.
 
 Opus packets of 60 ms: at a few kilobits per second each packet's framing in the stream
 (about 8 bytes) costs ~1 kbps at that length, three times as much at 20 ms.
+
+Codec 2 (2.4): Opus does not go below ~5 kbps with speech left (STOI 0.84 at 6 kbps asked,
+0.66 at 5, 0.49 at 4 on the call clip's first 30 s), while Codec 2 keeps 0.78 at 2.4 kbps
+and 0.71 at 1.6 (``bench/speech.py``). It codes 8 kHz narrowband: the sender takes every
+6th sample after a low-pass, the receiver puts the 5 between back with the same filter
+(:class:`Resample6`), so the stream's clock stays Opus's 48 kHz. Its packets are 120 ms
+(several Codec 2 frames): 8 bytes of framing per packet are ~0.5 kbps there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import pycodec2
 
-from facecodec.bitstream.container import AUDIO_INFO, AudioPacket
+from facecodec.bitstream.container import (
+    AUDIO_CLOCK,
+    AUDIO_INFO,
+    CODEC2_MODES,
+    AudioPacket,
+    codec2_info,
+)
 from facecodec.defaults import AUDIO_KBPS as DEFAULT_KBPS
 from facecodec.defaults import AUDIO_MAX_KBPS as MAX_KBPS
 from facecodec.defaults import AUDIO_MIN_KBPS as MIN_KBPS
 from facecodec.errors import InputError
 
-RATE: int = AUDIO_INFO["rate"]  # Opus codes at 48 kHz whatever the input's rate
+RATE: int = AUDIO_CLOCK  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
+CODEC2_PACKET_MS = 120
+# Codec 2's own delay: its decoded speech comes ~20 ms after its input (the envelope's
+# best alignment on the call clip, bench/speech.py, 2400 and 1300 bit/s); its packets
+# are stamped that much earlier, so the receiver places the sound in sync
+CODEC2_DELAY = RATE * 20 // 1000
+NARROW = 6  # Codec 2's 8 kHz is every 6th sample of the stream's 48 kHz
 MAX_GAP_S = 10.0  # a live sender fills at most this much silence, then restarts its clock
 _TIME_BASE = Fraction(1, RATE)
 
@@ -74,9 +96,11 @@ def read_audio(path: str | Path) -> np.ndarray | None:
 class OpusEncoder:
     """Mono int16 PCM at 48 kHz in, :class:`AudioPacket` out (VBR at ``kbps``, VoIP mode)."""
 
-    def __init__(self, kbps: float = DEFAULT_KBPS):
-        if not MIN_KBPS <= kbps <= MAX_KBPS:
-            raise InputError(f"audio bitrate must be in {MIN_KBPS:g}..{MAX_KBPS:g} kbps, "
+    def __init__(self, kbps: float = DEFAULT_KBPS, floor: float = MIN_KBPS):
+        """``floor``: the lowest rate taken (the product's; ``bench/speech.py`` asks lower
+        to show why it is there)."""
+        if not floor <= kbps <= MAX_KBPS:
+            raise InputError(f"audio bitrate must be in {floor:g}..{MAX_KBPS:g} kbps, "
                              f"got {kbps!r}")
         self._ctx = av.CodecContext.create("libopus", "w")
         self._ctx.sample_rate, self._ctx.layout, self._ctx.format = RATE, "mono", "s16"
@@ -117,12 +141,13 @@ class OpusEncoder:
         return [AudioPacket(int(p.pts), bytes(p)) for p in packets]
 
 
-class LiveOpus:
-    """A live call's sound: an :class:`OpusEncoder` whose samples start at ``origin`` (on
-    the stream's 48 kHz clock), its packets written straight into a ``FcsWriter``."""
+class LiveSound:
+    """A live call's sound: the encoder of a :class:`Sound` whose samples start at
+    ``origin`` (on the stream's 48 kHz clock), its packets written straight into a
+    ``FcsWriter``."""
 
-    def __init__(self, kbps: float, origin: int):
-        self.encoder = OpusEncoder(kbps)
+    def __init__(self, sound: Sound, origin: int):
+        self.encoder = sound.encoder()
         self.origin = origin
 
     def encode_into(self, pcm: np.ndarray, writer) -> None:
@@ -134,9 +159,10 @@ class LiveOpus:
             writer.add_audio(AudioPacket(p.start + self.origin, p.data))
 
 
-def encode_audio(pcm: np.ndarray, kbps: float = DEFAULT_KBPS) -> list[AudioPacket]:
-    """A whole track (mono int16, 48 kHz) as Opus packets."""
-    enc = OpusEncoder(kbps)
+def encode_audio(pcm: np.ndarray, sound: Sound | float = DEFAULT_KBPS) -> list[AudioPacket]:
+    """A whole track (mono int16, 48 kHz) as packets of ``sound`` (a number: Opus at that
+    many kbps)."""
+    enc = OpusEncoder(sound) if isinstance(sound, int | float) else sound.encoder()
     return enc.encode(pcm) + enc.flush()
 
 
@@ -180,11 +206,192 @@ class OpusDecoder:
         return np.zeros(n, np.int16)
 
 
-def decode_audio(packets: Iterable[AudioPacket], total: int | None = None) -> np.ndarray:
-    """Packets -> one mono int16 track from sample 0 (``total`` samples when given)."""
-    dec = OpusDecoder()
+def decode_audio(packets: Iterable[AudioPacket], total: int | None = None,
+                 info: dict | None = None) -> np.ndarray:
+    """Packets -> one mono int16 track from sample 0 (``total`` samples when given), of
+    the sound the header's ``info`` declares (None: Opus)."""
+    dec = sound_decoder(info or {"audio": dict(AUDIO_INFO)})
     parts = [dec.decode(p) for p in packets]
     if total is not None:
         parts.append(dec.until(total))
     pcm = np.concatenate(parts) if parts else np.zeros(0, np.int16)
     return pcm[:total] if total is not None else pcm
+
+
+# --- the sound's codec: which one, and its encoder and decoder ---------------------------
+
+@dataclass(frozen=True)
+class Sound:
+    """The sound's codec as a stream declares it: Opus at ``kbps`` (VBR: the rate asked), or
+    Codec 2 at ``mode`` bit/s."""
+
+    codec: str = "opus"
+    kbps: float = DEFAULT_KBPS
+    mode: int = 0
+
+    def __post_init__(self) -> None:
+        if self.codec == "opus":
+            if not MIN_KBPS <= self.kbps <= MAX_KBPS:
+                raise InputError(f"audio bitrate must be in {MIN_KBPS:g}..{MAX_KBPS:g} kbps, "
+                                 f"got {self.kbps!r}")
+        elif self.codec != "codec2" or self.mode not in CODEC2_MODES:
+            raise InputError(f"no such sound codec: {self.codec} {self.mode or ''}".strip())
+
+    @classmethod
+    def codec2(cls, mode: int) -> Sound:
+        return cls("codec2", mode / 1000.0, int(mode))
+
+    def info(self) -> dict:
+        """The header's ``info`` entry: ``{"audio": ...}``."""
+        return {"audio": self.audio_info()}
+
+    def audio_info(self) -> dict:
+        """The header's ``info["audio"]``."""
+        return dict(AUDIO_INFO) if self.codec == "opus" else codec2_info(self.mode)
+
+    @property
+    def packet_s(self) -> float:
+        return (FRAME_MS if self.codec == "opus" else CODEC2_PACKET_MS) / 1000.0
+
+    def describe(self) -> str:
+        return f"Opus {self.kbps:.1f}" if self.codec == "opus" else f"Codec 2 {self.mode}"
+
+    def encoder(self) -> OpusEncoder | Codec2Encoder:
+        return OpusEncoder(self.kbps) if self.codec == "opus" else Codec2Encoder(self.mode)
+
+
+def declared_sound(info: dict) -> Sound | None:
+    """The sound a header's ``info`` declares (None: none this reader knows)."""
+    audio = info.get("audio")
+    if audio == AUDIO_INFO:
+        return Sound()
+    for mode in CODEC2_MODES:
+        if audio == codec2_info(mode):
+            return Sound.codec2(mode)
+    return None
+
+
+def sound_decoder(info: dict) -> OpusDecoder | Codec2Decoder:
+    """The decoder of the sound a header's ``info`` declares (Opus's when it declares none
+    this reader knows: its packets are then never read, see the container)."""
+    sound = declared_sound(info)
+    return Codec2Decoder(sound.mode) if sound and sound.codec == "codec2" else OpusDecoder()
+
+
+class Resample6:
+    """48 kHz <-> 8 kHz for Codec 2, streaming: a windowed-sinc low-pass (cut-off 3.6 kHz,
+    97 taps: 1 ms of delay at 48 kHz) before keeping every 6th sample, or after putting 5
+    zeros between samples. The filter is linear phase, so speech keeps its shape; the
+    1-ms delay is left in (under a video frame, far inside the 40-ms lip-sync target)."""
+
+    TAPS = 97
+
+    def __init__(self) -> None:
+        n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
+        cut = 3600.0 / RATE  # cycles per sample at 48 kHz
+        h = 2 * cut * np.sinc(2 * cut * n) * np.hamming(self.TAPS)
+        self.h = h / h.sum()
+        self._down = np.zeros(self.TAPS - 1)  # the last input samples at 48 kHz
+        self._phase = 0  # the next input sample's position modulo 6
+        self._up = np.zeros(self.TAPS // NARROW + 1)  # the last 8 kHz samples
+
+    def down(self, pcm48: np.ndarray) -> np.ndarray:
+        """48 kHz int16 in (continuing), 8 kHz float out (every 6th filtered sample)."""
+        x = np.concatenate([self._down, np.asarray(pcm48, np.float64)])
+        y = np.convolve(x, self.h, mode="valid")  # y[k]: the filter ending at x's own k
+        first = (-self._phase) % NARROW
+        self._phase = (self._phase + len(pcm48)) % NARROW
+        self._down = x[len(x) - (self.TAPS - 1):]
+        return y[first::NARROW]
+
+    def up(self, pcm8: np.ndarray) -> np.ndarray:
+        """8 kHz in (continuing), 48 kHz float out: 6 samples per sample in."""
+        x = np.concatenate([self._up, np.asarray(pcm8, np.float64)])
+        z = np.zeros(len(x) * NARROW)
+        z[::NARROW] = x * NARROW  # the zeros between carry no energy: keep the level
+        y = np.convolve(z, self.h)
+        start = len(self._up) * NARROW
+        self._up = x[len(x) - len(self._up):]
+        return y[start: start + len(pcm8) * NARROW]
+
+
+def _int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+
+class Codec2Encoder:
+    """Mono int16 PCM at 48 kHz in, :class:`AudioPacket` of ``CODEC2_PACKET_MS`` out
+    (Codec 2 frames back to back); the same interface as :class:`OpusEncoder`."""
+
+    def __init__(self, mode: int):
+        self._codec = pycodec2.Codec2(mode)
+        self._n = self._codec.samples_per_frame()  # at 8 kHz
+        self._per_packet = CODEC2_PACKET_MS * 8 // self._n  # Codec 2 frames per packet
+        self.frame_size = self._per_packet * self._n * NARROW  # at 48 kHz
+        self._resample = Resample6()
+        self._buffer = np.zeros(0, np.int16)
+        self._next = 0
+
+    def encode(self, pcm: np.ndarray) -> list[AudioPacket]:
+        self._buffer = np.concatenate([self._buffer, np.asarray(pcm, np.int16).reshape(-1)])
+        out = []
+        while len(self._buffer) >= self.frame_size:
+            out.append(self._packet(self._buffer[: self.frame_size]))
+            self._buffer = self._buffer[self.frame_size:]
+        return out
+
+    def flush(self) -> list[AudioPacket]:
+        if not len(self._buffer):
+            return []
+        pad = np.zeros(self.frame_size - len(self._buffer), np.int16)
+        out = [self._packet(np.concatenate([self._buffer, pad]))]
+        self._buffer = np.zeros(0, np.int16)
+        return out
+
+    def _packet(self, samples: np.ndarray) -> AudioPacket:
+        narrow = _int16(self._resample.down(samples))
+        data = b"".join(bytes(self._codec.encode(narrow[i: i + self._n]))
+                        for i in range(0, len(narrow), self._n))
+        packet = AudioPacket(self._next - CODEC2_DELAY, data)
+        self._next += len(samples)
+        return packet
+
+
+class Codec2Decoder:
+    """:class:`AudioPacket` in (in order; any may be missing), continuous PCM at 48 kHz out,
+    as :class:`OpusDecoder`: a packet whose size is not a whole number of Codec 2 frames
+    is damaged, a gap."""
+
+    def __init__(self, mode: int) -> None:
+        self._codec = pycodec2.Codec2(mode)
+        self._n = self._codec.samples_per_frame()
+        self._bytes = self._codec.bytes_per_frame()
+        self._resample = Resample6()
+        self.position = 0
+
+    def decode(self, packet: AudioPacket) -> np.ndarray:
+        data = packet.data
+        if not data or len(data) % self._bytes:
+            return np.zeros(0, np.int16)
+        narrow = np.concatenate([
+            np.asarray(self._codec.decode(data[i: i + self._bytes]), np.float64)
+            for i in range(0, len(data), self._bytes)])
+        start = packet.start
+        out = []
+        if start > self.position:  # a gap: silence, through the filter to keep its state
+            out.append(self.until(start))
+        wide = _int16(self._resample.up(narrow))
+        if start < self.position:  # overlaps what is out: trim
+            wide = wide[self.position - start:]
+        out.append(wide)
+        self.position += len(wide)
+        return np.concatenate(out)
+
+    def until(self, sample: int) -> np.ndarray:
+        n = max(0, sample - self.position)
+        if not n:
+            return np.zeros(0, np.int16)
+        # whole 8 kHz samples through the filter; the last partial one as plain silence
+        wide = _int16(self._resample.up(np.zeros(n // NARROW)))
+        self.position += n
+        return np.concatenate([wide, np.zeros(n - len(wide), np.int16)])

@@ -49,9 +49,8 @@ from facecodec.audio import MAX_GAP_S as MAX_AUDIO_GAP_S
 from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
 from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.audio import RATE as AUDIO_RATE
-from facecodec.audio import LiveOpus, OpusDecoder, encode_audio, read_audio
+from facecodec.audio import LiveSound, Sound, encode_audio, read_audio, sound_decoder
 from facecodec.bitstream.container import (
-    AUDIO_INFO,
     MAX_REF,
     AudioPacket,
     Crop,
@@ -60,6 +59,7 @@ from facecodec.bitstream.container import (
     FcsWriter,
     Header,
     SourceFrame,
+    audio_declared,
 )
 from facecodec.bitstream.header import MAX_FPS, MIN_FPS, intra_period_frames
 from facecodec.bitstream.limits import MAX_SOURCES
@@ -191,9 +191,9 @@ class Encoder:
             frame packets (2..16; 0: off), from which the receiver rebuilds any one lost
             packet of the group (format 2.1), holding frames back up to G - 1 frames while
             a repair is open.
-        audio: send the sound (Opus, format 2.2): a video file's, or what ``push_audio``
-            gives a live stream (whose header then declares sound). A video without sound
-            gives a stream without it.
+        audio: send the sound (Opus, format 2.2; Codec 2 on a budget too thin for Opus,
+            2.4): a video file's, or what ``push_audio`` gives a live stream (whose header
+            then declares sound). A video without sound gives a stream without it.
         audio_kbps: the sound's Opus bitrate (6..64; 8 by default, speech).
         first_source_quality: a live call's first source frame is sent at 160 px and this
             quality (30 by default: the first face sooner on a thin link) and again at
@@ -208,13 +208,15 @@ class Encoder:
             full ``REFINE_AFTER_S`` later).
         kbps: a budget for everything the stream carries (3..30 kbps: frames, sound,
             sources, headers), planned by :func:`facecodec.sender.budget.plan_budget`:
-            it sets the dead zone (with its prior), the sound's bitrate and how many
-            sources (unless ``n_sources`` is given), and the sources are paced as above
-            within what the frames and the sound leave of it, measured as they go; a file
-            drops the sources not started by its end (``EncodeStats.warnings`` says so).
-            With it, ``deadband``, ``prior``, ``audio_kbps`` and ``source_kbps`` are left
-            unset. :attr:`budget` holds the plan. A budget below
-            what the model's frames and the sound need raises
+            it sets the dead zone (with its prior), the sound's codec and bitrate, the
+            frame rate (``fps``, or half of it when the budget cannot carry the frames at
+            ``fps``) and how many sources (unless ``n_sources`` is given), and the sources
+            are paced as above within what the frames and the sound leave of it, measured
+            as they go; a file drops the sources not started by its end
+            (``EncodeStats.warnings`` says so). With it, ``deadband``, ``prior``,
+            ``audio_kbps`` and ``source_kbps`` are left unset. :attr:`budget` holds the
+            plan, :attr:`fps` and :attr:`sound` what it chose. A budget below what the
+            model's frames and the sound need raises
             :class:`~facecodec.sender.budget.BudgetError` saying the smallest that works.
         source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
             frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,
@@ -280,7 +282,6 @@ class Encoder:
             raise InputError(f"source_kbps must be None or a number in {MIN_SOURCE_KBPS:g}.."
                              f"{MAX_SOURCE_KBPS:g}, got {source_kbps!r}")
         self.source_kbps = None if source_kbps is None else float(source_kbps)
-        self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
 
         self.package = find_model(model)
         self.budget: BudgetPlan | None = None
@@ -292,6 +293,12 @@ class Encoder:
                                       self.package.profile.max_sources)
             deadband = self.budget.deadband
             self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
+            if self.budget.fps != float(fps):  # halved: the frames at fps do not fit
+                fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)) / 2
+        self.sound = (Sound.codec2(round(self.audio_kbps * 1000))
+                      if self.budget and self.budget.audio_codec == "codec2"
+                      else Sound("opus", self.audio_kbps))
+        self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
         self.prior = prior or self.package.prior(deadband)
         self.network = SenderNetwork(self.package)
         # (numpy scalars pass the checks; Fraction and the header want Python numbers)
@@ -359,7 +366,7 @@ class Encoder:
                       intra_period=self.intra_period, packet_frames=self.packet_frames,
                       n_sources=n_sources, model_id=self.package.name,
                       model_hash=self._model_hash,
-                      info={**({"audio": dict(AUDIO_INFO)} if audio else {}),
+                      info={**(self.sound.info() if audio else {}),
                             # what bitrate --report holds the stream's windows against
                             **({"budget_kbps": self.budget.kbps} if self.budget else {})})
 
@@ -683,8 +690,9 @@ class Encoder:
         """Encode sound captured with the frames: mono samples at 48 kHz (int16, or float
         in [-1, 1]) whose first was captured at ``time_s`` on the frames' clock (``push``'s
         ``time_s``; default: right after the previous samples). Returns the bytes to send
-        now (Opus packets complete every 60 ms). The stream's time 0 is the first frame's:
-        push a frame first; sound from before it is dropped, a gap is silence."""
+        now (Opus packets complete every 60 ms, Codec 2's every 120 ms). The stream's time 0
+        is the first frame's: push a frame first; sound from before it is dropped, a gap is
+        silence."""
         if not self.audio:
             raise InputError("push_audio() on an Encoder made with audio=False")
         if self._closed:
@@ -715,7 +723,7 @@ class Encoder:
             pcm = pcm[st.audio_next - start:]
             start = st.audio_next
         if st.opus is None:
-            st.opus = LiveOpus(self.audio_kbps, start)
+            st.opus = LiveSound(self.sound, start)
         st.opus.encode_into(pcm, st.writer)
         st.audio_next = start + len(pcm)
         return st.sink.drain()
@@ -828,16 +836,15 @@ class Encoder:
                            written.audio_bytes)
 
     def _sound(self, src: Path, frames: int) -> list[AudioPacket] | None:
-        """The video's sound as Opus packets, cut to its ``frames`` (None: no sound, or
-        ``audio=False``)."""
+        """The video's sound as packets of :attr:`sound`, cut to its ``frames`` (None: no
+        sound, or ``audio=False``)."""
         if not self.audio:
             return None
 
         pcm = read_audio(src)
         if pcm is None:
             return None
-        return encode_audio(pcm[: round(frames * AUDIO_RATE / float(self.fps))],
-                            self.audio_kbps)
+        return encode_audio(pcm[: round(frames * AUDIO_RATE / float(self.fps))], self.sound)
 
 
 def _is_int(x: object) -> bool:
@@ -899,7 +906,7 @@ class _LiveState:
         default_factory=lambda: deque(maxlen=64))
     t0: float = 0.0  # the first frame's time: the stream's time 0 (the sound's origin)
     frame_size: tuple[int, int] = (0, 0)  # the camera's picture (width, height)
-    opus: LiveOpus | None = None  # the sound's encoder, from the first push_audio
+    opus: LiveSound | None = None  # the sound's encoder, from the first push_audio
     audio_next: int = 0  # the sample (48 kHz, from t0) the next pushed sound continues
     # the first source, sent small, to send again at full quality: (slot, tube, values,
     # at which frame count)
@@ -1091,7 +1098,7 @@ class Decoder:
     def drain_audio(self) -> list[AudioPacket]:
         """The sound packets (format 2.2, Opus) read since the last call, in time order:
         a stream's packets arrive interleaved with its frames, each before the frame its
-        start falls in (decode them with facecodec.audio.OpusDecoder)."""
+        start falls in (decode them with ``facecodec.audio.sound_decoder(header.info)``)."""
         out, self._audio = self._audio, []
         return out
 
@@ -1127,8 +1134,8 @@ class Decoder:
                 stream.width, stream.height = size * (2 if compare else 1), size
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "18", "preset": "veryfast"}
-                sound = _SoundTrack(out, self.header.fps) \
-                    if self.header.info.get("audio") == AUDIO_INFO else None
+                sound = _SoundTrack(out, self.header.fps, self.header.info) \
+                    if audio_declared(self.header.info) else None
                 with tqdm(desc="decode", unit="frame", total=total,
                           disable=not progress) as bar:
                     for fr in _chain(first, frames):
@@ -1185,13 +1192,13 @@ class Decoder:
 
 
 class _SoundTrack:
-    """The stream's sound muxed into the output video as AAC, sample-exact: each Opus
-    packet lands at its start, a lost one is silence, and the track ends with the video."""
+    """The stream's sound muxed into the output video as AAC, sample-exact: each packet
+    lands at its start, a lost one is silence, and the track ends with the video."""
 
-    def __init__(self, out, fps: Fraction):
+    def __init__(self, out, fps: Fraction, info: dict):
         self.out, self.fps = out, fps
         self.stream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-        self.decoder = OpusDecoder()
+        self.decoder = sound_decoder(info)
         self.written = 0  # samples muxed
         self._pending = np.zeros(0, np.int16)  # decoded, not yet muxed
 

@@ -1,5 +1,6 @@
-"""The call's sound (format 2.2): Opus packets through the bitstream and back, placed
-sample-exactly, and what a receiver does with damaged or hostile audio chunks."""
+"""The call's sound (format 2.2: Opus; 2.4: Codec 2): packets through the bitstream and
+back, placed sample-exactly, and what a receiver does with damaged or hostile audio
+chunks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import numpy as np
 import pytest
 from bitstream_helpers import random_walk
 
-from facecodec.audio import RATE, OpusDecoder, OpusEncoder, decode_audio, encode_audio
+from facecodec.audio import (
+    CODEC2_DELAY,
+    RATE,
+    Codec2Decoder,
+    OpusDecoder,
+    OpusEncoder,
+    Resample6,
+    Sound,
+    declared_sound,
+    decode_audio,
+    encode_audio,
+)
 from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
 from facecodec.bitstream.container import (
     AUDIO_INFO,
@@ -19,6 +31,8 @@ from facecodec.bitstream.container import (
     FcsReader,
     FcsWriter,
     Header,
+    audio_declared,
+    codec2_info,
 )
 from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
@@ -137,3 +151,70 @@ def test_hostile_audio_chunks_are_refused_or_skipped():
             _events(out.getvalue())
         events = _events(out.getvalue(), tolerant=True)  # the frames still come out
         assert sum(isinstance(e, DecodedFrame) for e in events) == 3
+
+
+# --- Codec 2 (format 2.4): the sound on budgets too thin for Opus ------------------------
+
+def test_the_resampler_keeps_speech_band_tones_and_removes_the_rest():
+    rs = Resample6()
+    pcm = tone(1.0, 440.0).astype(np.float64) + tone(1.0, 6000.0)  # 6 kHz: over 4 kHz
+    narrow = np.concatenate([rs.down(pcm[:10_001]), rs.down(pcm[10_001:])])  # streamed
+    assert len(narrow) == len(pcm) // 6
+    wide = Resample6().up(narrow)
+    assert len(wide) == len(pcm)
+    delay = Resample6.TAPS - 1  # half the filter on each side: 1 ms
+    ref = tone(1.0, 440.0).astype(np.float64)[: len(pcm) - delay]
+    out = wide[delay:]
+    inner = slice(4800, -4800)
+    assert np.corrcoef(out[inner], ref[inner])[0, 1] > 0.99  # the 440 Hz, in place
+    assert np.std(out[inner]) == pytest.approx(np.std(ref[inner]), rel=0.05)  # its level
+
+
+def test_codec2_round_trip_places_the_sound_and_a_lost_packet_is_silence():
+    pcm = tone(1.0, 300.0)
+    sound = Sound.codec2(1300)
+    packets = encode_audio(pcm, sound)
+    # 120-ms packets, stamped Codec 2's own 20-ms delay early
+    assert CODEC2_DELAY == 960
+    assert [p.start for p in packets] == [5760 * k - 960 for k in range(len(packets))]
+    assert all(len(p.data) == 21 for p in packets)  # 3 frames of 52 bits in 7 bytes
+    info = sound.info()
+    assert declared_sound(info) == sound and audio_declared(info)
+    out = decode_audio(packets, len(pcm), info)
+    assert len(out) == len(pcm)
+    # a vocoder keeps the spectrum, not the waveform: the 300 Hz carries the energy
+    spectrum = np.abs(np.fft.rfft(out[5760:-5760].astype(float)))
+    peak_hz = np.argmax(spectrum) * RATE / len(out[5760:-5760])
+    assert abs(peak_hz - 300) < 25 and np.std(out) > 100  # (a vocoder's pure tone is soft)
+    lost = decode_audio(packets[:3] + packets[4:], len(pcm), info)
+    assert not lost[3 * 5760 - 960 + 200: 4 * 5760 - 960].any()  # (the filter's tail aside)
+    assert np.std(lost[5 * 5760:]) > 100  # and the sound goes on after
+    dec = Codec2Decoder(1300)  # a packet that is not whole Codec 2 frames: a gap
+    assert len(dec.decode(AudioPacket(0, b"\x01" * 20))) == 0
+
+
+def test_a_codec2_stream_through_the_container_and_an_unknown_mode_is_no_sound():
+    frames = random_walk(TABLE, 15, seed=3, step=0.002)
+    packets = encode_audio(tone(1.0), Sound.codec2(2400))
+    for info, read in ((Sound.codec2(2400).info(), True),
+                       ({"audio": {**codec2_info(2400), "mode": 999}}, False)):
+        out = io.BytesIO()
+        w = FcsWriter(out, Header(TABLE, PRIOR.id, Fraction(15), n_sources=1, info=info),
+                      PRIOR)
+        w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
+        if read:
+            for p in packets:
+                w.add_audio(p)
+        else:  # a writer cannot declare it; a hostile peer's bytes can
+            with pytest.raises(ValueError, match="declares no audio"):
+                w.add_audio(packets[0])
+            out.write(chunk(AUDIO, varint(AUDIO_ORIGIN) + packets[0].data))
+        for f in frames:
+            w.add_frame(f)
+        w.close()
+        events = _events(out.getvalue(), tolerant=True)
+        got = [e for e in events if isinstance(e, AudioPacket)]
+        assert got == (packets if read else [])
+        assert sum(isinstance(e, DecodedFrame) for e in events) == 15
+    with pytest.raises(InputError, match="no such sound codec"):
+        Sound.codec2(700)

@@ -19,7 +19,13 @@ from facecodec.bitstream.prior import Prior
 from facecodec.bitstream.streams import TABLES
 from facecodec.errors import InputError
 from facecodec.examples import make_example_video
-from facecodec.sender.budget import BudgetError, audio_all_kbps, frame_kbps, plan_budget
+from facecodec.sender.budget import (
+    BudgetError,
+    audio_all_kbps,
+    codec2_all_kbps,
+    frame_kbps,
+    plan_budget,
+)
 
 TABLE = TABLES["sup_unsup_expr"]
 
@@ -61,6 +67,26 @@ def test_the_cheapest_frames_the_sound_then_the_sources():
     assert "dead zone 32" in quiet.describe() and "no sound" in quiet.describe()
 
 
+def test_below_opus_the_sound_is_codec2_and_then_the_frame_rate_halves():
+    # 8 kbps: frames 4.32 at 15 fps leave 7.35 - 4.32 = 3.03; Opus's 7.07 does not fit,
+    # Codec 2 2400 (2.93) is over half of it: 1300
+    plan = plan_budget(8, 15, POINTS, audio=True)
+    assert (plan.fps, plan.audio_codec, plan.audio_kbps) == (15, "codec2", 1.3)
+    assert plan.audio_all_kbps == pytest.approx(codec2_all_kbps(1300))
+    assert "Codec 2 1300" in plan.describe()
+    # 12 kbps: half of 11.15 - 4.32 is 3.4, room for 2400; 13 kbps: Opus at its floor
+    assert plan_budget(12, 15, POINTS, audio=True).sound_name() == "Codec 2 2400"
+    assert plan_budget(13, 15, POINTS, audio=True).sound_name() == "Opus 6"
+    # 6 kbps: 4.32 + 1.93 > 5.45 at 15 fps, so 7.5 fps (2.63 kbps) with Codec 2 1300
+    six = plan_budget(6, 15, POINTS, audio=True)
+    assert six.fps == 7.5 and six.frames_kbps == pytest.approx(2.63, abs=0.01)
+    assert six.sound_name() == "Codec 2 1300" and "at 7.5 fps" in six.describe()
+    assert six.sources_kbps == pytest.approx(0.95 * 6 - six.frames_kbps - six.audio_all_kbps)
+    # without sound the frame rate holds down to 4.9 kbps, then halves
+    assert plan_budget(5, 15, POINTS, audio=False).fps == 15
+    assert plan_budget(4, 15, POINTS, audio=False).fps == 7.5
+
+
 def test_a_file_plans_its_sources_over_its_length():
     plan = plan_budget(8, 15, POINTS, audio=False)  # 3.28 kbps for the sources
     assert plan.sources_for(None) == plan.n_sources == 3  # a call: what 30 s deliver
@@ -72,11 +98,14 @@ def test_a_file_plans_its_sources_over_its_length():
 
 
 def test_a_budget_too_small_says_the_smallest_that_works():
-    with pytest.raises(BudgetError, match=r"needs at least 12\.3 kbps; without sound "
-                                          r"\(--no-audio\) 4\.9 kbps"):
-        plan_budget(8, 15, POINTS, audio=True)
-    with pytest.raises(BudgetError, match=r"needs at least 4\.9 kbps$"):
-        plan_budget(4, 15, POINTS, audio=False)
+    # the cheapest frames at half the rate: (232 x 1.27 + 56) x 7.5 = 2.63 kbps; Codec 2
+    # at 1300 bit/s, 21 bytes every 120 ms in an 8-byte chunk: 1.93 kbps
+    assert codec2_all_kbps(1300) == pytest.approx(29 * 8 / 0.12 / 1000)
+    with pytest.raises(BudgetError, match=r"7\.5 fps, dead zone 32\).*needs at least 5\.1 "
+                                          r"kbps; without sound \(--no-audio\) 3\.1 kbps"):
+        plan_budget(5, 15, POINTS, audio=True)
+    with pytest.raises(BudgetError, match=r"needs at least 3\.1 kbps$"):
+        plan_budget(3, 15, POINTS, audio=False)
     for bad in (2.9, 31, float("nan"), "8"):
         with pytest.raises(InputError, match="3..30"):
             plan_budget(bad, 15, POINTS, audio=False)
@@ -172,11 +201,11 @@ def test_all_in_rate_is_checked_and_exclusive():
 def test_the_command_refuses_a_budget_it_cannot_keep_in_one_line(tmp_path):
     video = make_example_video(tmp_path / "in.mp4", seconds=1.0)
     run = [sys.executable, "-m", "facecodec", "encode"]
-    r = subprocess.run([*run, str(video), str(tmp_path / "a.fcs"), "--kbps", "8"],
+    r = subprocess.run([*run, str(video), str(tmp_path / "a.fcs"), "--kbps", "4"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(
-        "facecodec: error: a budget of 8 kbps cannot carry")
+        "facecodec: error: a budget of 4 kbps cannot carry")
     assert "--no-audio" in r.stderr and not (tmp_path / "a.fcs").exists()
     r = subprocess.run([*run, str(video), str(tmp_path / "b.fcs"), "--kbps", "8",
                         "--deadband", "4"], capture_output=True, text=True, timeout=300)

@@ -137,8 +137,8 @@ def test_a_refused_budget_is_kept_with_the_minimum_and_the_minimum_works() -> No
     assert quiet.operating_points([need]) == [8.0]  # kbps= fixed: the rates do not matter
     assert BudgetedCodec().operating_points([need]) == [need]  # the named minimum works
     loud = BudgetedCodec(sound="yes")
-    assert loud.operating_points([6.0, 30.0]) == [30.0] and 6.0 in loud.refused
-    assert "sound" in loud.refused[6.0] and loud.settings()["refused"]["6"]
+    assert loud.operating_points([4.0, 30.0]) == [30.0] and 4.0 in loud.refused
+    assert "sound" in loud.refused[4.0] and loud.settings()["refused"]["4"]
     assert loud.applies(EvalClip("x", np.zeros((2, 4, 4, 3), np.uint8))) == \
         "the clip has no sound"
     with pytest.raises(InputError, match="yes or no"):

@@ -94,7 +94,8 @@ from facecodec.errors import FormatError, ModelMismatchError
 __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
            "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC",
-           "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO"]
+           "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
+           "codec2_info", "audio_declared"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
@@ -141,8 +142,8 @@ class DecodedFrame:
 
 @dataclass(frozen=True)
 class AudioPacket:
-    """One Opus packet of the call's sound (format 2.2, facecodec/audio.py): ``start`` is
-    its first sample at 48 kHz counted from the first frame's time (negative for the
+    """One packet of the call's sound (format 2.2: Opus; 2.4: Codec 2; facecodec/audio.py):
+    ``start`` is its first sample at 48 kHz counted from the first frame's time (negative for the
     encoder's look-ahead at the very start), ``data`` the packet."""
 
     start: int
@@ -150,7 +151,23 @@ class AudioPacket:
 
 
 AUDIO_INFO = {"codec": "opus", "rate": 48000, "channels": 1}
-"""What a header's ``info["audio"]`` says of a stream with sound (the only kind read)."""
+"""What a header's ``info["audio"]`` says of a stream with Opus sound (format 2.2)."""
+AUDIO_CLOCK = 48000  # packets' ``start`` is counted at this rate, whatever the codec
+CODEC2_MODES = (3200, 2400, 1600, 1300)
+"""Codec 2's bit rates a stream may declare (format 2.4; :func:`codec2_info`)."""
+
+
+def codec2_info(mode: int) -> dict:
+    """``info["audio"]`` of a stream whose sound is Codec 2 at ``mode`` bit/s (format 2.4:
+    the narrowband speech codec for budgets too thin for Opus)."""
+    return {"codec": "codec2", "mode": int(mode), "rate": AUDIO_CLOCK, "channels": 1}
+
+
+def audio_declared(info: dict) -> bool:
+    """Whether a header's ``info`` declares sound this reader knows (anything else: the
+    stream is read without its sound)."""
+    audio = info.get("audio")
+    return audio == AUDIO_INFO or any(audio == codec2_info(m) for m in CODEC2_MODES)
 
 
 @dataclass
@@ -342,10 +359,10 @@ class FcsWriter:
         return out + self._emit(chunk(CROP, body))
 
     def add_audio(self, packet: AudioPacket) -> bytes:
-        """An Opus packet of the sound; the header must declare it (``info["audio"] ==
-        AUDIO_INFO``) and packets come in time order. Audio goes out as it is made,
+        """A packet of the sound; the header must declare it (:func:`audio_declared`) and
+        packets come in time order. Audio goes out as it is made,
         between frame packets, so a live receiver plays it with the frames."""
-        if self.header.info.get("audio") != AUDIO_INFO:
+        if not audio_declared(self.header.info):
             raise ValueError("the header declares no audio (info['audio'])")
         if not 1 <= len(packet.data) <= MAX_AUDIO_DATA:
             raise ValueError(f"an audio packet holds 1..{MAX_AUDIO_DATA} bytes")
@@ -575,7 +592,7 @@ class FcsReader:
         self._assembly: dict[int, _Assembly] = {}  # slot -> a paced source's parts so far
         self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "parity": 0,
                             "audio": 0, "other": 0}
-        self.audio = self.header.info.get("audio") == AUDIO_INFO  # format 2.2 sound
+        self.audio = audio_declared(self.header.info)  # format 2.2 sound (2.4: Codec 2)
         self._audio_start = -AUDIO_ORIGIN - 1
         self.max_gap = max(1, math.ceil(MAX_GAP_S * float(self.header.fps)))
         self._states: dict[int, tuple[Coded, Coded]] = {}  # decoded frames' indices, deltas
@@ -697,7 +714,7 @@ class FcsReader:
                 # within a second of where the frames are, after the last packet
                 ahead = (self.frames + self.max_gap) / float(self.header.fps) + 1.0
                 return self.audio and got[1] < length and \
-                    self._audio_start < got[0] - AUDIO_ORIGIN <= ahead * AUDIO_INFO["rate"]
+                    self._audio_start < got[0] - AUDIO_ORIGIN <= ahead * AUDIO_CLOCK
             if kind == SOURCE:
                 if len(head) < 6:
                     return length > len(head) and (not head or head[0] < max(

@@ -230,7 +230,7 @@ def to_markdown(summaries: list[dict]) -> str:
             "|---|---:|",
             f"| header | {s['header_bytes']} B |",
             f"| source frames | {s['source_frames']} ({s['source_bytes']} B) |",
-            *([f"| sound (Opus) | {s['audio_bytes']} B, {s['audio_kbps']:.2f} kbps |"]
+            *([f"| sound | {s['audio_bytes']} B, {s['audio_kbps']:.2f} kbps |"]
               if s.get("audio_bytes") else []),
             f"| steady-state kbps at 15 fps | {s['steady_kbps_15fps']:.2f} |",
             f"| steady-state kbps at the file's {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",

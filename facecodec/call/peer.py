@@ -33,7 +33,7 @@ from facecodec.call.congestion import CongestionMonitor
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
 from facecodec.codec import MAX_REPEAT_S
-from facecodec.errors import FormatError
+from facecodec.errors import FormatError, InputError
 from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
@@ -160,6 +160,11 @@ class Sender:
                                                 audio=audio, protection=options.protection,
                                                 source_choice=options.source_choice,
                                                 packet_frames=options.packet_frames)
+        if float(self.enc.fps) != float(options.fps):
+            # both peers pace, log and record at the call's --fps
+            raise InputError(f"a budget of {options.kbps:g} kbps halves the frame rate to "
+                             f"{float(self.enc.fps):g} fps: start both peers with --fps "
+                             f"{float(self.enc.fps):g}")
         self.audio = audio
         self.log = SenderLog(fps=options.fps, t0=0.0,
                              budget_kbps=self.enc.budget.kbps if self.enc.budget else None,
@@ -370,6 +375,7 @@ class Receiver:
         self.clock_offset = 0.0  # sender clock - receiver clock
         self._pongs: list[tuple[float, float]] = []  # (rtt, offset)
         self._packet_frames = 1  # the stream header's, once it arrives
+        self._stream_info: dict = {}  # the stream header's info (which sound)
         self.monitor = (CongestionMonitor(options.fps)
                         if options.feedback and options.adapt_packing else None)
         self.channels[wire.FCS].on("message", self._on_fcs)
@@ -431,7 +437,8 @@ class Receiver:
             self._header_in = True
             n = wire.header_length(msg[:8], "stream")
             with contextlib.suppress(FormatError, ValueError):  # the decoder reports it
-                self._packet_frames = parse_header(msg[:n], "stream").packet_frames
+                header = parse_header(msg[:n], "stream")
+                self._packet_frames, self._stream_info = header.packet_frames, header.info
             self.feed.put((msg[:n], now, net, False))
             msg = msg[n:]
             if not msg:
@@ -531,6 +538,7 @@ class Receiver:
             self.log.skipped = [s.reason for s in self.dec.skipped]
             self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
             if recorder is not None:
+                recorder.info = self._stream_info
                 recorder.close(self._audio_data)
             if window:
                 cv2.destroyAllWindows()

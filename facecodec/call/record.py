@@ -15,12 +15,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facecodec.audio import RATE, OpusDecoder
+from facecodec.audio import RATE, sound_decoder
 
 
 class Recorder:
     def __init__(self, path: Path, fps: float):
         self.path = Path(path)
+        self.info: dict = {}  # the stream header's (which sound), once it arrives
         self.fps = Fraction(fps).limit_denominator(1001)
         self.part = self.path.with_name(self.path.name + ".video" + self.path.suffix)
         self._out = av.open(str(self.part), "w")
@@ -57,7 +58,7 @@ class Recorder:
         if not packets:
             os.replace(self.part, self.path)
             return
-        dec = OpusDecoder()
+        dec = sound_decoder(self.info)
         pcm = np.concatenate([dec.decode(p) for p in packets])
         total = round((self._last + 1) * RATE / self.fps)
         pcm = np.concatenate([pcm, np.zeros(max(0, total - len(pcm)), np.int16)])[:total]

@@ -16,6 +16,7 @@ first frame packet over the budget (the link is R), and the sources planned and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from facecodec.bitstream.report import first_face_bytes
 from facecodec.codec import Decoder, Encoder
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
+from facecodec.eval.ladder import frame_step, restore_frames, spread_bits
 from facecodec.eval.neural import decode_stream, write_stream
 from facecodec.models.package import find_model
 from facecodec.sender.budget import BudgetError
@@ -36,6 +38,15 @@ def spread(total: int, t: int) -> np.ndarray:
     """(t,) int64 summing exactly to ``total``, as even as whole numbers allow."""
     edges = np.round(np.linspace(0, total, t + 1)).astype(np.int64)
     return np.diff(edges)
+
+
+def thinned(clip: EvalClip, step: int) -> EvalClip:
+    """``clip`` with every ``step``-th frame (the first kept) and its values, at
+    ``fps / step``; its sound whole."""
+    t = len(clip.frames)
+    meta = {k: v[::step] if np.ndim(v) and len(v) == t else v for k, v in clip.meta.items()}
+    return dataclasses.replace(clip, frames=clip.frames[::step], fps=clip.fps / step,
+                               meta=meta)
 
 
 def _yes(value: str | bool, what: str) -> bool:
@@ -108,10 +119,16 @@ class BudgetedCodec(Method):
             if why:
                 raise InputError(f"{self.name} on {clip.name}: {why}")
             pcm = clip.audio[:round(clip.seconds * AUDIO_RATE)]
-            audio = encode_audio(pcm, enc.audio_kbps)
-        stream = write_stream(enc, clip, audio)
-        frames, seconds = decode_stream(self.decoder, stream, clip, self.name)
-        bits = stream.frame_bits + spread(8 * stream.audio_bytes, len(clip.frames))
+            audio = encode_audio(pcm, enc.sound)
+        # a plan that halved the frame rate sends every other frame, shown held until the
+        # next (as the SVT-AV1 ladder's 7.5-fps rungs are scored)
+        step = frame_step(float(enc.fps), clip.fps)
+        sent = clip if step == 1 else thinned(clip, step)
+        stream = write_stream(enc, sent, audio)
+        frames, seconds = decode_stream(self.decoder, stream, sent, self.name)
+        t = len(clip.frames)
+        frames = restore_frames(frames, step, t)
+        bits = spread_bits(stream.frame_bits, step, t) + spread(8 * stream.audio_bytes, t)
         first = first_face_bytes(stream.data)
         plan = enc.budget
         return Encoded(frames, bits, stream.setup_bits, stream.seconds, seconds,
@@ -120,5 +137,7 @@ class BudgetedCodec(Method):
                         "sources_planned": len(stream.sources),
                         "sources_sent": len(stream.sources) - stream.dropped,
                         "audio_kbps": None if plan is None else plan.audio_kbps,
+                        "audio_codec": None if plan is None else plan.sound_name(),
+                        "fps": float(enc.fps),
                         "audio_bits": 8 * stream.audio_bytes,
                         "deadband": enc.deadband})

@@ -59,8 +59,10 @@ def clip_table(rows: Sequence[dict]) -> str:
         s = r["setting"]
         note = (f"CRF {s['crf']:g}" if "crf" in s else
                 f"sources {s.get('sources_sent')}/{s.get('sources_planned')}, dead zone "
-                f"{s.get('deadband'):g}" + (f", Opus {s['audio_kbps']:g}"
-                                             if s.get("audio_kbps") else ""))
+                f"{s.get('deadband'):g}"
+                + (f", {s.get('audio_codec') or 'Opus ' + format(s['audio_kbps'], 'g')}"
+                   if s.get("audio_kbps") else "")
+                + (f", {s['fps']:g} fps" if s.get("fps") not in (None, 15.0) else ""))
         lines.append(
             f"| {r['method']} | {_target(r)} | {r['kbps_all']:.2f} | {_f(r['lpips'])} | "
             f"{_f(r['nme'])} | {_f(r['identity'])} | "

@@ -12,7 +12,17 @@ before the first frame, the third takes what they leave:
   uses finer values.
 - **Sound**: Opus at half of what the frames leave, within [``AUDIO_MIN_KBPS``,
   ``AUDIO_SPEECH_KBPS``] (speech gains little above; a call without sound is no call, so
-  the sound comes before the sources).
+  the sound comes before the sources). Below Opus's floor, Codec 2 (format 2.4): the
+  best of its 2400, 1600 and 1300 bit/s modes within half of what the frames leave, else
+  1300. On the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
+  at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 2.9 kbps of stream (2400), 0.77 in
+  2.1 (1600) and 0.74 in 1.9 (1300); its 3200 adds 0.02 for 0.8 kbps more.
+- **Frame rate**: the one asked (15 by default) if the frames and the cheapest sound fit
+  there, else half of it (a face at 7.5 fps, as SVT-AV1's best rung at these rates is);
+  at half the rate a frame costs ``HALF_RATE_BITS`` times its bits (its deltas span two
+  frames' motion; the intra frames keep their period in seconds). The frame rate comes
+  before the sound's quality: at 10 kbps the face stays at 15 fps with Codec 2 rather
+  than at 7.5 with Opus.
 - **Sources**: the rest, measured and not predicted: the stream writer sends source parts
   whenever what was emitted so far leaves room under R (``FcsWriter(all_in_rate=...)``),
   so a frame packet larger than predicted (an intra frame, fast motion) delays the
@@ -52,6 +62,12 @@ from facecodec.errors import InputError
 
 AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to the sources
 AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
+CODEC2_PACKET_S = 0.120  # facecodec.audio.CODEC2_PACKET_MS
+CODEC2_PLAN = (2400, 1600, 1300)  # Codec 2 modes a plan uses, best first (bench/speech.py)
+# Bits per frame at half the frame rate over those at the full one: the shipped model on
+# the call clip, 431 against 341 at its default dead zone (`facecodec encode --fps 7.5`,
+# `facecodec bitrate`, 2026-12-02).
+HALF_RATE_BITS = 1.27
 HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 95 % of R
 # A frame packet's bytes beyond its coded values: chunk kind, length, frame number,
 # reference, CRC-16 and the range coder's last 32-bit word, about 7 bytes at one frame per
@@ -74,13 +90,16 @@ class BudgetPlan:
         kbps: the budget, all-in.
         deadband: the frames' dead-zone strength (its prior is the model's for it).
         frames_kbps: the frames' predicted rate at that strength (values + framing).
-        audio_kbps: Opus's bitrate, or None without sound.
-        audio_all_kbps: the sound's predicted rate in the stream (Opus + chunk framing).
+        audio_kbps: the sound's bitrate (Opus's, or Codec 2's mode / 1000), or None
+            without sound.
+        audio_all_kbps: the sound's predicted rate in the stream (codec + chunk framing).
         sources_kbps: what is left for the sources (after the first), as planned; the
             writer measures and gives them what is really left.
         n_sources: the source frames to send: as many as ``sources_kbps`` delivers in
             ``SOURCE_FILL_S``, at least three (or what the receiver takes, if fewer).
         max_sources: the most the receiver draws from.
+        fps: the frame rate (the one asked, or half of it).
+        audio_codec: ``"opus"`` or ``"codec2"``.
     """
 
     kbps: float
@@ -91,6 +110,8 @@ class BudgetPlan:
     sources_kbps: float
     n_sources: int = SOURCES
     max_sources: int = MAX_SOURCES
+    fps: float = 15.0
+    audio_codec: str = "opus"
 
     def sources_for(self, seconds: float | None = None) -> int:
         """The source frames of a stream ``seconds`` long (None: a call, of unknown
@@ -102,67 +123,95 @@ class BudgetPlan:
 
     def describe(self) -> str:
         sound = ("no sound" if self.audio_kbps is None else
-                 f"sound {self.audio_all_kbps:.1f} (Opus {self.audio_kbps:.1f})")
-        return (f"budget {self.kbps:g} kbps: frames ~{self.frames_kbps:.1f} (dead zone "
-                f"{self.deadband:g}), {sound}, {self.n_sources} sources in the rest "
-                f"(~{self.sources_kbps:.1f})")
+                 f"sound {self.audio_all_kbps:.1f} ({self.sound_name()})")
+        return (f"budget {self.kbps:g} kbps: frames ~{self.frames_kbps:.1f} at "
+                f"{self.fps:g} fps (dead zone {self.deadband:g}), {sound}, {self.n_sources} "
+                f"sources in the rest (~{self.sources_kbps:.1f})")
+
+    def sound_name(self) -> str:
+        if self.audio_kbps is None:
+            return "no sound"
+        if self.audio_codec == "codec2":
+            return f"Codec 2 {round(self.audio_kbps * 1000)}"
+        return f"Opus {self.audio_kbps:g}"
 
 
-def frame_kbps(prior: Prior, fps: float) -> float:
+def frame_kbps(prior: Prior, fps: float, scale: float = 1.0) -> float:
     """A prior's predicted frame rate: its held-out cross-entropy per frame (what
-    ``fit-priors`` measured on the val clips) plus the packet framing, at ``fps``."""
+    ``fit-priors`` measured on the val clips, at 15 fps) times ``scale`` plus the packet
+    framing, at ``fps``."""
     bits = prior.info.get("val_bits_per_frame", {}).get("prior", {}).get("total")
     if not isinstance(bits, int | float):
         raise InputError(f"prior {prior.id} records no held-out rate (fitted without val "
                          "clips): a budget cannot be planned with it")
-    return (float(bits) + FRAME_FRAMING_BITS) * fps / 1000.0
+    return (float(bits) * scale + FRAME_FRAMING_BITS) * fps / 1000.0
 
 
 def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
     """Opus at ``opus_kbps`` as it goes into a stream: each 60 ms packet in an audio
     chunk (kind, length, start sample, CRC), framed as an hour into a call."""
-    payload = max(1, round(opus_kbps * 1000 * AUDIO_PACKET_S / 8))
+    return _framed_kbps(max(1, round(opus_kbps * 1000 * AUDIO_PACKET_S / 8)), AUDIO_PACKET_S,
+                        seconds)
+
+
+def codec2_all_kbps(mode: int, seconds: float = 3600.0) -> float:
+    """Codec 2 at ``mode`` bit/s as it goes into a stream: 120-ms packets of whole Codec 2
+    frames (20 ms from 2400 bit/s up, 40 ms below; each a whole number of bytes: 1300's
+    52 bits take 7), framed as Opus's."""
+    frame_s = 0.02 if mode >= 2400 else 0.04
+    payload = round(CODEC2_PACKET_S / frame_s) * math.ceil(mode * frame_s / 8)
+    return _framed_kbps(payload, CODEC2_PACKET_S, seconds)
+
+
+def _framed_kbps(payload: int, packet_s: float, seconds: float) -> float:
     start = varint(int(seconds * 48000) + AUDIO_ORIGIN)
-    framed = len(chunk(AUDIO, start + bytes(payload)))
-    return framed * 8 / AUDIO_PACKET_S / 1000.0
+    return len(chunk(AUDIO, start + bytes(payload))) * 8 / packet_s / 1000.0
 
 
 def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
                 audio: bool, max_sources: int = MAX_SOURCES) -> BudgetPlan:
     """The plan for ``kbps`` all-in; ``points``: (dead-zone strength, its prior) of the
     model's operating points; ``max_sources``: the most its receiver draws from. Raises
-    :class:`BudgetError` when ``kbps`` cannot carry the cheapest frames (and the sound at
-    ``AUDIO_MIN_KBPS``) with room for the sources."""
+    :class:`BudgetError` when ``kbps`` cannot carry the cheapest frames (at half of
+    ``fps``, and the sound at Codec 2's cheapest) with room for the sources."""
     if not (isinstance(kbps, int | float) and not isinstance(kbps, bool)
             and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
         raise InputError(f"kbps must be a number in {BUDGET_MIN_KBPS:g}..{BUDGET_MAX_KBPS:g}, "
                          f"got {kbps!r}")
-    rates = sorted((frame_kbps(p, fps), float(s)) for s, p in points)
-    if not rates:
+    points = list(points)
+    if not points:
         raise InputError("the model has no prior to plan a budget with")
-    frames, deadband = rates[0]
     usable = HEADROOM * kbps - MIN_SOURCE_KBPS
-    sound_min = audio_all_kbps(AUDIO_MIN_KBPS) if audio else 0.0
-    if frames + sound_min > usable:
+    cheapest_sound = codec2_all_kbps(CODEC2_PLAN[-1]) if audio else 0.0
+    for rate, scale in ((fps, 1.0), (fps / 2, HALF_RATE_BITS)):
+        frames, deadband = min((frame_kbps(p, rate, scale), float(s)) for s, p in points)
+        if frames + cheapest_sound <= usable:
+            break
+    else:
         # rounded up: the budget said must work
-        need = math.ceil((frames + sound_min + MIN_SOURCE_KBPS) / HEADROOM * 10) / 10
+        need = math.ceil((frames + cheapest_sound + MIN_SOURCE_KBPS) / HEADROOM * 10) / 10
         alone = math.ceil((frames + MIN_SOURCE_KBPS) / HEADROOM * 10) / 10
         hint = (f"; without sound (--no-audio) {alone:.1f} kbps" if audio else "")
         raise BudgetError(f"a budget of {kbps:g} kbps cannot carry this model's frames "
-                          f"(~{frames:.1f} kbps at its cheapest, dead zone {deadband:g})"
-                          + (f" and the sound (~{sound_min:.1f} kbps at Opus's "
-                             f"{AUDIO_MIN_KBPS:g})" if audio else "")
+                          f"(~{frames:.1f} kbps at its cheapest: {rate:g} fps, dead zone "
+                          f"{deadband:g})"
+                          + (f" and the sound (~{cheapest_sound:.1f} kbps at Codec 2 "
+                             f"{CODEC2_PLAN[-1]})" if audio else "")
                           + f": it needs at least {need:.1f} kbps{hint}")
-    opus = None
-    sound = 0.0
-    if audio:
-        opus = AUDIO_MIN_KBPS
+    codec, nominal, sound = "opus", None, 0.0
+    if audio and frames + audio_all_kbps(AUDIO_MIN_KBPS) <= usable:
+        nominal = AUDIO_MIN_KBPS
         target = min(AUDIO_SPEECH_KBPS, max(AUDIO_MIN_KBPS, (usable - frames) / 2))
         # the largest Opus rate (in 0.5 kbps steps) whose framed rate fits the target
-        while opus + 0.5 <= target and audio_all_kbps(opus + 0.5) <= usable - frames:
-            opus += 0.5
-        sound = audio_all_kbps(opus)
+        while nominal + 0.5 <= target and audio_all_kbps(nominal + 0.5) <= usable - frames:
+            nominal += 0.5
+        sound = audio_all_kbps(nominal)
+    elif audio:  # below Opus's floor: as Opus, Codec 2's best within half of the rest
+        half = (usable - frames) / 2
+        mode = next((m for m in CODEC2_PLAN if codec2_all_kbps(m) <= half), CODEC2_PLAN[-1])
+        codec, nominal, sound = "codec2", mode / 1000.0, codec2_all_kbps(mode)
     rest = max(0.0, HEADROOM * kbps - frames - sound)
-    plan = BudgetPlan(float(kbps), deadband, frames, opus, sound, rest,
-                      max_sources=min(max_sources, MAX_SOURCES))
+    plan = BudgetPlan(float(kbps), deadband, frames, nominal, sound, rest,
+                      max_sources=min(max_sources, MAX_SOURCES), fps=float(rate),
+                      audio_codec=codec)
     return dataclasses.replace(plan, n_sources=plan.sources_for(None))
