@@ -249,10 +249,6 @@ class Sound:
         """The header's ``info["audio"]``."""
         return dict(AUDIO_INFO) if self.codec == "opus" else codec2_info(self.mode)
 
-    @property
-    def packet_s(self) -> float:
-        return (FRAME_MS if self.codec == "opus" else CODEC2_PACKET_MS) / 1000.0
-
     def describe(self) -> str:
         return f"Opus {self.kbps:.1f}" if self.codec == "opus" else f"Codec 2 {self.mode}"
 
@@ -281,8 +277,8 @@ def sound_decoder(info: dict) -> OpusDecoder | Codec2Decoder:
 class Resample6:
     """48 kHz <-> 8 kHz for Codec 2, streaming: a windowed-sinc low-pass (cut-off 3.6 kHz,
     97 taps: 1 ms of delay at 48 kHz) before keeping every 6th sample, or after putting 5
-    zeros between samples. The filter is linear phase, so speech keeps its shape; the
-    1-ms delay is left in (under a video frame, far inside the 40-ms lip-sync target)."""
+    zeros between samples. The filter is linear phase, so speech keeps its shape; its 1 ms
+    each way is part of the delay :data:`CODEC2_DELAY` undoes."""
 
     TAPS = 97
 

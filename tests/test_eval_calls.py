@@ -208,3 +208,28 @@ def test_runs_merge_into_one_report(tmp_path: Path) -> None:
     assert not merged["complete"] and merged["command"] == "run 2 ; run 1"
     redo = doc(["call"], [row("call", "a", 3.0, 0.05)], True)  # a later score replaces
     assert [r["lpips"] for r in merge([stopped, redo])["scores"]] == [0.05]
+
+
+def test_the_targets_judge_the_rows_with_and_without_sound() -> None:
+    from facecodec.eval.calls_report import targets
+
+    def row(method: str, target: float | None, kbps: float, lpips: float, nme: float) -> dict:
+        return {"clip": "c", "method": method, "target_kbps": target, "kbps_all": kbps,
+                "lpips": lpips, "nme": nme, "reached": True,
+                "setting": {"first_face_bits": 12000}}
+
+    doc = {"scores": [row("facecodec-budget", 6.0, 5.8, 0.22, 0.05),
+                      row("facecodec-budget:sound=yes", 6.0, 6.1, 0.23, 0.06),
+                      row("svtav1-ladder:size=256;fps=7.5", 6.0, 6.06, 0.05, 0.04),
+                      row("svtav1-ladder:size=256;fps=15", 6.0, 6.4, 0.06, 0.02)],
+           "refused": {}}
+    lines = targets(doc, "c")
+    loud = next(x for x in lines if "with sound" in x)
+    # the rung at or below 6.1 x 1.03 kbps: 6.06, not 6.4
+    assert "6.11" not in loud and "6.10 kbps all-in" in loud and "fps=7.5" in loud
+    assert "LPIPS target **not met**" in loud and "NME 0.060" in loud
+    quiet = next(x for x in lines if "without sound" in x)
+    assert "5.80 kbps all-in" in quiet and "no SVT-AV1 rung" in quiet  # 6.06 > 5.8 x 1.03
+    doc["refused"] = {"facecodec-budget:sound=yes": {"6": "needs at least 7 kbps"}}
+    doc["scores"] = doc["scores"][:1]
+    assert any("refused by the plan" in x for x in targets(doc, "c"))
