@@ -286,11 +286,7 @@ class Encoder:
         self.package = find_model(model)
         self.budget: BudgetPlan | None = None
         if kbps is not None:
-            default = self.package.prior()
-            points = [(default.info.get("deadband", 0.0), default),
-                      *((s, self.package.prior(s)) for s in self.package.operating_points())]
-            self.budget = plan_budget(float(kbps), float(fps), points, self.audio,
-                                      self.package.profile.max_sources)
+            self.budget = _plan(self.package, float(kbps), float(fps), self.audio)
             deadband = self.budget.deadband
             self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
             if self.budget.fps != float(fps):  # halved: the frames at fps do not fit
@@ -845,6 +841,21 @@ class Encoder:
         if pcm is None:
             return None
         return encode_audio(pcm[: round(frames * AUDIO_RATE / float(self.fps))], self.sound)
+
+
+def _plan(package, kbps: float, fps: float, audio: bool) -> BudgetPlan:
+    default = package.prior()
+    points = [(default.info.get("deadband", 0.0), default),
+              *((s, package.prior(s)) for s in package.operating_points())]
+    return plan_budget(kbps, fps, points, audio, package.profile.max_sources)
+
+
+def budget_plan(model: str | Path | None, kbps: float, fps: float = DEFAULT_FPS,
+                audio: bool = True) -> BudgetPlan:
+    """The plan ``Encoder(model, kbps=kbps, fps=fps, audio=audio)`` would make, without
+    loading its networks (e.g. to set up a call at the stream's frame rate: the plan may
+    halve ``fps``). Raises :class:`~facecodec.sender.budget.BudgetError` as it would."""
+    return _plan(find_model(model), float(kbps), float(fps), bool(audio))
 
 
 def _is_int(x: object) -> bool:

@@ -99,3 +99,23 @@ def test_a_call_whose_link_dies_ends_by_itself(tmp_path):
     assert f["accounted"], f
     assert rep["end_chunk_frames"] is None and f["lost_at_end"] > 0
     assert rep["link"]["a_to_b"]["lost"] > 0
+
+
+def test_a_thin_budget_with_sound_calls_at_half_the_frame_rate(tmp_path):
+    """6 kbps with sound: the call's options take the plan's 7.5 fps (the CLI says so), the
+    sound goes as Codec 2, and the receiver records at the stream's rate with the sound."""
+    import av
+
+    from facecodec.cli.call_cmds import _options
+
+    opts = _options(6.0, True, "none", 15.0, None, None, 1, record=tmp_path / "call.mp4")
+    assert opts.fps == 7.5
+    video = make_example_video(tmp_path / "in.mp4", seconds=3.0, beeps=[1.0, 2.0])
+    rep = asyncio.run(asyncio.wait_for(
+        loopback_call({"video": str(video)}, opts, LinkProfile(), seed=1, timeout=90), 180))
+    f = rep["frames"]
+    assert f["accounted"], f
+    assert 15 <= f["sent"] <= 23  # 3 s at 7.5 fps
+    with av.open(str(tmp_path / "call.mp4")) as c:
+        assert c.streams.video[0].average_rate == 7.5 and c.streams.audio
+        assert c.streams.video[0].frames == f["sent"] - f["not_shown"] - f["lost_at_end"]

@@ -33,7 +33,7 @@ from facecodec.call.congestion import CongestionMonitor
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
 from facecodec.codec import MAX_REPEAT_S
-from facecodec.errors import FormatError, InputError
+from facecodec.errors import FormatError
 from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
@@ -160,11 +160,9 @@ class Sender:
                                                 audio=audio, protection=options.protection,
                                                 source_choice=options.source_choice,
                                                 packet_frames=options.packet_frames)
-        if float(self.enc.fps) != float(options.fps):
-            # both peers pace, log and record at the call's --fps
-            raise InputError(f"a budget of {options.kbps:g} kbps halves the frame rate to "
-                             f"{float(self.enc.fps):g} fps: start both peers with --fps "
-                             f"{float(self.enc.fps):g}")
+        if float(self.enc.fps) != float(options.fps):  # the CLI reads at the plan's rate
+            raise ValueError(f"the encoder's {float(self.enc.fps):g} fps is not the call's "
+                             f"{options.fps:g} (facecodec.codec.budget_plan says which)")
         self.audio = audio
         self.log = SenderLog(fps=options.fps, t0=0.0,
                              budget_kbps=self.enc.budget.kbps if self.enc.budget else None,
@@ -376,6 +374,7 @@ class Receiver:
         self._pongs: list[tuple[float, float]] = []  # (rtt, offset)
         self._packet_frames = 1  # the stream header's, once it arrives
         self._stream_info: dict = {}  # the stream header's info (which sound)
+        self._stream_fps = float(options.fps)  # the stream header's, once it arrives
         self.monitor = (CongestionMonitor(options.fps)
                         if options.feedback and options.adapt_packing else None)
         self.channels[wire.FCS].on("message", self._on_fcs)
@@ -439,6 +438,9 @@ class Receiver:
             with contextlib.suppress(FormatError, ValueError):  # the decoder reports it
                 header = parse_header(msg[:n], "stream")
                 self._packet_frames, self._stream_info = header.packet_frames, header.info
+                self._stream_fps = float(header.fps)  # the sender's budget may halve --fps
+                if self.monitor is not None and self.monitor.fps != self._stream_fps:
+                    self.monitor = CongestionMonitor(self._stream_fps)
             self.feed.put((msg[:n], now, net, False))
             msg = msg[n:]
             if not msg:
@@ -508,7 +510,7 @@ class Receiver:
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
         requests = RecoveryRequests()
-        recorder = Recorder(self.opt.record, self.opt.fps) if self.opt.record else None
+        recorder = None  # made at the first frame: the header (its rate, its sound) is in
         window = None
         try:
             for fr in self.dec.frames(self._packets(current), name="call", draw=self._draw):
@@ -518,6 +520,8 @@ class Receiver:
                 self._draw_began = None
                 if self.opt.show and kind == "drawn":
                     window = _show(fr.image)
+                if self.opt.record and recorder is None:
+                    recorder = Recorder(self.opt.record, self._stream_fps, self._stream_info)
                 if recorder is not None:
                     recorder.frame(fr.index, fr.image)
                 now = CLOCK()
@@ -538,7 +542,6 @@ class Receiver:
             self.log.skipped = [s.reason for s in self.dec.skipped]
             self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
             if recorder is not None:
-                recorder.info = self._stream_info
                 recorder.close(self._audio_data)
             if window:
                 cv2.destroyAllWindows()

@@ -19,9 +19,10 @@ from facecodec.audio import RATE, sound_decoder
 
 
 class Recorder:
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float, info: dict):
+        """``fps`` and ``info``: the stream header's (its rate, which sound)."""
         self.path = Path(path)
-        self.info: dict = {}  # the stream header's (which sound), once it arrives
+        self.info = info
         self.fps = Fraction(fps).limit_denominator(1001)
         self.part = self.path.with_name(self.path.name + ".video" + self.path.suffix)
         self._out = av.open(str(self.part), "w")

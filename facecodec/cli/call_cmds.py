@@ -35,8 +35,9 @@ def _media_options(f):
                      help="The stream's budget (Encoder(kbps=...)); 0: the unbudgeted "
                           "defaults."),
         click.option("--audio/--no-audio", default=False, show_default=True,
-                     help="Send the input's sound (in the stream, Opus); a budget with sound "
-                          "must be above the plan's floor (about 12.3 kbps)."),
+                     help="Send the input's sound (in the stream: Opus, or Codec 2 below "
+                          "Opus's floor); a budget with sound must be above the plan's floor "
+                          "(5.1 kbps for the shipped model)."),
         click.option("--protect", type=click.Choice(PROTECTIONS), default="none",
                      show_default=True, help="Loss protection presets (docs/format.md 6)."),
         click.option("--source-choice", type=click.Choice(SOURCE_CHOICES),
@@ -101,7 +102,13 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
     import torch
 
     from facecodec.call.peer import CallOptions
+    from facecodec.codec import budget_plan
     torch.set_num_threads(threads)
+    if kbps:  # the stream's rate, which a thin budget halves: the sender reads at it
+        planned = budget_plan(model, kbps, fps, audio).fps
+        if planned != fps:
+            click.echo(f"a budget of {kbps:g} kbps sends {planned:g} frames/s", err=True)
+            fps = planned
     return CallOptions(kbps=kbps or None, audio=audio, protection=protect,
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
                        show=show, record=record, threads=threads,
@@ -209,7 +216,7 @@ def send(to, video, camera, camera_format, kbps, audio, protect, source_choice, 
     host, port = _host_port(to, "127.0.0.1")
     opts = _options(kbps, audio, protect, fps, seconds, model, threads,
                     source_choice=source_choice, packet_frames=packet_frames)
-    src = _source(video, camera, camera_format, fps, seconds)
+    src = _source(video, camera, camera_format, opts.fps, seconds)
     log = asyncio.run(send_call(src, opts, host, port))
     click.echo(f"sent {len(log.capture)} frames, {sum(n for _, n, _ in log.sent)} bytes; "
                f"feedback acted on: {log.feedback}")
