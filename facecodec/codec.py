@@ -306,7 +306,9 @@ class Encoder:
                          min(DEFAULT_SOURCES, self.package.profile.max_sources))
         self.n_sources = int(n_sources)
         self.source_codec, self.source_quality = source_codec, int(source_quality)
-        self.intra_period = int(intra_period or intra_period_frames(self.fps))
+        thin = self.budget.intra_s if self.budget else None  # a halved rate's longer period
+        self.intra_period = int(intra_period or (round(thin * float(self.fps)) if thin else
+                                                 intra_period_frames(self.fps)))
         self.packet_frames = int(packet_frames)
         self.max_num_faces = int(max_num_faces)
         # by default the strength the prior was fitted with (priors fitted before the dead

@@ -129,13 +129,15 @@ def test_sound_spread_over_the_frames_keeps_its_total() -> None:
 def test_a_refused_budget_is_kept_with_the_minimum_and_the_minimum_works() -> None:
     from facecodec.eval.budgeted import BudgetedCodec
 
-    quiet = BudgetedCodec(kbps="3/8")
-    assert quiet.operating_points([5.0]) == [8.0]  # its own budgets, not the run's
-    msg = quiet.refused[3.0]
+    fixed = BudgetedCodec(kbps="4/8", sound="yes")
+    assert fixed.operating_points([5.0]) == [8.0]  # its own budgets, not the run's
+    msg = fixed.refused[4.0]
     need = float(re.search(r"needs at least ([0-9.]+) kbps", msg).group(1))
-    assert 3.0 < need < 8.0
-    assert quiet.operating_points([need]) == [8.0]  # kbps= fixed: the rates do not matter
-    assert BudgetedCodec().operating_points([need]) == [need]  # the named minimum works
+    assert 4.0 < need < 8.0
+    assert fixed.operating_points([need]) == [8.0]  # kbps= fixed: the rates do not matter
+    # the named minimum works
+    assert BudgetedCodec(sound="yes").operating_points([need]) == [need]
+    assert BudgetedCodec().operating_points([3.0]) == [3.0]  # without sound 3 kbps does
     loud = BudgetedCodec(sound="yes")
     assert loud.operating_points([4.0, 30.0]) == [30.0] and 4.0 in loud.refused
     assert "sound" in loud.refused[4.0] and loud.settings()["refused"]["4"]
@@ -153,7 +155,7 @@ def test_calls_mode_end_to_end_reports_scores_and_refusals(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, [
         "eval", "--calls", "--manifest", str(manifest), "--cache", str(tmp_path / "cache"),
         "--methods", "svtav1-ladder:size=128;fps=7.5,facecodec-budget,"
-                     "facecodec-budget:sound=yes;kbps=20",
+                     "facecodec-budget:sound=yes;kbps=4/20",
         "--rates", "3,6", "--max-frames", "10", "--call-seconds", "2", "--loops", "1",
         "--which", "loops",
         "--report", str(report), "--no-progress"])
@@ -164,16 +166,16 @@ def test_calls_mode_end_to_end_reports_scores_and_refusals(tmp_path: Path) -> No
     rows = {(s["method"], s["target_kbps"]): s for s in doc["scores"]}
     ladder = "svtav1-ladder:size=128;fps=7.5"
     assert set(rows) == {(ladder, 3.0), (ladder, 6.0), (ladder, None),
-                         ("facecodec-budget", 6.0)}
+                         ("facecodec-budget", 3.0), ("facecodec-budget", 6.0)}
     codec = rows["facecodec-budget", 6.0]
     assert codec["setting"]["first_face_bits"] > 0 and codec["setting"]["sources_planned"] >= 3
     assert codec["bits_total"] > codec["setting"]["first_face_bits"]
-    assert "needs at least" in doc["refused"]["facecodec-budget"]["3"]
-    assert doc["not_run"] == [{"clip": "pan[loop 2s]",
-                               "method": "facecodec-budget:sound=yes;kbps=20",
+    loud = "facecodec-budget:sound=yes;kbps=4/20"
+    assert "needs at least" in doc["refused"][loud]["4"]
+    assert doc["not_run"] == [{"clip": "pan[loop 2s]", "method": loud,
                                "why": "the clip has no sound"}]
     text = report.read_text()
-    assert "## Budgets the codec refuses" in text and "| facecodec-budget | 3 |" in text
+    assert "## Budgets the codec refuses" in text and f"| {loud} | 4 |" in text
     assert "first face at 6 kbps" in text
     for png in ("calls_lpips.png", "calls_nme.png", "calls_identity.png"):
         assert (tmp_path / "docs" / "eval_calls" / png).stat().st_size > 1000

@@ -20,7 +20,8 @@ before the first frame, the third takes what they leave:
 - **Frame rate**: the one asked (15 by default) if the frames and the cheapest sound fit
   there, else half of it (a face at 7.5 fps, as SVT-AV1's best rung at these rates is);
   at half the rate a frame costs ``HALF_RATE_BITS`` times its bits (its deltas span two
-  frames' motion; the intra frames keep their period in seconds). The frame rate comes
+  frames' motion), with an intra frame every ``THIN_INTRA_S`` instead of 2 s (the
+  frames cost 2.44 kbps instead of 2.77 on the call clip). The frame rate comes
   before the sound's quality: at 10 kbps the face stays at 15 fps with Codec 2 rather
   than at 7.5 with Opus.
 - **Sources**: the rest, measured and not predicted: the stream writer sends source parts
@@ -64,10 +65,15 @@ AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to t
 AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
 CODEC2_PACKET_S = 0.120  # facecodec.audio.CODEC2_PACKET_MS
 CODEC2_PLAN = (2400, 1600, 1300)  # Codec 2 modes a plan uses, best first (bench/speech.py)
-# Bits per frame at half the frame rate over those at the full one: the shipped model on
-# the call clip, 431 against 341 at its default dead zone (`facecodec encode --fps 7.5`,
-# `facecodec bitrate`, 2026-12-02).
-HALF_RATE_BITS = 1.27
+# At half the frame rate the intra frames (a third of the bits there at a 2-s period) come
+# every THIN_INTRA_S instead: a call's receiver asks for recovery frames after a loss, so
+# the periodic ones are a backstop that a thin budget spends sparingly.
+THIN_INTRA_S = 6.0
+# Coded bits per frame at half the frame rate (and THIN_INTRA_S) over those at the full
+# one (2-s intra period): the shipped model on the call clip at dead zone 32, 254 against
+# 232 (`facecodec encode --fps 7.5 --intra-period 45` against `--fps 15`, `facecodec
+# bitrate`, 2026-12-02; at a 2-s period 298, 1.28x).
+HALF_RATE_BITS = 1.10
 HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 95 % of R
 # A frame packet's bytes beyond its coded values: chunk kind, length, frame number,
 # reference, CRC-16 and the range coder's last 32-bit word, about 7 bytes at one frame per
@@ -99,6 +105,7 @@ class BudgetPlan:
             ``SOURCE_FILL_S``, at least three (or what the receiver takes, if fewer).
         max_sources: the most the receiver draws from.
         fps: the frame rate (the one asked, or half of it).
+        intra_s: the time between intra frames the plan assumes (None: the default).
         audio_codec: ``"opus"`` or ``"codec2"``.
     """
 
@@ -112,6 +119,7 @@ class BudgetPlan:
     max_sources: int = MAX_SOURCES
     fps: float = 15.0
     audio_codec: str = "opus"
+    intra_s: float | None = None
 
     def sources_for(self, seconds: float | None = None) -> int:
         """The source frames of a stream ``seconds`` long (None: a call, of unknown
@@ -213,5 +221,5 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
     rest = max(0.0, HEADROOM * kbps - frames - sound)
     plan = BudgetPlan(float(kbps), deadband, frames, nominal, sound, rest,
                       max_sources=min(max_sources, MAX_SOURCES), fps=float(rate),
-                      audio_codec=codec)
+                      audio_codec=codec, intra_s=None if rate == fps else THIN_INTRA_S)
     return dataclasses.replace(plan, n_sources=plan.sources_for(None))
