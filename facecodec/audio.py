@@ -9,9 +9,9 @@ exactly (lip sync by construction) and fills a lost one with silence.
 Opus packets of 60 ms: at a few kilobits per second each packet's framing in the stream
 (about 8 bytes) costs ~1 kbps at that length, three times as much at 20 ms.
 
-Codec 2 (2.4): Opus does not go below ~5 kbps with speech left (STOI 0.84 at 6 kbps asked,
-0.66 at 5, 0.49 at 4 on the call clip's first 30 s), while Codec 2 keeps 0.78 at 2.4 kbps
-and 0.71 at 1.6 (``bench/speech.py``). It codes 8 kHz narrowband: the sender takes every
+Codec 2 (2.4): Opus does not go below ~5 kbps with speech left (STOI 0.87 at 6 kbps asked,
+0.73 at 5, 0.55 at 4 on the call clip's first minute), while Codec 2 keeps 0.80 at 2400
+bit/s and 0.74 at 1300 (``bench/speech.py``). It codes 8 kHz narrowband: the sender takes every
 6th sample after a low-pass, the receiver puts the 5 between back with the same filter
 (:class:`Resample6`), so the stream's clock stays Opus's 48 kHz. Its packets are 120 ms
 (several Codec 2 frames): 8 bytes of framing per packet are ~0.5 kbps there.
@@ -33,6 +33,7 @@ from facecodec.bitstream.container import (
     AUDIO_INFO,
     CODEC2_MODES,
     AudioPacket,
+    audio_declared,
     codec2_info,
 )
 from facecodec.defaults import AUDIO_KBPS as DEFAULT_KBPS
@@ -43,9 +44,9 @@ from facecodec.errors import InputError
 RATE: int = AUDIO_CLOCK  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
 CODEC2_PACKET_MS = 120
-# Codec 2's own delay: its decoded speech comes ~20 ms after its input (the envelope's
-# best alignment on the call clip, bench/speech.py, 2400 and 1300 bit/s); its packets
-# are stamped that much earlier, so the receiver places the sound in sync
+# Codec 2's own delay: its decoded speech came 21 and 25 ms after its input at 2400 and
+# 1300 bit/s (the envelope's best alignment on the call clip, bench/speech.py); its packets
+# are stamped 20 ms earlier, so the receiver places the sound in sync (after: -8..+5 ms)
 CODEC2_DELAY = RATE * 20 // 1000
 NARROW = 6  # Codec 2's 8 kHz is every 6th sample of the stream's 48 kHz
 MAX_GAP_S = 10.0  # a live sender fills at most this much silence, then restarts its clock
@@ -258,13 +259,10 @@ class Sound:
 
 def declared_sound(info: dict) -> Sound | None:
     """The sound a header's ``info`` declares (None: none this reader knows)."""
-    audio = info.get("audio")
-    if audio == AUDIO_INFO:
-        return Sound()
-    for mode in CODEC2_MODES:
-        if audio == codec2_info(mode):
-            return Sound.codec2(mode)
-    return None
+    if not audio_declared(info):
+        return None
+    audio = info["audio"]
+    return Sound() if audio["codec"] == "opus" else Sound.codec2(audio["mode"])
 
 
 def sound_decoder(info: dict) -> OpusDecoder | Codec2Decoder:

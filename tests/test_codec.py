@@ -582,7 +582,7 @@ def test_a_budget_plans_the_encoder_and_paces_its_sources(env, tmp_path):
     enc.encode_file(env["video"], out, progress=False)
     assert bytes([SOURCE_PART]) in out.read_bytes()  # paced within the budget
     with pytest.raises(BudgetError, match="needs at least"):
-        # (200 x 1.10 + 56) bits x 7.5 fps + Codec 2's 1.9 kbps, over 95 % of 4 less 0.25
+        # (200 x 1.18 + 56) bits x 7.5 fps + Codec 2's 1.9 kbps, over 95 % of 4 less 0.25
         Encoder(str(model), kbps=4)
     assert Encoder(str(model), kbps=8, audio=False).budget.audio_kbps is None
     for given in ({"deadband": 4}, {"audio_kbps": 8}, {"source_kbps": 2}):

@@ -37,7 +37,7 @@ def _media_options(f):
         click.option("--audio/--no-audio", default=False, show_default=True,
                      help="Send the input's sound (in the stream: Opus, or Codec 2 below "
                           "Opus's floor); a budget with sound must be above the plan's floor "
-                          "(4.8 kbps for the shipped model)."),
+                          "(5.0 kbps for the shipped model)."),
         click.option("--protect", type=click.Choice(PROTECTIONS), default="none",
                      show_default=True, help="Loss protection presets (docs/format.md 6)."),
         click.option("--source-choice", type=click.Choice(SOURCE_CHOICES),

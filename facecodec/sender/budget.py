@@ -65,15 +65,16 @@ AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to t
 AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
 CODEC2_PACKET_S = 0.120  # facecodec.audio.CODEC2_PACKET_MS
 CODEC2_PLAN = (2400, 1600, 1300)  # Codec 2 modes a plan uses, best first (bench/speech.py)
-# At half the frame rate the intra frames (a third of the bits there at a 2-s period) come
-# every THIN_INTRA_S instead: a call's receiver asks for recovery frames after a loss, so
-# the periodic ones are a backstop that a thin budget spends sparingly.
+# At half the frame rate the intra frames come every THIN_INTRA_S instead of 2 s (12 % of
+# the frames' bits there: 369 against 325 bits/frame on the call clip): a call's receiver
+# asks for recovery frames after a loss, so the periodic ones are a backstop that a thin
+# budget spends sparingly.
 THIN_INTRA_S = 6.0
 # Coded bits per frame at half the frame rate (and THIN_INTRA_S) over those at the full
-# one (2-s intra period): the shipped model on the call clip at dead zone 32, 254 against
-# 232 (`facecodec encode --fps 7.5 --intra-period 45` against `--fps 15`, `facecodec
-# bitrate`, 2026-12-02; at a 2-s period 298, 1.28x).
-HALF_RATE_BITS = 1.10
+# one (2-s intra period): the shipped model on the call clip at dead zone 32, 253.6
+# against 215.7 (`facecodec encode --fps 7.5 --intra-period 45` against `--fps 15`,
+# `facecodec bitrate`'s payload, 2026-12-02; at a 2-s period 297.6, 1.38x).
+HALF_RATE_BITS = 1.18
 HEADROOM = 0.95  # frames and sound are predicted from means: plan them within 95 % of R
 # A frame packet's bytes beyond its coded values: chunk kind, length, frame number,
 # reference, CRC-16 and the range coder's last 32-bit word, about 7 bytes at one frame per
