@@ -5,9 +5,10 @@
 Each call plays the first minute of the call clip (../shared/data/clips/call_cameron.mp4)
 in real time as the sender's camera, through `facecodec call loopback` in its own process
 under `nice`, both peers on this machine, every datagram through the emulated link: 100 ms
-of jitter (delay U(0, 100) ms, order kept) and 0 / 1 / 5 % loss each way, at 6 kbps
-without sound, feedback on; 5 % again without feedback; and one call with sound at the
-smallest budget the plan accepts (read from the BudgetError a budget of 3 kbps raises).
+of jitter (delay U(0, 100) ms, order kept) and 0 / 1 / 5 % loss each way, at 6 kbps with
+sound (the budget's plan: 7.5 frames/s and Codec 2), feedback on; 5 % again without
+feedback; and 6 kbps without sound at 1 % loss (15 frames/s: the receiver's load at the
+full rate).
 Results: bench/results/call.json (one row per call, the full reports beside it) and the
 `call` section of docs/BENCHMARKS.md (python bench/report.py).
 """
@@ -18,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,31 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "clips" / "call_cameron.mp4"
 
 
-def smallest_budget_with_sound() -> float:
-    """The floor the budget plan states for a call with sound (its BudgetError's "needs at
-    least X kbps")."""
-    import facecodec
-    from facecodec.sender.budget import BudgetError
-    try:
-        facecodec.Encoder(kbps=3, audio=True)
-    except BudgetError as e:
-        m = re.search(r"needs at least ([0-9.]+) kbps", str(e))
-        if m:
-            return float(m.group(1))
-        raise
-    raise SystemExit("a 3-kbps budget with sound was accepted: no floor to read")
-
-
-def scenarios(sound_kbps: float) -> list[dict]:
+def scenarios() -> list[dict]:
     jitter = ["--jitter-ms", "100"]
-    rows = [{"name": f"6 kbps, {p} % loss", "args": ["--kbps", "6", "--no-audio", "--loss",
-                                                     str(p / 100), *jitter]}
-            for p in (0, 1, 5)]
-    rows.append({"name": "6 kbps, 5 % loss, no feedback",
-                 "args": ["--kbps", "6", "--no-audio", "--loss", "0.05", "--no-feedback",
-                          *jitter]})
-    rows.append({"name": f"{sound_kbps:g} kbps with sound, 1 % loss",
-                 "args": ["--kbps", f"{sound_kbps:g}", "--audio", "--loss", "0.01", *jitter]})
+    sound = ["--kbps", "6", "--audio"]
+    rows = [{"name": f"6 kbps with sound, {p} % loss",
+             "args": [*sound, "--loss", str(p / 100), *jitter]} for p in (0, 1, 5)]
+    rows.append({"name": "6 kbps with sound, 5 % loss, no feedback",
+                 "args": [*sound, "--loss", "0.05", "--no-feedback", *jitter]})
+    rows.append({"name": "6 kbps without sound, 1 % loss",
+                 "args": ["--kbps", "6", "--no-audio", "--loss", "0.01", *jitter]})
     return rows
 
 
@@ -63,6 +47,7 @@ def row(name: str, r: dict) -> dict:
     wire = r.get("bits_wire", {}).get("a_to_b", {})
     return {
         "call": name,
+        "fps": r["call"]["options"].get("fps"),
         "frames sent": f["sent"], "drawn": f["drawn"], "concealed": f["concealed"],
         "late (not drawn)": f["late"], "never shown": f["not_shown"] + f["lost_at_end"],
         "accounted": "yes" if f["accounted"] else "NO",
@@ -83,6 +68,14 @@ def row(name: str, r: dict) -> dict:
         "draw p50 (ms)": r.get("work_ms", {}).get("draw", {}).get("p50"),
         "load avg": round(r["call"]["load_avg"][0], 2),
         "A/V |offset| p95 (ms)": (av.get("abs_offset_ms") or {}).get("p95"),
+        "sound delay p95 (ms)": (av.get("audio_delay_ms") or {}).get("p95"),
+        "held to sync: added p95 (ms)": ((av.get("held_to_sync") or {}).get("added_ms")
+                                         or {}).get("p95"),
+        "held to sync: |offset| p95 (ms)": ((av.get("held_to_sync") or {})
+                                            .get("abs_offset_ms") or {}).get("p95"),
+        "sound packets late / played": (f"{av['audio_packets_late']} / "
+                                        f"{av['audio_packets_played']}"
+                                        if "audio_packets_played" in av else None),
     }
 
 
@@ -104,8 +97,7 @@ def main() -> None:
     if not args.video.is_file():
         sys.exit(f"{args.video}: missing (the call clip of ../shared/data)")
     start = time.perf_counter()
-    sound_kbps = smallest_budget_with_sound()
-    runs = scenarios(sound_kbps)
+    runs = scenarios()
     if args.only:
         keys = args.only.split(",")
         runs = [r for r in runs if any(k in r["name"] for k in keys)]
@@ -129,8 +121,8 @@ def main() -> None:
         "both peers and the link relay on this 2-core machine (each call its own process, "
         "`nice -n 5`, one PyTorch thread per network). The link: every UDP datagram each "
         "way, delay U(0, 100) ms with order kept, independent loss; seed 1. "
-        f"The smallest budget the plan accepts with sound: {sound_kbps:g} kbps (its "
-        "BudgetError); at 6 kbps a call carries no sound.",
+        "At 6 kbps with sound the budget's plan sends 7.5 frames/s and Codec 2 1300 "
+        "(docs/sender.md); without sound 15 frames/s.",
         "delay: capture (the frame's time on the clip's real-time clock) to the end of its "
         "drawing at the receiver, frames captured after the first face was shown; link: "
         "the emulated one-way delay of the datagram that completed the frame; added = delay "
@@ -155,7 +147,7 @@ def main() -> None:
     if args.only and args.out.is_file():  # a partial run replaces its rows, keeps the rest
         old = json.loads(args.out.read_text())
         done = {r["call"] for r in rows}
-        order = [sc["name"] for sc in scenarios(sound_kbps)]
+        order = [sc["name"] for sc in scenarios()]
         rows = sorted([r for r in old["results"] if r["call"] not in done] + rows,
                       key=lambda r: order.index(r["call"]) if r["call"] in order else 99)
         envelope["results"] = rows

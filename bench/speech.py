@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--opus", default="4,5,6,8,12", help="Opus rates asked (kbps)")
     ap.add_argument("--codec2", default="3200,2400,1600,1300", help="Codec 2 modes (bit/s)")
+    ap.add_argument("--codec2-packets", default="80,120",
+                    help="Codec 2 packet lengths (ms; the budget's two)")
     ap.add_argument("--manifest", type=Path,
                     default=ROOT.parent / "shared" / "data" / "manifest.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speech.json")
@@ -81,8 +83,10 @@ def main() -> None:
         enc = OpusEncoder(kbps, floor=0.5)
         runs.append((f"Opus {kbps:g}", enc.encode(pcm) + enc.flush(), Sound().info()))
     for mode in (int(m) for m in args.codec2.split(",") if m):
-        sound = Sound.codec2(mode)
-        runs.append((sound.describe(), encode_audio(pcm, sound), sound.info()))
+        for ms in (int(m) for m in args.codec2_packets.split(",") if m):
+            sound = Sound.codec2(mode, ms)
+            runs.append((f"{sound.describe()}, {ms}-ms packets", encode_audio(pcm, sound),
+                         sound.info()))
     rows = []
     for name, packets, info in runs:
         framed = sum(len(chunk(AUDIO, varint(p.start + AUDIO_ORIGIN) + p.data))

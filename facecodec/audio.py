@@ -13,14 +13,15 @@ Codec 2 (2.4): Opus does not go below ~5 kbps with speech left (STOI 0.87 at 6 k
 0.73 at 5, 0.55 at 4 on the call clip's first minute), while Codec 2 keeps 0.80 at 2400
 bit/s and 0.74 at 1300 (``bench/speech.py``). It codes 8 kHz narrowband: the sender takes every
 6th sample after a low-pass, the receiver puts the 5 between back with the same filter
-(:class:`Resample6`), so the stream's clock stays Opus's 48 kHz. Its packets are 120 ms
-(several Codec 2 frames): 8 bytes of framing per packet are ~0.5 kbps there.
+(:class:`Resample6`), so the stream's clock stays Opus's 48 kHz. Its packets are 80 or 120
+ms (several Codec 2 frames; the budget chooses): 8 bytes of framing per packet are 0.8 and
+0.5 kbps there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,7 +44,13 @@ from facecodec.errors import InputError
 
 RATE: int = AUDIO_CLOCK  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
-CODEC2_PACKET_MS = 120
+# Codec 2's packets: 80 ms, for lip sync (a packet waits for its last sample: with
+# 120-ms packets the sound of a call at 6 kbps came 125 ms after its picture, 80 ms
+# after with 80-ms ones, docs/call.md); 120 ms when a budget cannot pay the framing of
+# shorter ones (8 bytes a packet: 1300 bit/s is 1.93 kbps in the stream in 120-ms
+# packets, 2.2 in 80-ms ones; facecodec.sender.budget chooses). Any multiple of 40 ms is
+# whole Codec 2 frames.
+CODEC2_PACKET_MS = 80
 # Codec 2's own delay: its decoded speech came 21 and 25 ms after its input at 2400 and
 # 1300 bit/s (the envelope's best alignment on the call clip, bench/speech.py); its packets
 # are stamped 20 ms earlier, so the receiver places the sound in sync (after: -8..+5 ms)
@@ -229,6 +236,9 @@ class Sound:
     codec: str = "opus"
     kbps: float = DEFAULT_KBPS
     mode: int = 0
+    # Codec 2's packets (Opus's are FRAME_MS): the sender's choice, not declared in the
+    # stream (a reader takes any whole number of frames), so not compared
+    packet_ms: int = field(default=CODEC2_PACKET_MS, compare=False)
 
     def __post_init__(self) -> None:
         if self.codec == "opus":
@@ -237,10 +247,13 @@ class Sound:
                                  f"got {self.kbps!r}")
         elif self.codec != "codec2" or self.mode not in CODEC2_MODES:
             raise InputError(f"no such sound codec: {self.codec} {self.mode or ''}".strip())
+        elif self.packet_ms not in (40, 80, 120, 160, 200, 240):
+            raise InputError(f"Codec 2 packets of {self.packet_ms!r} ms: a multiple of 40 "
+                             "up to 240")
 
     @classmethod
-    def codec2(cls, mode: int) -> Sound:
-        return cls("codec2", mode / 1000.0, int(mode))
+    def codec2(cls, mode: int, packet_ms: int = CODEC2_PACKET_MS) -> Sound:
+        return cls("codec2", mode / 1000.0, int(mode), int(packet_ms))
 
     def info(self) -> dict:
         """The header's ``info`` entry: ``{"audio": ...}``."""
@@ -254,7 +267,8 @@ class Sound:
         return f"Opus {self.kbps:.1f}" if self.codec == "opus" else f"Codec 2 {self.mode}"
 
     def encoder(self) -> OpusEncoder | Codec2Encoder:
-        return OpusEncoder(self.kbps) if self.codec == "opus" else Codec2Encoder(self.mode)
+        return (OpusEncoder(self.kbps) if self.codec == "opus"
+                else Codec2Encoder(self.mode, self.packet_ms))
 
 
 def declared_sound(info: dict) -> Sound | None:
@@ -314,13 +328,13 @@ def _int16(x: np.ndarray) -> np.ndarray:
 
 
 class Codec2Encoder:
-    """Mono int16 PCM at 48 kHz in, :class:`AudioPacket` of ``CODEC2_PACKET_MS`` out
-    (Codec 2 frames back to back); the same interface as :class:`OpusEncoder`."""
+    """Mono int16 PCM at 48 kHz in, :class:`AudioPacket` of ``packet_ms`` out (Codec 2
+    frames back to back); the same interface as :class:`OpusEncoder`."""
 
-    def __init__(self, mode: int):
+    def __init__(self, mode: int, packet_ms: int = CODEC2_PACKET_MS):
         self._codec = pycodec2.Codec2(mode)
         self._n = self._codec.samples_per_frame()  # at 8 kHz
-        self._per_packet = CODEC2_PACKET_MS * 8 // self._n  # Codec 2 frames per packet
+        self._per_packet = max(1, packet_ms * 8 // self._n)  # Codec 2 frames per packet
         self.frame_size = self._per_packet * self._n * NARROW  # at 48 kHz
         self._resample = Resample6()
         self._buffer = np.zeros(0, np.int16)

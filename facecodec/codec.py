@@ -110,6 +110,10 @@ SENDER_BATCH = 16  # frames per sender-network call (batching changes only the s
 # at full size and quality REFINE_AFTER_S later: on the example video 2,006 bytes come
 # before the first drawable frame instead of 6,108, 2.7 s instead of 8.1 s at 6 kbps
 DEFAULT_FIRST_SOURCE_QUALITY = 30
+# the live source policy waits at most this long for a better frame (its max_wait, 15
+# frames at 15 fps): counted in frames it doubled at the budget's 7.5 fps, and the first
+# face of a call at 6 kbps with sound came after 3.1-3.2 s instead of ~2.1 (2026-12-02)
+SOURCE_WAIT_S = 1.0
 FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0
 MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera this long
@@ -291,7 +295,7 @@ class Encoder:
             self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
             if self.budget.fps != float(fps):  # halved: the frames at fps do not fit
                 fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)) / 2
-        self.sound = (Sound.codec2(round(self.audio_kbps * 1000))
+        self.sound = (Sound.codec2(round(self.audio_kbps * 1000), self.budget.audio_packet_ms)
                       if self.budget and self.budget.audio_codec == "codec2"
                       else Sound("opus", self.audio_kbps))
         self._refine_after = max(1, round(REFINE_AFTER_S * float(fps)))
@@ -349,6 +353,18 @@ class Encoder:
         if self._live is None:
             raise InputError("recover_from() needs a live stream (push() frames first)")
         self._live.writer.recover_from(int(frame), copies)
+
+    def set_chains(self, chains: int) -> None:
+        """Live: code each frame against the one ``chains`` back from the next frame on
+        (1: the previous; 2 on a lossy link: a lost frame packet then spoils only every
+        other frame until a recovery frame, more bits per frame;
+        :meth:`facecodec.bitstream.container.FcsWriter.set_chains`)."""
+        if self._live is None:
+            raise InputError("set_chains() needs a live stream (push() frames first)")
+        try:
+            self._live.writer.set_chains(chains)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     def request_intra(self) -> None:
         """The receiver has nothing to decode from (it joined late, or lost everything):
@@ -553,7 +569,8 @@ class Encoder:
             self._live = _LiveState(
                 # closed loop: the pose policy only finds the frontal first source
                 FrontEnd(max_num_faces=self.max_num_faces),
-                SourcePolicy(1 if self.source_choice == "render" else self.n_sources),
+                SourcePolicy(1 if self.source_choice == "render" else self.n_sources,
+                             max_wait=max(1, round(SOURCE_WAIT_S * float(self.fps)))),
                 sink, FcsWriter(sink, self.header(self.n_sources, self.audio), self.prior,
                                 **self._writer_args()),
                 Deadband(self.deadband), t0=t)

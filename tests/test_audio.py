@@ -172,12 +172,15 @@ def test_the_resampler_keeps_speech_band_tones_and_removes_the_rest():
 
 def test_codec2_round_trip_places_the_sound_and_a_lost_packet_is_silence():
     pcm = tone(1.0, 300.0)
-    sound = Sound.codec2(1300)
+    sound = Sound.codec2(1300, packet_ms=120)
     packets = encode_audio(pcm, sound)
     # 120-ms packets, stamped Codec 2's own 20-ms delay early
     assert CODEC2_DELAY == 960
     assert [p.start for p in packets] == [5760 * k - 960 for k in range(len(packets))]
     assert all(len(p.data) == 21 for p in packets)  # 3 frames of 52 bits in 7 bytes
+    short = encode_audio(pcm, Sound.codec2(1300))  # the default: 80 ms, 2 frames
+    assert [p.start for p in short] == [3840 * k - 960 for k in range(len(short))]
+    assert all(len(p.data) == 14 for p in short)
     info = sound.info()
     assert declared_sound(info) == sound and audio_declared(info)
     out = decode_audio(packets, len(pcm), info)

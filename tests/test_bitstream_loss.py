@@ -39,8 +39,10 @@ def header(**kw) -> Header:
 def write(frames=FRAMES, feedback=None, table_prior=PRIOR, **kw) -> tuple[bytes, list[bytes]]:
     """The stream and its chunks in sending order (the header first)."""
     hkw = {k: kw.pop(k) for k in ("intra_period", "packet_frames") if k in kw}
+    chains = kw.pop("chains", 1)
     out = io.BytesIO()
     w = FcsWriter(out, header(**hkw), table_prior, **kw)
+    w.set_chains(chains)
     parts = [out.getvalue()]
     w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
     parts.append(out.getvalue()[len(b"".join(parts)):])
@@ -154,6 +156,29 @@ def test_feedback_codes_against_the_frame_the_receiver_holds():
     # a frame the writer no longer holds falls back to intra
     _, parts = write(feedback={40: 40 - MAX_REF - 5})
     assert kind(parts[frame_parts(parts)[40]]) == INTRA
+
+
+def test_two_chains_lose_every_other_frame_until_a_recovery():
+    _, parts = write(chains=2)
+    ref = frames_of(parts)
+    f = frame_parts(parts)
+    # after the intra frame (0, and 30) each frame refers two back
+    assert [kind(parts[f[i]]) for i in (0, 1, 2, 3, 29, 30, 31, 32)] == [
+        INTRA, INTER, INTER_REF, INTER_REF, INTER_REF, INTRA, INTER, INTER_REF]
+    # frame 10 lost: its chain (the even frames) is held up to the next intra frame,
+    # the odd frames are drawn: a picture every other frame, no freeze
+    lossy = frames_of(parts[: f[10]] + parts[f[10] + 1 :])
+    check_against(lossy, ref)
+    assert [x.index for x in lossy if x.held] == list(range(10, 30, 2))
+    # the receiver asks at frame 13 for frames against 9, twice: both chains resume
+    _, parts = write(chains=2, feedback={13: (9, 2)})
+    ref = frames_of(parts)
+    f = frame_parts(parts)
+    lossy = frames_of(parts[: f[10]] + parts[f[10] + 1 :])
+    check_against(lossy, ref)
+    assert [x.index for x in lossy if x.held] == [10, 12]
+    with pytest.raises(ValueError, match="one frame per packet"):
+        write(chains=2, packet_frames=2)
 
 
 def test_a_request_answered_twice_survives_the_loss_of_its_first_answer():

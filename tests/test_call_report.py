@@ -89,6 +89,38 @@ def test_av_offset_follows_the_video_delay():
     assert av_offset(sender(4), r) is None  # no sound
 
 
+def test_av_offset_waits_for_late_sound():
+    """Sound that arrives after the pictures' delay: the playout waits for it (no gaps),
+    and the pictures run ahead of the sound by the difference."""
+    s = sender(40, audio=True)
+    frames = [ev(k, s.capture[k] + 0.2) for k in range(40)]
+    # 60-ms packets arriving 300 ms after their first sample, every fifth 400 ms
+    audio = [(k * 2880, s.t0 + k * 0.06 + (0.4 if k % 5 == 4 else 0.3)) for k in range(60)]
+    a = av_offset(s, ReceiverLog(frames=frames, audio=audio))
+    assert a["playout_delay_ms"]["p50"] == 400.0  # the sound's 95th percentile
+    assert a["offset_ms"]["p50"] == pytest.approx(-200.0)  # the picture 200 ms early
+    assert a["audio_delay_ms"] == {"p50": 300.0, "p95": 400.0}
+    # following the pictures (200 ms) until the first late packets moved it: 2 gaps
+    assert a["audio_packets_late"] == 2
+    # a player that holds the pictures to 80 ms ahead of the sound: 320 ms, 20 of them
+    # the link's
+    held = a["held_to_sync"]
+    assert held["abs_offset_ms"]["p50"] == pytest.approx(80.0)
+    assert held["added_ms"]["p50"] == pytest.approx(300.0)
+    assert 30 <= held["frames_held"] <= 40
+
+
+def test_av_offset_through_a_freeze():
+    """No picture for 5 s (a lost link without feedback): the playout keeps the last
+    pictures' delay and follows the sound."""
+    s = sender(100, audio=True)
+    frames = [ev(k, s.capture[k] + 0.2) for k in range(100) if not 20 <= k < 70]
+    audio = [(k * 2880, s.t0 + k * 0.06 + 0.1) for k in range(160)]
+    a = av_offset(s, ReceiverLog(frames=frames, audio=audio))
+    assert a["frames"] == 50 and a["audio_packets_late"] == 0
+    assert a["offset_ms"]["p50"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_bitrate_windows_against_budget():
     # 100 bytes every 0.1 s for 35 s: 8 kbps; windows [10, 20) and [20, 30)
     events = [(i * 0.1, 100, "fcs") for i in range(350)]

@@ -257,6 +257,8 @@ class FcsWriter:
         self._force_intra = True
         self._recover_from: int | None = None
         self._recover_left = 0  # frames still to code against _recover_from
+        self.chains = 1  # set_chains
+        self._chained = self._pending_chained = False  # a chain's frame, not a recovery
         self._anchor = 0  # the last intra frame or recovery point
         self._last_intra = 0
         self._states: dict[int, tuple[Coded, Coded]] = {}  # frame -> (indices, deltas)
@@ -387,6 +389,19 @@ class FcsWriter:
             raise ValueError(f"copies must be in 1..{MAX_RECOVERY_COPIES}, got {copies!r}")
         self._recover_from, self._recover_left = int(frame), int(copies)
 
+    def set_chains(self, chains: int) -> None:
+        """Code each frame against the one ``chains`` back (1: the previous, the default;
+        2: two chains of frames, even and odd, on a lossy link): a lost packet then spoils
+        only its own chain until a recovery frame, and the receiver keeps drawing every
+        other frame instead of freezing. Each frame then codes two frames' motion (more
+        bits) and is a reference packet (format 2.0, kind 0x03: 2 bytes more). Only with
+        one frame per packet."""
+        if chains not in (1, 2):
+            raise ValueError(f"chains must be 1 or 2, got {chains!r}")
+        if chains > 1 and self.header.packet_frames != 1:
+            raise ValueError("two chains need one frame per packet")
+        self.chains = int(chains)
+
     def add_frame(self, values: Frame) -> bytes:
         return self.add_coded(self.header.table.quantize(values))
 
@@ -407,6 +422,9 @@ class FcsWriter:
         if self.recovery_period and (f - self._last_intra) % self.recovery_period == 0:
             anchor = self._last_intra if self.recovery_anchor == "intra" else self._anchor
             return f - anchor if f - anchor <= MAX_REF else 0
+        if self.chains > 1 and f - self.chains >= self._last_intra:
+            self._chained = True  # an ordinary frame of its chain: no recovery point
+            return self.chains
         return 1
 
     def add_coded(self, coded: Coded) -> bytes:
@@ -414,13 +432,15 @@ class FcsWriter:
             raise ValueError("the stream is closed")
         if self.frames >= MAX_FRAME:
             raise ValueError("stream too long: frame numbers are 32-bit")
+        self._chained = False
         ref = self._reference(self.frames)
         out = self._pace()
         if ref != 1:  # an intra frame or a recovery point always starts a packet
             out += self.flush()
-            self._pending_ref = ref
+            self._pending_ref, self._pending_chained = ref, self._chained
             self._force_intra = False
-            self._anchor = self.frames
+            if not self._chained:
+                self._anchor = self.frames
             if ref == 0:
                 self._last_intra = self.frames
         self._pending.append(coded)
@@ -452,9 +472,10 @@ class FcsWriter:
             head += bytes([n])
         data = chunk(kind, head + payload)
         self.frame_bits.extend(bits)
+        chained, self._pending_chained = self._pending_chained, False
         self._pending, self._pending_ref = [], 1
         out = self._emit_repeats()
-        copies = self.redundancy if ref != 1 else 0
+        copies = self.redundancy if ref != 1 and not chained else 0
         if ref == 0:
             copies = max(copies, self.repeat_intra)
         self._repeat += [data] * copies

@@ -32,15 +32,20 @@ from facecodec.call import wire
 from facecodec.call.congestion import CongestionMonitor
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
+from facecodec.call.witness import SoundWitness, sound_seconds
 from facecodec.codec import MAX_REPEAT_S
 from facecodec.errors import FormatError
 from facecodec.sender.video import VideoReader
 
 CLOCK = time.monotonic
+SOUND_TICK_S = 0.02  # the sender pushes the sound in blocks this long, as captured
 PINGS = 5  # clock-offset samples the receiver takes (two-machine calls)
 REQUEST_REPEAT_S = 0.2  # a recovery request repeated at most this often ...
 REQUEST_COPIES = 2  # ... after being sent this many times on consecutive held frames
 RECOVERY_COPIES = 2  # frames the sender codes against the frame a request names
+# after a recovery request the sender codes two chains of frames (FcsWriter.set_chains)
+# for this long: a loss then drops every other frame instead of freezing the picture
+CHAINS_S = 10.0
 DUPLICATE_S = 0.15  # a request for the same frame within this long of one acted on: a copy
 
 
@@ -66,6 +71,9 @@ class CallOptions:
     # the receiver asks the sender to pack frame packets into fewer messages while the
     # link queues (facecodec/call/congestion.py); needs ``feedback``
     adapt_packing: bool = True
+    # after a recovery request, two chains of frames for CHAINS_S (one frame per packet
+    # only); needs ``feedback``
+    chains: bool = True
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -175,6 +183,7 @@ class Sender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pack = 1  # frame packets per fcs message (the receiver's last request)
         self._answered: tuple[int | None, float] = (None, -1e9)  # last recovery request
+        self._chains_until = -1e9  # two chains of frames until then (CHAINS_S)
         self._pending = bytearray()  # fcs bytes waiting for the rest of their message
         self._pending_packets = 0
 
@@ -224,6 +233,20 @@ class Sender:
         count = 0  # stream frames made
         last_capture = None
         audio_next = 0  # samples of the input's sound pushed
+
+        def sound_until(media_t: float) -> None:
+            """Push the input's sound up to ``media_t`` on its clock. Until 2026-12-02 a
+            frame's push took the sound up to the end of its interval, one frame period
+            (67-133 ms) before a microphone could have given it."""
+            nonlocal audio_next
+            if pcm is None:
+                return
+            upto = min(len(pcm), round((media_t - t_sound) * AUDIO_RATE))
+            if upto > audio_next:
+                self._emit(enc.push_audio(pcm[audio_next:upto],
+                                          t_sound + audio_next / AUDIO_RATE))
+                audio_next = upto
+
         try:
             for image, t in self.source.frames():
                 if start is None:
@@ -237,7 +260,11 @@ class Sender:
                     if now > due + 1.0 / fps and count:
                         log.frames_dropped += 1  # a camera gives its newest frame: skip
                         continue
-                    time.sleep(max(0.0, due - now))
+                    while now < due:  # the sound goes out as a microphone gives it
+                        if count:
+                            sound_until(now - start)
+                        time.sleep(min(due - now, SOUND_TICK_S))
+                        now = CLOCK()
                 self._feedback()
                 # which stream slot this capture fills (Encoder.push's own rule), and
                 # the slots before it that repeat the last picture
@@ -265,18 +292,24 @@ class Sender:
                 last_capture = capture
                 count += 1
                 log.frames_pushed += 1
-                if pcm is not None:  # the sound captured up to this frame
-                    upto = min(len(pcm), round((t - t_sound + 1.0 / fps) * AUDIO_RATE))
-                    if upto > audio_next:
-                        self._emit(enc.push_audio(pcm[audio_next:upto],
-                                                  t_sound + audio_next / AUDIO_RATE))
-                        audio_next = upto
+                # the sound captured so far (a file not played in real time: up to the
+                # end of this frame's interval)
+                sound_until(CLOCK() - start if self.source.realtime else t + 1.0 / fps)
             if count:
+                sound_until(t + 1.0 / fps)  # the last frame's interval: its sound too
                 self._emit(enc.close(), flush=True)
         except BaseException as e:  # noqa: BLE001 - reported by run()
             self.error = e
 
     def _feedback(self) -> None:
+        self._take_requests()
+        if self.enc._live is not None:  # two chains while the link loses frames
+            chains = 2 if CLOCK() < self._chains_until else 1
+            if self.enc.packet_frames == 1:
+                self.enc.set_chains(chains)
+                self.log.chain_frames += chains > 1
+
+    def _take_requests(self) -> None:
         while True:
             try:
                 kind, frame = self.requests.get_nowait()
@@ -301,6 +334,8 @@ class Sender:
                 self._answered = (frame, now)
                 # two frames against it: a lost recovery frame does not cost a round trip
                 self.enc.recover_from(frame, copies=RECOVERY_COPIES)
+                if self.opt.chains:
+                    self._chains_until = now + CHAINS_S
             self.log.feedback[kind] += 1
 
     async def run(self, bye_timeout: float = 30.0, send_log: bool = False) -> SenderLog:
@@ -377,6 +412,11 @@ class Receiver:
         self._stream_fps = float(options.fps)  # the stream header's, once it arrives
         self.monitor = (CongestionMonitor(options.fps)
                         if options.feedback and options.adapt_packing else None)
+        # a lost frame seen from the sound sent after it (facecodec/call/witness.py); one
+        # frame per message only (packed frames leave later than their time)
+        self.witness = SoundWitness(options.fps) if options.feedback else None
+        self._packing = 1  # frame packets per message, as last asked of the sender
+        self.requests = RecoveryRequests()  # both threads ask through it, under _lock
         self.channels[wire.FCS].on("message", self._on_fcs)
         self.channels[wire.SETUP].on("message", self._on_setup)
         self.channels[wire.CONTROL].on("message", self._on_control)
@@ -401,6 +441,7 @@ class Receiver:
             packets = []  # damaged: the decoder reports it
         for p in packets:
             self.log.audio.append((p.start, now))
+            self._witness_sound(p, now)
         if self.opt.record:
             self._audio_data.extend(packets)
         try:  # the frame packets' numbers, read once for the monitor and the decoder
@@ -409,10 +450,28 @@ class Receiver:
             numbers = []  # damaged: the decoder reports it
         if self.monitor is not None and numbers:
             self._watch_link(numbers, len(msg), now)
+        if self.witness is not None and numbers:
+            k = self._packet_frames
+            self.witness.frames(f + j for f in numbers for j in range(k))
         if not self._source_in:
             self._held.append((msg, now, net, bool(numbers)))
         else:
             self._put(msg, now, net, bool(numbers))
+
+    def _witness_sound(self, packet, now: float) -> None:
+        """A sound packet that proves a frame packet lost: ask for the recovery frame now,
+        not when the next frame comes (SoundWitness)."""
+        if self.witness is None or not self._source_in or self._packing > 1:
+            return
+        seen = self.witness.sound(packet.start,
+                                  sound_seconds(self._stream_info, len(packet.data)))
+        if seen is None:
+            return
+        with self._lock:
+            due = self.requests.due(seen[1], now)
+        if due:
+            self.log.feedback_sent["recover_early"] += 1
+            self._send(wire.FEEDBACK, wire.recover_request(seen[1]))
 
     def _watch_link(self, frames: list[int], nbytes: int, now: float) -> None:
         """The congestion verdict on a frame message holding the packets ``frames``
@@ -424,6 +483,7 @@ class Receiver:
             self.log.congestion.append((now, verdict.frames, round(verdict.queue_s, 3),
                                         round(verdict.kbps, 2)))
             self.log.feedback_sent["pack"] += 1
+            self._packing = verdict.frames
             self._send(wire.FEEDBACK, wire.pack_request(verdict.frames))
 
     def _on_setup(self, msg) -> None:
@@ -441,6 +501,8 @@ class Receiver:
                 self._stream_fps = float(header.fps)  # the sender's budget may halve --fps
                 if self.monitor is not None and self.monitor.fps != self._stream_fps:
                     self.monitor = CongestionMonitor(self._stream_fps)
+                if self.witness is not None:
+                    self.witness = SoundWitness(self._stream_fps)
             self.feed.put((msg[:n], now, net, False))
             msg = msg[n:]
             if not msg:
@@ -509,7 +571,6 @@ class Receiver:
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
-        requests = RecoveryRequests()
         recorder = None  # made at the first frame: the header (its rate, its sound) is in
         window = None
         try:
@@ -529,7 +590,9 @@ class Receiver:
                                                   current["net"]))
                 if fr.held and self.opt.feedback:
                     good = self.dec.last_good
-                    if requests.due(good, now):
+                    with self._lock:
+                        due = self.requests.due(good, now)
+                    if due:
                         req = (wire.intra_request() if good is None
                                else wire.recover_request(good))
                         self.log.feedback_sent["intra" if good is None else "recover"] += 1

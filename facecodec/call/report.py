@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 FREEZE_S = 0.5  # the target's freeze: no new picture for longer than this
 WINDOW_S = 10.0  # bitrate windows held against the budget
-AV_WINDOW_S = 2.0  # the audio's playout delay follows the video's median over this long
+AV_WINDOW_S = 2.0  # the sound's playout delay follows the last 2 s of pictures and sound
+AV_LEAD_S = 0.080  # a player that holds pictures keeps them at most this far ahead of the sound
+AUDIO_ON_TIME = 95  # ... and covers this percentile of its packets' delays (a jitter buffer)
 
 
 @dataclass
@@ -24,6 +26,7 @@ class SenderLog:
     sent: list[tuple[float, int, str]] = field(default_factory=list)  # (time, bytes, channel)
     frames_pushed: int = 0  # camera frames given to the encoder (the rest were dropped late)
     frames_dropped: int = 0  # camera frames the sender was too late for
+    chain_frames: int = 0  # frames coded in two chains (after a loss; facecodec/call/peer.py)
     # requests acted on; "duplicate": a request's copy, ignored (facecodec/call/peer.py)
     feedback: dict[str, int] = field(
         default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0, "duplicate": 0})
@@ -51,7 +54,7 @@ class ReceiverLog:
     sources: list[tuple[int, float]] = field(default_factory=list)  # (slot, complete at)
     audio: list[tuple[int, float]] = field(default_factory=list)  # (start sample, arrived)
     feedback_sent: dict[str, int] = field(
-        default_factory=lambda: {"intra": 0, "recover": 0, "pack": 0})
+        default_factory=lambda: {"intra": 0, "recover": 0, "recover_early": 0, "pack": 0})
     # the congestion verdicts: (when, packets per message asked, queueing delay s, kbps)
     congestion: list[tuple[float, int, float, float]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
@@ -153,13 +156,24 @@ def delays(sender: SenderLog, frames: list[FrameEvent], first_face: float | None
 
 def av_offset(sender: SenderLog, receiver: ReceiverLog,
               first_face: float | None = None) -> dict | None:
-    """Audio against video. The receiver plays the sound continuously with a playout
-    delay it sets (every second) to the median capture-to-display delay of the pictures
-    drawn in the last ``AV_WINDOW_S``: sample ``s`` plays at ``t0 + s / 48000 + L``
-    (later if it arrives later: ``late``). A drawn frame's offset is its own delay minus
-    ``L``: how far the picture is from the sound of the same instant (positive: the
-    picture late). Frames captured once the first face was shown (``first_face``), as
-    for the delays."""
+    """Audio against video, as a player that keeps the sound continuous plays it. The
+    pictures are shown as they are drawn; the sound plays continuously with a playout
+    delay ``L`` that the player re-sets every second from the last ``AV_WINDOW_S``: the
+    larger of the pictures' median capture-to-display delay (lip sync: the sound no
+    earlier than the picture) and the ``AUDIO_ON_TIME`` percentile of the sound packets'
+    own delays (a jitter buffer: a sound packet arrives before it is due). Sample ``s``
+    plays at ``t0 + s / 48000 + L``; a packet that arrives after that is ``late`` (a gap
+    in the sound). A drawn frame's offset is its own delay minus ``L`` (positive: the
+    picture after the sound; negative: the sound after the picture). Frames captured once
+    the first face was shown (``first_face``), as for the delays. A late packet also
+    moves ``L`` up to its delay at once (the sound plays on from it), as a jitter buffer
+    stretches. ``held_to_sync``: the same call if the player also held each picture until
+    it is at most ``AV_LEAD_S`` ahead of its sound (lip sync bought with delay): the
+    offsets and the added delays (capture to display less the link's delay) it would give.
+
+    Until 2026-12-02 ``L`` followed the pictures alone, so most sound packets (~64 % in
+    the calls of docs/call.md) came after their playout time: an offset no player could
+    keep without gaps in the sound."""
     if not sender.audio:
         return None
     drawn = sorted((e for e in receiver.frames if e.kind == "drawn"
@@ -169,39 +183,62 @@ def av_offset(sender: SenderLog, receiver: ReceiverLog,
     if not drawn:
         return {"frames": 0, "audio_packets": len(receiver.audio)}
     delay = [(e.shown, e.shown - sender.capture[e.index]) for e in drawn]
-    playout: list[tuple[float, float]] = []  # (from when, L)
+    sound = sorted((arrived, arrived - (sender.t0 + start / 48000))
+                   for start, arrived in receiver.audio)
+    sound_at = [t for t, _ in sound]
+    shown_at = [t for t, _ in delay]
+
+    def window(events, times, t):
+        lo, hi = bisect.bisect_right(times, t - AV_WINDOW_S), bisect.bisect_right(times, t)
+        return sorted(d for _, d in events[lo:hi])
+
+    # one timeline: pictures shown (0) and sound packets arrived (1), in time order
+    events = sorted([(e.shown, 0, d, e.net_delay) for e, (_, d) in zip(drawn, delay, strict=True)]
+                    + [(t, 1, d, 0.0) for t, d in sound])
+    playout: list[float] = []  # every L the player set
+    level: float | None = None  # None until the first picture: sound before it not played
     next_update = delay[0][0]
+    seen = delay[0][1]  # the last picture's delay
     offsets = []
-    for i, (t, d) in enumerate(delay):
+    synced: list[tuple[float, float, bool]] = []  # (offset, added delay, held) when held
+    late = played = 0
+    for t, kind, d, net in events:
         if t >= next_update:
-            recent = [dd for tt, dd in delay[: i + 1] if tt > t - AV_WINDOW_S]
-            playout.append((t, sorted(recent)[len(recent) // 2]))
+            # (no picture in the window, a freeze: the pictures' part stays as it was)
+            pictures = window(delay, shown_at, t) or [seen]
+            level = pictures[len(pictures) // 2]
+            heard = window(sound, sound_at, t)
+            if heard:
+                level = max(level, quantiles(heard, (AUDIO_ON_TIME,))[f"p{AUDIO_ON_TIME}"])
+            playout.append(level)
             next_update = t + 1.0
-        offsets.append(d - playout[-1][1])
-
-    def delay_at(t: float) -> float:
-        cur = playout[0][1]
-        for since, value in playout:
-            if since > t:
-                break
-            cur = value
-        return cur
-
-    late = 0
-    played = 0
-    for start, arrived in receiver.audio:
-        due = sender.t0 + start / 48000 + delay_at(arrived)
-        if due < playout[0][0]:
-            continue  # sound from before the first picture: not played
-        played += 1
-        late += arrived > due
+        if level is None:
+            continue
+        if kind == 0:
+            seen = d
+            offsets.append(d - level)
+            # held until at most AV_LEAD_S ahead of its sound
+            shown = max(d, level - AV_LEAD_S)
+            synced.append((shown - level, shown - net, shown > d))
+        else:
+            played += 1
+            if d > level:  # a gap, then the sound plays on from this packet, later
+                late += 1
+                level = d
+                playout.append(level)
     absolute = [abs(o) for o in offsets]
     return {"frames": len(offsets), "offset_ms": _ms(quantiles(offsets, (5, 50, 95))),
             "abs_offset_ms": _ms(quantiles(absolute)),
             "abs_offset_ms_max": round(1000 * max(absolute), 1),
-            "playout_delay_ms": _ms(quantiles([v for _, v in playout])),
+            "playout_delay_ms": _ms(quantiles(playout)),
+            "audio_delay_ms": _ms(quantiles([d for _, d in sound])),
             "audio_packets": len(receiver.audio), "audio_packets_played": played,
-            "audio_packets_late": late}
+            "audio_packets_late": late,
+            "held_to_sync": {
+                "lead_ms": round(1000 * AV_LEAD_S, 1),
+                "frames_held": sum(h for _, _, h in synced),
+                "abs_offset_ms": _ms(quantiles([abs(o) for o, _, _ in synced])),
+                "added_ms": _ms(quantiles([a for _, a, _ in synced]))}}
 
 
 def bitrate(events: list[tuple[float, int, str]], start: float, end: float,
@@ -256,7 +293,8 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
                            if first_face is not None else 0),
         "av": av_offset(sender, receiver, first_face),
         "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
-        "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback},
+        "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback,
+                     "frames_in_two_chains": sender.chain_frames},
         # the receiver's congestion verdicts: when, packets per message, queue s, kbps
         "packing": [[round(t - start, 3), k, q, r] for t, k, q, r in receiver.congestion],
         # how long each end's network took per frame in this call (the machine's load

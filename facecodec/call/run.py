@@ -37,7 +37,7 @@ def _quiet() -> None:
 
 async def loopback_call(source: dict, options: CallOptions, forward: LinkProfile,
                         backward: LinkProfile | None = None, seed: int = 0,
-                        timeout: float | None = None) -> dict:
+                        timeout: float | None = None, logs: Path | None = None) -> dict:
     """A call between two peer processes on this machine, each with its own
     RTCPeerConnection and ICE bound to 127.0.0.1, every datagram through the relay in this
     process (``forward``: sender -> receiver; ``backward``: the feedback and the
@@ -47,8 +47,9 @@ async def loopback_call(source: dict, options: CallOptions, forward: LinkProfile
     the relay (``via_relay``) and passes it on to the receiver the same way. Separate
     processes: in one, the encoder's and the decoder's threads stall each other on
     Python's lock (the decoder's value decoding is pure Python). ``timeout``: the
-    receiver stops waiting for the end this long after the start. Returns the report
-    (facecodec/call/report.py)."""
+    receiver stops waiting for the end this long after the start. ``logs``: also write
+    both peers' logs there (JSON: ``sender``, ``receiver``), what the report is computed
+    from. Returns the report (facecodec/call/report.py)."""
     _quiet()
     backward = backward or forward
     relay = UdpRelay(LinkModel(forward, seed), LinkModel(backward, seed + 1))
@@ -100,6 +101,8 @@ async def loopback_call(source: dict, options: CallOptions, forward: LinkProfile
             relay.close()
     for e in rlog.frames:  # the emulated delay of the datagram that brought each frame
         e.net_delay = relay.delay_before("a_to_b", e.arrived)
+    if logs is not None:
+        Path(logs).write_text(json.dumps({"sender": asdict(slog), "receiver": asdict(rlog)}))
     report = summarize(slog, rlog, link=relay.summary(), offered=relay.offered)
     report["call"] = {"mode": "loopback", "seconds": round(end - started, 2),
                       "options": {k: (str(v) if isinstance(v, Path) else v)

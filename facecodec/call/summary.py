@@ -24,9 +24,15 @@ def text_summary(r: dict) -> str:
     ]
     if r.get("av") and r["av"]["frames"]:
         a = r["av"]
-        lines.append(f"audio-video offset |p50| {a['abs_offset_ms']['p50']} ms, |p95| "
-                     f"{a['abs_offset_ms']['p95']} ms; sound packets {a['audio_packets']}, "
-                     f"late {a['audio_packets_late']}")
+        lines.append(f"audio-video offset (the sound played without gaps) |p50| "
+                     f"{a['abs_offset_ms']['p50']} ms, |p95| {a['abs_offset_ms']['p95']} ms "
+                     f"(offset p50 {a['offset_ms']['p50']} ms: negative, the sound late); "
+                     f"sound packets {a['audio_packets']}, late {a['audio_packets_late']}")
+        h = a.get("held_to_sync")
+        if h:
+            lines.append(f"with pictures held to {h['lead_ms']:g} ms ahead of the sound: "
+                         f"|offset| p95 {h['abs_offset_ms']['p95']} ms, added delay p50 "
+                         f"{h['added_ms']['p50']} ms, p95 {h['added_ms']['p95']} ms")
     b = r["bits_sent"]
     budget = (f" against a budget of {b['budget_kbps']} kbps ({100 * b['of_budget']:.0f} %, "
               f"highest 10-s window {b['highest_window_of_budget']})"

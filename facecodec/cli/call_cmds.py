@@ -55,6 +55,10 @@ def _media_options(f):
         click.option("--model", default=None, help="Model directory or name."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="PyTorch threads (each end runs one network)."),
+        click.option("--one-chain", is_flag=True,
+                     help="After a loss, keep coding each frame against the one before "
+                          "(default: two chains of frames for 10 s, so that a further "
+                          "loss drops every other frame instead of freezing; docs/call.md)."),
     ]):
         f = deco(f)
     return f
@@ -98,7 +102,7 @@ def _camera_format() -> str:
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
              show=False, record=None, source_choice=SOURCE_CHOICE, packet_frames=1,
-             fixed_packing=False):
+             fixed_packing=False, one_chain=False):
     import torch
 
     from facecodec.call.peer import CallOptions
@@ -113,7 +117,7 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
                        show=show, record=record, threads=threads,
                        source_choice=source_choice, packet_frames=packet_frames,
-                       adapt_packing=not fixed_packing)
+                       adapt_packing=not fixed_packing, chains=not one_chain)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -156,9 +160,12 @@ def call() -> None:
 @click.option("--cut-after", type=click.IntRange(0), default=None,
               help="The link carries this many datagrams each way, then none (a peer gone).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--logs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write both peers' raw logs (JSON), what the report is made from.")
 def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-             fps, seconds, model, threads, no_feedback, fixed_packing, show, record, report,
-             loss, delay_ms, jitter_ms, reorder, cap_kbps, cut_after, seed) -> None:
+             fps, seconds, model, threads, one_chain, no_feedback, fixed_packing, show, record,
+             report,
+             loss, delay_ms, jitter_ms, reorder, cap_kbps, cut_after, seed, logs) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
     _need_aiortc()
@@ -175,12 +182,12 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
-                    record, source_choice, packet_frames, fixed_packing)
+                    record, source_choice, packet_frames, fixed_packing, one_chain)
     if video is not None and not video.is_file():
         raise InputError(f"{video}: no such file")
     spec = ({"video": str(video)} if video is not None else
             {"camera": camera, "format": camera_format or _camera_format()})
-    result = asyncio.run(loopback_call(spec, opts, profile, seed=seed))
+    result = asyncio.run(loopback_call(spec, opts, profile, seed=seed, logs=logs))
     _write_report(result, report)
 
 
@@ -209,13 +216,14 @@ def receive(listen, threads, model, no_feedback, fixed_packing, show, record, re
 @click.option("--camera-format", default=None)
 @_media_options
 def send(to, video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-         fps, seconds, model, threads) -> None:
+         fps, seconds, model, threads, one_chain) -> None:
     """Call a receiver: send the camera or a video file played in real time."""
     _need_aiortc()
     from facecodec.call.run import send_call
     host, port = _host_port(to, "127.0.0.1")
     opts = _options(kbps, audio, protect, fps, seconds, model, threads,
-                    source_choice=source_choice, packet_frames=packet_frames)
+                    source_choice=source_choice, packet_frames=packet_frames,
+                    one_chain=one_chain)
     src = _source(video, camera, camera_format, opts.fps, seconds)
     log = asyncio.run(send_call(src, opts, host, port))
     click.echo(f"sent {len(log.capture)} frames, {sum(n for _, n, _ in log.sent)} bytes; "

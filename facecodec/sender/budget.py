@@ -14,7 +14,9 @@ before the first frame, the third takes what they leave:
   ``AUDIO_SPEECH_KBPS``] (speech gains little above; a call without sound is no call, so
   the sound comes before the sources). Below Opus's floor, Codec 2 (format 2.4): the
   best of its 2400, 1600 and 1300 bit/s modes within half of what the frames leave, else
-  1300. On the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
+  1300, in 80-ms packets (lip sync: a packet waits for its last sample), or 120-ms ones
+  when the 80-ms packets' framing does not fit (5 kbps: 1.93 kbps instead of 2.2). On
+  the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
   at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 2.9 kbps of stream (2400), 0.77 in
   2.1 (1600) and 0.74 in 1.9 (1300); its 3200 adds 0.02 for 0.8 kbps more.
 - **Frame rate**: the one asked (15 by default) if the frames and the cheapest sound fit
@@ -63,7 +65,8 @@ from facecodec.errors import InputError
 
 AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to the sources
 AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
-CODEC2_PACKET_S = 0.120  # facecodec.audio.CODEC2_PACKET_MS
+CODEC2_PACKET_S = 0.080  # facecodec.audio.CODEC2_PACKET_MS: for lip sync
+CODEC2_LONG_PACKET_S = 0.120  # when the framing of 80-ms packets does not fit
 CODEC2_PLAN = (2400, 1600, 1300)  # Codec 2 modes a plan uses, best first (bench/speech.py)
 # At half the frame rate the intra frames come every THIN_INTRA_S instead of 2 s (12 % of
 # the frames' bits there: 369 against 325 bits/frame on the call clip): a call's receiver
@@ -108,6 +111,8 @@ class BudgetPlan:
         fps: the frame rate (the one asked, or half of it).
         intra_s: the time between intra frames the plan assumes (None: the default).
         audio_codec: ``"opus"`` or ``"codec2"``.
+        audio_packet_ms: the sound's packets (Codec 2: 80 ms, or 120 when the budget
+            cannot pay the framing of shorter ones; Opus: 60), None without sound.
     """
 
     kbps: float
@@ -121,6 +126,7 @@ class BudgetPlan:
     fps: float = 15.0
     audio_codec: str = "opus"
     intra_s: float | None = None
+    audio_packet_ms: int | None = None
 
     def sources_for(self, seconds: float | None = None) -> int:
         """The source frames of a stream ``seconds`` long (None: a call, of unknown
@@ -141,7 +147,9 @@ class BudgetPlan:
         if self.audio_kbps is None:
             return "no sound"
         if self.audio_codec == "codec2":
-            return f"Codec 2 {round(self.audio_kbps * 1000)}"
+            long = self.audio_packet_ms and self.audio_packet_ms != CODEC2_PACKET_S * 1000
+            return (f"Codec 2 {round(self.audio_kbps * 1000)}"
+                    + (f" in {self.audio_packet_ms}-ms packets" if long else ""))
         return f"Opus {self.audio_kbps:g}"
 
 
@@ -163,13 +171,14 @@ def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
                         seconds)
 
 
-def codec2_all_kbps(mode: int, seconds: float = 3600.0) -> float:
-    """Codec 2 at ``mode`` bit/s as it goes into a stream: 120-ms packets of whole Codec 2
-    frames (20 ms from 2400 bit/s up, 40 ms below; each a whole number of bytes: 1300's
-    52 bits take 7), framed as Opus's."""
+def codec2_all_kbps(mode: int, seconds: float = 3600.0,
+                    packet_s: float = CODEC2_PACKET_S) -> float:
+    """Codec 2 at ``mode`` bit/s as it goes into a stream: ``packet_s`` packets of whole
+    Codec 2 frames (20 ms from 2400 bit/s up, 40 ms below; each a whole number of bytes:
+    1300's 52 bits take 7), framed as Opus's."""
     frame_s = 0.02 if mode >= 2400 else 0.04
-    payload = round(CODEC2_PACKET_S / frame_s) * math.ceil(mode * frame_s / 8)
-    return _framed_kbps(payload, CODEC2_PACKET_S, seconds)
+    payload = round(packet_s / frame_s) * math.ceil(mode * frame_s / 8)
+    return _framed_kbps(payload, packet_s, seconds)
 
 
 def _framed_kbps(payload: int, packet_s: float, seconds: float) -> float:
@@ -191,7 +200,8 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
     if not points:
         raise InputError("the model has no prior to plan a budget with")
     usable = HEADROOM * kbps - MIN_SOURCE_KBPS
-    cheapest_sound = codec2_all_kbps(CODEC2_PLAN[-1]) if audio else 0.0
+    cheapest_sound = (codec2_all_kbps(CODEC2_PLAN[-1], packet_s=CODEC2_LONG_PACKET_S)
+                      if audio else 0.0)
     for rate, scale in ((fps, 1.0), (fps / 2, HALF_RATE_BITS)):
         frames, deadband = min((frame_kbps(p, rate, scale), float(s)) for s, p in points)
         if frames + cheapest_sound <= usable:
@@ -207,7 +217,7 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
                           + (f" and the sound (~{cheapest_sound:.1f} kbps at Codec 2 "
                              f"{CODEC2_PLAN[-1]})" if audio else "")
                           + f": it needs at least {need:.1f} kbps{hint}")
-    codec, nominal, sound = "opus", None, 0.0
+    codec, nominal, sound, packet_s = "opus", None, 0.0, AUDIO_PACKET_S
     if audio and frames + audio_all_kbps(AUDIO_MIN_KBPS) <= usable:
         nominal = AUDIO_MIN_KBPS
         target = min(AUDIO_SPEECH_KBPS, max(AUDIO_MIN_KBPS, (usable - frames) / 2))
@@ -215,12 +225,16 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
         while nominal + 0.5 <= target and audio_all_kbps(nominal + 0.5) <= usable - frames:
             nominal += 0.5
         sound = audio_all_kbps(nominal)
-    elif audio:  # below Opus's floor: as Opus, Codec 2's best within half of the rest
+    elif audio:  # below Opus's floor: as Opus, Codec 2's best within half of the rest,
+        # in 80-ms packets (lip sync) while the cheapest fits in them, else 120-ms ones
         half = (usable - frames) / 2
         mode = next((m for m in CODEC2_PLAN if codec2_all_kbps(m) <= half), CODEC2_PLAN[-1])
-        codec, nominal, sound = "codec2", mode / 1000.0, codec2_all_kbps(mode)
+        packet_s = (CODEC2_PACKET_S if codec2_all_kbps(mode) <= usable - frames
+                    else CODEC2_LONG_PACKET_S)
+        codec, nominal, sound = "codec2", mode / 1000.0, codec2_all_kbps(mode, packet_s=packet_s)
     rest = max(0.0, HEADROOM * kbps - frames - sound)
     plan = BudgetPlan(float(kbps), deadband, frames, nominal, sound, rest,
                       max_sources=min(max_sources, MAX_SOURCES), fps=float(rate),
-                      audio_codec=codec, intra_s=None if rate == fps else THIN_INTRA_S)
+                      audio_codec=codec, intra_s=None if rate == fps else THIN_INTRA_S,
+                      audio_packet_ms=round(packet_s * 1000) if audio else None)
     return dataclasses.replace(plan, n_sources=plan.sources_for(None))

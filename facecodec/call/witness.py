@@ -1,0 +1,79 @@
+"""A lost frame packet noticed from the sound sent after it.
+
+The receiver learns of a lost frame packet when the next one arrives: at 7.5 frames/s
+(the budget's rate for 6 kbps with sound) that is 133 ms later, and the recovery frame
+the sender then codes comes one more frame later, so one loss froze the picture for
+0.52-0.65 s in a one-minute call at 5 % loss (docs/call.md). The sound's packets go on
+the same data channel every 80 ms, and a link keeps the order of what is sent on one path
+(a queue; a lost datagram is gone, it does not come late). So a sound packet that was
+sent after frame ``k`` proves that ``k``, if it has not arrived, was lost: the receiver
+can ask for the recovery frame one sound packet after the loss instead of one frame.
+
+When a sound packet was sent: not before its last sample was captured. Its first
+sample is ``start`` on the stream's clock (stamped early by the codec's own delay, which
+only makes this bound earlier) and it lasts ``seconds``. Frame ``k`` goes out when the
+sender has coded it, ``k / fps`` plus the encoder's time, at most ``margin_s`` (its p95 is
+~37 ms on this machine). A network that reorders within a flow, or a sender stalled for
+longer than the margin, costs a request that was not needed: a recovery frame, coded
+against an older frame, a few hundred bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+SEND_MARGIN_S = 0.06  # a frame packet leaves at most this long after its frame's time
+AUDIO_RATE = 48000  # the stream's sound clock (facecodec.audio.RATE; not imported: PyAV)
+CODEC2_FRAME_BYTES = {3200: (8, 0.02), 2400: (6, 0.02), 1600: (8, 0.04), 1300: (7, 0.04)}
+OPUS_MIN_S = 0.02  # an Opus packet's duration is not read here: the shortest one
+
+
+def sound_seconds(info: dict, nbytes: int) -> float:
+    """How long a sound packet of ``nbytes`` lasts, for the stream header's ``info``: a
+    Codec 2 packet is whole frames of a known size; an Opus packet at least 20 ms."""
+    audio = info.get("audio") if isinstance(info, dict) else None
+    if isinstance(audio, dict) and audio.get("codec") == "codec2":
+        size, seconds = CODEC2_FRAME_BYTES.get(audio.get("mode"), (0, 0.0))
+        if size:
+            return nbytes // size * seconds
+    return OPUS_MIN_S
+
+
+class SoundWitness:
+    """Frame packets that a later sound packet proves lost."""
+
+    KEEP = 256  # frames remembered behind the highest that arrived
+
+    def __init__(self, fps: float, margin_s: float = SEND_MARGIN_S):
+        self.fps = float(fps)
+        self.margin_s = margin_s
+        self._highest = -1  # the highest frame that arrived (-1: none yet)
+        self._arrived: set[int] = set()  # the frames that arrived, the last KEEP of them
+        self._checked = -1  # frames up to this one are dealt with (arrived or reported)
+
+    def frames(self, numbers: Iterable[int]) -> None:
+        """Frames that arrived (every frame of a packet)."""
+        for f in numbers:
+            self._arrived.add(f)
+            self._highest = max(self._highest, f)
+        if len(self._arrived) > 2 * self.KEEP:
+            self._arrived = {f for f in self._arrived if f > self._highest - self.KEEP}
+
+    def sound(self, start: int, seconds: float) -> tuple[int, int] | None:
+        """A sound packet arrived, its first sample at ``start`` (48 kHz, stream time)
+        and lasting ``seconds``: -> (the first frame it proves lost that was not reported
+        before, the frame before it) when that frame before it arrived (a recovery frame
+        is coded against it), else None. Nothing before the first frame packet (the
+        frames before the first source go out together, late)."""
+        if self._highest < 0:
+            return None
+        sent = start / AUDIO_RATE + seconds  # not before its last sample
+        last = math.floor((sent - self.margin_s) * self.fps)  # frames surely sent before
+        lost = next((f for f in range(max(self._checked + 1, self._highest - self.KEEP),
+                                      last + 1) if f not in self._arrived), None)
+        self._checked = max(self._checked, last if lost is not None
+                            else min(last, self._highest))
+        if lost is None or lost - 1 not in self._arrived:
+            return None  # nothing lost, or its reference too: the decoder's request serves
+        return lost, lost - 1
