@@ -68,11 +68,9 @@ def row(name: str, r: dict) -> dict:
         "draw p50 (ms)": r.get("work_ms", {}).get("draw", {}).get("p50"),
         "load avg": round(r["call"]["load_avg"][0], 2),
         "A/V |offset| p95 (ms)": (av.get("abs_offset_ms") or {}).get("p95"),
+        "A/V |offset| p95 as drawn (ms)": (av.get("as_drawn_abs_offset_ms") or {}).get("p95"),
+        "frames held for lip sync": av.get("frames_held"),
         "sound delay p95 (ms)": (av.get("audio_delay_ms") or {}).get("p95"),
-        "held to sync: added p95 (ms)": ((av.get("held_to_sync") or {}).get("added_ms")
-                                         or {}).get("p95"),
-        "held to sync: |offset| p95 (ms)": ((av.get("held_to_sync") or {})
-                                            .get("abs_offset_ms") or {}).get("p95"),
         "sound packets late / played": (f"{av['audio_packets_late']} / "
                                         f"{av['audio_packets_played']}"
                                         if "audio_packets_played" in av else None),

@@ -27,9 +27,11 @@ import numpy as np
 import facecodec
 from facecodec.audio import RATE as AUDIO_RATE
 from facecodec.audio import read_audio
+from facecodec.bitstream.container import audio_declared
 from facecodec.bitstream.header import parse_header
 from facecodec.call import wire
 from facecodec.call.congestion import CongestionMonitor
+from facecodec.call.playout import Playout
 from facecodec.call.record import Recorder
 from facecodec.call.report import FrameEvent, ReceiverLog, SenderLog
 from facecodec.call.witness import SoundWitness, sound_seconds
@@ -74,6 +76,9 @@ class CallOptions:
     # after a recovery request, two chains of frames for CHAINS_S (one frame per packet
     # only); needs ``feedback``
     chains: bool = True
+    # a call with sound: the receiver holds a picture until it is at most 80 ms ahead of
+    # its sound (facecodec/call/playout.py)
+    lip_sync: bool = True
 
 
 def make_source(spec: dict, fps: float, seconds: float | None):
@@ -417,6 +422,11 @@ class Receiver:
         self.witness = SoundWitness(options.fps) if options.feedback else None
         self._packing = 1  # frame packets per message, as last asked of the sender
         self.requests = RecoveryRequests()  # both threads ask through it, under _lock
+        # lip sync (a call with sound): when the sound plays, how long a picture waits for
+        # it (facecodec/call/playout.py); made when the header declares sound
+        self.playout: Playout | None = None
+        self._screen: queue.SimpleQueue = queue.SimpleQueue()  # decoded frames to show
+        self._source_at = math.inf  # when the first source came in
         self.channels[wire.FCS].on("message", self._on_fcs)
         self.channels[wire.SETUP].on("message", self._on_setup)
         self.channels[wire.CONTROL].on("message", self._on_control)
@@ -442,6 +452,9 @@ class Receiver:
         for p in packets:
             self.log.audio.append((p.start, now))
             self._witness_sound(p, now)
+            if self.playout is not None:
+                with self._lock:
+                    self.playout.sound(now, now - p.start / AUDIO_RATE)
         if self.opt.record:
             self._audio_data.extend(packets)
         try:  # the frame packets' numbers, read once for the monitor and the decoder
@@ -503,6 +516,8 @@ class Receiver:
                     self.monitor = CongestionMonitor(self._stream_fps)
                 if self.witness is not None:
                     self.witness = SoundWitness(self._stream_fps)
+                if self.opt.lip_sync and audio_declared(header.info):
+                    self.playout = Playout()
             self.feed.put((msg[:n], now, net, False))
             msg = msg[n:]
             if not msg:
@@ -518,6 +533,7 @@ class Receiver:
         self.feed.put((msg, now, net, False))
         if not self._source_in and any(k == wire.SOURCE for k, _, _ in wire.chunk_spans(msg)):
             self._source_in = True
+            self._source_at = now
             for held in self._held:
                 self._put(*held)
             self._held.clear()
@@ -571,23 +587,25 @@ class Receiver:
 
     def _decode(self) -> None:
         current = {"arrived": 0.0, "net": 0.0}
-        recorder = None  # made at the first frame: the header (its rate, its sound) is in
-        window = None
+        presenter = threading.Thread(target=self._present, name="facecodec-call-screen",
+                                     daemon=True)
+        presenter.start()
         try:
             for fr in self.dec.frames(self._packets(current), name="call", draw=self._draw):
                 kind = "concealed" if fr.held else "drawn" if fr.drawn else "late"
                 if kind == "drawn" and self._draw_began is not None:
                     self.log.draw_s.append(CLOCK() - self._draw_began)
                 self._draw_began = None
-                if self.opt.show and kind == "drawn":
-                    window = _show(fr.image)
-                if self.opt.record and recorder is None:
-                    recorder = Recorder(self.opt.record, self._stream_fps, self._stream_info)
-                if recorder is not None:
-                    recorder.frame(fr.index, fr.image)
                 now = CLOCK()
-                self.log.frames.append(FrameEvent(fr.index, now, kind, current["arrived"],
-                                                  current["net"]))
+                hold = 0.0
+                # lip sync: the picture waits for its sound; not the frames that came
+                # before the first source (drawn late, all at once: no measure of delay)
+                if (kind == "drawn" and self.playout is not None
+                        and current["arrived"] >= self._source_at):
+                    with self._lock:
+                        hold = self.playout.picture(now, now - fr.index / self._stream_fps)
+                self._screen.put((fr, kind, now, now + hold, current["arrived"],
+                                  current["net"]))
                 if fr.held and self.opt.feedback:
                     good = self.dec.last_good
                     with self._lock:
@@ -604,11 +622,41 @@ class Receiver:
         finally:
             self.log.skipped = [s.reason for s in self.dec.skipped]
             self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
+            self._screen.put(None)
+            presenter.join()
+            self.done.set()
+
+    def _present(self) -> None:
+        """The screen's thread: each decoded frame in order, a drawn one at its time (held
+        for lip sync in a call with sound): shown, recorded, logged."""
+        recorder = None  # made at the first frame: the header (its rate, its sound) is in
+        window = None
+        due_last = 0.0
+        try:
+            while (item := self._screen.get()) is not None:
+                fr, kind, drawn, due, arrived, net = item
+                due_last = max(due_last, due)  # in order, never before the one before
+                wait = due_last - CLOCK()
+                if wait > 0:
+                    time.sleep(wait)
+                if self.opt.show and kind == "drawn":
+                    window = _show(fr.image)
+                if self.opt.record and recorder is None:
+                    recorder = Recorder(self.opt.record, self._stream_fps, self._stream_info)
+                if recorder is not None:
+                    recorder.frame(fr.index, fr.image)
+                now = CLOCK()
+                held = max(0.0, now - drawn) if due > drawn else 0.0
+                self.log.frames.append(FrameEvent(fr.index, now, kind, arrived, net, held))
+        except BaseException as e:  # noqa: BLE001 - reported by run()
+            self.error = self.error or e
+            while self._screen.get() is not None:
+                pass
+        finally:
             if recorder is not None:
                 recorder.close(self._audio_data)
             if window:
                 cv2.destroyAllWindows()
-            self.done.set()
 
     async def run(self, timeout: float | None = None, ping: bool = False) -> ReceiverLog:
         self._loop = asyncio.get_running_loop()

@@ -11,11 +11,10 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
+from facecodec.call.playout import AV_LEAD_S, Playout
+
 FREEZE_S = 0.5  # the target's freeze: no new picture for longer than this
 WINDOW_S = 10.0  # bitrate windows held against the budget
-AV_WINDOW_S = 2.0  # the sound's playout delay follows the last 2 s of pictures and sound
-AV_LEAD_S = 0.080  # a player that holds pictures keeps them at most this far ahead of the sound
-AUDIO_ON_TIME = 95  # ... and covers this percentile of its packets' delays (a jitter buffer)
 
 
 @dataclass
@@ -43,6 +42,7 @@ class FrameEvent:
     kind: str  # "drawn", "concealed" (the last picture held) or "late" (decoded, not drawn)
     arrived: float  # when the message that completed it arrived
     net_delay: float  # the emulated one-way delay of that message (0 if unknown)
+    held: float = 0.0  # how long the receiver held the drawn picture for lip sync
 
 
 @dataclass
@@ -156,84 +156,56 @@ def delays(sender: SenderLog, frames: list[FrameEvent], first_face: float | None
 
 def av_offset(sender: SenderLog, receiver: ReceiverLog,
               first_face: float | None = None) -> dict | None:
-    """Audio against video, as a player that keeps the sound continuous plays it. The
-    pictures are shown as they are drawn; the sound plays continuously with a playout
-    delay ``L`` that the player re-sets every second from the last ``AV_WINDOW_S``: the
-    larger of the pictures' median capture-to-display delay (lip sync: the sound no
-    earlier than the picture) and the ``AUDIO_ON_TIME`` percentile of the sound packets'
-    own delays (a jitter buffer: a sound packet arrives before it is due). Sample ``s``
-    plays at ``t0 + s / 48000 + L``; a packet that arrives after that is ``late`` (a gap
-    in the sound). A drawn frame's offset is its own delay minus ``L`` (positive: the
-    picture after the sound; negative: the sound after the picture). Frames captured once
-    the first face was shown (``first_face``), as for the delays. A late packet also
-    moves ``L`` up to its delay at once (the sound plays on from it), as a jitter buffer
-    stretches. ``held_to_sync``: the same call if the player also held each picture until
-    it is at most ``AV_LEAD_S`` ahead of its sound (lip sync bought with delay): the
-    offsets and the added delays (capture to display less the link's delay) it would give.
+    """Audio against video, as the player of facecodec/call/playout.py plays them: the
+    sound without gaps, at a playout delay ``L`` that covers its packets' delays and is
+    never earlier than the pictures'. A shown frame's offset is its capture-to-display
+    delay minus ``L`` (positive: the picture after the sound; negative: the sound after
+    the picture). Frames captured once the first face was shown (``first_face``), as for
+    the delays. ``late``: sound packets that came after their playing time (gaps).
+
+    A receiver that holds pictures for lip sync (``FrameEvent.held``) logs when it showed
+    them: the offsets are those. ``held_to_sync`` is what holding would give a call whose
+    receiver did not (the offsets and the added delays, capture to display less the
+    link's delay), and ``as_drawn`` the offsets without any hold.
 
     Until 2026-12-02 ``L`` followed the pictures alone, so most sound packets (~64 % in
-    the calls of docs/call.md) came after their playout time: an offset no player could
+    the calls of docs/call.md) came after their playing time: an offset no player could
     keep without gaps in the sound."""
     if not sender.audio:
         return None
-    drawn = sorted((e for e in receiver.frames if e.kind == "drawn"
-                    and 0 <= e.index < len(sender.capture)
-                    and (first_face is None or sender.capture[e.index] >= first_face)),
-                   key=lambda e: e.shown)
+    drawn = [e for e in receiver.frames if e.kind == "drawn"
+             and 0 <= e.index < len(sender.capture)
+             and (first_face is None or sender.capture[e.index] >= first_face)]
     if not drawn:
         return {"frames": 0, "audio_packets": len(receiver.audio)}
-    delay = [(e.shown, e.shown - sender.capture[e.index]) for e in drawn]
-    sound = sorted((arrived, arrived - (sender.t0 + start / 48000))
-                   for start, arrived in receiver.audio)
-    sound_at = [t for t, _ in sound]
-    shown_at = [t for t, _ in delay]
-
-    def window(events, times, t):
-        lo, hi = bisect.bisect_right(times, t - AV_WINDOW_S), bisect.bisect_right(times, t)
-        return sorted(d for _, d in events[lo:hi])
-
-    # one timeline: pictures shown (0) and sound packets arrived (1), in time order
-    events = sorted([(e.shown, 0, d, e.net_delay) for e, (_, d) in zip(drawn, delay, strict=True)]
-                    + [(t, 1, d, 0.0) for t, d in sound])
-    playout: list[float] = []  # every L the player set
-    level: float | None = None  # None until the first picture: sound before it not played
-    next_update = delay[0][0]
-    seen = delay[0][1]  # the last picture's delay
-    offsets = []
-    synced: list[tuple[float, float, bool]] = []  # (offset, added delay, held) when held
-    late = played = 0
-    for t, kind, d, net in events:
-        if t >= next_update:
-            # (no picture in the window, a freeze: the pictures' part stays as it was)
-            pictures = window(delay, shown_at, t) or [seen]
-            level = pictures[len(pictures) // 2]
-            heard = window(sound, sound_at, t)
-            if heard:
-                level = max(level, quantiles(heard, (AUDIO_ON_TIME,))[f"p{AUDIO_ON_TIME}"])
-            playout.append(level)
-            next_update = t + 1.0
-        if level is None:
+    # one timeline: pictures drawn (0) and sound packets arrived (1), in time order
+    events = sorted([(e.shown - e.held, 0, e) for e in drawn]
+                    + [(arrived, 1, sender.t0 + start / 48000)
+                       for start, arrived in receiver.audio], key=lambda x: (x[0], x[1]))
+    player = Playout()
+    sound_delays, offsets, as_drawn, synced = [], [], [], []
+    for t, kind, x in events:
+        if kind == 1:
+            sound_delays.append(t - x)
+            player.sound(t, t - x)
             continue
-        if kind == 0:
-            seen = d
-            offsets.append(d - level)
-            # held until at most AV_LEAD_S ahead of its sound
-            shown = max(d, level - AV_LEAD_S)
-            synced.append((shown - level, shown - net, shown > d))
-        else:
-            played += 1
-            if d > level:  # a gap, then the sound plays on from this packet, later
-                late += 1
-                level = d
-                playout.append(level)
+        capture = sender.capture[x.index]
+        d = t - capture  # drawn
+        hold = player.picture(t, d)
+        shown = x.shown - capture
+        offsets.append(shown - player.level)
+        as_drawn.append(d - player.level)
+        synced.append((d + hold - player.level, d + hold - x.net_delay, hold > 0))
     absolute = [abs(o) for o in offsets]
     return {"frames": len(offsets), "offset_ms": _ms(quantiles(offsets, (5, 50, 95))),
             "abs_offset_ms": _ms(quantiles(absolute)),
             "abs_offset_ms_max": round(1000 * max(absolute), 1),
-            "playout_delay_ms": _ms(quantiles(playout)),
-            "audio_delay_ms": _ms(quantiles([d for _, d in sound])),
-            "audio_packets": len(receiver.audio), "audio_packets_played": played,
-            "audio_packets_late": late,
+            "frames_held": sum(e.held > 0 for e in drawn),
+            "as_drawn_abs_offset_ms": _ms(quantiles([abs(o) for o in as_drawn])),
+            "playout_delay_ms": _ms(quantiles(player.levels)),
+            "audio_delay_ms": _ms(quantiles(sound_delays)),
+            "audio_packets": len(receiver.audio), "audio_packets_played": player.played,
+            "audio_packets_late": player.late,
             "held_to_sync": {
                 "lead_ms": round(1000 * AV_LEAD_S, 1),
                 "frames_held": sum(h for _, _, h in synced),

@@ -73,6 +73,10 @@ def _receive_options(f):
                      help="Do not ask the sender to pack several frames per message when "
                           "the link queues (the receiver's congestion feedback, "
                           "docs/call.md)."),
+        click.option("--no-lip-sync", is_flag=True,
+                     help="A call with sound: show each picture as soon as it is drawn "
+                          "(default: held until at most 80 ms ahead of its sound, "
+                          "docs/call.md)."),
         click.option("--show", is_flag=True, help="Show the call in an OpenCV window."),
         click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
                      default=None, help="Record what the receiver shows (and hears)."),
@@ -102,7 +106,7 @@ def _camera_format() -> str:
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
              show=False, record=None, source_choice=SOURCE_CHOICE, packet_frames=1,
-             fixed_packing=False, one_chain=False):
+             fixed_packing=False, one_chain=False, no_lip_sync=False):
     import torch
 
     from facecodec.call.peer import CallOptions
@@ -117,7 +121,8 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
                        feedback=not no_feedback, fps=fps, seconds=seconds, model=model,
                        show=show, record=record, threads=threads,
                        source_choice=source_choice, packet_frames=packet_frames,
-                       adapt_packing=not fixed_packing, chains=not one_chain)
+                       adapt_packing=not fixed_packing, chains=not one_chain,
+                       lip_sync=not no_lip_sync)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -163,8 +168,8 @@ def call() -> None:
 @click.option("--logs", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write both peers' raw logs (JSON), what the report is made from.")
 def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-             fps, seconds, model, threads, one_chain, no_feedback, fixed_packing, show, record,
-             report,
+             fps, seconds, model, threads, one_chain, no_feedback, fixed_packing, no_lip_sync,
+             show, record, report,
              loss, delay_ms, jitter_ms, reorder, cap_kbps, cut_after, seed, logs) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
@@ -182,7 +187,8 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
-                    record, source_choice, packet_frames, fixed_packing, one_chain)
+                    record, source_choice, packet_frames, fixed_packing, one_chain,
+                    no_lip_sync)
     if video is not None and not video.is_file():
         raise InputError(f"{video}: no such file")
     spec = ({"video": str(video)} if video is not None else
@@ -197,13 +203,14 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--model", default=None)
 @_receive_options
-def receive(listen, threads, model, no_feedback, fixed_packing, show, record, report) -> None:
+def receive(listen, threads, model, no_feedback, fixed_packing, no_lip_sync, show, record,
+            report) -> None:
     """Wait for a sender, then show / record the call and print the report."""
     _need_aiortc()
     from facecodec.call.run import receive_call
     host, port = _host_port(listen, "0.0.0.0")
     opts = _options(None, False, "none", 15.0, None, model, threads, no_feedback, show, record,
-                    fixed_packing=fixed_packing)
+                    fixed_packing=fixed_packing, no_lip_sync=no_lip_sync)
     click.echo(f"waiting for a sender on {host}:{port}", err=True)
     result = asyncio.run(receive_call(opts, host, port))
     _write_report(result, report)
