@@ -112,7 +112,7 @@ SENDER_BATCH = 16  # frames per sender-network call (batching changes only the s
 DEFAULT_FIRST_SOURCE_QUALITY = 30
 # the live source policy waits at most this long for a better frame (its max_wait, 15
 # frames at 15 fps): counted in frames it doubled at the budget's 7.5 fps, and the first
-# face of a call at 6 kbps with sound came after 3.1-3.2 s instead of ~2.1 (2026-12-02)
+# face of a call at 6 kbps with sound came after 3.1-3.2 s; 2.2 s in seconds (2026-12-02)
 SOURCE_WAIT_S = 1.0
 FIRST_SOURCE_SIZE = 160
 REFINE_AFTER_S = 2.0

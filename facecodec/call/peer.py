@@ -645,9 +645,10 @@ class Receiver:
                     recorder = Recorder(self.opt.record, self._stream_fps, self._stream_info)
                 if recorder is not None:
                     recorder.frame(fr.index, fr.image)
-                now = CLOCK()
-                held = max(0.0, now - drawn) if due > drawn else 0.0
-                self.log.frames.append(FrameEvent(fr.index, now, kind, arrived, net, held))
+                # (held: how long it waited for its sound, or behind one that did)
+                held = max(0.0, due_last - drawn)
+                self.log.frames.append(FrameEvent(fr.index, CLOCK(), kind, arrived, net,
+                                                  held))
         except BaseException as e:  # noqa: BLE001 - reported by run()
             self.error = self.error or e
             while self._screen.get() is not None:

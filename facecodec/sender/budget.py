@@ -17,8 +17,9 @@ before the first frame, the third takes what they leave:
   1300, in 80-ms packets (lip sync: a packet waits for its last sample), or 120-ms ones
   when the 80-ms packets' framing does not fit (5 kbps: 1.93 kbps instead of 2.2). On
   the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
-  at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 2.9 kbps of stream (2400), 0.77 in
-  2.1 (1600) and 0.74 in 1.9 (1300); its 3200 adds 0.02 for 0.8 kbps more.
+  at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 3.1 kbps of stream (2400, 80-ms
+  packets), 0.77 in 2.3 (1600) and 0.74 in 2.1 (1300; 1.9 in 120-ms packets); its 3200
+  adds 0.02 for 0.8 kbps more.
 - **Frame rate**: the one asked (15 by default) if the frames and the cheapest sound fit
   there, else half of it (a face at 7.5 fps, as SVT-AV1's best rung at these rates is);
   at half the rate a frame costs ``HALF_RATE_BITS`` times its bits (its deltas span two
