@@ -52,11 +52,14 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--crops", default="0,0.15,0.3")
     ap.add_argument("--drivers", type=int, default=12)
+    ap.add_argument("--model", default=None,
+                    help="a model directory or name (default: the shipped one), e.g. a "
+                         "training candidate from `facecodec export-model`")
     ap.add_argument("--out", type=Path,
                     default=ROOT / "bench" / "results" / "translation_probe.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = load_model(find_model(None).path).eval()
+    model = load_model(find_model(args.model).path).eval()
     lpips = LPIPSAlex.pretrained()
     manifest = ROOT.parent / "shared" / "data" / "manifest.csv"
     refs = manifest_clips(manifest, "val", default_out(), limit=args.clips)
