@@ -235,3 +235,15 @@ def test_the_targets_judge_the_rows_with_and_without_sound() -> None:
     doc["refused"] = {"facecodec-budget:sound=yes": {"6": "needs at least 7 kbps"}}
     doc["scores"] = doc["scores"][:1]
     assert any("refused by the plan" in x for x in targets(doc, "c"))
+
+
+def test_the_calls_table_names_an_unbudgeted_codec_row() -> None:
+    """The codec without a budget (``facecodec``) has no dead zone of its own in its
+    setting: the row says the prior's (it was a TypeError at the end of a run)."""
+    from facecodec.eval.calls_report import clip_table
+
+    row = {"method": "facecodec", "target_kbps": 0.0, "reached": True, "kbps_all": 4.9,
+           "lpips": 0.2, "nme": 0.05, "identity": 0.4,
+           "setting": {"sources_sent": 3, "sources_planned": 3, "deadband": None,
+                       "first_face_bits": None}}
+    assert "sources 3/3, dead zone the prior's |" in clip_table([row])

@@ -59,7 +59,7 @@ def clip_table(rows: Sequence[dict]) -> str:
         s = r["setting"]
         note = (f"CRF {s['crf']:g}" if "crf" in s else
                 f"sources {s.get('sources_sent')}/{s.get('sources_planned')}, dead zone "
-                f"{s.get('deadband'):g}"
+                + (f"{s['deadband']:g}" if s.get("deadband") is not None else "the prior's")
                 + (f", {s.get('audio_codec') or 'Opus ' + format(s['audio_kbps'], 'g')}"
                    if s.get("audio_kbps") else "")
                 + (f", {s['fps']:g} fps" if s.get("fps") not in (None, 15.0) else ""))
