@@ -95,7 +95,7 @@ __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame"
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
            "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC",
            "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
-           "codec2_info", "audio_declared"]
+           "codec2_info", "codec2_frame", "audio_declared"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
@@ -161,6 +161,14 @@ def codec2_info(mode: int) -> dict:
     """``info["audio"]`` of a stream whose sound is Codec 2 at ``mode`` bit/s (format 2.4:
     the narrowband speech codec for budgets too thin for Opus)."""
     return {"codec": "codec2", "mode": int(mode), "rate": AUDIO_CLOCK, "channels": 1}
+
+
+def codec2_frame(mode: int) -> tuple[int, float]:
+    """A Codec 2 frame of ``mode`` bit/s in a stream (format 2.4, section 2.3): its bytes
+    (padded to whole bytes: 8, 6, 8, 7) and its seconds (20 ms from 2400 bit/s up, 40 ms
+    below)."""
+    seconds = 0.02 if mode >= 2400 else 0.04
+    return math.ceil(mode * seconds / 8), seconds
 
 
 def audio_declared(info: dict) -> bool:

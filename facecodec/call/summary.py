@@ -26,10 +26,12 @@ def text_summary(r: dict) -> str:
         a = r["av"]
         lines.append(f"audio-video offset (the sound played without gaps) |p50| "
                      f"{a['abs_offset_ms']['p50']} ms, |p95| {a['abs_offset_ms']['p95']} ms "
-                     f"(offset p50 {a['offset_ms']['p50']} ms: negative, the sound late); "
-                     f"sound packets {a['audio_packets']}, late {a['audio_packets_late']}")
+                     f"(offset p50 {a['offset_ms']['p50']} ms: negative, the sound late; "
+                     f"{a['frames_held']} pictures held for it, |p95| "
+                     f"{a['as_drawn_abs_offset_ms']['p95']} ms as drawn); sound packets "
+                     f"{a['audio_packets']}, late {a['audio_packets_late']}")
         h = a.get("held_to_sync")
-        if h:
+        if h and not a["frames_held"]:  # a receiver that did not hold: what holding gives
             lines.append(f"with pictures held to {h['lead_ms']:g} ms ahead of the sound: "
                          f"|offset| p95 {h['abs_offset_ms']['p95']} ms, added delay p50 "
                          f"{h['added_ms']['p50']} ms, p95 {h['added_ms']['p95']} ms")

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from facecodec.bitstream.container import AUDIO_CLOCK, CODEC2_MODES, codec2_frame
+
 SEND_MARGIN_S = 0.06  # a frame packet leaves at most this long after its frame's time
-AUDIO_RATE = 48000  # the stream's sound clock (facecodec.audio.RATE; not imported: PyAV)
-CODEC2_FRAME_BYTES = {3200: (8, 0.02), 2400: (6, 0.02), 1600: (8, 0.04), 1300: (7, 0.04)}
 OPUS_MIN_S = 0.02  # an Opus packet's duration is not read here: the shortest one
 
 
@@ -33,10 +33,10 @@ def sound_seconds(info: dict, nbytes: int) -> float:
     """How long a sound packet of ``nbytes`` lasts, for the stream header's ``info``: a
     Codec 2 packet is whole frames of a known size; an Opus packet at least 20 ms."""
     audio = info.get("audio") if isinstance(info, dict) else None
-    if isinstance(audio, dict) and audio.get("codec") == "codec2":
-        size, seconds = CODEC2_FRAME_BYTES.get(audio.get("mode"), (0, 0.0))
-        if size:
-            return nbytes // size * seconds
+    if isinstance(audio, dict) and audio.get("codec") == "codec2" \
+            and audio.get("mode") in CODEC2_MODES:
+        size, seconds = codec2_frame(audio["mode"])
+        return nbytes // size * seconds
     return OPUS_MIN_S
 
 
@@ -68,7 +68,7 @@ class SoundWitness:
         frames before the first source go out together, late)."""
         if self._highest < 0:
             return None
-        sent = start / AUDIO_RATE + seconds  # not before its last sample
+        sent = start / AUDIO_CLOCK + seconds  # not before its last sample
         last = math.floor((sent - self.margin_s) * self.fps)  # frames surely sent before
         lost = next((f for f in range(max(self._checked + 1, self._highest - self.KEEP),
                                       last + 1) if f not in self._arrived), None)

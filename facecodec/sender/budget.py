@@ -53,6 +53,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.container import codec2_frame
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior
 from facecodec.defaults import (
@@ -175,11 +176,10 @@ def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
 def codec2_all_kbps(mode: int, seconds: float = 3600.0,
                     packet_s: float = CODEC2_PACKET_S) -> float:
     """Codec 2 at ``mode`` bit/s as it goes into a stream: ``packet_s`` packets of whole
-    Codec 2 frames (20 ms from 2400 bit/s up, 40 ms below; each a whole number of bytes:
-    1300's 52 bits take 7), framed as Opus's."""
-    frame_s = 0.02 if mode >= 2400 else 0.04
-    payload = round(packet_s / frame_s) * math.ceil(mode * frame_s / 8)
-    return _framed_kbps(payload, packet_s, seconds)
+    Codec 2 frames (:func:`~facecodec.bitstream.container.codec2_frame`), framed as
+    Opus's."""
+    size, frame_s = codec2_frame(mode)
+    return _framed_kbps(round(packet_s / frame_s) * size, packet_s, seconds)
 
 
 def _framed_kbps(payload: int, packet_s: float, seconds: float) -> float:
