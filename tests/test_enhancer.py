@@ -14,7 +14,7 @@ from facecodec.config import ConfigError
 from facecodec.config.enhancer import EnhancerConfig
 from facecodec.eval.clips import ClipRef
 from facecodec.models.enhancer import Enhancer
-from facecodec.training.enhance import EnhanceTrainer, enlarge
+from facecodec.training.enhance import EnhanceTrainer, enlarge, export_enhancer, load_enhancer
 from facecodec.training.enhance_data import BuildRequest, build, layer_name
 from facecodec.training.synthetic import write_synthetic_cache
 
@@ -88,6 +88,12 @@ def test_training_resumes_bit_for_bit(caches, tmp_path) -> None:
     assert second.step == whole.step == 4
     for a, b in zip(whole.net.state_dict().values(), second.net.state_dict().values(),
                     strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the exported weights are the trained ones
+    net, _, step = load_enhancer(export_enhancer(tmp_path / "whole" / "checkpoint.pt",
+                                                 tmp_path / "export"))
+    assert step == 4
+    for a, b in zip(net.state_dict().values(), whole.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     records = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").open()]
     val = [r["val"] for r in records if "val" in r]

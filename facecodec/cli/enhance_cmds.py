@@ -12,7 +12,7 @@ import click
 @click.command("enhance-data")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
               default="../shared/data/manifest.csv", show_default=True)
-@click.option("--split", type=click.Choice(["train", "val"]), default="train",
+@click.option("--split", type=click.Choice(["train", "val", "call"]), default="train",
               show_default=True)
 @click.option("--limit", type=int, default=None, help="The first N clips only.")
 @click.option("--max-frames", type=int, default=96, show_default=True,
@@ -62,4 +62,14 @@ def train_enhancer(config: str, out: str) -> None:
     click.echo(f"checkpoint: {Path(out) / 'checkpoint.pt'}")
 
 
-COMMANDS = [enhance_data, train_enhancer]
+@click.command("export-enhancer")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dest", type=click.Path(file_okay=False), required=True)
+def export_enhancer(checkpoint: str, dest: str) -> None:
+    """A train-enhancer checkpoint -> DEST/enhancer.safetensors + config.yaml."""
+    from facecodec.training.enhance import export_enhancer as run
+
+    click.echo(f"exported: {run(checkpoint, dest)}")
+
+
+COMMANDS = [enhance_data, train_enhancer, export_enhancer]

@@ -9,7 +9,8 @@ For each cached clip (the 15 fps face tubes of ``prepare-data``):
   touch-up off: with a base layer the eyes and lips come from the base);
 - ``base_<side>_<crf>.npy`` (T, side, side, 3) uint8: the tube shrunk to ``side`` (area),
   coded with SVT-AV1 at ``crf`` (the eval's settings) and decoded, at its own size;
-- ``info.json``: the stream's steady rate (frame packets only) and each base layer's rate.
+- ``info.json``: the stream's rates (all-in, and steady: frame packets only) and each base
+  layer's (all-in, and steady: without its intra frame).
 
 The original is the clip's own tube in the training cache; nothing here is committed.
 A clip already built with the same settings is skipped, so a stopped build resumes.
@@ -72,8 +73,9 @@ def build(req: BuildRequest, say: Callable[[str], None] = print) -> list[Path]:
         info_path = folder / "info.json"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         wanted = [layer_name(s, q) for s, q in req.layers]
-        if info.get("max_frames") == req.max_frames and all(w in info.get("layers", {})
-                                                          for w in wanted):
+        done = info.get("layers", {})
+        if info.get("max_frames") == req.max_frames and all(
+                "steady_kbps" in done.get(w, {}) for w in wanted):
             continue
         clip = ref.load(req.max_frames)
         folder.mkdir(parents=True, exist_ok=True)
@@ -89,12 +91,14 @@ def build(req: BuildRequest, say: Callable[[str], None] = print) -> list[Path]:
                     "anim_kbps": 8 * len(stream.data) / seconds / 1000, "layers": {}}
         for side, crf in req.layers:
             name = layer_name(side, crf)
-            if name in info["layers"]:
+            if "steady_kbps" in info["layers"].get(name, {}):
                 continue
             trial = encode(av1, shrink(clip.frames, side), crf)
             np.save(folder / f"{name}.npy", decode(av1, trial.payloads)[0])
-            info["layers"][name] = {"side": side, "crf": crf,
-                                    "kbps": trial.kbps(EVAL_FPS)}
+            info["layers"][name] = {
+                "side": side, "crf": crf, "kbps": trial.kbps(EVAL_FPS),
+                # without the intra frame: what a long call pays
+                "steady_kbps": float(trial.frame_bits[1:].sum()) / seconds / 1000}
         info_path.write_text(json.dumps(info, indent=1))
         say(f"[{k + 1}/{len(req.refs)}] {ref.name}: {info['frames']} frames, "
             f"anim {info['anim_steady_kbps']:.1f} kbps steady, layers "
