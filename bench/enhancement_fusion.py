@@ -63,6 +63,29 @@ from facecodec.training.enhance import (  # noqa: E402
 from facecodec.training.enhance_data import default_cache  # noqa: E402
 
 RUNGS = ((256, 15.0), (192, 15.0), (128, 15.0), (256, 7.5))
+NOTE = ("Issue 20 (docs/enhancement.md): means over the clips per operating point. `anim` "
+        "the codec's default stream alone; `base` an SVT-AV1 base layer alone (enlarged); "
+        "`fused` the fusion network on both; `fused_rx` the same with the animation's motion "
+        "taken by the receiver from the base layer (no keypoint stream: only the header and "
+        "sources are sent besides the base); `av1_<side>_<fps>` SVT-AV1 alone on its ladder. "
+        "`kbps` all-in, `steady_kbps` without the start (intra frames, sources); `av1 best` "
+        "columns: SVT-AV1's best rung at the row's rate (interpolated in log-rate; empty where "
+        "no rung reaches that rate).")
+
+
+def table_rows(summary: dict) -> list[dict]:
+    """One row per operating point, the fusion's with SVT-AV1's best at their rates."""
+    rows = []
+    for key, p in sorted(summary["points"].items(),
+                         key=lambda kv: (kv[1]["method"], kv[1]["steady_kbps"])):
+        row = {"point": key, **{k: v for k, v in p.items() if k != "method"}}
+        for rate in ("kbps", "steady_kbps"):
+            vs = summary[rate].get(p["method"], {}).get("vs_av1", {}).get(key)
+            if vs:
+                row[f"av1 best lpips at {rate}"] = vs["av1_best_lpips"]
+                row[f"av1 best psnr at {rate}"] = vs["av1_best_psnr"]
+        rows.append(row)
+    return rows
 
 
 def fuse(net, anim: np.ndarray, base: np.ndarray, side: int, crf: int,
@@ -162,6 +185,12 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, required=True,
                     help="a run's checkpoint.pt or an exported enhancer folder")
     ap.add_argument("--clips", type=int, default=None)
+    ap.add_argument("--offset", type=int, default=0, help="skip the first N clips")
+    ap.add_argument("--time-only", action="store_true",
+                    help="only time the fusion on one 256x256 frame (median of 50, one "
+                         "thread) and write bench/results/enhancement_fusion_speed.json")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None,
+                    help="only merge these result files (runs on parts of a split) into --out")
     ap.add_argument("--split", default="val")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--crf", default="63,56,48,40")
@@ -173,12 +202,27 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                     "enhancement_fusion.json")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        rows = [r for part in parts for r in part.get("per_clip", part["results"])]
+        summary = summarise(rows)
+        merged = {**parts[0], "notes": [NOTE], "command": "; ".join(p["command"] for p in parts),
+                  "seconds": sum(p["seconds"] for p in parts),
+                  "clips": [c for p in parts for c in p["clips"]],
+                  "summary": summary, "results": table_rows(summary), "per_clip": rows}
+        args.out.write_text(json.dumps(merged, indent=1))
+        print(json.dumps(merged["summary"], indent=1))
+        return
     torch.set_num_threads(1)
     net, cfg, step = load_enhancer(args.checkpoint)
+    if args.time_only:
+        time_fusion(net, step)
+        return
     store = ClipStore(Path(cfg.data.root or "~/.cache/facecodec/data").expanduser(), 256)
     by_name = {c.name: c for c in store.clips}
     clips = cached_clips(args.cache or default_cache(),
-                         [c.name for c in store.split(args.split)])[: args.clips]
+                         [c.name for c in store.split(args.split)])
+    clips = clips[args.offset:][: args.clips]
     lpips, av1 = LPIPS(), CODECS["svtav1"]
     crfs = [int(q) for q in args.crf.split(",")]
     rows: list[dict] = []
@@ -244,9 +288,33 @@ def main() -> None:
         "machine": platform.processor() or "cpu", "date": time.strftime("%Y-%m-%d"),
         "threads": 1, "seconds": round(time.time() - started, 1),
         "checkpoint_step": step, "clips": [c.name for c in clips],
-        "summary": summary, "results": rows}, indent=1))
+        "notes": [NOTE], "summary": summary, "results": table_rows(summary),
+        "per_clip": rows}, indent=1))
     print(json.dumps(summary, indent=1))
     print(f"results: {args.out}")
+
+
+def time_fusion(net, step: int, runs: int = 50) -> None:
+    frame = torch.rand(1, 3, 256, 256)
+    side, crf = torch.tensor([256]), torch.tensor([56])
+    times = []
+    with torch.no_grad():
+        for _ in range(runs + 5):
+            start = time.perf_counter()
+            net(frame, frame, side, crf)
+            times.append(1000 * (time.perf_counter() - start))
+    row = {"what": "fusion network, one 256x256 frame", "params": sum(
+        p.numel() for p in net.parameters()), "ms_median": float(np.median(times[5:])),
+        "ms_p90": float(np.percentile(times[5:], 90))}
+    out = ROOT / "bench" / "results" / "enhancement_fusion_speed.json"
+    out.write_text(json.dumps({
+        "benchmark": "enhancement_fusion_speed",
+        "command": "python bench/enhancement_fusion.py " + " ".join(sys.argv[1:]),
+        "machine": platform.processor() or "cpu", "date": time.strftime("%Y-%m-%d"),
+        "threads": 1, "checkpoint_step": step,
+        "notes": [f"Median of {runs} runs after 5 warm-up runs, PyTorch eager, one thread."],
+        "results": [row]}, indent=1))
+    print(row)
 
 
 def summarise(rows: list[dict]) -> dict:

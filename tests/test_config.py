@@ -13,10 +13,15 @@ import yaml
 from click.testing import CliRunner
 
 from facecodec.config import Config, ConfigError, InferenceConfig, Section, UnknownKeyError
+from facecodec.config.enhancer import EnhancerConfig
 from facecodec.training.config import load_config, with_overrides
+from facecodec.training.enhance import load_config as load_enhancer_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# configs/enhancer*.yaml are the enhancement layer's (facecodec/config/enhancer.py), the
+# others experiments (facecodec/config/experiment.py)
+ENHANCER_CONFIGS = sorted((ROOT / "configs").glob("enhancer*.yaml"))
+CONFIGS = [p for p in sorted((ROOT / "configs").glob("*.yaml")) if p not in ENHANCER_CONFIGS]
 
 
 def _sections(cls: type[Section]) -> list[type[Section]]:
@@ -35,6 +40,12 @@ def test_every_config_file_round_trips(path: Path) -> None:
     assert Config.from_dict(cfg.to_dict()) == cfg
     # to_dict is what yaml.safe_dump writes (no tuples, no dataclasses)
     assert Config.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize("path", ENHANCER_CONFIGS, ids=lambda p: p.stem)
+def test_every_enhancer_config_round_trips(path: Path) -> None:
+    cfg = load_enhancer_config(path)
+    assert EnhancerConfig.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
 
 
 def _kept(stored: object, written: object, where: str = "") -> None:
