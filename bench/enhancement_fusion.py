@@ -53,6 +53,7 @@ from facecodec.sender.deadband import Deadband  # noqa: E402
 from facecodec.sender.landmarks import IRIS_CENTRES, SUPERVISED_LANDMARKS, FaceTracker  # noqa: E402,E501
 from facecodec.sender.prepare import default_out  # noqa: E402
 from facecodec.sender.sources import picture_stats  # noqa: E402
+from facecodec.training.config import resolve_data_root  # noqa: E402
 from facecodec.training.data import ClipStore  # noqa: E402
 from facecodec.training.enhance import (  # noqa: E402
     cached_clips,
@@ -218,7 +219,7 @@ def main() -> None:
     if args.time_only:
         time_fusion(net, step)
         return
-    store = ClipStore(Path(cfg.data.root or "~/.cache/facecodec/data").expanduser(), 256)
+    store = ClipStore(resolve_data_root(cfg.data.root), 256)
     by_name = {c.name: c for c in store.clips}
     clips = cached_clips(args.cache or default_cache(),
                          [c.name for c in store.split(args.split)])

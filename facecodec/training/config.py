@@ -57,7 +57,12 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
 
 
 def data_root(cfg: Config) -> Path:
-    root = cfg.data.root or os.environ.get("FACECODEC_DATA") or "~/.cache/facecodec/data"
+    return resolve_data_root(cfg.data.root)
+
+
+def resolve_data_root(root: str | None) -> Path:
+    """The face-tube cache: ``root``, else $FACECODEC_DATA, else ~/.cache/facecodec/data."""
+    root = root or os.environ.get("FACECODEC_DATA") or "~/.cache/facecodec/data"
     return Path(root).expanduser()
 
 

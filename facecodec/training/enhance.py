@@ -14,7 +14,6 @@ holds the weights, the optimiser and the step. The run writes ``log.jsonl`` (los
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from facecodec.config.enhancer import EnhancerConfig
 from facecodec.errors import InputError
 from facecodec.models.enhancer import Enhancer
+from facecodec.training.config import resolve_data_root
 from facecodec.training.data import ClipStore
 from facecodec.training.enhance_data import default_cache
 from facecodec.training.lpips import LPIPSAlex, psnr
@@ -131,9 +131,7 @@ class EnhanceTrainer:
         cv2.setNumThreads(1)
         if cfg.data.crop % 16:
             raise InputError(f"data.crop must be a multiple of 16, got {cfg.data.crop}")
-        root = Path(cfg.data.root or os.environ.get("FACECODEC_DATA")
-                    or "~/.cache/facecodec/data").expanduser()
-        self.store = ClipStore(root, 256)
+        self.store = ClipStore(resolve_data_root(cfg.data.root), 256)
         cache = Path(cfg.data.cache).expanduser() if cfg.data.cache else default_cache()
         self.train = cached_clips(cache, [c.name for c in self.store.split("train")])
         self.val = cached_clips(cache, [c.name for c in self.store.split("val")])
