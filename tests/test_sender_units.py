@@ -299,6 +299,21 @@ def test_tube_box_fixed_while_the_head_moves_a_little_then_recrops():
     assert new and box2.size == 180
 
 
+def test_tube_box_recentres_on_a_head_that_moved_over_and_stayed():
+    # still inside the box, but 0.15 of its side off-centre (the call clip held a face
+    # there for a minute, and the generator drew it near its sources' place)
+    for max_offset, recrops in ((None, False), (0.125, True)):
+        tracker = TubeTracker(1280, 720, max_offset=max_offset)
+        box0, _ = tracker.update(_face(640, 360, 200))
+        box, new = tracker.update(_face(640 + 54, 360, 200))
+        assert new == recrops and (box != box0) == recrops
+        if recrops:  # the new box is centred on the head again
+            assert box.x0 + box.size / 2 == pytest.approx(694, abs=1)
+    tracker = TubeTracker(256, 256)  # pinned at the frame's edges: never re-made
+    box, _ = tracker.update(_face(128, 140, 200))
+    assert tracker.update(_face(128 + 40, 140, 200)) == (box, False)
+
+
 def test_tube_box_stays_inside_small_frames_and_edges_do_not_recrop():
     tracker = TubeTracker(256, 256)  # a clip that is already a face crop
     box, new = tracker.update(_face(128, 140, 200))
@@ -324,6 +339,22 @@ def test_select_sources_frontal_with_open_eyes_then_extremes():
     assert five[:3] == [2, 4, 3] and len(set(five)) == 5
     with pytest.raises(InputError, match="no face"):
         select_sources(yaw, np.zeros(8, bool), eyes)
+
+
+def test_a_head_turned_one_way_gets_sources_across_its_turn():
+    # the call clip: yaw stays in -0.87..-0.28, so its most frontal frame is the yaw max;
+    # the paper's rule sent that pose twice (frames 514 and 513 of 900)
+    yaw = np.array([-0.5, -0.3, -0.29, -0.85, -0.6, -0.7, -0.45, -0.35])
+    eyes, valid = np.full(8, 0.05), np.ones(8, bool)
+    three = select_sources(yaw, valid, eyes, n=3)
+    assert three == [2, 3, 4]  # frontal, the far extreme, the middle of the gap (-0.57)
+    five = select_sources(yaw, valid, eyes, n=5)
+    assert five[:3] == three and five[3:] == [6, 5]  # -0.45 (widest gap), then -0.7
+    gaps = np.diff(np.sort(yaw[five]))
+    assert gaps.min() > 0.09
+    # a narrow span (0.15 rad: sway and tracker noise) keeps the paper's rule
+    narrow = np.array([-0.5, -0.4, -0.39, -0.54, -0.45, -0.47, -0.42, -0.41])
+    assert select_sources(narrow, valid, eyes, n=3) == [2, 1, 3]  # 1 next to 2: as the paper
 
 
 def test_a_faded_or_flashed_frame_is_never_a_source():
@@ -357,8 +388,9 @@ def test_source_policy_adds_frames_at_new_yaw_ranges():
     assert sorted(added) == [2, 8, 14]
     assert [(u.record.yaw, u.slot, u.replaced) for u in added.values()] == [
         (0.05, 0, False), (0.5, 1, False), (-0.35, 2, False)]
-    assert policy.update(_Rec(0.0, new_box=True)).slot == 0  # new box: start over
-    assert policy.yaws == [0.0]
+    # a new tube box keeps the sources: they are in their own tube's coordinates
+    assert policy.update(_Rec(0.0, new_box=True)) is None
+    assert policy.yaws == [0.05, 0.5, -0.35]
 
 
 def test_source_policy_replaces_the_most_redundant_source_when_full():

@@ -79,13 +79,29 @@ def source_candidates(valid: np.ndarray, eyes_open: np.ndarray, stats: np.ndarra
     return opened if opened.any() else valid
 
 
+MIN_YAW_GAP = 0.1
+"""Radians: a yaw extreme nearer than this to a chosen source adds no pose of its own..."""
+
+WIDE_YAW = 0.3
+"""... on a clip whose yaw spans at least this (radians). Over a narrower span the yaws are
+tracker noise and head sway: which frame is chosen changes LPIPS by chance (on the val
+clips, either way by up to 0.06), so the paper's rule stays."""
+
+
 def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n: int = SOURCES,
                    open_ratio: float = 0.75, stats: np.ndarray | None = None) -> list[int]:
     """Frame indices of ``n`` source frames: first the most frontal frame with open eyes,
-    then the frames at the yaw extremes (max, then min); with ``n`` > 3 the others at yaw
-    values evenly spaced between the extremes. Each is taken among frames with open eyes
-    when there are any (nearest yaw to its target), else among all ``valid`` frames.
-    Fewer than ``n`` indices come back when the clip has fewer distinct valid frames.
+    then the frames at the yaw extremes (max, then min); with ``n`` > 3 the others each at
+    the yaw farthest from every source chosen so far (the middle of the widest gap). Each
+    is taken among frames with open eyes when there are any (nearest yaw to its target),
+    else among all ``valid`` frames. Fewer than ``n`` indices come back when the clip has
+    fewer distinct valid frames.
+
+    On a clip whose yaw spans ``WIDE_YAW`` or more, an extreme within ``MIN_YAW_GAP`` of a
+    source already chosen is not taken for itself (its slot goes to the yaw farthest from
+    the chosen ones): a head turned to one side the whole clip has its
+    most frontal frame at one extreme, and the paper's rule would send that pose twice
+    (two adjacent frames of the 97-s call clip, whose yaw stays in -0.87..-0.28).
 
     With ``stats`` (:func:`picture_stats` of every frame), frames that fail
     :func:`steady_mask` are left out, unless no frame passes it.
@@ -114,11 +130,27 @@ def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n:
         i = int(np.argmin(cost))
         return i if np.isfinite(cost[i]) else None
 
-    chosen: list[int] = []
     lo, hi = float(yaw[valid].min()), float(yaw[valid].max())
-    targets = [0.0] + ([hi, lo] if n >= 3 else [hi if abs(hi) >= abs(lo) else lo])[: n - 1]
-    targets += list(np.linspace(hi, lo, n - 1)[1:-1]) if n > 3 else []
-    for target in targets:
+    extremes = [hi, lo] if n >= 3 else [hi if abs(hi) >= abs(lo) else lo]
+    chosen: list[int] = []
+    if hi - lo < WIDE_YAW:  # the paper's rule
+        targets = [0.0] + extremes[: n - 1]
+        targets += list(np.linspace(hi, lo, n - 1)[1:-1]) if n > 3 else []
+    else:
+        targets = [0.0]
+    while len(chosen) < n:
+        if targets:
+            target = targets.pop(0)
+        else:
+            covered = yaw[chosen]
+            extremes = [e for e in extremes if np.abs(covered - e).min() >= MIN_YAW_GAP]
+            if extremes:
+                target = extremes.pop(0)
+            else:  # the yaw in [lo, hi] farthest from those covered
+                covered = np.sort(covered)
+                ends = np.concatenate([[hi, lo], (covered[1:] + covered[:-1]) / 2])
+                far = np.abs(ends[:, None] - covered[None]).min(1)
+                target = float(ends[np.argmax(far)])
         i = nearest(target, chosen)
         if i is None:
             break
@@ -151,7 +183,10 @@ class SourcePolicy:
     - With ``max_sources`` taken, a new one replaces the most redundant non-frontal source
       (the one nearest in yaw to another source): a turn made in two steps does not use up
       the set before the other side has a source.
-    - A frame with ``new_box`` starts over: sources in the old tube framing are void.
+    - A frame with ``new_box`` changes nothing: a source is a picture of the person with
+      its values in its own tube's coordinates, and every tube puts the head at the same
+      place, so sources from earlier boxes stay good (on the call clip, sources taken
+      across its five boxes drew it better than one box did: docs/sender.md).
 
     "Open eyes" is ``eyes_open >= open_ratio *`` the median openness of the last
     ``history`` valid frames, and at least ``min_open`` (a blink measures below 0.02).
@@ -203,8 +238,6 @@ class SourcePolicy:
         return SourceUpdate(chosen, slot, replaced)
 
     def update(self, record: Any) -> SourceUpdate | None:
-        if getattr(record, "new_box", False):
-            self.reset()
         if self._candidate is not None:
             self._waited += 1
         usable = bool(record.valid) and self._eyes_open(record)
