@@ -586,7 +586,9 @@ class Encoder:
                 st.t0 += (missing - most) / float(self.fps)
                 missing = most
             self._repeat_last(st, missing)
-        record = st.frontend.process(Frame(image, t, st.count))
+        # the tube is re-centred only on a frame due intra anyway (TubeTracker.update)
+        record = st.frontend.process(Frame(image, t, st.count),
+                                     recentre=st.count % self.intra_period == 0)
         st.count += 1
         st.last_time = t
         values = self.sender_values(record.sup[None], record.iris[None], record.tube[None],

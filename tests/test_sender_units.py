@@ -309,6 +309,11 @@ def test_tube_box_recentres_on_a_head_that_moved_over_and_stayed():
         assert new == recrops and (box != box0) == recrops
         if recrops:  # the new box is centred on the head again
             assert box.x0 + box.size / 2 == pytest.approx(694, abs=1)
+    # a live sender re-centres only on frames due intra anyway
+    tracker = TubeTracker(1280, 720)
+    box0, _ = tracker.update(_face(640, 360, 200))
+    assert tracker.update(_face(694, 360, 200), recentre=False) == (box0, False)
+    assert tracker.update(_face(694, 360, 200))[1]
     tracker = TubeTracker(256, 256)  # pinned at the frame's edges: never re-made
     box, _ = tracker.update(_face(128, 140, 200))
     assert tracker.update(_face(128 + 40, 140, 200)) == (box, False)

@@ -131,7 +131,8 @@ class FrontEnd:
 
     # --- one frame ---
 
-    def process(self, frame: Frame, crop_tube: bool = True) -> FrameRecord:
+    def process(self, frame: Frame, crop_tube: bool = True, recentre: bool = True
+                ) -> FrameRecord:
         image = frame.image
         h, w = image.shape[:2]
         if self._frame_shape != (h, w):  # first frame, or the camera changed resolution
@@ -158,7 +159,7 @@ class FrontEnd:
             self._last_px, self._last_seen = pts, frame.time
             self._last_pose = head_pose(pts)
             self._last_open = float(eye_openness(raw))  # raw: smoothing would soften blinks
-        box, _ = tube.update(self._last_px if valid else None)
+        box, _ = tube.update(self._last_px if valid else None, recentre)
         new_box = box != self._prev_box  # also on the first frame, and on a size change
         if new_box and self._prev_box is not None:
             self._segment += 1

@@ -98,7 +98,7 @@ class TubeTracker:
         size = min(self.width, self.height)
         return Box((self.width - size) // 2, (self.height - size) // 2, size)
 
-    def _must_recrop(self, landmarks: np.ndarray) -> bool:
+    def _must_recrop(self, landmarks: np.ndarray, recentre: bool) -> bool:
         box = self.box
         assert box is not None
         m = self.inner_margin * box.size
@@ -113,19 +113,24 @@ class TubeTracker:
                    or (y1 < self.height - m and hi[1] > y1 - m))
         shrunk = face_size(landmarks) < self.min_fill * self._size_at_crop
         off = False
-        if self.max_offset is not None:  # where a box made now would be (a box pinned at
-            # the frame's edge stays pinned: only a move it can make counts)
+        if recentre and self.max_offset is not None:
+            # where a box made now would be: one pinned at the frame's edge stays pinned,
+            # so only a move it can make counts
             fresh = make_box(landmarks, self.width, self.height, self.scale)
-            shift = np.array([fresh.x0 - box.x0, fresh.y0 - box.y0]) + 0.5 * (fresh.size - box.size)
+            shift = np.array([fresh.x0 - box.x0, fresh.y0 - box.y0]) \
+                + 0.5 * (fresh.size - box.size)
             off = bool(np.abs(shift).max() > self.max_offset * box.size)
         return bool(outside or shrunk or off)
 
-    def update(self, landmarks: np.ndarray | None) -> tuple[Box, bool]:
+    def update(self, landmarks: np.ndarray | None, recentre: bool = True) -> tuple[Box, bool]:
         """The box for this frame and whether it is new. ``landmarks``: (478, 3) source
-        pixels, or None when no face was found (the box is then kept)."""
+        pixels, or None when no face was found (the box is then kept). ``recentre`` False:
+        not on the ``max_offset`` rule at this frame (a live sender re-centres only on
+        frames it codes intra anyway: a re-crop forces one, and at a few kbps its extra
+        bits delay the frames behind it)."""
         if landmarks is None:
             return (self.box or self.default_box()), False
-        if self.box is not None and not self._must_recrop(landmarks):
+        if self.box is not None and not self._must_recrop(landmarks, recentre):
             return self.box, False
         box = make_box(landmarks, self.width, self.height, self.scale)
         self._size_at_crop = face_size(landmarks)
