@@ -99,9 +99,9 @@ def select_sources(yaw: np.ndarray, valid: np.ndarray, eyes_open: np.ndarray, n:
 
     On a clip whose yaw spans ``WIDE_YAW`` or more, an extreme within ``MIN_YAW_GAP`` of a
     source already chosen is not taken for itself (its slot goes to the yaw farthest from
-    the chosen ones): a head turned to one side the whole clip has its
-    most frontal frame at one extreme, and the paper's rule would send that pose twice
-    (two adjacent frames of the 97-s call clip, whose yaw stays in -0.87..-0.28).
+    the chosen ones): a head turned to one side the whole clip has its most frontal frame
+    at one extreme, and the paper's rule would send that pose twice (two adjacent frames
+    of the 97-s call clip, whose yaw stays in -0.87..-0.28).
 
     With ``stats`` (:func:`picture_stats` of every frame), frames that fail
     :func:`steady_mask` are left out, unless no frame passes it.
@@ -185,8 +185,8 @@ class SourcePolicy:
       the set before the other side has a source.
     - A frame with ``new_box`` changes nothing: a source is a picture of the person with
       its values in its own tube's coordinates, and every tube puts the head at the same
-      place, so sources from earlier boxes stay good (on the call clip, sources taken
-      across its five boxes drew it better than one box did: docs/sender.md).
+      place, so sources from earlier boxes stay good (the offline choice has always
+      mixed boxes; docs/sender.md, "Face tube").
 
     "Open eyes" is ``eyes_open >= open_ratio *`` the median openness of the last
     ``history`` valid frames, and at least ``min_open`` (a blink measures below 0.02).

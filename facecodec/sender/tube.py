@@ -43,7 +43,7 @@ import numpy as np
 from facecodec.sender.landmarks import face_size
 
 HEAD_RAISE = 0.1  # box centre above mid-face, in face sizes
-MAX_OFFSET = 0.125  # head centre off the box centre (share of its side) that re-makes it
+MAX_OFFSET = 0.125  # a box made now this far off (share of the side) replaces the old one
 
 
 @dataclass(frozen=True, slots=True)
