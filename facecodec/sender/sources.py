@@ -201,15 +201,12 @@ class SourcePolicy:
         self.margin, self.frontal, self.settle = margin, frontal, settle
         self.max_wait, self.open_ratio, self.min_open = max_wait, open_ratio, min_open
         self._openness: deque[float] = deque(maxlen=history)
-        self.reset()
-
-    def reset(self) -> None:
         self.yaws: list[float] = []  # yaw of the source in each slot
         self._candidate: Any = None
         self._waited = 0
 
     def _eyes_open(self, record: Any) -> bool:
-        self._openness.append(float(record.eyes_open))  # kept across resets: same person
+        self._openness.append(float(record.eyes_open))
         typical = float(np.median(self._openness))
         return record.eyes_open >= max(self.min_open, self.open_ratio * typical)
 

@@ -15,9 +15,9 @@ Policy (``TubeTracker``):
   frame) crosses the box border, shrunk by ``inner_margin`` of its size; or the face
   becomes less than ``min_fill`` of its size at the time of the crop (the person stepped
   back); or the box made now would be centred more than ``max_offset`` of the side away,
-  across or down (the person moved over and stayed). Then a new
-  box is made and the frame is flagged ``new_box``: the caller must send an intra frame,
-  since the tube coordinates changed.
+  across or down (the person moved over and stayed). Then a new box is made and the
+  frame is flagged ``new_box``: the caller must send an intra frame, since the tube
+  coordinates changed.
 
   The last rule is not the paper's. The generator moves a head well only near where its
   source frames show it (a fixed tube over a minute of an interview held the face 0.38 of
@@ -58,20 +58,14 @@ class Box:
         return np.array([self.x0, self.y0, self.size], dtype=np.float32)
 
 
-def head_centre(landmarks: np.ndarray) -> np.ndarray:
-    """(x, y) where a box for a face with (478, 3) landmarks is centred."""
+def make_box(landmarks: np.ndarray, width: int, height: int, scale: float) -> Box:
+    """The tube box for a face with (478, 3) landmarks in a ``width`` x ``height`` frame."""
     face = face_size(landmarks)
     cx = 0.5 * (landmarks[234, 0] + landmarks[454, 0])
     # Landmark 10 is at the hairline: the skull and hair above it need more room than
     # the neck below the chin, so the box is centred a little above mid-face.
     cy = 0.5 * (landmarks[10, 1] + landmarks[152, 1]) - HEAD_RAISE * face
-    return np.array([cx, cy])
-
-
-def make_box(landmarks: np.ndarray, width: int, height: int, scale: float) -> Box:
-    """The tube box for a face with (478, 3) landmarks in a ``width`` x ``height`` frame."""
-    cx, cy = head_centre(landmarks)
-    size = int(round(scale * face_size(landmarks)))
+    size = int(round(scale * face))
     size = max(2, min(size, width, height))
     x0 = int(round(cx - 0.5 * size))
     y0 = int(round(cy - 0.5 * size))
