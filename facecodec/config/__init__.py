@@ -19,6 +19,7 @@ from facecodec.config.model import (
     LandmarksConfig,
     ModelConfig,
     MotionNetConfig,
+    NthConfig,
 )
 from facecodec.config.training import (
     AugmentConfig,
@@ -36,7 +37,7 @@ from facecodec.config.typed import ConfigError, Section, UnknownKeyError
 __all__ = [
     "AugmentConfig", "Config", "ConfigError", "DataConfig", "DecoderConfig",
     "DiscriminatorConfig", "EncoderConfig", "InferenceConfig", "KeypointDetectorConfig",
-    "LandmarksConfig", "LossesConfig", "ModelConfig", "MotionNetConfig", "OptimConfig",
+    "LandmarksConfig", "LossesConfig", "ModelConfig", "MotionNetConfig", "NthConfig", "OptimConfig",
     "PerceptualConfig", "RegionsConfig", "Section", "TrainingConfig", "TransformConfig",
     "UnknownKeyError", "ValidationConfig",
 ]

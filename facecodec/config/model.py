@@ -122,6 +122,26 @@ class DiscriminatorConfig(Section):
 
 
 @dataclass(frozen=True)
+class NthConfig(Section):
+    """The few-shot talking-heads networks (Zakharov et al. 2019; family ``nth``,
+    facecodec/models/nth_*.py): embedder, AdaIN generator, projection discriminator.
+    Sized for this CPU: the paper's are ~10x wider, with self-attention."""
+
+    embed_dim: int = 128
+    """Size of the person embedding e^ (512 in the paper)."""
+    base: int = 32
+    """Channels of each network's first block; each stride-2 block doubles them."""
+    max_channels: int = 128
+    """Cap on the channels of any block."""
+    down_blocks: int = 3
+    """The generator's stride-2 blocks (its bottleneck is resolution / 2**down_blocks)."""
+    res_blocks: int = 2
+    """AdaIN residual blocks at the generator's bottleneck."""
+    sketch_sigma: float = 1.0
+    """Half-width of the sketch's lines, in pixels at the model's resolution."""
+
+
+@dataclass(frozen=True)
 class ModelConfig(Section):
     """The networks of a model variant and the values a frame carries between them."""
 
@@ -153,3 +173,5 @@ class ModelConfig(Section):
     """The receiver's decoder."""
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     """The adversarial loss's discriminator."""
+    nth: NthConfig = NthConfig()
+    """The few-shot talking-heads networks (family ``nth`` only)."""

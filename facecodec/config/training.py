@@ -138,6 +138,10 @@ class LossesConfig(Section):
     """Weight of the hinge adversarial loss; 0 builds no discriminator."""
     feature_matching: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0)
     """Weight of each discriminator layer in the feature-matching loss (with ``gan``)."""
+    match: float = 0.0
+    """Weight of the embedding-matching loss (Zakharov et al. eq. 5: the mean |W_i - e^_i|
+    between the projection discriminator's row of the video and the embedder's vector;
+    family ``nth`` with ``gan``)."""
     equivariance_value: float = 10.0
     """Weight of the keypoints' equivariance under a random warp."""
     equivariance_jacobian: float = 10.0

@@ -35,6 +35,10 @@ class FaceAnimationModel(nn.Module):
     family: ClassVar[str]
     uses_reference_init: ClassVar[bool] = False
     """True when the family wants the mean frontal landmark layout of the data at build."""
+    discriminator: ClassVar[str] = "patch"
+    """The adversarial losses' discriminator (facecodec/training/adversary.py): ``patch``,
+    the multi-scale patch discriminator on the frames alone, or ``projection``, a
+    conditional one on (frame, landmark sketch, video) with the embedding-matching loss."""
 
     sender: nn.Module
     receiver: nn.Module

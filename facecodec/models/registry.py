@@ -20,6 +20,7 @@ from facecodec.errors import InputError, ModelMismatchError
 from facecodec.models.animation import FomModel, FrontalizerModel
 from facecodec.models.base import FaceAnimationModel
 from facecodec.models.decoder import PART_CONVS
+from facecodec.models.nth import NthModel
 from facecodec.models.package import stored_config
 
 FAMILIES: dict[str, type[FaceAnimationModel]] = {}
@@ -33,6 +34,7 @@ def register(cls: type[FaceAnimationModel]) -> type[FaceAnimationModel]:
 
 register(FomModel)
 register(FrontalizerModel)
+register(NthModel)
 
 
 def build_model(cfg: Config, reference_init: Tensor | None = None) -> FaceAnimationModel:

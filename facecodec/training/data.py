@@ -218,7 +218,8 @@ class FrameSampleDataset(Dataset):
 
     Returns numpy arrays: ``sources`` uint8 (N, R, R, 3), ``drivers`` uint8 (D, R, R, 3),
     ``src_sup`` (N, 33, 2), ``src_iris`` (N, 2, 2), ``drv_sup``, ``drv_iris``, ``src_yaw``,
-    ``drv_yaw``, and ``rotated`` (1 if the rotation constraint was met, else 0).
+    ``drv_yaw``, ``rotated`` (1 if the rotation constraint was met, else 0) and ``video``
+    (the clip's index in the split).
     """
 
     def __init__(self, store: ClipStore, config: DataConfig, split: str, seed: int,
@@ -230,6 +231,7 @@ class FrameSampleDataset(Dataset):
         if not self.clips:
             raise InputError(f"no '{split}' clips in {store.root}")
         self.persons = sorted({c.person for c in self.clips})
+        self._index = {c.name: i for i, c in enumerate(self.clips)}
         self.augment = augment
         if flip_perm == "auto":
             flip_perm = supervised_flip_permutation() if augment and config.augment.flip else None
@@ -315,6 +317,8 @@ class FrameSampleDataset(Dataset):
             "src_yaw": meta["yaw"][src].astype(np.float32),
             "drv_yaw": meta["yaw"][drv].astype(np.float32),
             "rotated": np.int64(rotated),
+            # the clip's place in the split: the projection discriminator's row (nth)
+            "video": np.int64(self._index[clip.name]),
         }
         if self.augment:
             if self.cfg.augment.crop > 0:  # (no draws without it: older runs' samples)

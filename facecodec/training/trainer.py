@@ -34,7 +34,6 @@ from tqdm import tqdm
 from facecodec.config import Config
 from facecodec.errors import InputError
 from facecodec.models.base import FaceAnimationModel
-from facecodec.models.discriminator import MultiScaleDiscriminator
 from facecodec.models.layout import KeypointLayout
 from facecodec.models.registry import (
     FAMILIES,
@@ -42,6 +41,7 @@ from facecodec.models.registry import (
     is_part_map_key,
     load_adding_part_maps,
 )
+from facecodec.training.adversary import build_adversary
 from facecodec.training.config import data_root, load_config, out_dir
 from facecodec.training.data import (
     ClipStore,
@@ -49,12 +49,6 @@ from facecodec.training.data import (
     StepSampler,
     mean_frontal_layout,
     to_tensors,
-)
-from facecodec.training.losses import (
-    ImagePyramid,
-    feature_matching_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
 )
 from facecodec.training.objective import GeneratorObjective, unwrap
 from facecodec.training.validation import Validator
@@ -127,9 +121,11 @@ class Trainer:
         self.objective: nn.Module = GeneratorObjective(self.model, cfg.losses)
         self.gan_weight = cfg.losses.gan
         self.disc: nn.Module | None = None
+        self.adversary = None
         if self.gan_weight:
-            self.disc = MultiScaleDiscriminator(cfg.model.discriminator)
-            self.disc_pyramid = ImagePyramid(self.disc.scales)
+            self.adversary = build_adversary(cfg, self.model.discriminator,
+                                             num_videos=len(self.store.split("train")))
+            self.disc = self.adversary.disc
         if tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
         oc = cfg.optim
@@ -148,6 +144,7 @@ class Trainer:
                 self.objective, find_unused_parameters=unused)
             if self.disc is not None:
                 self.disc = nn.parallel.DistributedDataParallel(self.disc)
+                self.adversary.disc = self.disc
         # after the model: training randomness differs per rank, init did not
         seed_everything(seed + 1 + self.rank)
         self.step = 0
@@ -288,44 +285,29 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         total, terms, out = self.objective(batch)
-        logs = {k: float(v.detach()) for k, v in terms.items()}
-        if self.disc is not None:
-            disc = unwrap(self.disc)  # G step: no allreduce of D's grads, they are discarded
+        if self.adversary is not None:
+            disc = unwrap(self.disc)  # G step: D's gradients are not wanted
             disc.requires_grad_(False)
-            real, fake = out.target, out.prediction
-            d_out = disc(self._pyramid_pair(real, fake))
-            g_gan = total.new_zeros(())
-            fm = total.new_zeros(())
-            fm_w = list(self.cfg.losses.feature_matching)
-            for feats, logits in d_out.values():
-                n = real.shape[0]
-                g_gan = g_gan + self.gan_weight * hinge_generator_loss(logits[n:])
-                if any(fm_w):
-                    fm = fm + feature_matching_loss([f[:n] for f in feats],
-                                                    [f[n:] for f in feats], fm_w)
-            total = total + g_gan + fm
-            logs.update(gen_gan=float(g_gan.detach()), feature_matching=float(fm.detach()))
+            adv = self.adversary.generator_terms(batch, out)
+            terms.update(adv)
+            for v in adv.values():
+                total = total + v
             disc.requires_grad_(True)
+        logs = {k: float(v.detach()) for k, v in terms.items()}
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
         self.sched_g.step()
-        if self.disc is not None:
-            d_out = self.disc(self._pyramid_pair(out.target, out.prediction.detach()))
-            n = out.target.shape[0]
-            d_loss = sum(hinge_discriminator_loss(lg[:n], lg[n:]) for _, lg in d_out.values())
+        if self.adversary is not None:
+            d_terms = self.adversary.discriminator_loss(batch, out)
+            d_loss = sum(d_terms.values())
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
             self.sched_d.step()
-            logs["disc_gan"] = float(d_loss.detach())
+            logs.update({k: float(v.detach()) for k, v in d_terms.items()})
         logs["total"] = float(total.detach())
         return logs
-
-    def _pyramid_pair(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        """One discriminator pass over [real; fake] (instance norm is per sample, so this
-        equals two passes, and DDP sees one forward per backward)."""
-        return self.disc_pyramid(torch.cat([real, fake], dim=0))
 
     # ------------------------------------------------------------ the loop
     def loader(self) -> DataLoader:
