@@ -34,7 +34,7 @@ import numbers
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -50,9 +50,12 @@ from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
 from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.audio import RATE as AUDIO_RATE
 from facecodec.audio import LiveSound, Sound, encode_audio, read_audio, sound_decoder
+from facecodec.baselayer import BaseDecoder, BaseEncoder
 from facecodec.bitstream.container import (
+    BASE_SIDES,
     MAX_REF,
     AudioPacket,
+    BasePacket,
     Crop,
     DecodedFrame,
     FcsReader,
@@ -60,6 +63,7 @@ from facecodec.bitstream.container import (
     Header,
     SourceFrame,
     audio_declared,
+    base_info,
 )
 from facecodec.bitstream.header import MAX_FPS, MIN_FPS, intra_period_frames
 from facecodec.bitstream.limits import MAX_SOURCES
@@ -82,6 +86,7 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_image, decode_source, encode_image, resize_square
 from facecodec.models.package import find_installed_model, find_model
 from facecodec.receiver.expression import Retoucher
+from facecodec.receiver.fusion import Fusion
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
 from facecodec.sender import FrontEnd, SourcePolicy, select_sources
@@ -120,6 +125,10 @@ MAX_REPEAT_S = 10.0  # a live stream repeats its last frame for a stalled camera
 MAX_DEFAULT_OUTPUT = 512  # the Decoder's default output size: the crop size, at most this
 MAX_RENDERERS = 2  # renderers (loaded weights) a Decoder keeps across streams
 RENDER_BATCH = 8  # frames per render when the sender draws what the receiver will
+# a base layer's key frames (issue 20): after a lost base packet the receiver shows the
+# animation alone until the next one; each costs ~2-3 KB at 256 px CRF 63 (~2 kbps at
+# this period, where the keypoint stream's intra period of 2 s would cost ~10)
+BASE_KEY_S = 10.0
 
 
 class _Collect:
@@ -222,6 +231,12 @@ class Encoder:
             plan, :attr:`fps` and :attr:`sound` what it chose. A budget below what the
             model's frames and the sound need raises
             :class:`~facecodec.sender.budget.BudgetError` saying the smallest that works.
+        base: ``(side, crf)``, a base layer (format 2.5, issue 20): every frame's face tube
+            also coded with SVT-AV1 at ``side`` px (64..256, a multiple of 32) and CRF
+            ``crf`` (0..63; 63 is the coarsest), low delay, sent beside its packet; the
+            receiver fuses it with its animation (docs/enhancement.md). More bits, a
+            better picture: ~6 kbps more at (256, 63). Files only for now (``encode_file``,
+            ``write_clip``), and not with ``kbps``.
         source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
             frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,
             closed loop: the first as by pose, then each the frame the receiver draws worst
@@ -245,7 +260,8 @@ class Encoder:
                  audio_kbps: float | None = None,
                  first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY,
                  source_kbps: float | None = None, kbps: float | None = None,
-                 source_choice: str = DEFAULT_SOURCE_CHOICE):
+                 source_choice: str = DEFAULT_SOURCE_CHOICE,
+                 base: tuple[int, int] | None = None):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -269,6 +285,16 @@ class Encoder:
             if not (_is_real(kbps) and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
                 raise InputError(f"kbps must be None or a number in {BUDGET_MIN_KBPS:g}.."
                                  f"{BUDGET_MAX_KBPS:g}, got {kbps!r}")
+        if base is not None:
+            if not (isinstance(base, tuple | list) and len(base) == 2
+                    and base[0] in BASE_SIDES and _is_int(base[1]) and 0 <= base[1] <= 63):
+                raise InputError(f"base must be None or (side, crf) with side one of "
+                                 f"{', '.join(map(str, BASE_SIDES))} and crf in 0..63, "
+                                 f"got {base!r}")
+            if kbps is not None:
+                raise InputError("kbps does not plan a base layer yet: give kbps or base, "
+                                 "not both")
+        self.base = None if base is None else (int(base[0]), int(base[1]))
         if source_choice not in SOURCE_CHOICES:
             raise InputError(f"source_choice must be one of {', '.join(SOURCE_CHOICES)}, "
                              f"got {source_choice!r}")
@@ -381,6 +407,7 @@ class Encoder:
                       n_sources=n_sources, model_id=self.package.name,
                       model_hash=self._model_hash,
                       info={**(self.sound.info() if audio else {}),
+                            **({"base": base_info(*self.base)} if self.base else {}),
                             # what bitrate --report holds the stream's windows against
                             **({"budget_kbps": self.budget.kbps} if self.budget else {})})
 
@@ -483,15 +510,26 @@ class Encoder:
 
         return cover(first, samples, usable, n, errors, min_gap=round(float(self.fps)))
 
+    def base_packets(self, tubes: Iterable[np.ndarray]) -> list[bytes]:
+        """Every frame's face tube coded as the base layer (``base``): one AV1 temporal
+        unit per frame, what :meth:`write_clip` sends beside each frame."""
+        if self.base is None:
+            raise InputError("this Encoder has no base layer (Encoder(base=(side, crf)))")
+        enc = BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)))
+        return [enc.encode(t) for t in tubes]
+
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
-                   audio: list[AudioPacket] | None = None) -> ClipBits:
+                   audio: list[AudioPacket] | None = None,
+                   base: Sequence[bytes] | None = None) -> ClipBits:
         """Write a whole clip's stream: header, the source frames (``sources[i]`` is frame
         ``i``'s RGB face tube; slots in the dict's order, the order of select_sources),
         then every frame's ``values``, each after its crop chunk when ``crops`` has one
         (the first frame's box too: it places the tube in the ``video_size`` picture).
         With ``audio`` (Opus packets, facecodec/audio.py), each packet goes out before the
-        first frame whose interval ends after its start, as a live sender sends it.
+        first frame whose interval ends after its start, as a live sender sends it. With
+        ``base`` (:meth:`base_packets`, one per frame), each frame's base-layer unit goes
+        out just before its packet, counted in its bits.
         Returns where the bytes went (:class:`ClipBits`)."""
         w = FcsWriter(sink, self.header(len(sources), audio is not None), self.prior,
                       **self._writer_args())
@@ -516,6 +554,8 @@ class Encoder:
             before, parts = w.bytes_written, w.paced_bytes
             if i in crops:
                 w.add_crop(tuple(float(x) for x in crops[i]), video_size)
+            if base is not None and base[i]:
+                w.add_base(BasePacket(i, base[i]))
             w.add_frame(v)
             setup += w.paced_bytes - parts  # sources, though sent between the frames
             bits[i] = 8 * (w.bytes_written - before - (w.paced_bytes - parts))
@@ -550,6 +590,9 @@ class Encoder:
         if self._closed:  # a second header on the same wire would not decode
             raise InputError("the stream is closed: push() after close(); make a new "
                              "Encoder for a new stream")
+        if self.base is not None:
+            raise InputError("the base layer is for files for now (encode_file): a live "
+                             "stream is made without Encoder(base=...)")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"a frame must be RGB uint8 (H, W, 3), got {image.dtype} "
@@ -822,13 +865,28 @@ class Encoder:
         eyes = np.array([r.eyes_open for r in records])
         chosen = self.choose_sources(yaw, valid, eyes, np.array(stats))
         tubes: dict[int, np.ndarray] = {}
-        with VideoReader(src, fps=float(self.fps)) as video:
+        base = None
+        if self.base is not None:  # every frame's tube, coded as it is read
+            layer = BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)))
+            base = []
+        with VideoReader(src, fps=float(self.fps)) as video, \
+                tqdm(total=len(records) if base is not None else None,
+                     desc="encode: base layer", unit="frame",
+                     disable=not progress or base is None) as bar:
             for frame in video:
-                if frame.index in chosen:
-                    tubes[frame.index] = crop(frame.image, records[frame.index].box, TUBE_SIZE)
-                if len(tubes) == len(chosen) or frame.index >= max(chosen):
+                if frame.index >= len(records):
                     break
-        if len(tubes) != len(chosen):
+                tube = None
+                if frame.index in chosen or base is not None:
+                    tube = crop(frame.image, records[frame.index].box, TUBE_SIZE)
+                if frame.index in chosen:
+                    tubes[frame.index] = tube
+                if base is not None:
+                    base.append(layer.encode(tube))
+                    bar.update(1)
+                elif len(tubes) == len(chosen) or frame.index >= max(chosen):
+                    break
+        if len(tubes) != len(chosen) or (base is not None and len(base) != len(records)):
             raise InputError(f"{src}: the video changed between the two passes")
         if self.source_choice == "render":
             tubes.update(kept)
@@ -839,7 +897,7 @@ class Encoder:
             with open(part, "wb") as f:
                 crops = {i: r.box.as_array() for i, r in enumerate(records) if r.new_box}
                 written = self.write_clip(f, values, {i: tubes[i] for i in chosen}, crops,
-                                          (info.width, info.height), sound)
+                                          (info.width, info.height), sound, base)
             os.replace(part, dst)
         except BaseException:
             part.unlink(missing_ok=True)
@@ -1000,12 +1058,17 @@ class Decoder:
             only shortens the freeze). Frames always come out in order.
         retouch: move the rendered eyelids and lips to where the stream's landmarks put
             them (:mod:`facecodec.receiver.expression`: blinks and mouth openings the
-            generator does not draw); default on.
+            generator does not draw); default on. Frames fused with a base layer are not
+            touched up (the base carries the real eyes and mouth).
+        base: fuse a stream's base layer (format 2.5, ``Encoder(base=...)``) with the
+            animation (:mod:`facecodec.receiver.fusion`); default on. A frame whose base
+            packet is missing, or that follows a lost one before the next base key frame,
+            is the animation alone. Off: the animation alone, as a 2.4 decoder draws it.
     """
 
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
                  backend: str | None = None, output_size: int | None = None,
-                 max_delay: int | None = None, retouch: bool = True):
+                 max_delay: int | None = None, retouch: bool = True, base: bool = True):
         if max_delay is not None and not (_is_int(max_delay) and 0 <= max_delay <= MAX_REF):
             raise InputError(f"max_delay must be None (the stream's parity group) or an "
                              f"integer in 0..{MAX_REF} frames, got {max_delay!r}")
@@ -1016,6 +1079,9 @@ class Decoder:
         self.backend = backend
         self.output_size = output_size
         self.retouch = bool(retouch)
+        self.fuse_base = bool(base)
+        self._fusions: dict[tuple[int, int], Fusion] = {}
+        self.base_fused = 0  # frames of the last stream drawn with its base layer
         self.header: Header | None = None
         self.skipped: list = []
         self._reader: FcsReader | None = None
@@ -1099,9 +1165,14 @@ class Decoder:
         own = self.retouch and self._retoucher is None
         retoucher = Retoucher() if own else self._retoucher  # None without the touch-up
         last: np.ndarray | None = None
+        layer, fusion = self._base_layer(reader, renderer.output_size)
+        self.base_fused = 0
         try:
             for ev in reader:
-                if isinstance(ev, SourceFrame):
+                if isinstance(ev, BasePacket):
+                    if layer is not None:
+                        layer.add(ev)
+                elif isinstance(ev, SourceFrame):
                     renderer.set_source(ev.index, decode_source(ev, name), ev.values)
                 elif isinstance(ev, DecodedFrame):
                     if not renderer.ready:
@@ -1114,7 +1185,11 @@ class Decoder:
                         image, drawn = last, False
                     else:
                         image = renderer.render([ev.values])[0]
-                        if retoucher is not None and "sup" in ev.values:
+                        picture = layer.take(ev.index) if layer is not None else None
+                        if picture is not None:
+                            image = fusion(image, picture)
+                            self.base_fused += 1
+                        elif retoucher is not None and "sup" in ev.values:
                             image = retoucher(image, ev.values["sup"])
                         last = image
                     yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra, drawn)
@@ -1126,6 +1201,17 @@ class Decoder:
             self.skipped = reader.skipped
             if own:
                 retoucher.close()
+
+    def _base_layer(self, reader: FcsReader, size: int
+                    ) -> tuple[BaseDecoder | None, Fusion | None]:
+        """The stream's base layer decoder and the fusion, when it declares one (and
+        ``base`` is on, and the output size suits the fusion network: a multiple of 16)."""
+        if not self.fuse_base or reader.base is None or size % 16:
+            return None, None
+        side, crf = reader.base["side"], reader.base["crf"]
+        if (side, crf) not in self._fusions:
+            self._fusions = {(side, crf): Fusion(side, crf)}  # one network, one condition
+        return BaseDecoder(side, size), self._fusions[(side, crf)]
 
     def drain_audio(self) -> list[AudioPacket]:
         """The sound packets (format 2.2, Opus) read since the last call, in time order:

@@ -120,3 +120,32 @@ def test_training_with_the_projection_discriminator_resumes_bit_for_bit(
         want = fresh.eval().training_forward(batch).prediction
         got = loaded.training_forward(batch).prediction
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_the_codec_carries_an_nth_model_end_to_end(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Encoder -> .fcs -> Decoder with a (random-weight) nth package: the landmarks-only
+    stream table, the sources embedded, every frame drawn."""
+    from dataclasses import replace
+
+    from codec_helpers import save_package
+
+    from facecodec.bitstream.prior import Prior
+    from facecodec.bitstream.streams import TABLES
+    from facecodec.bitstream.values import decode_values
+    from facecodec.codec import Decoder, Encoder
+    from facecodec.examples import make_example_video
+
+    torch.manual_seed(0)
+    cfg = replace(tiny_config(*NTH), name="tiny_nth")
+    dest = save_package(cfg, tmp_path / "models" / "tiny_nth")
+    Prior.untrained(TABLES["sup"], name="tiny_nth").save(dest / "prior.json")
+    (tmp_path / "priors").mkdir()
+    monkeypatch.setenv("FACECODEC_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("FACECODEC_PRIORS", str(tmp_path / "priors"))
+    video = make_example_video(tmp_path / "in.mp4", seconds=1.0)
+    st = Encoder("tiny_nth").encode_file(video, tmp_path / "a.fcs", progress=False)
+    assert st.frames == st.faces == 15
+    _, values, reader = decode_values(tmp_path / "a.fcs")
+    assert set(values) == {"sup", "iris"} and reader.header.model_id == "tiny_nth"
+    r = Decoder().decode_file(tmp_path / "a.fcs", tmp_path / "a.mp4", progress=False)
+    assert r["frames"] == 15

@@ -38,6 +38,10 @@ AUDIO = 0x41
 # format 2.3: a piece of a source chunk's payload, sent paced between frame packets; an
 # ancillary kind, so a 2.2 reader skips it and draws with the sources it has
 SOURCE_PART = 0x42
+# format 2.5: an AV1 temporal unit of the base layer, a low-quality picture of the face
+# tube that the receiver fuses with its animation (issue 20); ancillary, so a 2.4 reader
+# draws the animation alone
+BASE = 0x43
 ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
 FRAME_KINDS = (INTER, INTRA, INTER_REF)
 
@@ -56,10 +60,12 @@ MAX_PART_DATA = 4096  # bytes of a source chunk's payload one part carries
 MAX_PARTS = (MAX_PAYLOAD[SOURCE] + MAX_PART_DATA - 1) // MAX_PART_DATA  # a whole source
 # slot (u8), part number, part count (varints), then the data
 MAX_PAYLOAD[SOURCE_PART] = 1 + 2 * MAX_VARINT_BYTES + MAX_PART_DATA
+MAX_BASE_DATA = 32768  # bytes of one base-layer frame (a 256-px AV1 key frame at CRF 20)
+MAX_PAYLOAD[BASE] = MAX_VARINT_BYTES + MAX_BASE_DATA  # frame number, then the OBUs
 
 
 _RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY, AUDIO,
-                                                   SOURCE_PART])) + b"]")
+                                                   SOURCE_PART, BASE])) + b"]")
 
 
 def varint(n: int) -> bytes:

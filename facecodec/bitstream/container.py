@@ -52,6 +52,7 @@ import numpy as np
 from facecodec.bitstream.chunks import (
     AUDIO,
     AUDIO_ORIGIN,
+    BASE,
     CROP,
     END,
     FRAME_KINDS,
@@ -59,6 +60,7 @@ from facecodec.bitstream.chunks import (
     INTER_REF,
     INTRA,
     MAX_AUDIO_DATA,
+    MAX_BASE_DATA,
     MAX_FEC,
     MAX_PARITY_BODY,
     MAX_PART_DATA,
@@ -95,7 +97,8 @@ __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame"
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
            "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC",
            "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
-           "codec2_info", "codec2_frame", "audio_declared"]
+           "codec2_info", "codec2_frame", "audio_declared", "BASE", "BasePacket", "base_info",
+           "base_declared"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
@@ -169,6 +172,39 @@ def codec2_frame(mode: int) -> tuple[int, float]:
     below)."""
     seconds = 0.02 if mode >= 2400 else 0.04
     return math.ceil(mode * seconds / 8), seconds
+
+
+@dataclass(frozen=True)
+class BasePacket:
+    """One frame of the base layer (format 2.5, issue 20): ``data`` is the AV1 temporal
+    unit (OBUs, no temporal delimiter) of frame ``frame`` of the face tube, coded at the
+    header's ``info["base"]`` side and CRF; the bitstream does not decode it."""
+
+    frame: int
+    data: bytes
+
+
+BASE_SIDES = (64, 96, 128, 160, 192, 224, 256)
+"""The sides a base layer may be coded at (multiples of 32 up to the tube's 256)."""
+
+
+def base_info(side: int, crf: int) -> dict:
+    """``info["base"]`` of a stream with a base layer of ``side`` pixels at ``crf``."""
+    if side not in BASE_SIDES or not 0 <= crf <= 63:
+        raise ValueError(f"a base layer is {BASE_SIDES} px at CRF 0..63, got {side} / {crf}")
+    return {"codec": "av1", "side": int(side), "crf": int(crf)}
+
+
+def base_declared(info: dict) -> dict | None:
+    """The header's base-layer declaration if it is one this reader knows, else None
+    (the stream is then read without its base layer)."""
+    base = info.get("base")
+    if not isinstance(base, dict) or set(base) != {"codec", "side", "crf"}:
+        return None
+    side, crf = base["side"], base["crf"]
+    if base["codec"] != "av1" or type(side) is not int or type(crf) is not int:
+        return None
+    return base if side in BASE_SIDES and 0 <= crf <= 63 else None
 
 
 def audio_declared(info: dict) -> bool:
@@ -275,6 +311,8 @@ class FcsWriter:
         self.redundant_bytes = 0
         self.audio_bytes = 0
         self._audio_start = -AUDIO_ORIGIN - 1
+        self.base_bytes = 0
+        self._base_frame = -1
         if not (math.isfinite(source_rate) and source_rate >= 0):
             raise ValueError(f"source_rate must be a finite number >= 0, got {source_rate!r}")
         self.source_rate = float(source_rate)
@@ -381,6 +419,21 @@ class FcsWriter:
         self._audio_start = packet.start
         data = chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
         self.audio_bytes += len(data)
+        return self._emit(data)
+
+    def add_base(self, packet: BasePacket) -> bytes:
+        """A frame of the base layer; the header must declare it (:func:`base_info`) and
+        frames come in order, each at most once. It goes out as it is made, beside the
+        frame's packet."""
+        if base_declared(self.header.info) is None:
+            raise ValueError("the header declares no base layer (info['base'])")
+        if not 1 <= len(packet.data) <= MAX_BASE_DATA:
+            raise ValueError(f"a base-layer frame holds 1..{MAX_BASE_DATA} bytes")
+        if packet.frame <= self._base_frame:
+            raise ValueError("base-layer frames must come in order, each once")
+        self._base_frame = packet.frame
+        data = chunk(BASE, varint(packet.frame) + packet.data)
+        self.base_bytes += len(data)
         return self._emit(data)
 
     def request_intra(self) -> None:
@@ -620,9 +673,11 @@ class FcsReader:
         self.sources_seen: set[int] = set()
         self._assembly: dict[int, _Assembly] = {}  # slot -> a paced source's parts so far
         self.chunk_bytes = {"source": 0, "frames": 0, "redundant": 0, "parity": 0,
-                            "audio": 0, "other": 0}
+                            "audio": 0, "base": 0, "other": 0}
         self.audio = audio_declared(self.header.info)  # format 2.2 sound (2.4: Codec 2)
         self._audio_start = -AUDIO_ORIGIN - 1
+        self.base = base_declared(self.header.info)  # format 2.5 base layer
+        self._base_frame = -1
         self.max_gap = max(1, math.ceil(MAX_GAP_S * float(self.header.fps)))
         self._states: dict[int, tuple[Coded, Coded]] = {}  # decoded frames' indices, deltas
         self._last: dict[str, np.ndarray] | None = None
@@ -744,6 +799,13 @@ class FcsReader:
                 ahead = (self.frames + self.max_gap) / float(self.header.fps) + 1.0
                 return self.audio and got[1] < length and \
                     self._audio_start < got[0] - AUDIO_ORIGIN <= ahead * AUDIO_CLOCK
+            if kind == BASE:
+                got = read_varint(head, 0)
+                if got is None:
+                    return self.base is not None and len(head) < MAX_VARINT_BYTES and \
+                        length > len(head)
+                return self.base is not None and got[1] < length and \
+                    self._base_frame < got[0] <= self.frames + self.max_gap
             if kind == SOURCE:
                 if len(head) < 6:
                     return length > len(head) and (not head or head[0] < max(
@@ -795,6 +857,11 @@ class FcsReader:
             packet = self._audio(ck)
             if packet is not None:
                 yield packet
+        elif ck.kind == BASE:
+            self.chunk_bytes["base"] += ck.nbytes
+            packet = self._base(ck)
+            if packet is not None:
+                yield packet
         elif ck.kind == END:
             self.chunk_bytes["other"] += ck.nbytes
             yield from self._release(force=True)  # no repair comes after the end
@@ -841,6 +908,27 @@ class FcsReader:
                               f"one ({self._audio_start})", ck.offset, self.name)
         self._audio_start = start
         return AudioPacket(start, bytes(ck.payload[pos:]))
+
+    def _base(self, ck: Chunk) -> BasePacket | None:
+        """A base-layer chunk, checked: declared by the header, frames in order (a
+        duplicate or a late one is dropped in tolerant mode), within reach of the frames."""
+        if self.base is None:
+            if self.tolerant:
+                return None
+            raise FormatError("base-layer chunk in a stream whose header declares none",
+                              ck.offset, self.name)
+        frame, pos = _varint_at(ck, 0)
+        if pos >= len(ck.payload) or len(ck.payload) - pos > MAX_BASE_DATA:
+            raise FormatError(f"base-layer chunk holds 0 or more than {MAX_BASE_DATA} bytes",
+                              ck.offset, self.name)
+        if frame <= self._base_frame or frame > self.frames + self.max_gap:
+            if self.tolerant:
+                return None
+            raise FormatError(f"base-layer frame {frame} out of order (after "
+                              f"{self._base_frame}, frames at {self.frames})", ck.offset,
+                              self.name)
+        self._base_frame = frame
+        return BasePacket(frame, bytes(ck.payload[pos:]))
 
     def _head(self, ck: Chunk) -> _Head:
         """A frame packet's header fields, range-checked."""

@@ -38,6 +38,16 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.resources import search_path
 
 
+def _base_arg(value: str | None) -> tuple[int, int] | None:
+    """``--base SIDE:CRF`` -> (side, crf); the Encoder checks the ranges."""
+    from facecodec.baselayer import parse_base
+
+    try:
+        return None if value is None else parse_base(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def _prior_option(f):
     return click.option(
         "--prior", "prior_path", default=None,
@@ -138,6 +148,12 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
                    "yaw extremes) or 'render' (closed loop: the sender draws a frame a second "
                    "as the receiver will and adds the frames it draws worst; slower to "
                    "encode). See docs/codec.md.")
+@click.option("--base", "base", default=None, callback=lambda c, p, v: _base_arg(v),
+              metavar="SIDE:CRF",
+              help="Add a base layer (format 2.5): every frame's face tube coded with SVT-AV1 "
+                   "at SIDE px and CRF (e.g. 256:63, ~6 kbps more; 128:52 ~8), fused with "
+                   "the animation by the receiver: more bits, a better picture "
+                   "(docs/enhancement.md). Not with --kbps.")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
@@ -150,8 +166,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
            fec: int | None, source_kbps: float | None, kbps: float | None,
-           source_choice: str, no_audio: bool, audio_kbps: float | None,
-           no_progress: bool) -> None:
+           source_choice: str, base: tuple[int, int] | None, no_audio: bool,
+           audio_kbps: float | None, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""
     from tqdm import tqdm
@@ -170,7 +186,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
                       packet_frames=packet_frames, deadband=deadband,
                       protection=protection, audio=not no_audio, audio_kbps=audio_kbps,
                       source_kbps=source_kbps, kbps=kbps, source_choice=source_choice,
-                      prior=Prior.load(prior_path) if prior_path else None)
+                      prior=Prior.load(prior_path) if prior_path else None, base=base)
         if enc.budget is not None:
             click.echo(enc.budget.describe(), err=True)
         with quiet_mediapipe_logs():  # MediaPipe's native start-up lines: stderr is for errors
@@ -189,6 +205,8 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
     if kbps is not None:
         raise click.UsageError("--kbps needs a video: a value file has no sound or sources "
                                "to plan")
+    if base is not None:
+        raise click.UsageError("--base needs a video: a value file has no pictures")
     prior = _load_prior(prior_path, table_name)
     fps_file, values = load_values(src, prior.table)
     n = len(next(iter(values.values())))
@@ -218,9 +236,12 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
 @click.option("--no-retouch", is_flag=True,
               help="Show the generator's eyelids and lips as drawn, without moving them to "
                    "where the stream's landmarks put them (blinks, mouth openings).")
+@click.option("--no-base", is_flag=True,
+              help="Draw the animation alone, without fusing the stream's base layer (if it "
+                   "has one).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
-           model: str | None, backend: str | None, no_retouch: bool,
+           model: str | None, backend: str | None, no_retouch: bool, no_base: bool,
            no_progress: bool) -> None:
     """Decode SRC (.fcs) into DST: a video (.mp4, .m4v, .mov or .mkv; rendered) or a
     value file (.npz)."""
@@ -233,14 +254,16 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
 
         # rendered at the output size: the pixel blend warps the 256 sources there directly
         dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size,
-                      retouch=not no_retouch)
+                      retouch=not no_retouch, base=not no_base)
         # the touch-up reads the rendered faces with MediaPipe, whose native start-up lines
         # would otherwise reach stderr (which is for errors)
         with quiet_mediapipe_logs():
             r = dec.decode_file(src, dst, compare=compare, size=size,
                                 progress=not no_progress)
         click.echo(f"{dst}: {r['frames']} frames rendered at {r['frames'] / r['seconds']:.1f} "
-                   f"frames/s" + (f", {r['held']} held" if r["held"] else ""))
+                   f"frames/s" + (f", {r['held']} held" if r["held"] else "")
+                   + (f", {dec.base_fused} fused with the base layer" if dec.base_fused
+                      else ""))
         for s in dec.skipped:
             click.echo(f"skipped: byte {s.offset}: {s.reason}; {s.frames} frames held"
                        + (f", {s.not_shown} not shown" if s.not_shown else ""),

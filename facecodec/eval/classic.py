@@ -34,6 +34,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from facecodec.baselayer import av1_obus
 from facecodec.errors import FacecodecError
 from facecodec.eval.base import Encoded, EvalClip, Method
 
@@ -55,32 +56,6 @@ def annexb_units(data: bytes) -> list[bytes]:
         end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
         units.append(data[begin:end].rstrip(b"\x00"))  # trailing zeros: next start code's
     return [u for u in units if u]
-
-
-def _leb128(data: bytes, i: int) -> tuple[int, int]:
-    value = 0
-    for k in range(8):
-        byte = data[i + k]
-        value |= (byte & 0x7F) << (7 * k)
-        if not byte & 0x80:
-            return value, i + k + 1
-    raise ValueError("leb128 longer than 8 bytes")
-
-
-def av1_obus(data: bytes) -> list[tuple[int, bytes]]:
-    """(type, bytes) of each OBU of an AV1 low-overhead bitstream (AV1 spec 5.3)."""
-    out, i = [], 0
-    while i < len(data):
-        header = data[i]
-        obu_type, has_ext, has_size = (header >> 3) & 15, (header >> 2) & 1, (header >> 1) & 1
-        j = i + 1 + has_ext
-        if has_size:
-            size, j = _leb128(data, j)
-        else:
-            size = len(data) - j
-        out.append((obu_type, data[i:j + size]))
-        i = j + size
-    return out
 
 
 def transport_payload(family: str, data: bytes) -> bytes:

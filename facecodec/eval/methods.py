@@ -95,7 +95,9 @@ REGISTRY: dict[str, Entry] = {
                        f"model= (default {DEFAULT_MODEL}), sources=1|3 (default 3), deadband= "
                        "(the rate knob; default: the prior's), prior= (an installed prior "
                        "fitted at that dead zone; default: the model's), source_quality= "
-                       "(WebP quality of the source frames; default: the Encoder's)"),
+                       "(WebP quality of the source frames; default: the Encoder's), "
+                       "base=SIDE:CRF (a base layer fused at the receiver, issue 20; e.g. "
+                       "256:63)"),
     "facecodec-sup": Entry(_neural("facecodec_variant", "frontalizer_sup", "facecodec-sup"),
                            "the codec with a Sup model (default model frontalizer_sup); "
                            "options model=, sources="),
@@ -103,6 +105,10 @@ REGISTRY: dict[str, Entry] = {
                                          "facecodec-sup-unsup"),
                                  "the codec with a Sup+Unsup model (default model "
                                  "frontalizer_sup_unsup); options model=, sources="),
+    "facecodec-nth": Entry(_neural("nth_variant", "facecodec-nth"),
+                           "the codec with the few-shot talking-heads model (Zakharov et "
+                           "al. 2019; default model nth): landmarks only, every pixel "
+                           "drawn; options model=, sources=", default=False),
     "fom": Entry(_neural("FOMMethod"), "First Order Motion, one frontal source, through the "
                  "fom stream table; option model= (default models/fom)"),
     "fom-mult": Entry(_neural("FOMMultMethod"), "FOM switching per frame to the source with "

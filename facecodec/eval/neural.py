@@ -30,6 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from facecodec.baselayer import parse_base
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior, find_prior
 from facecodec.codec import SENDER_BATCH, Decoder, Encoder
@@ -38,6 +39,7 @@ from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
 from facecodec.imagecodec import decode_source, resize_square
 from facecodec.receiver.expression import touch_up_id
+from facecodec.receiver.fusion import FUSION
 from facecodec.receiver.mixing import SourceMixer
 from facecodec.receiver.renderer import Renderer
 from facecodec.sender.deadband import Deadband
@@ -97,9 +99,10 @@ def write_stream(encoder, clip: EvalClip, audio: list | None = None) -> Stream:
                                     meta["eyes_open"], stats, every)
     segment = meta["segment"]
     crops = {i: meta["box"][i] for i in range(t) if i == 0 or segment[i] != segment[i - 1]}
+    base = encoder.base_packets(tubes) if encoder.base is not None else None
     sink = io.BytesIO()
     written = encoder.write_clip(sink, values, {i: tubes[i] for i in chosen}, crops,
-                                 _video_size(clip.video), audio)
+                                 _video_size(clip.video), audio, base)
     seconds = time.perf_counter() - start
     data = sink.getvalue()
     bits = written.frame_bits
@@ -160,7 +163,8 @@ class FacecodecMethod(Method):
 
     def __init__(self, model: str | None = None, sources: str | int = SOURCES,
                  name: str = "facecodec", deadband: str | float | None = None,
-                 prior: str | None = None, source_quality: str | int | None = None):
+                 prior: str | None = None, source_quality: str | int | None = None,
+                 base: str | None = None):
         n = _int_option(sources, f"{name}: sources")
         try:
             band = None if deadband is None else float(deadband)
@@ -171,7 +175,7 @@ class FacecodecMethod(Method):
             "source_quality": _int_option(source_quality, f"{name}: source_quality")}
         self.encoder = Encoder(model, n_sources=n, deadband=band,
                                prior=None if prior is None else _installed_prior(prior, name),
-                               **quality)
+                               base=_base_option(base, name), **quality)
         self.package = self.encoder.package
         family = self.package.profile.family
         if self.family is not None and family != self.family:
@@ -205,13 +209,23 @@ class FacecodecMethod(Method):
                 **({"pixel_warp": self._warp} if self._warp != "bilinear" else {}),
                 # the lid and lip touch-up (its code's hash: a row scored with another
                 # version is not reused), absent from rows scored before it existed
-                **({"retouch": touch_up_id()} if self.decoder.retouch else {})}
+                **({"retouch": touch_up_id()} if self.decoder.retouch else {}),
+                # the base layer (issue 20), absent from rows scored without one
+                **({"base": list(e.base), "fusion": FUSION} if e.base else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
         frames, seconds = decode_stream(self.decoder, stream, clip, self.name)
         return Encoded(frames, stream.frame_bits, stream.setup_bits, stream.seconds, seconds,
                        {"sources": len(stream.sources)})
+
+
+def _base_option(value: str | None, name: str) -> tuple[int, int] | None:
+    """``base=SIDE:CRF`` (e.g. 256:63) -> (side, crf)."""
+    try:
+        return None if value is None else parse_base(value)
+    except ValueError as e:
+        raise InputError(f"{name}: {e}") from None
 
 
 class FOMMethod(FacecodecMethod):
@@ -291,14 +305,43 @@ class FOMMultMethod(FOMMethod):
         return self._r
 
 
+class NthMethod(FacecodecMethod):
+    """The codec with a few-shot talking-heads model (Zakharov et al. 2019, issue 22): the
+    same sender, stream and Decoder; the receiver draws every pixel from the landmark
+    sketch and the sources' mean embedding (no source pixel is warped in)."""
+
+    family = "nth"
+
+    def __init__(self, model: str | None = None, sources: str | int = SOURCES,
+                 name: str = "facecodec-nth", deadband: str | float | None = None,
+                 prior: str | None = None, source_quality: str | int | None = None):
+        super().__init__(model or "nth", sources, name, deadband, prior, source_quality)
+        self._mix = None
+        self.description = (f"{self.package.name}: sender values (landmarks) from the "
+                            f"clip's tube, {self.encoder.n_sources} source frame(s) "
+                            "embedded and averaged, real .fcs bytes, Decoder output drawn "
+                            f"at {self.package.resolution} and resized to {EVAL_SIZE}")
+
+
+def nth_variant(name: str):
+    """A registry factory for the few-shot talking-heads model."""
+
+    def make(model: str | None = None, sources: str | int = SOURCES,
+             deadband: str | None = None, prior: str | None = None,
+             source_quality: str | None = None) -> Method:
+        return NthMethod(model, sources, name, deadband, prior, source_quality)
+
+    return make
+
+
 def facecodec_variant(default_model: str, name: str):
     """A registry factory for a Sup / Sup+Unsup / Sup+Unsup+Expr variant: the same method,
     another model (Oquab et al. 2022 Table 1 compares them)."""
 
     def make(model: str | None = None, sources: str | int = SOURCES,
              deadband: str | None = None, prior: str | None = None,
-             source_quality: str | None = None) -> Method:
+             source_quality: str | None = None, base: str | None = None) -> Method:
         return FacecodecMethod(model or default_model, sources, name, deadband, prior,
-                               source_quality)
+                               source_quality, base)
 
     return make

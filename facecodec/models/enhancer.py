@@ -21,8 +21,13 @@ trains on crops and runs on whole frames.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from facecodec.models.blocks import ConvBNReLU, InvertedResidual
@@ -70,3 +75,23 @@ class Enhancer(nn.Module):
         mask = torch.sigmoid(head[:, :1])
         correction = 0.25 * torch.tanh(head[:, 1:])
         return (base + mask * (anim - base) + correction).clamp(0.0, 1.0)
+
+
+WEIGHTS = "enhancer.safetensors"
+"""An exported fusion network's weight file, beside its ``config.yaml``."""
+
+
+def load_exported(path: str | Path) -> tuple[Enhancer, dict, int]:
+    """(net in eval mode, its config as stored, its training step) from an exported
+    folder (``facecodec export-enhancer``; the shipped one is models/fusion_wide/)."""
+    from facecodec.config.enhancer import EnhancerConfig  # noqa: PLC0415 - config only here
+
+    path = Path(path)
+    with open(path / "config.yaml") as f:
+        raw = yaml.safe_load(f) or {}
+    n = EnhancerConfig.from_dict(raw).net
+    with safe_open(str(path / WEIGHTS), "pt") as f:
+        step = int((f.metadata() or {}).get("step", -1))
+    net = Enhancer(width=n.width, depth=n.depth, expansion=n.expansion)
+    net.load_state_dict(load_file(str(path / WEIGHTS)))
+    return net.eval(), raw, step

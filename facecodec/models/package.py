@@ -43,10 +43,12 @@ PRIOR_FILE = "prior.json"
 OPERATING_POINTS = "operating_points"
 _POINT_FILE = re.compile(r"deadband(\d+(?:\.\d+)?)\.json")
 
-FAMILY_MAX_SOURCES: dict[str, int] = {"frontalizer": MAX_SOURCES, "fom": 1}
+FAMILY_MAX_SOURCES: dict[str, int] = {"frontalizer": MAX_SOURCES, "fom": 1,
+                                      "nth": MAX_SOURCES}
 """The most source frames each family's receiver uses: FOM animates one, the Frontalizer
-fuses as many as a stream carries. Known here without loading the networks; their classes
-(``max_sources`` in facecodec/models/animation.py) say the same."""
+fuses as many as a stream carries, the few-shot model averages their embeddings. Known
+here without loading the networks; their classes (``max_sources`` in
+facecodec/models/animation.py) say the same."""
 
 STORED_SECTIONS = ("name", "family", "data", "model")
 """The keys a stored model config must have. Any other key may be missing (the config was

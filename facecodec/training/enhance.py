@@ -24,21 +24,19 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
 from facecodec.config.enhancer import EnhancerConfig
 from facecodec.errors import InputError
-from facecodec.models.enhancer import Enhancer
+from facecodec.models.enhancer import WEIGHTS, Enhancer, load_exported
 from facecodec.training.config import resolve_data_root
 from facecodec.training.data import ClipStore
 from facecodec.training.enhance_data import default_cache
 from facecodec.training.lpips import LPIPSAlex, psnr
 
 CHECKPOINT = "checkpoint.pt"
-WEIGHTS = "enhancer.safetensors"
 
 
 def load_config(path: str | Path) -> EnhancerConfig:
@@ -70,13 +68,10 @@ def load_enhancer(path: str | Path) -> tuple[Enhancer, EnhancerConfig, int]:
     exported folder."""
     path = Path(path)
     if path.is_dir():
-        cfg = load_config(path / "config.yaml")
-        with safe_open(str(path / WEIGHTS), "pt") as f:
-            step = int(f.metadata().get("step", -1))
-        state = load_file(str(path / WEIGHTS))
-    else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        cfg, state, step = EnhancerConfig.from_dict(ckpt["config"]), ckpt["model"], ckpt["step"]
+        net, raw, step = load_exported(path)
+        return net, EnhancerConfig.from_dict(raw), step
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg, state, step = EnhancerConfig.from_dict(ckpt["config"]), ckpt["model"], ckpt["step"]
     net = build_enhancer(cfg)
     net.load_state_dict(state)
     return net.eval(), cfg, int(step)

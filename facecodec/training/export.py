@@ -25,7 +25,9 @@ from facecodec.training.config import with_overrides
 
 def _save(module: torch.nn.Module, path: Path, meta: dict[str, str]) -> None:
     state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
+    # safetensors 0.8 writes an unreadable header for no tensors with an empty metadata
+    # dict (a sender without a network, e.g. the nth family's): pass None then
+    save_file(state, str(path), metadata=meta or None)
 
 
 def write_package(model: torch.nn.Module, cfg: Config, dest: str | Path,

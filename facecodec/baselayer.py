@@ -1,0 +1,170 @@
+"""The base layer (issue 20, format 2.5): the face tube coded with SVT-AV1 at a low
+resolution and quality, sent beside the keypoint stream, decoded with libdav1d by the
+receiver, which fuses it with its animation (facecodec/receiver/fusion.py).
+
+Low delay: SVT-AV1's low-delay prediction structure (``pred-struct=1``, no reordering, no
+look-ahead) gives one temporal unit per input frame at once, which goes out beside that
+frame's packet. A key frame every ``key_period`` frames, and on request (a receiver that
+lost a base packet cannot decode the following ones until one). Both sides are PyAV's
+FFmpeg (libsvtav1 / libdav1d, docs/environment.md): nothing of a pixel codec is written
+here but the AV1 OBU walk that drops what a transport does not carry.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+
+from facecodec.bitstream.container import BasePacket
+
+PRESET = "8"
+"""SVT-AV1's speed preset for a live sender (5 is the eval's classic anchor; 8 codes a
+256-px frame in ~3 ms on this CPU at +3 % bits, docs/enhancement.md)."""
+
+_OBU_SEQUENCE_HEADER = 1
+_DROP_OBUS = frozenset({2, 15})  # temporal delimiter, padding: the transport does not carry them
+
+
+def _leb128(data: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    for k in range(8):
+        byte = data[i + k]
+        value |= (byte & 0x7F) << (7 * k)
+        if not byte & 0x80:
+            return value, i + k + 1
+    raise ValueError("leb128 longer than 8 bytes")
+
+
+def av1_obus(data: bytes) -> list[tuple[int, bytes]]:
+    """(type, bytes) of each OBU of an AV1 low-overhead bitstream (AV1 spec 5.3)."""
+    out, i = [], 0
+    while i < len(data):
+        header = data[i]
+        obu_type, has_ext, has_size = (header >> 3) & 15, (header >> 2) & 1, (header >> 1) & 1
+        j = i + 1 + has_ext
+        if has_size:
+            size, j = _leb128(data, j)
+        else:
+            size = len(data) - j
+        out.append((obu_type, data[i:j + size]))
+        i = j + size
+    return out
+
+
+def carried(data: bytes) -> bytes:
+    """An encoder's temporal unit minus the OBUs a transport does not carry."""
+    return b"".join(obu for t, obu in av1_obus(data) if t not in _DROP_OBUS)
+
+
+def is_key(data: bytes) -> bool:
+    """Whether a temporal unit starts a decodable sequence (SVT-AV1 sends a sequence
+    header with each key frame)."""
+    try:
+        return any(t == _OBU_SEQUENCE_HEADER for t, _ in av1_obus(data))
+    except (IndexError, ValueError):  # a damaged unit: not a place to start
+        return False
+
+
+def shrink(image: np.ndarray, side: int) -> np.ndarray:
+    """An RGB picture to ``side`` x ``side`` (area averaging), as the layer is coded."""
+    if image.shape[0] == side:
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def enlarge(image: np.ndarray, side: int) -> np.ndarray:
+    """A decoded base picture to the output size, bicubic (as the fusion was trained)."""
+    if image.shape[0] == side:
+        return image
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+def parse_base(value: str) -> tuple[int, int]:
+    """``"SIDE:CRF"`` (e.g. ``"256:63"``, the CLI's and eval's spelling) -> (side, crf);
+    ValueError otherwise (the Encoder checks the ranges)."""
+    side, colon, crf = value.partition(":")
+    if not (colon and side.isdigit() and crf.isdigit()):
+        raise ValueError(f"a base layer is SIDE:CRF, e.g. 256:63 (got {value!r})")
+    return int(side), int(crf)
+
+
+class BaseEncoder:
+    """Face tubes in, one AV1 temporal unit per frame out (``encode``)."""
+
+    def __init__(self, side: int, crf: int, fps: Fraction | float, key_period: int,
+                 preset: str = PRESET):
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its config at info level
+        self.side, self.crf = int(side), int(crf)
+        cc = av.CodecContext.create("libsvtav1", "w")
+        cc.width = cc.height = self.side
+        cc.pix_fmt = "yuv420p"
+        rate = Fraction(fps).limit_denominator(1001)
+        cc.time_base, cc.framerate = 1 / rate, rate
+        cc.gop_size = max(1, int(key_period))
+        cc.options = {"crf": str(self.crf), "preset": preset,
+                      "svtav1-params": "lp=1:pred-struct=1"}  # one thread, low delay
+        self._cc = cc
+        self._pts = 0
+        self._key = False
+
+    def request_key(self) -> None:
+        """Code the next frame as a key frame (a receiver lost a base packet)."""
+        self._key = True
+
+    def encode(self, tube: np.ndarray) -> bytes:
+        """An RGB face tube (any square size) -> its temporal unit (b"" if the encoder
+        held the frame back, which low delay does not do)."""
+        frame = av.VideoFrame.from_ndarray(shrink(tube, self.side), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = self._pts
+        if self._key:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._key = False
+        self._pts += 1
+        return b"".join(carried(bytes(p)) for p in self._cc.encode(frame))
+
+
+class BaseDecoder:
+    """Base-layer packets in (``add``), each frame's picture at the output size out
+    (``take``). After a lost packet the layer waits for the next key frame."""
+
+    MAX_KEPT = 64  # pictures waiting for their frame: bounded whatever a peer sends
+
+    def __init__(self, side: int, output_size: int):
+        self.side, self.output_size = int(side), int(output_size)
+        self._cc = av.CodecContext.create("libdav1d", "r")
+        self._cc.thread_count = 1
+        self._next: int | None = None  # the frame the layer can decode next
+        self._pictures: dict[int, np.ndarray] = {}
+        self.broken = 0  # packets skipped while waiting for a key frame
+
+    def add(self, packet: BasePacket) -> None:
+        key = is_key(packet.data)
+        if packet.frame != self._next and not key:
+            self.broken += 1  # its reference is lost: wait for a key frame
+            self._next = None
+            return
+        try:
+            frames = self._cc.decode(av.Packet(packet.data))
+        except av.error.FFmpegError:
+            self.broken += 1
+            self._next = None
+            return
+        self._next = packet.frame + 1
+        for f in frames:
+            image = f.to_ndarray(format="rgb24")
+            if image.shape[:2] != (self.side, self.side):
+                continue  # not the declared side: not this stream's layer
+            self._pictures[packet.frame] = enlarge(image, self.output_size)
+        while len(self._pictures) > self.MAX_KEPT:
+            self._pictures.pop(min(self._pictures))
+
+    def take(self, frame: int) -> np.ndarray | None:
+        """Frame ``frame``'s picture, if it arrived and decoded (older ones are dropped)."""
+        for old in [k for k in self._pictures if k < frame]:
+            del self._pictures[old]
+        return self._pictures.pop(frame, None)

@@ -1,0 +1,90 @@
+"""Few-shot fine-tuning at the receiver (Zakharov et al. 2019, section 3.3): the source
+frames it already holds, and their landmarks, are a small training set of the person; a
+few seconds of gradient steps on them fit the generator to that person. No extra bits.
+
+As the paper: psi' starts at P e^ (the meta-learned AdaIN parameters of the sources'
+mean embedding) and is optimised with the generator's weights, on the sources drawn from
+their own sketches. Unlike the paper, no discriminator (the receiver does not have it):
+the content loss alone, L1 plus, when the ImageNet VGG16 weights are installed, the
+perceptual loss of training (a receiver without them fine-tunes on L1, and says so).
+
+Bounded: a wall-clock budget and a step cap, on the calling thread (one core).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from facecodec.models.nth import NthCache, NthReceiver
+
+LR = 5e-5
+"""The paper's fine-tuning rate (Adam)."""
+
+
+@dataclass
+class FineTuned:
+    receiver: NthReceiver  # a copy: the loaded model is left as it was
+    cache: NthCache  # psi' (the embedding is the sources' e^, unchanged)
+    steps: int
+    seconds: float
+    loss: str  # "l1" or "l1+vgg16"
+    losses: list[float] = field(default_factory=list)  # per step
+
+
+def vgg16_installed() -> bool:
+    """Whether the ImageNet VGG16 weights are on this machine (never fetched here)."""
+    from facecodec.training.weights import SHA256, sha256_of, weights_dir  # noqa: PLC0415
+
+    path = weights_dir() / "vgg16.ckpt"
+    return path.is_file() and sha256_of(path) == SHA256["vgg16"]
+
+
+def _perceptual() -> nn.Module | None:
+    if not vgg16_installed():
+        return None
+    from facecodec.training.losses import PerceptualLoss  # noqa: PLC0415 - heavy, optional
+    from facecodec.training.vgg import vgg16_features  # noqa: PLC0415
+
+    return PerceptualLoss(vgg16_features(3), [1.0, 0.5], [1.0, 1.0, 1.0])
+
+
+def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
+             seconds: float, max_steps: int = 1000, perceptual: bool = True,
+             seed: int = 0) -> FineTuned:
+    """``images`` (N, 3, R, R) in [0, 1] at the model's resolution and their values
+    (leading (N,)) -> a fine-tuned copy of ``receiver`` and its cache. Stops after
+    ``seconds`` (checked between steps) or ``max_steps``; 0 seconds: no step (the
+    feed-forward model, as the paper's "FF")."""
+    torch.manual_seed(seed)
+    rx = copy.deepcopy(receiver).train()
+    with torch.no_grad():
+        cache = rx.embed_sources(images[None], {k: v[None] for k, v in values.items()})
+    psi = nn.Parameter(cache.psi.clone())
+    params = [psi, *rx.generator.parameters()]
+    opt = torch.optim.Adam(params, lr=LR, betas=(0.5, 0.999))
+    net = _perceptual() if perceptual else None
+    with torch.no_grad():
+        sketches = rx.sketch(values)
+    n = images.shape[0]
+    losses: list[float] = []
+    start = time.perf_counter()
+    steps = 0
+    while steps < max_steps and time.perf_counter() - start < seconds:
+        out = rx.generator(sketches, psi.expand(n, -1))
+        loss = (out - images).abs().mean()
+        if net is not None:
+            loss = loss + net(out, images)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        steps += 1
+    rx.eval().requires_grad_(False)
+    return FineTuned(rx, NthCache(cache.embedding, psi.detach()), steps,
+                     time.perf_counter() - start, "l1+vgg16" if net is not None else "l1",
+                     losses)
