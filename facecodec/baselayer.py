@@ -127,6 +127,13 @@ class BaseEncoder:
         self._pts += 1
         return b"".join(carried(bytes(p)) for p in self._cc.encode(frame))
 
+    def close(self) -> None:
+        """End the stream (SVT-AV1 complains on stderr when it is freed without one).
+        Low delay holds no frame back, so nothing comes out of the flush."""
+        if self._cc is not None:
+            self._cc.encode(None)
+            self._cc = None
+
 
 class BaseDecoder:
     """Base-layer packets in (``add``), each frame's picture at the output size out

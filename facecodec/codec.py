@@ -235,8 +235,8 @@ class Encoder:
             also coded with SVT-AV1 at ``side`` px (64..256, a multiple of 32) and CRF
             ``crf`` (0..63; 63 is the coarsest), low delay, sent beside its packet; the
             receiver fuses it with its animation (docs/enhancement.md). More bits, a
-            better picture: ~6 kbps more at (256, 63). Files only for now (``encode_file``,
-            ``write_clip``), and not with ``kbps``.
+            better picture: ~6 kbps more at (256, 63). Not with ``kbps`` (the budget does
+            not plan it yet).
         source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
             frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,
             closed loop: the first as by pose, then each the frame the receiver draws worst
@@ -516,7 +516,10 @@ class Encoder:
         if self.base is None:
             raise InputError("this Encoder has no base layer (Encoder(base=(side, crf)))")
         enc = BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)))
-        return [enc.encode(t) for t in tubes]
+        try:
+            return [enc.encode(t) for t in tubes]
+        finally:
+            enc.close()
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
@@ -590,9 +593,6 @@ class Encoder:
         if self._closed:  # a second header on the same wire would not decode
             raise InputError("the stream is closed: push() after close(); make a new "
                              "Encoder for a new stream")
-        if self.base is not None:
-            raise InputError("the base layer is for files for now (encode_file): a live "
-                             "stream is made without Encoder(base=...)")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"a frame must be RGB uint8 (H, W, 3), got {image.dtype} "
@@ -617,6 +617,9 @@ class Encoder:
                 sink, FcsWriter(sink, self.header(self.n_sources, self.audio), self.prior,
                                 **self._writer_args()),
                 Deadband(self.deadband), t0=t)
+            if self.base is not None:
+                self._live.base = BaseEncoder(*self.base, self.fps,
+                                              round(BASE_KEY_S * float(self.fps)))
         st = self._live
         if time_s is not None and st.count:
             slot = math.ceil((t - st.t0) * float(self.fps) - 0.5)  # nearest; ties: earlier
@@ -743,6 +746,10 @@ class Encoder:
         for r, v, size in st.pending:
             if r.new_box:
                 st.writer.add_crop(tuple(float(x) for x in r.box.as_array()), size)
+            if st.base is not None:  # the frame's base-layer unit, just before its packet
+                unit = st.base.encode(r.tube)
+                if unit:
+                    st.writer.add_base(BasePacket(st.writer.frames, unit))
             st.writer.add_frame(v)
         st.pending.clear()
 
@@ -808,6 +815,8 @@ class Encoder:
             self._flush_pending(st)
         st.writer.close()
         st.frontend.close()
+        if st.base is not None:
+            st.base.close()
         self._live = None
         self._closed = True
         return st.sink.drain()
@@ -886,6 +895,8 @@ class Encoder:
                     bar.update(1)
                 elif len(tubes) == len(chosen) or frame.index >= max(chosen):
                     break
+        if base is not None:
+            layer.close()
         if len(tubes) != len(chosen) or (base is not None and len(base) != len(records)):
             raise InputError(f"{src}: the video changed between the two passes")
         if self.source_choice == "render":
@@ -1006,6 +1017,7 @@ class _LiveState:
     view: Renderer | None = None  # the receiver's network with the sources sent
     slots: list[int] = field(default_factory=list)  # frame index in each source slot
     openness: deque[float] = field(default_factory=lambda: deque(maxlen=150))
+    base: BaseEncoder | None = None  # the base layer's encoder (Encoder(base=...))
 
 
 @dataclass

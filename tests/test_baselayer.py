@@ -196,9 +196,17 @@ def test_bad_base_settings_are_input_errors(env):
             Encoder("tiny_codec", base=bad)
     with pytest.raises(InputError, match="kbps does not plan a base layer"):
         Encoder("tiny_codec", base=(256, 63), kbps=12)
-    enc = Encoder("tiny_codec", base=(256, 63))
-    with pytest.raises(InputError, match="for files for now"):
-        enc.push(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_live_stream_carries_its_base_layer(env):
+    from facecodec.codec import Decoder, Encoder
+
+    enc = Encoder("tiny_codec", base=(128, 52))
+    with VideoReader(env["video"], fps=15.0) as r:
+        wire = [enc.push(f.image, time_s=f.time) for f in r] + [enc.close()]
+    dec = Decoder()
+    frames = list(dec.frames(wire))
+    assert len(frames) == 15 and dec.base_fused == 15
 
 
 def test_cli_base_option(env, tmp_path):
