@@ -127,13 +127,27 @@ def model_card(model: torch.nn.Module, cfg: Config, ckpt: dict, log: list[dict] 
     rows = "\n".join(f"| {n} | {p:,} | {mb:.2f} |" for n, p, mb in network_table(model))
     val = ckpt.get("last_val") or {}
     val_text = json.dumps({k: round(v, 4) for k, v in val.items()}) if val else "none recorded"
+    if cfg.family == "nth":
+        nth = cfg.model.nth
+        drawing = (f"resolution {res}x{res}, every pixel drawn from a {nth.sketch_sigma:g}-px "
+                   f"landmark sketch; embedding {nth.embed_dim}, widths {nth.base}-"
+                   f"{nth.max_channels}, bottleneck {res >> nth.down_blocks}x"
+                   f"{res >> nth.down_blocks}")
+        papers = ("Zakharov et al. 2019 (few-shot neural talking heads: embedder, AdaIN "
+                  "generator, projection discriminator, meta-learning), CPU-sized, "
+                  "written from the paper's summary (docs/training.md)")
+    else:
+        drawing = (f"resolution {res}x{res}, motion at {fres}x{fres}; pixel blend "
+                   f"{decoder.pixel_blend},\n  pixel warp {decoder.pixel_warp}{maps}; losses "
+                   f"at {shown}x{shown}")
+        papers = ("Oquab et al. 2022 (Frontalizer, mobile variant, appendix 6.1) and the "
+                  "First\nOrder Model (Siarohin et al. 2019), written from the papers")
     return f"""# {cfg.name}
 
 - family: `{cfg.family}`; per-frame values: {', '.join(layout.streams)}
   (supervised landmarks {33 * layout.sup}, irises {2 * layout.iris}, unsupervised keypoints
   {layout.unsup}, Jacobians {layout.jacobians}, expression code {layout.expr_dim})
-- resolution {res}x{res}, motion at {fres}x{fres}; pixel blend {decoder.pixel_blend},
-  pixel warp {decoder.pixel_warp}{maps}; losses at {shown}x{shown}
+- {drawing}
 - trained {ckpt['step']} steps (batch {cfg.optim.batch_size} x {world}
   processes), sampling `{cfg.data.strategy}`, exported
   {datetime.date.today().isoformat()}
@@ -156,8 +170,7 @@ from `facecodec eval` (docs/EVAL.md).
 |---|---|---|
 {rows}
 
-Architecture: Oquab et al. 2022 (Frontalizer, mobile variant, appendix 6.1) and the First
-Order Model (Siarohin et al. 2019), written from the papers; config.yaml holds every
+Architecture: {papers}; config.yaml holds every
 hyper-parameter. Training data: the project's face-tube cache (talking-head clips used only
 for training and evaluation; see shared/data/README.md for their provenance and rights).
 Intended use: the facecodec talking-face codec (sender: sender.safetensors; receiver:
