@@ -90,7 +90,7 @@ from facecodec.receiver.fusion import Fusion
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
 from facecodec.sender import FrontEnd, SourcePolicy, select_sources
-from facecodec.sender.budget import BudgetPlan, plan_budget
+from facecodec.sender.budget import BASE_SIDE, BudgetPlan, base_crf, plan_budget
 from facecodec.sender.coverage import (
     MAX_SAMPLES,
     Coverage,
@@ -235,8 +235,10 @@ class Encoder:
             also coded with SVT-AV1 at ``side`` px (64..256, a multiple of 32) and CRF
             ``crf`` (0..63; 63 is the coarsest), low delay, sent beside its packet; the
             receiver fuses it with its animation (docs/enhancement.md). More bits, a
-            better picture: ~6 kbps more at (256, 63). Not with ``kbps`` (the budget does
-            not plan it yet).
+            better picture: ~6 kbps more at (256, 63). With ``kbps``: ``"auto"``, the
+            budget gives the base layer what the frames, the sound and three sources
+            leave (at 256 px, constant rate; none below 3 kbps:
+            :mod:`facecodec.sender.budget`).
         source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
             frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,
             closed loop: the first as by pose, then each the frame the receiver draws worst
@@ -261,7 +263,7 @@ class Encoder:
                  first_source_quality: int | None = DEFAULT_FIRST_SOURCE_QUALITY,
                  source_kbps: float | None = None, kbps: float | None = None,
                  source_choice: str = DEFAULT_SOURCE_CHOICE,
-                 base: tuple[int, int] | None = None):
+                 base: tuple[int, int] | str | None = None):
         # every argument is checked here, before the model loads: a bad one must not
         # surface as a ValueError at the first push, or mid-stream
         _check_encoder_args(fps, n_sources, source_codec, source_quality, intra_period,
@@ -285,16 +287,20 @@ class Encoder:
             if not (_is_real(kbps) and BUDGET_MIN_KBPS <= kbps <= BUDGET_MAX_KBPS):
                 raise InputError(f"kbps must be None or a number in {BUDGET_MIN_KBPS:g}.."
                                  f"{BUDGET_MAX_KBPS:g}, got {kbps!r}")
-        if base is not None:
+        auto_base = base == "auto"
+        if auto_base and kbps is None:
+            raise InputError('base="auto" is planned by a budget: give kbps too')
+        if base is not None and not auto_base:
             if not (isinstance(base, tuple | list) and len(base) == 2
                     and base[0] in BASE_SIDES and _is_int(base[1]) and 0 <= base[1] <= 63):
-                raise InputError(f"base must be None or (side, crf) with side one of "
-                                 f"{', '.join(map(str, BASE_SIDES))} and crf in 0..63, "
-                                 f"got {base!r}")
+                raise InputError(f"base must be None, \"auto\" (with kbps) or (side, crf) "
+                                 f"with side one of {', '.join(map(str, BASE_SIDES))} and "
+                                 f"crf in 0..63, got {base!r}")
             if kbps is not None:
-                raise InputError("kbps does not plan a base layer yet: give kbps or base, "
-                                 "not both")
-        self.base = None if base is None else (int(base[0]), int(base[1]))
+                raise InputError("a budget plans its own base layer: give kbps with "
+                                 "base=\"auto\", or base=(side, crf) without kbps")
+        self.base = None if base is None or auto_base else (int(base[0]), int(base[1]))
+        self.base_kbps: float | None = None  # a budget's base layer: its constant rate
         if source_choice not in SOURCE_CHOICES:
             raise InputError(f"source_choice must be one of {', '.join(SOURCE_CHOICES)}, "
                              f"got {source_choice!r}")
@@ -316,8 +322,11 @@ class Encoder:
         self.package = find_model(model)
         self.budget: BudgetPlan | None = None
         if kbps is not None:
-            self.budget = _plan(self.package, float(kbps), float(fps), self.audio)
+            self.budget = _plan(self.package, float(kbps), float(fps), self.audio, auto_base)
             deadband = self.budget.deadband
+            if self.budget.base_kbps:
+                self.base = (BASE_SIDE, base_crf(self.budget.base_kbps))
+                self.base_kbps = self.budget.base_kbps
             self.audio_kbps = self.budget.audio_kbps or self.audio_kbps
             if self.budget.fps != float(fps):  # halved: the frames at fps do not fit
                 fps = Fraction(fps if isinstance(fps, numbers.Rational) else float(fps)) / 2
@@ -510,12 +519,16 @@ class Encoder:
 
         return cover(first, samples, usable, n, errors, min_gap=round(float(self.fps)))
 
+    def _base_encoder(self) -> BaseEncoder:
+        return BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)),
+                           kbps=self.base_kbps)
+
     def base_packets(self, tubes: Iterable[np.ndarray]) -> list[bytes]:
         """Every frame's face tube coded as the base layer (``base``): one AV1 temporal
         unit per frame, what :meth:`write_clip` sends beside each frame."""
         if self.base is None:
             raise InputError("this Encoder has no base layer (Encoder(base=(side, crf)))")
-        enc = BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)))
+        enc = self._base_encoder()
         try:
             return [enc.encode(t) for t in tubes]
         finally:
@@ -618,8 +631,7 @@ class Encoder:
                                 **self._writer_args()),
                 Deadband(self.deadband), t0=t)
             if self.base is not None:
-                self._live.base = BaseEncoder(*self.base, self.fps,
-                                              round(BASE_KEY_S * float(self.fps)))
+                self._live.base = self._base_encoder()
         st = self._live
         if time_s is not None and st.count:
             slot = math.ceil((t - st.t0) * float(self.fps) - 0.5)  # nearest; ties: earlier
@@ -876,7 +888,7 @@ class Encoder:
         tubes: dict[int, np.ndarray] = {}
         base = None
         if self.base is not None:  # every frame's tube, coded as it is read
-            layer = BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)))
+            layer = self._base_encoder()
             base = []
         with VideoReader(src, fps=float(self.fps)) as video, \
                 tqdm(total=len(records) if base is not None else None,
@@ -933,11 +945,11 @@ class Encoder:
         return encode_audio(pcm[: round(frames * AUDIO_RATE / float(self.fps))], self.sound)
 
 
-def _plan(package, kbps: float, fps: float, audio: bool) -> BudgetPlan:
+def _plan(package, kbps: float, fps: float, audio: bool, base: bool = False) -> BudgetPlan:
     default = package.prior()
     points = [(default.info.get("deadband", 0.0), default),
               *((s, package.prior(s)) for s in package.operating_points())]
-    return plan_budget(kbps, fps, points, audio, package.profile.max_sources)
+    return plan_budget(kbps, fps, points, audio, package.profile.max_sources, base)
 
 
 def budget_plan(model: str | Path | None, kbps: float, fps: float = DEFAULT_FPS,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,8 +195,10 @@ def test_bad_base_settings_are_input_errors(env):
     for bad in ((100, 52), (256, 64), (256,), "256:63", (256, 6.5)):
         with pytest.raises(InputError, match="base must be"):
             Encoder("tiny_codec", base=bad)
-    with pytest.raises(InputError, match="kbps does not plan a base layer"):
+    with pytest.raises(InputError, match="a budget plans its own base layer"):
         Encoder("tiny_codec", base=(256, 63), kbps=12)
+    with pytest.raises(InputError, match="give kbps too"):
+        Encoder("tiny_codec", base="auto")
 
 
 def test_a_live_stream_carries_its_base_layer(env):
@@ -207,6 +210,50 @@ def test_a_live_stream_carries_its_base_layer(env):
     dec = Decoder()
     frames = list(dec.frames(wire))
     assert len(frames) == 15 and dec.base_fused == 15
+
+
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason=f"{CLIPS} not found (a real clip is needed)")
+def test_a_constant_rate_base_layer_keeps_near_its_rate():
+    """What a budget's base layer does: SVT-AV1's CBR in low delay, asked for
+    ``CBR_SHARE`` of the rate so that the units with their chunks land near it (on 10 s of
+    a real talking head; a short synthetic clip is mostly the encoder's start-up)."""
+    import cv2
+
+    from facecodec.baselayer import CBR_SHARE
+
+    assert 0.8 <= CBR_SHARE < 1
+    with VideoReader(CLIPS / "lia_vox_driving2.mp4", fps=15.0) as r:
+        frames = []
+        for f in r:
+            h, w = f.image.shape[:2]
+            side = min(h, w)
+            square = f.image[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
+            frames.append(cv2.resize(square, (256, 256), interpolation=cv2.INTER_AREA))
+            if len(frames) == 130:
+                break
+    for kbps in (6.0, 12.0):
+        enc = BaseEncoder(256, 63, Fraction(15), key_period=300, kbps=kbps)
+        units = [enc.encode(t) for t in frames]
+        enc.close()
+        steady = sum(len(u) + 5 for u in units[1:]) * 8 / ((len(units) - 1) / 15) / 1000
+        assert 0.85 * kbps <= steady <= 1.15 * kbps, (kbps, steady)
+
+
+def test_a_budget_with_a_base_layer(env, tmp_path):
+    from facecodec.bitstream.report import analyse
+    from facecodec.codec import Decoder, Encoder
+
+    enc = Encoder(kbps=16, base="auto", audio=False)  # the shipped model: a fitted prior
+    assert enc.budget.base_kbps > 3 and enc.base[0] == 256 and enc.base_kbps is not None
+    fcs = tmp_path / "d.fcs"
+    enc.encode_file(env["video"], fcs, progress=False)
+    st = analyse(fcs)
+    assert st.base_bytes > 0 and st.windows()[0]["base_kbps"] > 0
+    dec = Decoder()
+    assert len(list(dec.frames(fcs.read_bytes()))) == 15 and dec.base_fused == 15
 
 
 def test_cli_base_option(env, tmp_path):

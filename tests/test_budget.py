@@ -20,8 +20,10 @@ from facecodec.bitstream.streams import TABLES
 from facecodec.errors import InputError
 from facecodec.examples import make_example_video
 from facecodec.sender.budget import (
+    BASE_MIN_KBPS,
     BudgetError,
     audio_all_kbps,
+    base_crf,
     codec2_all_kbps,
     frame_kbps,
     plan_budget,
@@ -65,6 +67,26 @@ def test_the_cheapest_frames_the_sound_then_the_sources():
     assert quiet.audio_kbps is None and quiet.sources_kbps == pytest.approx(0.95 * 6 - 4.32)
     assert quiet.n_sources == 3  # never fewer than the default, however late they arrive
     assert "dead zone 32" in quiet.describe() and "no sound" in quiet.describe()
+
+
+def test_a_base_layer_takes_what_the_frames_sound_and_three_sources_leave():
+    plain = plan_budget(20, 15, POINTS, audio=False)
+    layered = plan_budget(20, 15, POINTS, audio=False, base=True)
+    assert plain.base_kbps == 0 and "base layer" not in plain.describe()
+    reserve = 3 * 3500 * 8 / 30 / 1000  # three sources in 30 s
+    assert layered.sources_kbps == pytest.approx(reserve) and layered.n_sources == 3
+    assert layered.base_kbps == pytest.approx(0.95 * 20 - 4.32 - reserve)
+    assert "base layer 11.9 (256 px, as CRF 57)" in layered.describe()
+    # the frames and the sound first: with sound less is left for the base layer
+    assert 0 < plan_budget(20, 15, POINTS, audio=True, base=True).base_kbps < \
+        layered.base_kbps
+    # too little left: no base layer, the plan as without it
+    thin = plan_budget(8, 15, POINTS, audio=False, base=True)
+    assert 0.95 * 8 - 4.32 - reserve < BASE_MIN_KBPS and thin == plan_budget(
+        8, 15, POINTS, audio=False)
+    # the CRF that gives a rate on the val clips, held at the fusion's range
+    assert [base_crf(k) for k in (3, 6, 13, 20.5, 40)] == [63, 63, 56, 48, 48]
+    assert 56 < base_crf(9) < 63
 
 
 def test_below_opus_the_sound_is_codec2_and_then_the_frame_rate_halves():

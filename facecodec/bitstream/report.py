@@ -61,10 +61,11 @@ class FileStats:
     redundant_bytes: int = 0  # copies of packets (recovery points sent twice)
     parity_bytes: int = 0  # parity chunks (forward error correction, format 2.1)
     audio_bytes: int = 0  # the sound's chunks (Opus, format 2.2)
+    base_bytes: int = 0  # the base layer's chunks (AV1, format 2.5)
     budget_kbps: float | None = None  # the sender's budget (header info "budget_kbps")
     # per frame, the bytes read since the previous frame: (sources, frame packets with
-    # their copies and parities, sound, the rest): where the rate went over time
-    arrivals: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # their copies and parities, sound, base layer, the rest): where the rate went
+    arrivals: list[tuple[int, int, int, int, int]] = field(default_factory=list)
 
     def summary(self) -> dict:
         n = max(self.frames - self.held, 1)
@@ -96,6 +97,8 @@ class FileStats:
             "source_bytes": self.source_bytes,
             "audio_bytes": self.audio_bytes,
             "audio_kbps": self.audio_bytes * 8 / duration / 1000 if duration else 0.0,
+            "base_bytes": self.base_bytes,
+            "base_kbps": self.base_bytes * 8 / duration / 1000 if duration else 0.0,
             "file_bytes": self.file_bytes,
             "steady_kbps_15fps": frame_bits * 15 / 1000,
             "steady_kbps": frame_bits * self.fps / 1000,
@@ -108,7 +111,7 @@ class FileStats:
 
     def windows(self, seconds: float = WINDOW_S) -> list[dict]:
         """The all-in rate per ``seconds`` of stream (the header counted in the first),
-        and what it went to: sources, frame packets, sound, the rest (kbps)."""
+        and what it went to: sources, frame packets, sound, base layer, the rest (kbps)."""
         if not self.arrivals or not self.fps:
             return []
         per = max(1, round(seconds * self.fps))
@@ -116,13 +119,13 @@ class FileStats:
         for i in range(0, len(self.arrivals), per):
             part = np.asarray(self.arrivals[i:i + per], dtype=np.int64).sum(axis=0)
             if i == 0:
-                part[3] += self.header_bytes
+                part[4] += self.header_bytes
             span = len(self.arrivals[i:i + per]) / self.fps
             kbps = part * 8 / span / 1000
             out.append({"start_s": i / self.fps, "seconds": span,
                         "all_in_kbps": float(kbps.sum()), "sources_kbps": float(kbps[0]),
                         "frames_kbps": float(kbps[1]), "audio_kbps": float(kbps[2]),
-                        "other_kbps": float(kbps[3])})
+                        "base_kbps": float(kbps[3]), "other_kbps": float(kbps[4])})
         return out
 
 
@@ -159,7 +162,7 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
                 d = {k: now[k] - seen.get(k, 0) for k in now}
                 seen = dict(now)
                 st.arrivals.append((d["source"], d["frames"] + d["redundant"] + d["parity"],
-                                    d["audio"], d["other"]))
+                                    d["audio"], d["base"], d["other"]))
                 st.frames += 1
                 if ev.held:
                     st.held += 1
@@ -173,6 +176,7 @@ def analyse(path: str | Path, tolerant: bool = False) -> FileStats:
         st.redundant_bytes = reader.chunk_bytes["redundant"]
         st.parity_bytes = reader.chunk_bytes["parity"]
         st.audio_bytes = reader.chunk_bytes["audio"]
+        st.base_bytes = reader.chunk_bytes["base"]
         st.skipped = len(reader.skipped)
     st.file_bytes = path.stat().st_size
     return st
@@ -194,6 +198,7 @@ def overall(stats: list[FileStats]) -> FileStats:
         out.redundant_bytes += s.redundant_bytes
         out.parity_bytes += s.parity_bytes
         out.audio_bytes += s.audio_bytes
+        out.base_bytes += s.base_bytes
         out.skipped += s.skipped
         out.packet_bits += s.packet_bits
         for k, v in s.stream_bits.items():
@@ -232,6 +237,8 @@ def to_markdown(summaries: list[dict]) -> str:
             f"| source frames | {s['source_frames']} ({s['source_bytes']} B) |",
             *([f"| sound | {s['audio_bytes']} B, {s['audio_kbps']:.2f} kbps |"]
               if s.get("audio_bytes") else []),
+            *([f"| base layer | {s['base_bytes']} B, {s['base_kbps']:.2f} kbps |"]
+              if s.get("base_bytes") else []),
             f"| steady-state kbps at 15 fps | {s['steady_kbps_15fps']:.2f} |",
             f"| steady-state kbps at the file's {s['fps']:.3g} fps | {s['steady_kbps']:.2f} |",
             f"| all-in kbps over {s['duration_s']:.1f} s (sound included) | "
@@ -243,12 +250,12 @@ def to_markdown(summaries: list[dict]) -> str:
         lines.append("")
         if len(s.get("windows") or []) > 1:
             lines += ["Rate over time (kbps per window, the header in the first):", "",
-                      "| from s | all-in | sources | frame packets | sound | other |",
-                      "|---:|---:|---:|---:|---:|---:|"]
+                      "| from s | all-in | sources | frame packets | sound | base layer | "
+                      "other |", "|---:|---:|---:|---:|---:|---:|---:|"]
             lines += [f"| {w['start_s']:.0f} | {w['all_in_kbps']:.2f} | "
                       f"{w['sources_kbps']:.2f} | {w['frames_kbps']:.2f} | "
-                      f"{w['audio_kbps']:.2f} | {w['other_kbps']:.2f} |"
-                      for w in s["windows"]]
+                      f"{w['audio_kbps']:.2f} | {w.get('base_kbps', 0.0):.2f} | "
+                      f"{w['other_kbps']:.2f} |" for w in s["windows"]]
             lines.append("")
             lines += _budget_lines(s)
     lines += ["### Oquab et al. 2022, Table 4 (bits/frame, arithmetic coded, 15 fps)", "",

@@ -38,10 +38,12 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.resources import search_path
 
 
-def _base_arg(value: str | None) -> tuple[int, int] | None:
-    """``--base SIDE:CRF`` -> (side, crf); the Encoder checks the ranges."""
+def _base_arg(value: str | None) -> tuple[int, int] | str | None:
+    """``--base SIDE:CRF`` -> (side, crf), or ``auto``; the Encoder checks the ranges."""
     from facecodec.baselayer import parse_base
 
+    if value == "auto":
+        return value
     try:
         return None if value is None else parse_base(value)
     except ValueError as e:
@@ -149,11 +151,12 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
                    "as the receiver will and adds the frames it draws worst; slower to "
                    "encode). See docs/codec.md.")
 @click.option("--base", "base", default=None, callback=lambda c, p, v: _base_arg(v),
-              metavar="SIDE:CRF",
+              metavar="SIDE:CRF|auto",
               help="Add a base layer (format 2.5): every frame's face tube coded with SVT-AV1 "
                    "at SIDE px and CRF (e.g. 256:63, ~6 kbps more; 128:52 ~8), fused with "
                    "the animation by the receiver: more bits, a better picture "
-                   "(docs/enhancement.md). Not with --kbps.")
+                   "(docs/enhancement.md). With --kbps: 'auto', the budget gives it what "
+                   "the frames, the sound and three sources leave (none below 3 kbps).")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),
@@ -166,7 +169,7 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
            deadband: float | None, preset: str, recovery_period: int | None,
            recovery_anchor: str | None, redundancy: int | None, repeat_intra: int | None,
            fec: int | None, source_kbps: float | None, kbps: float | None,
-           source_choice: str, base: tuple[int, int] | None, no_audio: bool,
+           source_choice: str, base: tuple[int, int] | str | None, no_audio: bool,
            audio_kbps: float | None, no_progress: bool) -> None:
     """Encode SRC into DST (.fcs). SRC is a video (any format FFmpeg reads) or a value
     file (.npz, see 'facecodec track')."""

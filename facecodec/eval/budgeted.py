@@ -63,8 +63,9 @@ class BudgetedCodec(Method):
     budgets (comma- or '/'-separated) instead of the run's target rates."""
 
     def __init__(self, model: str | None = None, sound: str | bool = "no",
-                 kbps: str | None = None):
+                 kbps: str | None = None, base: str | bool = "no"):
         self.sound = _yes(sound, "facecodec-budget: sound")
+        self.base = _yes(base, "facecodec-budget: base")
         self.model = model
         self.fixed: list[float] | None = None
         if kbps is not None:
@@ -73,13 +74,15 @@ class BudgetedCodec(Method):
             except ValueError:
                 raise InputError(f"facecodec-budget: kbps must be numbers, got {kbps!r}") \
                     from None
-        self.name = "facecodec-budget" + (":sound=yes" if self.sound else "")
+        opts = [o for o, on in (("sound=yes", self.sound), ("base=yes", self.base)) if on]
+        self.name = "facecodec-budget" + (":" + ";".join(opts) if opts else "")
         self.encoders: dict[float, Encoder] = {}
         self.refused: dict[float, str] = {}  # budget -> the plan's refusal (with the minimum)
         self.package = find_model(model)  # InputError: no such model
         self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
         self.description = (f"{self.package.name} at a budget (Encoder(kbps=R)), "
                             + ("with the clip's sound" if self.sound else "without sound")
+                            + (", a base layer in what is left" if self.base else "")
                             + "; real .fcs bytes, Decoder output at 256")
 
     def operating_points(self, rates_kbps: Sequence[float]) -> list[float | None]:
@@ -90,7 +93,8 @@ class BudgetedCodec(Method):
                     points.append(r)
                 continue
             try:
-                self.encoders[r] = Encoder(self.model, kbps=float(r), audio=self.sound)
+                self.encoders[r] = Encoder(self.model, kbps=float(r), audio=self.sound,
+                                           base="auto" if self.base else None)
                 points.append(r)
             except BudgetError as e:
                 self.refused[r] = str(e)
@@ -98,7 +102,7 @@ class BudgetedCodec(Method):
 
     def settings(self) -> dict[str, object]:
         return {"model": str(self.package.path), "weights": self.package.fingerprint(),
-                "sound": self.sound,
+                "sound": self.sound, **({"base": True} if self.base else {}),
                 "plans": {f"{r:g}": e.budget.describe() for r, e in self.encoders.items()
                           if e.budget is not None},
                 "refused": {f"{r:g}": m for r, m in self.refused.items()}}
@@ -140,4 +144,6 @@ class BudgetedCodec(Method):
                         "audio_codec": None if plan is None else plan.sound_name(),
                         "fps": float(enc.fps),
                         "audio_bits": 8 * stream.audio_bytes,
-                        "deadband": enc.deadband})
+                        "deadband": enc.deadband,
+                        **({"base_kbps": plan.base_kbps, "base_crf": enc.base[1]}
+                           if plan is not None and plan.base_kbps else {})})

@@ -88,7 +88,9 @@ REGISTRY: dict[str, Entry] = {
                            "(facecodec eval --calls)", default=False),
     "facecodec-budget": Entry(_budgeted, "the codec at budgets (Encoder(kbps=R), the target "
                               "rates or option kbps=3/5/8); options sound=yes|no (default "
-                              "no), model=; refused budgets are reported", default=False),
+                              "no), base=yes|no (a base layer in what the budget leaves, "
+                              "issue 20; default no), model=; refused budgets are reported",
+                              default=False),
     # model methods: facecodec/eval/neural.py
     "facecodec": Entry(_neural("facecodec_variant", DEFAULT_MODEL, "facecodec"),
                        "the codec end to end (real .fcs bytes, Decoder output); options "

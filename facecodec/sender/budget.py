@@ -38,6 +38,13 @@ before the first frame, the third takes what they leave:
   (:meth:`BudgetPlan.sources_for`): a one-minute file at 8 kbps gets five sources where
   the first 30 s deliver three and the rest of the budget went unspent.
 
+- **Base layer** (format 2.5, issue 20; opt-in: ``Encoder(kbps=R, base="auto")``):
+  what is left once the frames and the sound are planned, less what three sources need
+  in ``SOURCE_FILL_S``, goes to an SVT-AV1 picture of the face tube at 256 px in its
+  constant-rate mode (low delay), which the receiver fuses with its animation; less
+  than ``BASE_MIN_KBPS`` left, and no base layer is planned. Its quality condition for
+  the fusion is the CRF that gives that rate on the val clips (:func:`base_crf`).
+
 The first source is the exception: it goes out at once, small (160 px at low quality), so
 that the first face is drawn within seconds; R is kept from there on.
 
@@ -90,6 +97,29 @@ SOURCE_FILL_S = 30.0  # a call's plan: the sources the rest delivers in this lon
 SOURCE_FILL_SHARE = 0.8  # a file's: those the rest delivers in this share of its length
 
 
+BASE_SIDE = 256  # the side of a planned base layer (the fusion's best layers: docs/enhancement.md)
+BASE_MIN_KBPS = 3.0  # less than this left for a base layer: none is planned
+BASE_RESERVE_SOURCES = 3  # with a base layer, the sources the rest still delivers in 30 s
+# the val clips' mean steady rate of a 256-px base layer at these CRFs (SVT-AV1, kbps;
+# docs/enhancement.md, "Against SVT-AV1 on its ladder": fused minus the keypoint stream)
+BASE_CRF_AT_KBPS = ((6.0, 63), (13.0, 56), (20.5, 48))
+
+
+def base_crf(kbps: float) -> int:
+    """The CRF whose 256-px base layer has a rate of ``kbps`` on the val clips (the
+    fusion's quality condition for a layer coded at that rate), interpolated in log-rate
+    between :data:`BASE_CRF_AT_KBPS`, held at its ends (the fusion was trained on CRF
+    48-63)."""
+    pts = BASE_CRF_AT_KBPS
+    if kbps <= pts[0][0]:
+        return pts[0][1]
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:], strict=False):
+        if kbps <= r1:
+            t = math.log(kbps / r0) / math.log(r1 / r0)
+            return round(q0 + t * (q1 - q0))
+    return pts[-1][1]
+
+
 class BudgetError(InputError):
     """A budget below what the model's frames and the sound need at their cheapest."""
 
@@ -115,6 +145,7 @@ class BudgetPlan:
         audio_codec: ``"opus"`` or ``"codec2"``.
         audio_packet_ms: the sound's packets (Codec 2: 80 ms, or 120 when the budget
             cannot pay the framing of shorter ones; Opus: 60), None without sound.
+        base_kbps: the base layer's rate (0: none), at ``BASE_SIDE`` px.
     """
 
     kbps: float
@@ -129,6 +160,7 @@ class BudgetPlan:
     audio_codec: str = "opus"
     intra_s: float | None = None
     audio_packet_ms: int | None = None
+    base_kbps: float = 0.0
 
     def sources_for(self, seconds: float | None = None) -> int:
         """The source frames of a stream ``seconds`` long (None: a call, of unknown
@@ -141,9 +173,11 @@ class BudgetPlan:
     def describe(self) -> str:
         sound = ("no sound" if self.audio_kbps is None else
                  f"sound {self.audio_all_kbps:.1f} ({self.sound_name()})")
+        base = (f", base layer {self.base_kbps:.1f} ({BASE_SIDE} px, as CRF "
+                f"{base_crf(self.base_kbps)})" if self.base_kbps else "")
         return (f"budget {self.kbps:g} kbps: frames ~{self.frames_kbps:.1f} at "
-                f"{self.fps:g} fps (dead zone {self.deadband:g}), {sound}, {self.n_sources} "
-                f"sources in the rest (~{self.sources_kbps:.1f})")
+                f"{self.fps:g} fps (dead zone {self.deadband:g}), {sound}{base}, "
+                f"{self.n_sources} sources in the rest (~{self.sources_kbps:.1f})")
 
     def sound_name(self) -> str:
         if self.audio_kbps is None:
@@ -188,9 +222,11 @@ def _framed_kbps(payload: int, packet_s: float, seconds: float) -> float:
 
 
 def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
-                audio: bool, max_sources: int = MAX_SOURCES) -> BudgetPlan:
+                audio: bool, max_sources: int = MAX_SOURCES, base: bool = False
+                ) -> BudgetPlan:
     """The plan for ``kbps`` all-in; ``points``: (dead-zone strength, its prior) of the
-    model's operating points; ``max_sources``: the most its receiver draws from. Raises
+    model's operating points; ``max_sources``: the most its receiver draws from; ``base``:
+    plan a base layer in what is left (see the module docstring). Raises
     :class:`BudgetError` when ``kbps`` cannot carry the cheapest frames (at half of
     ``fps``, and the sound at Codec 2's cheapest) with room for the sources."""
     if not (isinstance(kbps, int | float) and not isinstance(kbps, bool)
@@ -234,8 +270,15 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
                     else CODEC2_LONG_PACKET_S)
         codec, nominal, sound = "codec2", mode / 1000.0, codec2_all_kbps(mode, packet_s=packet_s)
     rest = max(0.0, HEADROOM * kbps - frames - sound)
+    base_kbps = 0.0
+    if base:
+        reserve = BASE_RESERVE_SOURCES * SOURCE_BYTES * 8 / SOURCE_FILL_S / 1000
+        if rest - reserve >= BASE_MIN_KBPS:
+            base_kbps = rest - reserve
+            rest = reserve
     plan = BudgetPlan(float(kbps), deadband, frames, nominal, sound, rest,
                       max_sources=min(max_sources, MAX_SOURCES), fps=float(rate),
                       audio_codec=codec, intra_s=None if rate == fps else THIN_INTRA_S,
-                      audio_packet_ms=round(packet_s * 1000) if audio else None)
+                      audio_packet_ms=round(packet_s * 1000) if audio else None,
+                      base_kbps=base_kbps)
     return dataclasses.replace(plan, n_sources=plan.sources_for(None))
