@@ -149,3 +149,31 @@ def test_the_codec_carries_an_nth_model_end_to_end(tmp_path, monkeypatch) -> Non
     assert set(values) == {"sup", "iris"} and reader.header.model_id == "tiny_nth"
     r = Decoder().decode_file(tmp_path / "a.fcs", tmp_path / "a.mp4", progress=False)
     assert r["frames"] == 15
+
+
+def test_fine_tuning_at_the_receiver_fits_the_sources_and_leaves_the_model() -> None:
+    from facecodec.receiver.finetune import finetune
+
+    cfg = tiny_config(*NTH)
+    model = build_model(cfg).eval()
+    rx = model.receiver
+    before = {k: v.clone() for k, v in rx.state_dict().items()}
+    gen = torch.Generator().manual_seed(4)
+    r = cfg.data.resolution
+    images = torch.rand(3, 3, r, r, generator=gen)
+    values = random_values(model.layout, (3,), gen)
+    ff = finetune(rx, images, values, seconds=0.0)  # the feed-forward model: no step
+    assert ff.steps == 0 and not ff.losses
+    with torch.no_grad():
+        torch.testing.assert_close(ff.cache.psi, rx.embed_sources(
+            images[None], {k: v[None] for k, v in values.items()}).psi)
+    tuned = finetune(rx, images, values, seconds=60.0, max_steps=30, perceptual=False,
+                     lr=2e-3)
+    assert tuned.steps == 30 and tuned.loss == "l1"
+    assert tuned.losses[-1] < 0.9 * tuned.losses[0]  # it fits the person's frames
+    with torch.no_grad():
+        drawn = tuned.receiver.render(tuned.cache.repeat(3), values).image
+        plain = rx.render(ff.cache.repeat(3), values).image
+    assert (drawn - images).abs().mean() < (plain - images).abs().mean()
+    for k, v in rx.state_dict().items():  # the loaded model is not changed
+        assert torch.equal(v, before[k]), k

@@ -55,18 +55,22 @@ def _perceptual() -> nn.Module | None:
 
 def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
              seconds: float, max_steps: int = 1000, perceptual: bool = True,
-             seed: int = 0) -> FineTuned:
+             seed: int = 0, lr: float = LR) -> FineTuned:
     """``images`` (N, 3, R, R) in [0, 1] at the model's resolution and their values
     (leading (N,)) -> a fine-tuned copy of ``receiver`` and its cache. Stops after
     ``seconds`` (checked between steps) or ``max_steps``; 0 seconds: no step (the
     feed-forward model, as the paper's "FF")."""
     torch.manual_seed(seed)
-    rx = copy.deepcopy(receiver).train()
+    # eval mode throughout: the embedder's spectral norm must not take a power-iteration
+    # step (the embedding is the receiver's own), and the generator has no layer whose
+    # training mode differs (instance norm without running statistics)
+    rx = copy.deepcopy(receiver).eval()
+    rx.generator.requires_grad_(True)
     with torch.no_grad():
         cache = rx.embed_sources(images[None], {k: v[None] for k, v in values.items()})
     psi = nn.Parameter(cache.psi.clone())
     params = [psi, *rx.generator.parameters()]
-    opt = torch.optim.Adam(params, lr=LR, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
     net = _perceptual() if perceptual else None
     with torch.no_grad():
         sketches = rx.sketch(values)
@@ -84,7 +88,7 @@ def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
         opt.step()
         losses.append(float(loss.detach()))
         steps += 1
-    rx.eval().requires_grad_(False)
+    rx.requires_grad_(False)
     return FineTuned(rx, NthCache(cache.embedding, psi.detach()), steps,
                      time.perf_counter() - start, "l1+vgg16" if net is not None else "l1",
                      losses)
