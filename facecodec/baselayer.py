@@ -2,10 +2,13 @@
 resolution and quality, sent beside the keypoint stream, decoded with libdav1d by the
 receiver, which fuses it with its animation (facecodec/receiver/fusion.py).
 
-Low delay: SVT-AV1's low-delay prediction structure (``pred-struct=1``, no reordering, no
-look-ahead) gives one temporal unit per input frame at once, which goes out beside that
-frame's packet. A key frame every ``key_period`` frames, and on request (a receiver that
-lost a base packet cannot decode the following ones until one). Both sides are PyAV's
+A live stream uses SVT-AV1's low-delay prediction structure (``pred-struct=1``, no
+reordering, no look-ahead): one temporal unit per input frame at once, which goes out
+beside that frame's packet. A file uses its random-access structure (hidden reference
+frames coded ahead, the units still one per frame in frame order), which a file can wait
+for: the same quality for far fewer bits (docs/enhancement.md). A key frame every
+``key_period`` frames, and on request (a receiver that lost a base packet cannot decode
+the following ones until one). Both sides are PyAV's
 FFmpeg (libsvtav1 / libdav1d, docs/environment.md): nothing of a pixel codec is written
 here but the AV1 OBU walk that drops what a transport does not carry.
 """
@@ -24,6 +27,8 @@ from facecodec.bitstream.container import BasePacket
 PRESET = "8"
 """SVT-AV1's speed preset for a live sender (5 is the eval's classic anchor; 8 codes a
 256-px frame in ~3 ms on this CPU at +3 % bits, docs/enhancement.md)."""
+FILE_PRESET = "5"
+"""And for a file (random access, as the eval's anchor and the fusion's training data)."""
 
 _OBU_SEQUENCE_HEADER = 1
 _DROP_OBUS = frozenset({2, 15})  # temporal delimiter, padding: the transport does not carry them
@@ -99,26 +104,36 @@ low delay at 256 px on a val clip, SVT-AV1 lands 2-9 % above its target (8 kbps 
 
 
 class BaseEncoder:
-    """Face tubes in, one AV1 temporal unit per frame out (``encode``). At a constant
-    quality (``crf``), or at a constant rate (``kbps``: SVT-AV1's CBR, the only rate
-    control it has in low delay; used by a budget)."""
+    """Face tubes in (``encode``, one per frame), AV1 temporal units out, each with the
+    frame it pictures: one per frame, in frame order.
+
+    ``low_delay`` (a live stream): SVT-AV1's low-delay structure, each frame's unit
+    returned at once, at ``PRESET``. Otherwise (a file, which can wait): its random-access
+    structure at ``FILE_PRESET``, units returned when the encoder has seen enough of what
+    follows (and the rest at ``close``): the same quality for ~30 % fewer bits on the val
+    clips, and the kind of base layer the fusion was trained on. At a constant quality
+    (``crf``), or, low delay only, a constant rate (``kbps``: SVT-AV1's CBR, the only rate
+    control it has there; used by a budget)."""
 
     def __init__(self, side: int, crf: int, fps: Fraction | float, key_period: int,
-                 preset: str = PRESET, kbps: float | None = None):
+                 kbps: float | None = None, low_delay: bool = True):
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its config at info level
-        self.side, self.crf = int(side), int(crf)
+        if kbps is not None and not low_delay:
+            raise ValueError("a constant-rate base layer is low delay")
+        self.side, self.crf, self.low_delay = int(side), int(crf), bool(low_delay)
         cc = av.CodecContext.create("libsvtav1", "w")
         cc.width = cc.height = self.side
         cc.pix_fmt = "yuv420p"
         rate = Fraction(fps).limit_denominator(1001)
         cc.time_base, cc.framerate = 1 / rate, rate
         cc.gop_size = max(1, int(key_period))
+        params = "lp=1:pred-struct=1" if low_delay else "lp=1"  # one thread
         if kbps is None:
-            cc.options = {"crf": str(self.crf), "preset": preset,
-                          "svtav1-params": "lp=1:pred-struct=1"}  # one thread, low delay
+            cc.options = {"crf": str(self.crf), "svtav1-params": params,
+                          "preset": PRESET if low_delay else FILE_PRESET}
         else:
-            cc.options = {"b": str(round(CBR_SHARE * kbps * 1000)), "preset": preset,
-                          "svtav1-params": "lp=1:pred-struct=1:rc=2"}
+            cc.options = {"b": str(round(CBR_SHARE * kbps * 1000)), "preset": PRESET,
+                          "svtav1-params": params + ":rc=2"}
         self._cc = cc
         self._pts = 0
         self._key = False
@@ -127,9 +142,9 @@ class BaseEncoder:
         """Code the next frame as a key frame (a receiver lost a base packet)."""
         self._key = True
 
-    def encode(self, tube: np.ndarray) -> bytes:
-        """An RGB face tube (any square size) -> its temporal unit (b"" if the encoder
-        held the frame back, which low delay does not do)."""
+    def encode(self, tube: np.ndarray) -> list[tuple[int, bytes]]:
+        """An RGB face tube (any square size) -> the (frame, unit) pairs now complete:
+        this frame's in low delay; in random access none or several earlier ones."""
         frame = av.VideoFrame.from_ndarray(shrink(tube, self.side), format="rgb24")
         frame = frame.reformat(format="yuv420p")
         frame.pts = self._pts
@@ -137,14 +152,31 @@ class BaseEncoder:
             frame.pict_type = av.video.frame.PictureType.I
             self._key = False
         self._pts += 1
-        return b"".join(carried(bytes(p)) for p in self._cc.encode(frame))
+        return self._units(self._cc.encode(frame))
 
-    def close(self) -> None:
-        """End the stream (SVT-AV1 complains on stderr when it is freed without one).
-        Low delay holds no frame back, so nothing comes out of the flush."""
-        if self._cc is not None:
-            self._cc.encode(None)
-            self._cc = None
+    def close(self) -> list[tuple[int, bytes]]:
+        """End the stream: the units still held (none in low delay). SVT-AV1 complains
+        on stderr when it is freed without this."""
+        if self._cc is None:
+            return []
+        out = self._units(self._cc.encode(None))
+        self._cc = None
+        return out
+
+    @staticmethod
+    def _units(packets) -> list[tuple[int, bytes]]:
+        return [(int(p.pts), carried(bytes(p))) for p in packets]
+
+
+def encode_all(enc: BaseEncoder, tubes, frames: int | None = None) -> list[bytes]:
+    """Every tube through ``enc`` (then closed) -> each frame's unit, in frame order (b""
+    for a frame the encoder gave none)."""
+    got: dict[int, bytes] = {}
+    for tube in tubes:
+        got.update(enc.encode(tube))
+    got.update(enc.close())
+    n = enc._pts if frames is None else frames
+    return [got.get(i, b"") for i in range(n)]
 
 
 class BaseDecoder:

@@ -50,7 +50,7 @@ from facecodec.audio import MAX_KBPS as AUDIO_MAX_KBPS
 from facecodec.audio import MIN_KBPS as AUDIO_MIN_KBPS
 from facecodec.audio import RATE as AUDIO_RATE
 from facecodec.audio import LiveSound, Sound, encode_audio, read_audio, sound_decoder
-from facecodec.baselayer import BaseDecoder, BaseEncoder
+from facecodec.baselayer import BaseDecoder, BaseEncoder, encode_all
 from facecodec.bitstream.container import (
     BASE_SIDES,
     MAX_REF,
@@ -519,20 +519,18 @@ class Encoder:
 
         return cover(first, samples, usable, n, errors, min_gap=round(float(self.fps)))
 
-    def _base_encoder(self) -> BaseEncoder:
+    def _base_encoder(self, live: bool) -> BaseEncoder:
+        """The base layer's encoder: low delay for a live stream or a budget's constant
+        rate, random access for a file at a constant quality (baselayer.BaseEncoder)."""
         return BaseEncoder(*self.base, self.fps, round(BASE_KEY_S * float(self.fps)),
-                           kbps=self.base_kbps)
+                           kbps=self.base_kbps, low_delay=live or self.base_kbps is not None)
 
     def base_packets(self, tubes: Iterable[np.ndarray]) -> list[bytes]:
-        """Every frame's face tube coded as the base layer (``base``): one AV1 temporal
-        unit per frame, what :meth:`write_clip` sends beside each frame."""
+        """Every frame's face tube of a file coded as the base layer (``base``): one AV1
+        temporal unit per frame, what :meth:`write_clip` sends beside each frame."""
         if self.base is None:
             raise InputError("this Encoder has no base layer (Encoder(base=(side, crf)))")
-        enc = self._base_encoder()
-        try:
-            return [enc.encode(t) for t in tubes]
-        finally:
-            enc.close()
+        return encode_all(self._base_encoder(live=False), tubes)
 
     def write_clip(self, sink: BinaryIO, values: list[Values], sources: dict[int, np.ndarray],
                    crops: dict[int, tuple[float, ...]], video_size: tuple[int, int],
@@ -631,7 +629,7 @@ class Encoder:
                                 **self._writer_args()),
                 Deadband(self.deadband), t0=t)
             if self.base is not None:
-                self._live.base = self._base_encoder()
+                self._live.base = self._base_encoder(live=True)
         st = self._live
         if time_s is not None and st.count:
             slot = math.ceil((t - st.t0) * float(self.fps) - 0.5)  # nearest; ties: earlier
@@ -759,9 +757,9 @@ class Encoder:
             if r.new_box:
                 st.writer.add_crop(tuple(float(x) for x in r.box.as_array()), size)
             if st.base is not None:  # the frame's base-layer unit, just before its packet
-                unit = st.base.encode(r.tube)
-                if unit:
-                    st.writer.add_base(BasePacket(st.writer.frames, unit))
+                for frame, unit in st.base.encode(r.tube):  # low delay: this frame's
+                    if unit:
+                        st.writer.add_base(BasePacket(frame, unit))
             st.writer.add_frame(v)
         st.pending.clear()
 
@@ -886,30 +884,32 @@ class Encoder:
         eyes = np.array([r.eyes_open for r in records])
         chosen = self.choose_sources(yaw, valid, eyes, np.array(stats))
         tubes: dict[int, np.ndarray] = {}
-        base = None
-        if self.base is not None:  # every frame's tube, coded as it is read
-            layer = self._base_encoder()
-            base = []
+        layer = self._base_encoder(live=False) if self.base is not None else None
+        got: dict[int, bytes] = {}  # the base layer's units, by frame
+        read = 0
         with VideoReader(src, fps=float(self.fps)) as video, \
-                tqdm(total=len(records) if base is not None else None,
+                tqdm(total=len(records) if layer is not None else None,
                      desc="encode: base layer", unit="frame",
-                     disable=not progress or base is None) as bar:
+                     disable=not progress or layer is None) as bar:
             for frame in video:
                 if frame.index >= len(records):
                     break
+                read += 1
                 tube = None
-                if frame.index in chosen or base is not None:
+                if frame.index in chosen or layer is not None:
                     tube = crop(frame.image, records[frame.index].box, TUBE_SIZE)
                 if frame.index in chosen:
                     tubes[frame.index] = tube
-                if base is not None:
-                    base.append(layer.encode(tube))
+                if layer is not None:  # every frame's tube, coded as it is read
+                    got.update(layer.encode(tube))
                     bar.update(1)
                 elif len(tubes) == len(chosen) or frame.index >= max(chosen):
                     break
-        if base is not None:
-            layer.close()
-        if len(tubes) != len(chosen) or (base is not None and len(base) != len(records)):
+        base = None
+        if layer is not None:
+            got.update(layer.close())
+            base = [got.get(i, b"") for i in range(len(records))]
+        if len(tubes) != len(chosen) or (layer is not None and read != len(records)):
             raise InputError(f"{src}: the video changed between the two passes")
         if self.source_choice == "render":
             tubes.update(kept)

@@ -14,7 +14,7 @@ from bitstream_helpers import random_walk
 from click.testing import CliRunner
 from codec_helpers import make_package
 
-from facecodec.baselayer import BaseDecoder, BaseEncoder, is_key, parse_base
+from facecodec.baselayer import BaseDecoder, BaseEncoder, encode_all, is_key, parse_base
 from facecodec.bitstream.chunks import BASE, chunk, varint
 from facecodec.bitstream.container import (
     BasePacket,
@@ -128,7 +128,10 @@ def test_low_delay_av1_one_unit_per_frame_and_a_loss_waits_for_a_key(tubes):
     for i, t in enumerate(tubes[:20]):
         if i == 12:
             enc.request_key()  # a receiver reported the loss of unit 6
-        units.append(enc.encode(t))
+        (frame, unit), = enc.encode(t)  # low delay: this frame's unit, at once
+        assert frame == i
+        units.append(unit)
+    assert enc.close() == []
     assert all(units) and is_key(units[0]) and is_key(units[12])
     assert not any(is_key(u) for u in units[1:12])
     dec = BaseDecoder(128, 256)
@@ -236,8 +239,7 @@ def test_a_constant_rate_base_layer_keeps_near_its_rate():
                 break
     for kbps in (6.0, 12.0):
         enc = BaseEncoder(256, 63, Fraction(15), key_period=300, kbps=kbps)
-        units = [enc.encode(t) for t in frames]
-        enc.close()
+        units = encode_all(enc, frames)
         steady = sum(len(u) + 5 for u in units[1:]) * 8 / ((len(units) - 1) / 15) / 1000
         assert 0.85 * kbps <= steady <= 1.15 * kbps, (kbps, steady)
 
