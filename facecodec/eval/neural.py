@@ -30,7 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facecodec.baselayer import parse_base
+from facecodec.baselayer import FILE_PRESET, parse_base
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior, find_prior
 from facecodec.codec import SENDER_BATCH, Decoder, Encoder
@@ -211,7 +211,9 @@ class FacecodecMethod(Method):
                 # version is not reused), absent from rows scored before it existed
                 **({"retouch": touch_up_id()} if self.decoder.retouch else {}),
                 # the base layer (issue 20), absent from rows scored without one
-                **({"base": list(e.base), "fusion": FUSION} if e.base else {})}
+                **({"base": list(e.base), "fusion": FUSION,
+                    "base_coding": f"SVT-AV1 random access, preset {FILE_PRESET}"}
+                   if e.base else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
         stream = write_stream(self.encoder, clip)
