@@ -119,3 +119,17 @@ def test_a_thin_budget_with_sound_calls_at_half_the_frame_rate(tmp_path):
     with av.open(str(tmp_path / "call.mp4")) as c:
         assert c.streams.video[0].average_rate == 7.5 and c.streams.audio
         assert c.streams.video[0].frames == f["sent"] - f["not_shown"] - f["lost_at_end"]
+
+
+def test_a_call_with_a_base_layer(tmp_path):
+    """--kbps 20 --base: the budget plans a base layer, its units go with the frames and
+    the receiver fuses them."""
+    from facecodec.cli.call_cmds import _options
+
+    opts = _options(20.0, False, "none", 15.0, None, None, 1, base=True)
+    assert opts.base
+    video = make_example_video(tmp_path / "in.mp4", seconds=2.0)
+    rep = asyncio.run(asyncio.wait_for(
+        loopback_call({"video": str(video)}, opts, LinkProfile(), seed=1, timeout=90), 180))
+    assert rep["frames"]["accounted"], rep["frames"]
+    assert rep["base_fused"] > 0.5 * rep["frames"]["drawn"]

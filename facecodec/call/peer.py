@@ -67,6 +67,7 @@ class CallOptions:
     threads: int = 1  # PyTorch threads of each peer's network
     source_choice: str = "pose"  # "render": the sender's closed loop (docs/codec.md)
     packet_frames: int = 1  # frames per packet: fewer data-channel messages, more delay
+    base: bool = False  # a base layer in what the budget leaves (Encoder(base="auto"))
     # the receiver ends the call after this long without a byte from the sender (a
     # sender gone without its end chunk, a link that stopped carrying anything)
     idle_s: float = 10.0
@@ -172,7 +173,8 @@ class Sender:
         self.enc = encoder or facecodec.Encoder(options.model, fps=options.fps, kbps=options.kbps,
                                                 audio=audio, protection=options.protection,
                                                 source_choice=options.source_choice,
-                                                packet_frames=options.packet_frames)
+                                                packet_frames=options.packet_frames,
+                                                base="auto" if options.base else None)
         if float(self.enc.fps) != float(options.fps):  # the CLI reads at the plan's rate
             raise ValueError(f"the encoder's {float(self.enc.fps):g} fps is not the call's "
                              f"{options.fps:g} (facecodec.codec.budget_plan says which)")
@@ -622,6 +624,7 @@ class Receiver:
         finally:
             self.log.skipped = [s.reason for s in self.dec.skipped]
             self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
+            self.log.base_fused = self.dec.base_fused
             self._screen.put(None)
             presenter.join()
             self.done.set()

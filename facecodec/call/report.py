@@ -60,6 +60,7 @@ class ReceiverLog:
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
     draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
     ended: str = "the sender's end chunk"  # or why the receiver ended the call itself
+    base_fused: int = 0  # frames drawn with the stream's base layer (issue 20)
 
 
 def quantiles(xs: list[float], qs=(50, 95)) -> dict[str, float | None]:
@@ -255,6 +256,7 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
         "frames": account(n, receiver.frames, receiver.not_shown),
         "end_chunk_frames": receiver.end_frames,
         "ended_by": receiver.ended,
+        "base_fused": receiver.base_fused,
         "camera_frames": {"pushed": sender.frames_pushed, "dropped_late": sender.frames_dropped},
         "first_face_s": None if first_face is None else round(first_face - start, 3),
         "sources_s": [[slot, round(t - start, 3)] for slot, t in receiver.sources],

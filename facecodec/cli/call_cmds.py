@@ -49,6 +49,11 @@ def _media_options(f):
                      show_default=True,
                      help="Frames per packet: each data-channel message costs ~57 bytes of "
                           "framing, so 3 cuts that cost to a third, at 133 ms more delay."),
+        click.option("--base", is_flag=True,
+                     help="A base layer (issue 20): the face also coded with SVT-AV1 in "
+                          "what the budget leaves after the frames, the sound and three "
+                          "sources (none below 3 kbps; e.g. --kbps 20), fused with the "
+                          "animation at the receiver. Needs --kbps."),
         click.option("--fps", type=float, default=15.0, show_default=True),
         click.option("--seconds", type=float, default=None,
                      help="Send only this much of the input."),
@@ -106,12 +111,14 @@ def _camera_format() -> str:
 
 def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=False,
              show=False, record=None, source_choice=SOURCE_CHOICE, packet_frames=1,
-             fixed_packing=False, one_chain=False, no_lip_sync=False):
+             fixed_packing=False, one_chain=False, no_lip_sync=False, base=False):
     import torch
 
     from facecodec.call.peer import CallOptions
     from facecodec.codec import budget_plan
     torch.set_num_threads(threads)
+    if base and not kbps:
+        raise click.UsageError("--base is planned by a budget: give --kbps too")
     if kbps:  # the stream's rate, which a thin budget halves: the sender reads at it
         planned = budget_plan(model, kbps, fps, audio).fps
         if planned != fps:
@@ -122,7 +129,7 @@ def _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback=Fal
                        show=show, record=record, threads=threads,
                        source_choice=source_choice, packet_frames=packet_frames,
                        adapt_packing=not fixed_packing, chains=not one_chain,
-                       lip_sync=not no_lip_sync)
+                       lip_sync=not no_lip_sync, base=base)
 
 
 def _write_report(report: dict, path: Path | None) -> None:
@@ -168,8 +175,8 @@ def call() -> None:
 @click.option("--logs", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write both peers' raw logs (JSON), what the report is made from.")
 def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-             fps, seconds, model, threads, one_chain, no_feedback, fixed_packing, no_lip_sync,
-             show, record, report,
+             base, fps, seconds, model, threads, one_chain, no_feedback, fixed_packing,
+             no_lip_sync, show, record, report,
              loss, delay_ms, jitter_ms, reorder, cap_kbps, cut_after, seed, logs) -> None:
     """Both peers on this machine, through a UDP relay on 127.0.0.1 that degrades the
     link; prints the report (JSON with --report)."""
@@ -188,7 +195,7 @@ def loopback(video, camera, camera_format, kbps, audio, protect, source_choice, 
         raise click.BadParameter(str(e)) from None
     opts = _options(kbps, audio, protect, fps, seconds, model, threads, no_feedback, show,
                     record, source_choice, packet_frames, fixed_packing, one_chain,
-                    no_lip_sync)
+                    no_lip_sync, base)
     if video is not None and not video.is_file():
         raise InputError(f"{video}: no such file")
     spec = ({"video": str(video)} if video is not None else
@@ -223,14 +230,14 @@ def receive(listen, threads, model, no_feedback, fixed_packing, no_lip_sync, sho
 @click.option("--camera-format", default=None)
 @_media_options
 def send(to, video, camera, camera_format, kbps, audio, protect, source_choice, packet_frames,
-         fps, seconds, model, threads, one_chain) -> None:
+         base, fps, seconds, model, threads, one_chain) -> None:
     """Call a receiver: send the camera or a video file played in real time."""
     _need_aiortc()
     from facecodec.call.run import send_call
     host, port = _host_port(to, "127.0.0.1")
     opts = _options(kbps, audio, protect, fps, seconds, model, threads,
                     source_choice=source_choice, packet_frames=packet_frames,
-                    one_chain=one_chain)
+                    one_chain=one_chain, base=base)
     src = _source(video, camera, camera_format, opts.fps, seconds)
     log = asyncio.run(send_call(src, opts, host, port))
     click.echo(f"sent {len(log.capture)} frames, {sum(n for _, n, _ in log.sent)} bytes; "
