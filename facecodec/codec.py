@@ -1082,8 +1082,10 @@ class Decoder:
             only shortens the freeze). Frames always come out in order.
         retouch: move the rendered eyelids and lips to where the stream's landmarks put
             them (:mod:`facecodec.receiver.expression`: blinks and mouth openings the
-            generator does not draw); default on. Frames fused with a base layer are not
-            touched up (the base carries the real eyes and mouth).
+            generator does not draw); default on, fused frames too (a base layer coded at
+            CRF 63 blurs blinks away: on 3 val clips with 69 closed-eye frames the fused
+            frames showed 30 of them closed, 63 touched up, for +0.001 LPIPS and -0.25
+            dB PSNR; docs/enhancement.md).
         base: fuse a stream's base layer (format 2.5, ``Encoder(base=...)``) with the
             animation (:mod:`facecodec.receiver.fusion`); default on. A frame whose base
             packet is missing, or that follows a lost one before the next base key frame,
@@ -1213,7 +1215,7 @@ class Decoder:
                         if picture is not None:
                             image = fusion(image, picture)
                             self.base_fused += 1
-                        elif retoucher is not None and "sup" in ev.values:
+                        if retoucher is not None and "sup" in ev.values:
                             image = retoucher(image, ev.values["sup"])
                         last = image
                     yield DecodedImage(ev.index, image, ev.values, ev.held, ev.intra, drawn)
