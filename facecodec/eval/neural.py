@@ -212,7 +212,8 @@ class FacecodecMethod(Method):
                 **({"retouch": touch_up_id()} if self.decoder.retouch else {}),
                 # the base layer (issue 20), absent from rows scored without one
                 **({"base": list(e.base), "fusion": FUSION,
-                    "base_coding": f"SVT-AV1 random access, preset {FILE_PRESET}"}
+                    "base_coding": f"SVT-AV1 random access, preset {FILE_PRESET}",
+                    "fused_touched_up": self.decoder.retouch}
                    if e.base else {})}
 
     def run(self, clip: EvalClip, target_kbps: float | None) -> Encoded:
