@@ -237,7 +237,7 @@ class Encoder:
             receiver fuses it with its animation (docs/enhancement.md). More bits, a
             better picture: ~6 kbps more at (256, 63). With ``kbps``: ``"auto"``, the
             budget gives the base layer what the frames, the sound and three sources
-            leave (at 256 px, constant rate; none below 3 kbps:
+            leave (at 256 px, constant rate; none below 8 kbps:
             :mod:`facecodec.sender.budget`).
         source_choice: how a file's sources are chosen: ``"pose"`` (default), the most
             frontal frame with open eyes and the yaw extremes (section 3.3); ``"render"``,

@@ -78,12 +78,13 @@ def test_a_base_layer_takes_what_the_frames_sound_and_three_sources_leave():
     assert layered.base_kbps == pytest.approx(0.95 * 20 - 4.32 - reserve)
     assert "base layer 11.9 (256 px, as CRF 57)" in layered.describe()
     # the frames and the sound first: with sound less is left for the base layer
-    assert 0 < plan_budget(20, 15, POINTS, audio=True, base=True).base_kbps < \
-        layered.base_kbps
+    assert 0 < plan_budget(30, 15, POINTS, audio=True, base=True).base_kbps < \
+        plan_budget(30, 15, POINTS, audio=False, base=True).base_kbps
     # too little left: no base layer, the plan as without it
-    thin = plan_budget(8, 15, POINTS, audio=False, base=True)
-    assert 0.95 * 8 - 4.32 - reserve < BASE_MIN_KBPS and thin == plan_budget(
-        8, 15, POINTS, audio=False)
+    for kbps, audio in ((12, False), (20, True)):
+        thin = plan_budget(kbps, 15, POINTS, audio=audio, base=True)
+        assert thin == plan_budget(kbps, 15, POINTS, audio=audio)
+    assert 0.95 * 12 - 4.32 - reserve < BASE_MIN_KBPS
     # the CRF that gives a rate on the val clips, held at the fusion's range
     assert [base_crf(k) for k in (3, 6, 13, 20.5, 40)] == [63, 63, 56, 48, 48]
     assert 56 < base_crf(9) < 63

@@ -156,7 +156,7 @@ def _check_fec(ctx, param, value: int | None) -> int | None:
                    "at SIDE px and CRF (e.g. 256:63, ~6 kbps more; 128:52 ~8), fused with "
                    "the animation by the receiver: more bits, a better picture "
                    "(docs/enhancement.md). With --kbps: 'auto', the budget gives it what "
-                   "the frames, the sound and three sources leave (none below 3 kbps).")
+                   "the frames, the sound and three sources leave (none below 8 kbps).")
 @click.option("--no-audio", is_flag=True, help="Drop the video's sound (kept by default: "
               "Opus, format 2.2).")
 @click.option("--audio-kbps", type=click.FloatRange(AUDIO_MIN_KBPS, AUDIO_MAX_KBPS),

@@ -52,7 +52,7 @@ def _media_options(f):
         click.option("--base", is_flag=True,
                      help="A base layer (issue 20): the face also coded with SVT-AV1 in "
                           "what the budget leaves after the frames, the sound and three "
-                          "sources (none below 3 kbps; e.g. --kbps 20), fused with the "
+                          "sources (none below 8 kbps; e.g. --kbps 20), fused with the "
                           "animation at the receiver. Needs --kbps."),
         click.option("--fps", type=float, default=15.0, show_default=True),
         click.option("--seconds", type=float, default=None,

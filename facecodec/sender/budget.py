@@ -42,7 +42,8 @@ before the first frame, the third takes what they leave:
   what is left once the frames and the sound are planned, less what three sources need
   in ``SOURCE_FILL_S``, goes to an SVT-AV1 picture of the face tube at 256 px in its
   constant-rate mode (low delay), which the receiver fuses with its animation; less
-  than ``BASE_MIN_KBPS`` left, and no base layer is planned. Its quality condition for
+  than ``BASE_MIN_KBPS`` left, and no base layer is planned (a thinner one loses to
+  the sources the same bits buy). Its quality condition for
   the fusion is the CRF that gives that rate on the val clips (:func:`base_crf`).
 
 The first source is the exception: it goes out at once, small (160 px at low quality), so
@@ -98,7 +99,11 @@ SOURCE_FILL_SHARE = 0.8  # a file's: those the rest delivers in this share of it
 
 
 BASE_SIDE = 256  # the side of a planned base layer (the fusion's best layers: docs/enhancement.md)
-BASE_MIN_KBPS = 3.0  # less than this left for a base layer: none is planned
+# less than this left for a base layer: none is planned. On the call clip's first minute
+# without sound (facecodec eval --calls, 2026-12-02) a budget of 12 kbps with a 4.3-kbps
+# base scored LPIPS 0.155 where the same budget spent on 8 sources scored 0.141; at 20
+# kbps an 11.9-kbps base 0.061 against 0.129
+BASE_MIN_KBPS = 8.0
 BASE_RESERVE_SOURCES = 3  # with a base layer, the sources the rest still delivers in 30 s
 # the val clips' mean steady rate of a 256-px base layer at these CRFs (SVT-AV1, kbps;
 # docs/enhancement.md, "Against SVT-AV1 on its ladder": fused minus the keypoint stream)
