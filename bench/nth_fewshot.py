@@ -126,11 +126,21 @@ def main() -> None:
         "command": "python bench/nth_fewshot.py " + " ".join(sys.argv[1:]),
         "machine": platform.processor() or "cpu", "date": time.strftime("%Y-%m-%d"),
         "model": str(package.path), "weights": package.fingerprint(),
+        "training_step": _step(package.path),
         "seconds": round(time.time() - started, 1), "notes": [NOTE], "summary": summary,
         "results": rows}, indent=1))
     for s in summary:
         print(s)
     print(f"results: {args.out}")
+
+
+def _step(path: Path) -> int | None:
+    """The training step an exported model was taken at (its weights' metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / "receiver.safetensors"), "pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return None if step is None else int(step)
 
 
 if __name__ == "__main__":

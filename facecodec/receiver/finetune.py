@@ -24,6 +24,8 @@ from facecodec.models.nth import NthCache, NthReceiver
 
 LR = 5e-5
 """The paper's fine-tuning rate (Adam)."""
+BATCH = 4
+"""Frames a step draws (at random) from the person's T: a step's cost does not grow with T."""
 
 
 @dataclass
@@ -55,9 +57,10 @@ def _perceptual() -> nn.Module | None:
 
 def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
              seconds: float, max_steps: int = 1000, perceptual: bool = True,
-             seed: int = 0, lr: float = LR) -> FineTuned:
+             seed: int = 0, lr: float = LR, batch: int = BATCH) -> FineTuned:
     """``images`` (N, 3, R, R) in [0, 1] at the model's resolution and their values
-    (leading (N,)) -> a fine-tuned copy of ``receiver`` and its cache. Stops after
+    (leading (N,)) -> a fine-tuned copy of ``receiver`` and its cache; each step on
+    ``batch`` of the frames drawn at random (``seed``). Stops after
     ``seconds`` (checked between steps) or ``max_steps``; 0 seconds: no step (the
     feed-forward model, as the paper's "FF")."""
     torch.manual_seed(seed)
@@ -79,10 +82,11 @@ def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
     start = time.perf_counter()
     steps = 0
     while steps < max_steps and time.perf_counter() - start < seconds:
-        out = rx.generator(sketches, psi.expand(n, -1))
-        loss = (out - images).abs().mean()
+        pick = torch.randperm(n)[:batch]  # a step costs the same whatever T
+        out = rx.generator(sketches[pick], psi.expand(len(pick), -1))
+        loss = (out - images[pick]).abs().mean()
         if net is not None:
-            loss = loss + net(out, images)
+            loss = loss + net(out, images[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
