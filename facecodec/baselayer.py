@@ -74,6 +74,75 @@ def is_key(data: bytes) -> bool:
         return False
 
 
+class _Bits:
+    """An MSB-first bit reader (AV1 spec 4.10 f(n), 4.10.3 uvlc())."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def f(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            byte = self.data[self.pos >> 3]  # IndexError past the end: a damaged header
+            v = (v << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return v
+
+    def uvlc(self) -> int:
+        zeros = 0
+        while not self.f(1):
+            zeros += 1
+            if zeros >= 32:
+                return (1 << 32) - 1
+        return self.f(zeros) + (1 << zeros) - 1
+
+
+def sequence_size(unit: bytes) -> tuple[int, int] | None:
+    """The largest frame (width, height) a unit's sequence header allows (AV1 spec 5.5:
+    max_frame_width_minus_1 / max_frame_height_minus_1), None without one or when it
+    does not parse. Read before decoding: a peer's header could ask libdav1d for frames
+    of 65536 x 65536."""
+    try:
+        for obu_type, obu in av1_obus(unit):
+            if obu_type != _OBU_SEQUENCE_HEADER:
+                continue
+            has_ext, has_size = (obu[0] >> 2) & 1, (obu[0] >> 1) & 1
+            pos = 1 + has_ext
+            if has_size:
+                _, pos = _leb128(obu, pos)
+            b = _Bits(obu[pos:])
+            b.f(3)  # seq_profile
+            b.f(1)  # still_picture
+            if b.f(1):  # reduced_still_picture_header
+                b.f(5)  # seq_level_idx[0]
+            else:
+                decoder_model = False
+                delay_bits = 0
+                if b.f(1):  # timing_info_present_flag
+                    b.f(32), b.f(32)  # num_units_in_display_tick, time_scale
+                    if b.f(1):  # equal_picture_interval
+                        b.uvlc()
+                    decoder_model = bool(b.f(1))
+                    if decoder_model:  # decoder_model_info()
+                        delay_bits = b.f(5) + 1
+                        b.f(32)
+                        b.f(5), b.f(5)
+                initial_delay = b.f(1)
+                for _ in range(b.f(5) + 1):  # operating points
+                    b.f(12)  # operating_point_idc
+                    if b.f(5) > 7:  # seq_level_idx
+                        b.f(1)  # seq_tier
+                    if decoder_model and b.f(1):
+                        b.f(delay_bits), b.f(delay_bits), b.f(1)
+                    if initial_delay and b.f(1):
+                        b.f(4)
+            wbits, hbits = b.f(4) + 1, b.f(4) + 1
+            return b.f(wbits) + 1, b.f(hbits) + 1
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
 def shrink(image: np.ndarray, side: int) -> np.ndarray:
     """An RGB picture to ``side`` x ``side`` (area averaging), as the layer is coded."""
     if image.shape[0] == side:
@@ -195,6 +264,10 @@ class BaseDecoder:
 
     def add(self, packet: BasePacket) -> None:
         key = is_key(packet.data)
+        if key and sequence_size(packet.data) != (self.side, self.side):
+            self.broken += 1  # not the declared side (or no size): never decoded
+            self._next = None
+            return
         if packet.frame != self._next and not key:
             self.broken += 1  # its reference is lost: wait for a key frame
             self._next = None
@@ -207,10 +280,10 @@ class BaseDecoder:
             return
         self._next = packet.frame + 1
         for f in frames:
-            image = f.to_ndarray(format="rgb24")
-            if image.shape[:2] != (self.side, self.side):
-                continue  # not the declared side: not this stream's layer
-            self._pictures[packet.frame] = enlarge(image, self.output_size)
+            if (f.width, f.height) != (self.side, self.side):
+                continue  # a frame header's own size: not this stream's layer
+            self._pictures[packet.frame] = enlarge(f.to_ndarray(format="rgb24"),
+                                                   self.output_size)
         while len(self._pictures) > self.MAX_KEPT:
             self._pictures.pop(min(self._pictures))
 

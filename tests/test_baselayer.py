@@ -14,7 +14,14 @@ from bitstream_helpers import random_walk
 from click.testing import CliRunner
 from codec_helpers import make_package
 
-from facecodec.baselayer import BaseDecoder, BaseEncoder, encode_all, is_key, parse_base
+from facecodec.baselayer import (
+    BaseDecoder,
+    BaseEncoder,
+    encode_all,
+    is_key,
+    parse_base,
+    sequence_size,
+)
 from facecodec.bitstream.chunks import BASE, chunk, varint
 from facecodec.bitstream.container import (
     BasePacket,
@@ -149,6 +156,15 @@ def test_low_delay_av1_one_unit_per_frame_and_a_loss_waits_for_a_key(tubes):
     # garbage is not decoded and does not break the receiver
     dec.add(BasePacket(20, b"\x12\x00\x0a\x0b" + b"\x00" * 9))
     assert dec.take(20) is None
+    # a sequence header is read before anything is decoded: a layer of another side than
+    # the declared one (a peer could declare 65536 x 65536) is never decoded
+    assert sequence_size(units[0]) == (128, 128) and sequence_size(units[1]) is None
+    assert sequence_size(b"\x0a\x01\x00") is None  # a cut header
+    wide = encode_all(BaseEncoder(256, 52, Fraction(15), key_period=100), tubes[:4])
+    other = BaseDecoder(128, 256)
+    for i, u in enumerate(wide):
+        other.add(BasePacket(i, u))
+    assert all(other.take(i) is None for i in range(4)) and other.broken == 4
 
 
 @pytest.fixture(scope="module")
