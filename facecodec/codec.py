@@ -129,6 +129,7 @@ RENDER_BATCH = 8  # frames per render when the sender draws what the receiver wi
 # animation alone until the next one; each costs ~2-3 KB at 256 px CRF 63 (~2 kbps at
 # this period, where the keypoint stream's intra period of 2 s would cost ~10)
 BASE_KEY_S = 10.0
+MAX_FINETUNE_S = 600.0  # a receiver's fine-tuning on the sources, each time they change
 
 
 class _Collect:
@@ -1086,6 +1087,10 @@ class Decoder:
             CRF 63 blurs blinks away: on 3 val clips with 69 closed-eye frames the fused
             frames showed 30 of them closed, 63 touched up, for +0.001 LPIPS and -0.25
             dB PSNR; docs/enhancement.md).
+        finetune_s: with a few-shot talking-heads model (``nth``, issue 22), fine-tune it
+            on the stream's source frames for this many seconds each time they change
+            (:mod:`facecodec.receiver.finetune`; the rendering waits meanwhile); 0: off.
+            Other models ignore it.
         base: fuse a stream's base layer (format 2.5, ``Encoder(base=...)``) with the
             animation (:mod:`facecodec.receiver.fusion`); default on. A frame whose base
             packet is missing, or that follows a lost one before the next base key frame,
@@ -1094,7 +1099,8 @@ class Decoder:
 
     def __init__(self, model: str | Path | None = None, *, tolerant: bool = False,
                  backend: str | None = None, output_size: int | None = None,
-                 max_delay: int | None = None, retouch: bool = True, base: bool = True):
+                 max_delay: int | None = None, retouch: bool = True, base: bool = True,
+                 finetune_s: float = 0.0):
         if max_delay is not None and not (_is_int(max_delay) and 0 <= max_delay <= MAX_REF):
             raise InputError(f"max_delay must be None (the stream's parity group) or an "
                              f"integer in 0..{MAX_REF} frames, got {max_delay!r}")
@@ -1106,6 +1112,10 @@ class Decoder:
         self.output_size = output_size
         self.retouch = bool(retouch)
         self.fuse_base = bool(base)
+        if not (_is_real(finetune_s) and 0 <= finetune_s <= MAX_FINETUNE_S):
+            raise InputError(f"finetune_s must be a number of seconds in 0..{MAX_FINETUNE_S:g}, "
+                             f"got {finetune_s!r}")
+        self.finetune_s = float(finetune_s)
         self._fusions: dict[tuple[int, int], Fusion] = {}
         self.base_fused = 0  # frames of the last stream drawn with its base layer
         self.header: Header | None = None
@@ -1151,7 +1161,8 @@ class Decoder:
         if key not in self._renderers:  # loading the weights once per model
             while len(self._renderers) >= MAX_RENDERERS:  # streams pick sizes: bounded
                 self._renderers.pop(next(iter(self._renderers)))
-            self._renderers[key] = Renderer(package, backend=self.backend, output_size=size)
+            self._renderers[key] = Renderer(package, backend=self.backend, output_size=size,
+                                            finetune_s=self.finetune_s)
         return self._renderers[key]
 
     def frames(self, src: BinaryIO | bytes | str | Path | Iterable[bytes],

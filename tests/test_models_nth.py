@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from training_helpers import TINY, random_batch, random_values, tiny_config
@@ -149,6 +150,11 @@ def test_the_codec_carries_an_nth_model_end_to_end(tmp_path, monkeypatch) -> Non
     assert set(values) == {"sup", "iris"} and reader.header.model_id == "tiny_nth"
     r = Decoder().decode_file(tmp_path / "a.fcs", tmp_path / "a.mp4", progress=False)
     assert r["frames"] == 15
+    # few-shot fine-tuning at the receiver, on the sources it received
+    data = (tmp_path / "a.fcs").read_bytes()
+    plain = np.stack([f.image for f in Decoder(retouch=False).frames(data)])
+    tuned = np.stack([f.image for f in Decoder(retouch=False, finetune_s=1.0).frames(data)])
+    assert tuned.shape == plain.shape and np.abs(tuned.astype(int) - plain).mean() > 0.1
 
 
 def test_fine_tuning_at_the_receiver_fits_the_sources_and_leaves_the_model() -> None:

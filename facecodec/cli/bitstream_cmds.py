@@ -239,13 +239,17 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
 @click.option("--no-retouch", is_flag=True,
               help="Show the generator's eyelids and lips as drawn, without moving them to "
                    "where the stream's landmarks put them (blinks, mouth openings).")
+@click.option("--finetune", "finetune_s", type=click.FloatRange(0, 600), default=0.0,
+              show_default=True, metavar="SECONDS",
+              help="With a few-shot talking-heads model (nth): fine-tune it on the stream's "
+                   "source frames for this long before drawing (issue 22).")
 @click.option("--no-base", is_flag=True,
               help="Draw the animation alone, without fusing the stream's base layer (if it "
                    "has one).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int,
-           model: str | None, backend: str | None, no_retouch: bool, no_base: bool,
-           no_progress: bool) -> None:
+           model: str | None, backend: str | None, no_retouch: bool, finetune_s: float,
+           no_base: bool, no_progress: bool) -> None:
     """Decode SRC (.fcs) into DST: a video (.mp4, .m4v, .mov or .mkv; rendered) or a
     value file (.npz)."""
     # before the model loads: a container H.264 cannot go in, or a bad directory, fails now
@@ -257,7 +261,7 @@ def decode(src: Path, dst: Path, tolerant: bool, compare: Path | None, size: int
 
         # rendered at the output size: the pixel blend warps the 256 sources there directly
         dec = Decoder(model, tolerant=tolerant, backend=backend, output_size=size,
-                      retouch=not no_retouch, base=not no_base)
+                      retouch=not no_retouch, base=not no_base, finetune_s=finetune_s)
         # the touch-up reads the rendered faces with MediaPipe, whose native start-up lines
         # would otherwise reach stderr (which is for errors)
         with quiet_mediapipe_logs():

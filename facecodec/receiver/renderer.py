@@ -27,7 +27,8 @@ class Renderer:
     """Holds the receiver network and the current source set."""
 
     def __init__(self, package: ModelPackage, max_sources: int = SOURCES,
-                 backend: str | None = None, output_size: int | None = None):
+                 backend: str | None = None, output_size: int | None = None,
+                 finetune_s: float = 0.0):
         """``backend``: ``auto`` (default, or ``$FACECODEC_BACKEND``) or ``torch``: the
         receiver runs on PyTorch (:mod:`facecodec.receiver.runtime`); another name is an
         :class:`InputError`.
@@ -40,6 +41,10 @@ class Renderer:
         full = load_model(package.path, parts=("receiver",))
         full.receiver = prepare_for_inference(full.receiver)
         self.model = full.receiver
+        # few-shot fine-tuning on the sources (the nth family, issue 22): the seconds it
+        # may take each time the source set changes; the tuned copy draws until then
+        self.finetune_s = float(finetune_s) if package.profile.family == "nth" else 0.0
+        self._drawer = self.model
         self.resolution = package.resolution
         # without the pixel blend the decoder alone draws the frame, at the model's size
         self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
@@ -97,6 +102,17 @@ class Renderer:
         if self.mixer is not None:
             self._source_kp = assemble(self.model.layout, values)[0]
             self.mixer.reset()
+        if self.finetune_s > 0:
+            from facecodec.receiver.finetune import finetune  # noqa: PLC0415 - nth only
+
+            # training inside the renderer's inference mode: leave it, and copy the
+            # sources out of it (inference tensors cannot be saved for backward)
+            with torch.inference_mode(False), torch.enable_grad():
+                tuned = finetune(self.model, images[0].clone(),
+                                 {k: v[0].clone() for k, v in values.items()}, self.finetune_s)
+            self._drawer = tuned.receiver
+            return tuned.cache
+        self._drawer = self.model
         return self.model.embed_sources(images, values, self._stacked)
 
     def frame_values(self, frames: list[Values]
@@ -119,7 +135,7 @@ class Renderer:
             raise RuntimeError("no source frame yet")
         _, values, mix = self.frame_values(frames)
         cache = self._cache.repeat(len(frames)) if len(frames) > 1 else self._cache
-        return self._to_uint8(self.model.render(cache, values, mix).image)
+        return self._to_uint8(self._drawer.render(cache, values, mix).image)
 
     @staticmethod
     def _to_uint8(image: torch.Tensor) -> np.ndarray:
