@@ -25,7 +25,9 @@ class SketchEncoder(nn.Module):
     def __init__(self, config: NthConfig, resolution: int, out_dim: int):
         super().__init__()
         n = log2_int(resolution, "the model resolution") - 2  # down to 4x4
-        chans = [3 + NUM_CHANNELS, *widths(config.base // 2, config.max_channels, n)]
+        # half the generator's widths: these trunks only pool to a vector, and with their
+        # optimiser states they dominated the checkpoint (docs/training.md)
+        chans = [3 + NUM_CHANNELS, *widths(config.base // 2, config.max_channels // 2, n)]
         self.blocks = nn.ModuleList(ResDown(a, b, norm=False, sn=True)
                                     for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.out = spectral_norm(nn.Linear(chans[-1], out_dim))
