@@ -86,7 +86,7 @@ from facecodec.files import VIDEO_SUFFIXES, check_output
 from facecodec.imagecodec import CODECS, decode_image, decode_source, encode_image, resize_square
 from facecodec.models.package import find_installed_model, find_model
 from facecodec.receiver.expression import Retoucher
-from facecodec.receiver.fusion import Fusion
+from facecodec.receiver.fusion import Fusion, find_fusion
 from facecodec.receiver.renderer import Renderer
 from facecodec.receiver.runtime import choose_backend
 from facecodec.sender import FrontEnd, SourcePolicy, select_sources
@@ -1116,7 +1116,7 @@ class Decoder:
             raise InputError(f"finetune_s must be a number of seconds in 0..{MAX_FINETUNE_S:g}, "
                              f"got {finetune_s!r}")
         self.finetune_s = float(finetune_s)
-        self._fusions: dict[tuple[int, int], Fusion] = {}
+        self._fusion_net = None  # the fusion network, loaded at the first base layer
         self.base_fused = 0  # frames of the last stream drawn with its base layer
         self.header: Header | None = None
         self.skipped: list = []
@@ -1246,9 +1246,9 @@ class Decoder:
         if not self.fuse_base or reader.base is None or size % 16:
             return None, None
         side, crf = reader.base["side"], reader.base["crf"]
-        if (side, crf) not in self._fusions:
-            self._fusions = {(side, crf): Fusion(side, crf)}  # one network, one condition
-        return BaseDecoder(side, size), self._fusions[(side, crf)]
+        if self._fusion_net is None:  # loaded once; each stream gives its condition
+            self._fusion_net = find_fusion()
+        return BaseDecoder(side, size), Fusion(side, crf, self._fusion_net)
 
     def drain_audio(self) -> list[AudioPacket]:
         """The sound packets (format 2.2, Opus) read since the last call, in time order:

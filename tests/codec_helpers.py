@@ -3,6 +3,9 @@ so the end-to-end tests need neither a trained model nor ../shared."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,3 +36,19 @@ def save_package(cfg: Config, dest: Path) -> Path:
     """A model directory (config.yaml + sender/receiver safetensors) of a random-weight
     model built from ``cfg`` (seed the RNG first)."""
     return write_package(build_model(cfg).eval(), cfg, dest)
+
+
+@contextlib.contextmanager
+def model_env(models: Path | str, priors: Path | str) -> Iterator[None]:
+    """$FACECODEC_MODELS and $FACECODEC_PRIORS set to these (colon-separated folders
+    allowed) while the block runs, as they were after it."""
+    old = {k: os.environ.get(k) for k in ("FACECODEC_MODELS", "FACECODEC_PRIORS")}
+    os.environ["FACECODEC_MODELS"], os.environ["FACECODEC_PRIORS"] = str(models), str(priors)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

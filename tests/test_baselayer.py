@@ -4,7 +4,6 @@ dav1d codec, and the codec end to end (Encoder(base=...), the Decoder's fusion).
 from __future__ import annotations
 
 import io
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from bitstream_helpers import random_walk
 from click.testing import CliRunner
-from codec_helpers import make_package
+from codec_helpers import make_package, model_env
 
 from facecodec.baselayer import (
     BaseDecoder,
@@ -172,18 +171,11 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("codec")
     models, priors = make_package(root)
     video = make_example_video(root / "input.mp4", seconds=1.0)
-    old = {k: os.environ.get(k) for k in ("FACECODEC_MODELS", "FACECODEC_PRIORS")}
-    # the tiny model's folder, and the shipped fusion network after it
     from facecodec.resources import shipped
 
-    os.environ["FACECODEC_MODELS"] = f"{models}:{shipped('models')}"
-    os.environ["FACECODEC_PRIORS"] = str(priors)
-    yield {"root": root, "video": video}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    # the tiny model's folder, and the shipped fusion network after it
+    with model_env(f"{models}:{shipped('models')}", priors):
+        yield {"root": root, "video": video}
 
 
 def test_the_codec_sends_and_fuses_a_base_layer(env, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from codec_helpers import make_package
+from codec_helpers import make_package, model_env
 
 import facecodec.codec
 import facecodec.receiver.expression
@@ -36,14 +36,8 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("codec")
     models, priors = make_package(root)
     video = make_example_video(root / "input.mp4", seconds=3.0)
-    old = {k: os.environ.get(k) for k in ("FACECODEC_MODELS", "FACECODEC_PRIORS")}
-    os.environ["FACECODEC_MODELS"], os.environ["FACECODEC_PRIORS"] = str(models), str(priors)
-    yield {"root": root, "video": video, "env": dict(os.environ)}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with model_env(models, priors):
+        yield {"root": root, "video": video, "env": dict(os.environ)}
 
 
 def frame_count(path: Path) -> int:

@@ -36,9 +36,15 @@ class SourceCache:
 
     def repeat(self, times: int) -> SourceCache:
         """Each batch entry ``times`` times in a row (one cache, several driving frames)."""
-        return dataclasses.replace(self, **{
-            f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
-            for f in dataclasses.fields(self) if getattr(self, f.name) is not None})
+        return repeat_batch(self, times)
+
+
+def repeat_batch(cache, times: int):
+    """A dataclass of tensors (a receiver's source cache) with each batch entry ``times``
+    times in a row; fields that are None stay None."""
+    return dataclasses.replace(cache, **{
+        f.name: getattr(cache, f.name).repeat_interleave(times, dim=0)
+        for f in dataclasses.fields(cache) if getattr(cache, f.name) is not None})
 
 
 @dataclass

@@ -14,7 +14,6 @@ projection discriminator against the video's row of W (facecodec/training/advers
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from facecodec.config import ModelConfig
 from facecodec.models.base import FaceAnimationModel, TrainOutput
+from facecodec.models.generator import repeat_batch
 from facecodec.models.layout import KeypointLayout, Values
 from facecodec.models.nth_embedder import NthEmbedder
 from facecodec.models.nth_generator import NthGenerator
@@ -38,9 +38,7 @@ class NthCache:
 
     def repeat(self, times: int) -> NthCache:
         """Each batch entry ``times`` times in a row (one cache, several driving frames)."""
-        return dataclasses.replace(self, **{
-            f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
-            for f in dataclasses.fields(self)})
+        return repeat_batch(self, times)
 
 
 @dataclass

@@ -14,6 +14,7 @@ Bounded: a wall-clock budget and a step cap, on the calling thread (one core).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -38,8 +39,10 @@ class FineTuned:
     losses: list[float] = field(default_factory=list)  # per step
 
 
+@functools.cache
 def vgg16_installed() -> bool:
-    """Whether the ImageNet VGG16 weights are on this machine (never fetched here)."""
+    """Whether the ImageNet VGG16 weights are on this machine (never fetched here; their
+    58-MB hash is checked once a process)."""
     from facecodec.training.weights import SHA256, sha256_of, weights_dir  # noqa: PLC0415
 
     path = weights_dir() / "vgg16.ckpt"

@@ -33,10 +33,11 @@ def find_fusion(name: str = FUSION):
 
 class Fusion:
     """One frame at a time: the animation and the enlarged base picture, both RGB uint8
-    at the output size, -> the fused picture."""
+    at the output size, -> the fused picture. ``net``: a network from :func:`find_fusion`
+    to share (a stream's side and CRF are only its condition), else the shipped one."""
 
-    def __init__(self, side: int, crf: int, name: str = FUSION):
-        self.net = find_fusion(name)
+    def __init__(self, side: int, crf: int, net: torch.nn.Module | None = None):
+        self.net = net if net is not None else find_fusion()
         self.side, self.crf = torch.tensor([float(side)]), torch.tensor([float(crf)])
 
     @torch.inference_mode()
