@@ -1087,10 +1087,11 @@ class Decoder:
             CRF 63 blurs blinks away: on 3 val clips with 69 closed-eye frames the fused
             frames showed 30 of them closed, 63 touched up, for +0.001 LPIPS and -0.25
             dB PSNR; docs/enhancement.md).
-        finetune_s: with a few-shot talking-heads model (``nth``, issue 22), fine-tune it
-            on the stream's source frames for this many seconds each time they change
-            (:mod:`facecodec.receiver.finetune`; the rendering waits meanwhile); 0: off.
-            Other models ignore it.
+        finetune_s: fine-tune the receiver on the stream's source frames for this many
+            seconds each time they change (issue 22; :mod:`facecodec.receiver.finetune`:
+            the few-shot talking-heads model as its paper does, a Frontalizer drawing each
+            source from the others; the rendering waits meanwhile); 0: off. FOM models
+            ignore it.
         base: fuse a stream's base layer (format 2.5, ``Encoder(base=...)``) with the
             animation (:mod:`facecodec.receiver.fusion`); default on. A frame whose base
             packet is missing, or that follows a lost one before the next base key frame,

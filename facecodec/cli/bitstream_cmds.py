@@ -241,8 +241,9 @@ def encode(src: Path, dst: Path, model: str | None, fps: float, n_sources: int |
                    "where the stream's landmarks put them (blinks, mouth openings).")
 @click.option("--finetune", "finetune_s", type=click.FloatRange(0, 600), default=0.0,
               show_default=True, metavar="SECONDS",
-              help="With a few-shot talking-heads model (nth): fine-tune it on the stream's "
-                   "source frames for this long before drawing (issue 22).")
+              help="Fine-tune the receiver on the stream's source frames for this long "
+                   "(one thread) each time they change, before drawing (issue 22; nth and "
+                   "Frontalizer models).")
 @click.option("--no-base", is_flag=True,
               help="Draw the animation alone, without fusing the stream's base layer (if it "
                    "has one).")

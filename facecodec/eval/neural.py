@@ -33,12 +33,13 @@ import numpy as np
 from facecodec.baselayer import FILE_PRESET, parse_base
 from facecodec.bitstream.container import DecodedFrame, FcsReader, SourceFrame
 from facecodec.bitstream.prior import Prior, find_prior
-from facecodec.codec import SENDER_BATCH, Decoder, Encoder
+from facecodec.codec import MAX_FINETUNE_S, SENDER_BATCH, Decoder, Encoder
 from facecodec.defaults import SOURCES
 from facecodec.errors import InputError
 from facecodec.eval.base import EVAL_SIZE, Encoded, EvalClip, Method
 from facecodec.imagecodec import decode_source, resize_square
 from facecodec.receiver.expression import touch_up_id
+from facecodec.receiver.finetune import finetune_id
 from facecodec.receiver.fusion import FUSION
 from facecodec.receiver.mixing import SourceMixer
 from facecodec.receiver.renderer import Renderer
@@ -164,8 +165,9 @@ class FacecodecMethod(Method):
     def __init__(self, model: str | None = None, sources: str | int = SOURCES,
                  name: str = "facecodec", deadband: str | float | None = None,
                  prior: str | None = None, source_quality: str | int | None = None,
-                 base: str | None = None):
+                 base: str | None = None, finetune: str | float | None = None):
         n = _int_option(sources, f"{name}: sources")
+        seconds = _seconds_option(finetune, name)
         try:
             band = None if deadband is None else float(deadband)
         except ValueError:
@@ -181,7 +183,7 @@ class FacecodecMethod(Method):
         if self.family is not None and family != self.family:
             raise InputError(f"{name}: model {self.package.name!r} ({self.package.path}) is "
                              f"a {family} model, not {self.family}")
-        self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE)
+        self.decoder = Decoder(self.package.path, output_size=EVAL_SIZE, finetune_s=seconds)
         mixer = SourceMixer.from_profile(self.package.profile)
         self._mix = (mixer.describe() if mixer and self.package.profile.max_sources > 1
                      and n > 1 else None)
@@ -193,7 +195,9 @@ class FacecodecMethod(Method):
                             f"warped at {EVAL_SIZE}, {self._warp}); encode time "
                             "excludes MediaPipe (values from the cache)"
                             + (f"; source pixels weighted by pose ({self._mix})"
-                               if self._mix else ""))
+                               if self._mix else "")
+                            + (f"; the receiver fine-tuned on the sources for {seconds:g} s "
+                               "(one thread)" if seconds else ""))
 
     def settings(self) -> dict[str, object]:
         e = self.encoder
@@ -210,6 +214,9 @@ class FacecodecMethod(Method):
                 # the lid and lip touch-up (its code's hash: a row scored with another
                 # version is not reused), absent from rows scored before it existed
                 **({"retouch": touch_up_id()} if self.decoder.retouch else {}),
+                # few-shot fine-tuning at the receiver (issue 22), only when on
+                **({"finetune_s": self.decoder.finetune_s, "finetune": finetune_id()}
+                   if self.decoder.finetune_s else {}),
                 # the base layer (issue 20), absent from rows scored without one
                 **({"base": list(e.base), "fusion": FUSION,
                     "base_coding": f"SVT-AV1 random access, preset {FILE_PRESET}",
@@ -221,6 +228,19 @@ class FacecodecMethod(Method):
         frames, seconds = decode_stream(self.decoder, stream, clip, self.name)
         return Encoded(frames, stream.frame_bits, stream.setup_bits, stream.seconds, seconds,
                        {"sources": len(stream.sources)})
+
+
+def _seconds_option(value: str | float | None, name: str) -> float:
+    """``finetune=S``: seconds of fine-tuning at the receiver, 0..``MAX_FINETUNE_S``."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InputError(f"{name}: finetune must be a number of seconds, got {value!r}") from None
+    if not 0 <= seconds <= MAX_FINETUNE_S:
+        raise InputError(f"{name}: finetune must be in 0..{MAX_FINETUNE_S:g} s, got {value!r}")
+    return seconds
 
 
 def _base_option(value: str | None, name: str) -> tuple[int, int] | None:
@@ -317,8 +337,10 @@ class NthMethod(FacecodecMethod):
 
     def __init__(self, model: str | None = None, sources: str | int = SOURCES,
                  name: str = "facecodec-nth", deadband: str | float | None = None,
-                 prior: str | None = None, source_quality: str | int | None = None):
-        super().__init__(model or "nth", sources, name, deadband, prior, source_quality)
+                 prior: str | None = None, source_quality: str | int | None = None,
+                 finetune: str | float | None = None):
+        super().__init__(model or "nth", sources, name, deadband, prior, source_quality,
+                         finetune=finetune)
         self._mix = None
         self.description = (f"{self.package.name}: sender values (landmarks) from the "
                             f"clip's tube, {self.encoder.n_sources} source frame(s) "
@@ -331,8 +353,8 @@ def nth_variant(name: str):
 
     def make(model: str | None = None, sources: str | int = SOURCES,
              deadband: str | None = None, prior: str | None = None,
-             source_quality: str | None = None) -> Method:
-        return NthMethod(model, sources, name, deadband, prior, source_quality)
+             source_quality: str | None = None, finetune: str | None = None) -> Method:
+        return NthMethod(model, sources, name, deadband, prior, source_quality, finetune)
 
     return make
 
@@ -343,8 +365,9 @@ def facecodec_variant(default_model: str, name: str):
 
     def make(model: str | None = None, sources: str | int = SOURCES,
              deadband: str | None = None, prior: str | None = None,
-             source_quality: str | None = None, base: str | None = None) -> Method:
+             source_quality: str | None = None, base: str | None = None,
+             finetune: str | None = None) -> Method:
         return FacecodecMethod(model or default_model, sources, name, deadband, prior,
-                               source_quality, base)
+                               source_quality, base, finetune)
 
     return make

@@ -1,12 +1,18 @@
 """Few-shot fine-tuning at the receiver (Zakharov et al. 2019, section 3.3): the source
-frames it already holds, and their landmarks, are a small training set of the person; a
-few seconds of gradient steps on them fit the generator to that person. No extra bits.
+frames it already holds, and their values, are a small training set of the person; a
+few seconds of gradient steps on them fit the receiver to that person. No extra bits.
 
-As the paper: psi' starts at P e^ (the meta-learned AdaIN parameters of the sources'
-mean embedding) and is optimised with the generator's weights, on the sources drawn from
-their own sketches. Unlike the paper, no discriminator (the receiver does not have it):
-the content loss alone, L1 plus, when the ImageNet VGG16 weights are installed, the
-perceptual loss of training (a receiver without them fine-tunes on L1, and says so).
+- ``nth`` (:func:`finetune`), as the paper: psi' starts at P e^ (the meta-learned AdaIN
+  parameters of the sources' mean embedding) and is optimised with the generator's
+  weights, on the sources drawn from their own sketches.
+- ``frontalizer`` (:func:`finetune_frontalizer`), the same idea carried over: each step
+  draws one source from the *others* (leave one out: a source drawn from itself would
+  teach the warp to copy), so the receiver learns this person's motion and texture on
+  the pairs it holds; every network of the receiver is tuned.
+
+Unlike the paper, no discriminator (the receiver does not have it): the content loss
+alone, L1 plus, when the ImageNet VGG16 weights are installed, the perceptual loss of
+training (a receiver without them fine-tunes on L1, and says so).
 
 Bounded: a wall-clock budget and a step cap, on the calling thread (one core).
 """
@@ -15,12 +21,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from facecodec.models.blocks import resize_image
+from facecodec.models.generator import FrontalizerReceiver, SourceCache
 from facecodec.models.nth import NthCache, NthReceiver
 
 LR = 5e-5
@@ -29,10 +39,16 @@ BATCH = 4
 """Frames a step draws (at random) from the person's T: a step's cost does not grow with T."""
 
 
+def finetune_id() -> str:
+    """A short hash of this module's code: what ``facecodec eval`` records of the
+    fine-tuning, so that scores made with another version are not reused."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
 @dataclass
 class FineTuned:
-    receiver: NthReceiver  # a copy: the loaded model is left as it was
-    cache: NthCache  # psi' (the embedding is the sources' e^, unchanged)
+    receiver: NthReceiver | FrontalizerReceiver  # a copy: the loaded model is left as it was
+    cache: NthCache | SourceCache  # nth: psi' (the embedding is the sources' e^, unchanged)
     steps: int
     seconds: float
     loss: str  # "l1" or "l1+vgg16"
@@ -99,3 +115,48 @@ def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
     return FineTuned(rx, NthCache(cache.embedding, psi.detach()), steps,
                      time.perf_counter() - start, "l1+vgg16" if net is not None else "l1",
                      losses)
+
+
+def finetune_frontalizer(receiver: FrontalizerReceiver, images: Tensor, pixels: Tensor,
+                         values: dict[str, Tensor], seconds: float, max_steps: int = 1000,
+                         perceptual: bool = True, seed: int = 0, lr: float = LR
+                         ) -> FineTuned:
+    """``images`` (N, 3, R, R) in [0, 1] at the model's resolution, ``pixels`` the same
+    frames at the output size, their values (leading (N,)) -> a fine-tuned copy of
+    ``receiver`` and the cache of all N sources embedded by it. Each step draws one source
+    (at random, ``seed``) from the other N - 1 at the output size and compares it with the
+    source itself; with one source there is nothing to leave out: no step. Stops after
+    ``seconds`` (checked between steps) or ``max_steps``."""
+    torch.manual_seed(seed)
+    rx = copy.deepcopy(receiver).eval()  # eval: batch norm is folded at load (inference.py)
+    n = images.shape[0]
+    net = _perceptual() if perceptual and n > 1 else None
+    losses: list[float] = []
+    start = time.perf_counter()
+    steps = 0
+    if n > 1:
+        rx.requires_grad_(True)
+        opt = torch.optim.Adam(rx.parameters(), lr=lr, betas=(0.5, 0.999))
+        while steps < max_steps and time.perf_counter() - start < seconds:
+            i = int(torch.randint(n, ()))
+            rest = [j for j in range(n) if j != i]
+            cache = rx.embed_sources(images[rest][None],
+                                     {k: v[rest][None] for k, v in values.items()},
+                                     pixels[rest][None])
+            out = rx.render(cache, {k: v[i:i + 1] for k, v in values.items()}).image
+            target = pixels[i:i + 1]
+            loss = (out - target).abs().mean()
+            if net is not None:  # at the model's resolution: the 256 VGG pass costs 4x
+                size = images.shape[-1]
+                loss = loss + net(resize_image(out, size), images[i:i + 1])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            steps += 1
+        rx.requires_grad_(False)
+    with torch.no_grad():
+        cache = rx.embed_sources(images[None], {k: v[None] for k, v in values.items()},
+                                 pixels[None])
+    return FineTuned(rx, cache, steps, time.perf_counter() - start,
+                     "l1+vgg16" if net is not None else "l1", losses)

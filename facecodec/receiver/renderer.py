@@ -22,6 +22,9 @@ from facecodec.receiver.runtime import choose_backend
 
 Values = dict[str, np.ndarray]
 
+FINETUNED = ("nth", "frontalizer")
+"""Model families the receiver can fine-tune on its sources (:mod:`facecodec.receiver.finetune`)."""
+
 
 class Renderer:
     """Holds the receiver network and the current source set."""
@@ -41,10 +44,13 @@ class Renderer:
         full = load_model(package.path, parts=("receiver",))
         full.receiver = prepare_for_inference(full.receiver)
         self.model = full.receiver
-        # few-shot fine-tuning on the sources (the nth family, issue 22): the seconds it
-        # may take each time the source set changes; the tuned copy draws until then
-        self.finetune_s = float(finetune_s) if package.profile.family == "nth" else 0.0
+        # few-shot fine-tuning on the sources (issue 22; nth and frontalizer models): the
+        # seconds it may take each time the source set changes; the tuned copy draws until
+        # the next change
+        self.finetune_s = (float(finetune_s) if package.profile.family in FINETUNED
+                           else 0.0)
         self._drawer = self.model
+        self.tuned = None  # the last fine-tuning (steps, seconds, losses), when one ran
         self.resolution = package.resolution
         # without the pixel blend the decoder alone draws the frame, at the model's size
         self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
@@ -103,14 +109,21 @@ class Renderer:
             self._source_kp = assemble(self.model.layout, values)[0]
             self.mixer.reset()
         if self.finetune_s > 0:
-            from facecodec.receiver.finetune import finetune  # noqa: PLC0415 - nth only
+            from facecodec.receiver import finetune  # noqa: PLC0415 - only when asked
 
             # training inside the renderer's inference mode: leave it, and copy the
             # sources out of it (inference tensors cannot be saved for backward)
+            own = {k: v[0].clone() for k, v in values.items()}
             with torch.inference_mode(False), torch.enable_grad():
-                tuned = finetune(self.model, images[0].clone(),
-                                 {k: v[0].clone() for k, v in values.items()}, self.finetune_s)
+                if self.package.profile.family == "nth":
+                    tuned = finetune.finetune(self.model, images[0].clone(), own,
+                                              self.finetune_s)
+                else:
+                    tuned = finetune.finetune_frontalizer(
+                        self.model, images[0].clone(), self._stacked[0].clone(), own,
+                        self.finetune_s)
             self._drawer = tuned.receiver
+            self.tuned = tuned
             return tuned.cache
         self._drawer = self.model
         return self.model.embed_sources(images, values, self._stacked)
