@@ -97,24 +97,32 @@ def finetune(receiver: NthReceiver, images: Tensor, values: dict[str, Tensor],
     with torch.no_grad():
         sketches = rx.sketch(values)
     n = images.shape[0]
-    losses: list[float] = []
-    start = time.perf_counter()
-    steps = 0
-    while steps < max_steps and time.perf_counter() - start < seconds:
+
+    def step_loss() -> Tensor:
         pick = torch.randperm(n)[:batch]  # a step costs the same whatever T
         out = rx.generator(sketches[pick], psi.expand(len(pick), -1))
         loss = (out - images[pick]).abs().mean()
-        if net is not None:
-            loss = loss + net(out, images[pick])
+        return loss + net(out, images[pick]) if net is not None else loss
+
+    losses, elapsed = _optimise(opt, step_loss, seconds, max_steps)
+    rx.requires_grad_(False)
+    return FineTuned(rx, NthCache(cache.embedding, psi.detach()), len(losses), elapsed,
+                     "l1+vgg16" if net is not None else "l1", losses)
+
+
+def _optimise(opt: torch.optim.Optimizer, step_loss, seconds: float, max_steps: int
+              ) -> tuple[list[float], float]:
+    """Steps of ``opt`` on ``step_loss()`` until ``seconds`` (checked between steps) or
+    ``max_steps`` -> (each step's loss, the seconds taken)."""
+    losses: list[float] = []
+    start = time.perf_counter()
+    while len(losses) < max_steps and time.perf_counter() - start < seconds:
+        loss = step_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-        steps += 1
-    rx.requires_grad_(False)
-    return FineTuned(rx, NthCache(cache.embedding, psi.detach()), steps,
-                     time.perf_counter() - start, "l1+vgg16" if net is not None else "l1",
-                     losses)
+    return losses, time.perf_counter() - start
 
 
 def finetune_frontalizer(receiver: FrontalizerReceiver, images: Tensor, pixels: Tensor,
@@ -131,32 +139,29 @@ def finetune_frontalizer(receiver: FrontalizerReceiver, images: Tensor, pixels: 
     rx = copy.deepcopy(receiver).eval()  # eval: batch norm is folded at load (inference.py)
     n = images.shape[0]
     net = _perceptual() if perceptual and n > 1 else None
-    losses: list[float] = []
-    start = time.perf_counter()
-    steps = 0
+    size = images.shape[-1]
+
+    def step_loss() -> Tensor:
+        i = int(torch.randint(n, ()))
+        rest = [j for j in range(n) if j != i]
+        cache = rx.embed_sources(images[rest][None],
+                                 {k: v[rest][None] for k, v in values.items()},
+                                 pixels[rest][None])
+        out = rx.render(cache, {k: v[i:i + 1] for k, v in values.items()}).image
+        loss = (out - pixels[i:i + 1]).abs().mean()
+        if net is None:
+            return loss
+        # at the model's resolution: the VGG pass at the output size costs 4x
+        return loss + net(resize_image(out, size), images[i:i + 1])
+
+    losses, elapsed = [], 0.0
     if n > 1:
         rx.requires_grad_(True)
         opt = torch.optim.Adam(rx.parameters(), lr=lr, betas=(0.5, 0.999))
-        while steps < max_steps and time.perf_counter() - start < seconds:
-            i = int(torch.randint(n, ()))
-            rest = [j for j in range(n) if j != i]
-            cache = rx.embed_sources(images[rest][None],
-                                     {k: v[rest][None] for k, v in values.items()},
-                                     pixels[rest][None])
-            out = rx.render(cache, {k: v[i:i + 1] for k, v in values.items()}).image
-            target = pixels[i:i + 1]
-            loss = (out - target).abs().mean()
-            if net is not None:  # at the model's resolution: the 256 VGG pass costs 4x
-                size = images.shape[-1]
-                loss = loss + net(resize_image(out, size), images[i:i + 1])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            steps += 1
+        losses, elapsed = _optimise(opt, step_loss, seconds, max_steps)
         rx.requires_grad_(False)
     with torch.no_grad():
         cache = rx.embed_sources(images[None], {k: v[None] for k, v in values.items()},
                                  pixels[None])
-    return FineTuned(rx, cache, steps, time.perf_counter() - start,
+    return FineTuned(rx, cache, len(losses), elapsed,
                      "l1+vgg16" if net is not None else "l1", losses)
