@@ -50,7 +50,6 @@ class Renderer:
         self.finetune_s = (float(finetune_s) if package.profile.family in FINETUNED
                            else 0.0)
         self._drawer = self.model
-        self.tuned = None  # the last fine-tuning (steps, seconds, losses), when one ran
         self.resolution = package.resolution
         # without the pixel blend the decoder alone draws the frame, at the model's size
         self.output_size = (int(output_size or self.resolution) if self.model.pixel_blend
@@ -123,7 +122,6 @@ class Renderer:
                         self.model, images[0].clone(), self._stacked[0].clone(), own,
                         self.finetune_s)
             self._drawer = tuned.receiver
-            self.tuned = tuned
             return tuned.cache
         self._drawer = self.model
         return self.model.embed_sources(images, values, self._stacked)
