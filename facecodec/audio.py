@@ -44,13 +44,14 @@ from facecodec.errors import InputError
 
 RATE: int = AUDIO_CLOCK  # Opus codes at 48 kHz whatever the input's rate
 FRAME_MS = 60
-# Codec 2's packets: 80 ms, for lip sync (a packet waits for its last sample: in a call
-# at 6 kbps with the pictures shown as drawn, the sound came a median 125 ms after its
-# picture with 120-ms packets, 81 ms with 80-ms ones, docs/call.md); 120 ms when a budget
-# cannot pay the framing of shorter ones (8 bytes a packet: 1300 bit/s is 1.93 kbps in
-# the stream in 120-ms packets, 2.2 in 80-ms ones; facecodec.sender.budget chooses). Any
+# Codec 2's packets: 40 ms, one Codec 2 frame at 1300 bit/s, for lip sync (a packet
+# waits for its last sample: in a call at 6 kbps with the pictures shown as drawn, the
+# sound came a median 125 ms after its picture with 120-ms packets, 81 ms with 80-ms
+# ones, docs/call.md); longer when a budget cannot pay their framing (6 bytes a packet in
+# a short audio chunk, format 2.6: 1300 bit/s is 2.6 kbps in the stream in 40-ms
+# packets, 2.0 in 80-ms ones, 1.8 in 120-ms ones; facecodec.sender.budget chooses). Any
 # multiple of 40 ms is whole Codec 2 frames.
-CODEC2_PACKET_MS = 80
+CODEC2_PACKET_MS = 40
 # Codec 2's own delay: its decoded speech came 21 and 25 ms after its input at 2400 and
 # 1300 bit/s (the envelope's best alignment on the call clip, bench/speech.py); its packets
 # are stamped 20 ms earlier, so the receiver places the sound in sync (after: -8..+5 ms)

@@ -23,7 +23,16 @@ from facecodec.audio import (
     decode_audio,
     encode_audio,
 )
-from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.chunks import (
+    AUDIO,
+    AUDIO_ORIGIN,
+    AUDIO_SHORT,
+    SHORT_WRAP,
+    chunk,
+    short_audio_start,
+    short_audio_stored,
+    varint,
+)
 from facecodec.bitstream.container import (
     AUDIO_INFO,
     AudioPacket,
@@ -178,9 +187,9 @@ def test_codec2_round_trip_places_the_sound_and_a_lost_packet_is_silence():
     assert CODEC2_DELAY == 960
     assert [p.start for p in packets] == [5760 * k - 960 for k in range(len(packets))]
     assert all(len(p.data) == 21 for p in packets)  # 3 frames of 52 bits in 7 bytes
-    short = encode_audio(pcm, Sound.codec2(1300))  # the default: 80 ms, 2 frames
-    assert [p.start for p in short] == [3840 * k - 960 for k in range(len(short))]
-    assert all(len(p.data) == 14 for p in short)
+    short = encode_audio(pcm, Sound.codec2(1300))  # the default: 40 ms, one frame
+    assert [p.start for p in short] == [1920 * k - 960 for k in range(len(short))]
+    assert all(len(p.data) == 7 for p in short)
     info = sound.info()
     assert declared_sound(info) == sound and audio_declared(info)
     out = decode_audio(packets, len(pcm), info)
@@ -221,3 +230,87 @@ def test_a_codec2_stream_through_the_container_and_an_unknown_mode_is_no_sound()
         assert sum(isinstance(e, DecodedFrame) for e in events) == 15
     with pytest.raises(InputError, match="no such sound codec"):
         Sound.codec2(700)
+
+
+# --- Short audio chunks (format 2.6): a 16-bit start for the short packets of lip sync ---
+
+STEP = 960  # 20 ms at 48 kHz
+
+
+def _at(steps: int) -> int:
+    """The start sample of a packet ``steps`` 20-ms steps after -1 s."""
+    return steps * STEP - AUDIO_ORIGIN
+
+
+def test_a_short_start_is_its_steps_modulo_the_wrap_unwrapped_against_the_previous():
+    first = -AUDIO_ORIGIN - 1  # "no packet yet"
+    assert short_audio_stored(-960, first) == 49  # Codec 2's first packet, 20 ms early
+    assert short_audio_start(49, first) == -960
+    # across the wrap (21.8 min into a call): stored 3, placed after the previous
+    assert short_audio_stored(_at(SHORT_WRAP + 3), _at(SHORT_WRAP - 5)) == 3
+    assert short_audio_start(3, _at(SHORT_WRAP - 5)) == _at(SHORT_WRAP + 3)
+    # a reader that lost 5 min of packets still places the next one
+    assert short_audio_start(3, _at(SHORT_WRAP + 3 - 15_000)) == _at(SHORT_WRAP + 3)
+    # what the short form cannot carry: off the 20-ms grid (Opus), too far from the last
+    assert short_audio_stored(-312, first) is None
+    assert short_audio_stored(_at(SHORT_WRAP // 4), first) is None
+    assert short_audio_stored(_at(SHORT_WRAP // 4 - 1), first) == SHORT_WRAP // 4 - 1
+
+
+def _codec2_stream() -> tuple[FcsWriter, io.BytesIO]:
+    out = io.BytesIO()
+    header = Header(TABLE, PRIOR.id, Fraction(15), n_sources=1, info=Sound.codec2(1300).info())
+    return FcsWriter(out, header, PRIOR), out
+
+
+def test_codec2_packets_go_in_short_chunks_and_come_back_across_the_wrap():
+    frames = random_walk(TABLE, 3, seed=4, step=0.002)
+    packets = encode_audio(tone(0.5, 300.0), Sound.codec2(1300))
+    late = [AudioPacket(_at(SHORT_WRAP - 3 + 2 * k), b"\x07" * 7) for k in range(4)]
+    w, out = _codec2_stream()
+    w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
+    for p in packets:
+        w.add_audio(p)
+    # 7 bytes of Codec 2 in a 13-byte chunk: kind, length, start (u16), CRC
+    assert w.audio_bytes == 13 * len(packets)
+    for p in late:
+        w.add_audio(p)
+    w.add_audio(AudioPacket(_at(SHORT_WRAP // 2 * 3), b"\x07" * 7))  # 10.9 min later: full
+    for f in frames:
+        w.add_frame(f)
+    w.close()
+    data = out.getvalue()
+    # the jump to 21.8 min is too far for the short form: that packet and the last go full
+    assert data.count(bytes([AUDIO_SHORT, 9])) == len(packets) + len(late) - 1
+    got = [e for e in _events(data) if isinstance(e, AudioPacket)]
+    assert got == packets + late + [AudioPacket(_at(SHORT_WRAP // 2 * 3), b"\x07" * 7)]
+    # the packet before the wrap lost: the ones after it still land after the wrap
+    lost = data.replace(chunk(AUDIO_SHORT, bytes([SHORT_WRAP - 1 & 0xFF, 0xFF]) + b"\x07" * 7),
+                        b"", 1)
+    assert len(lost) == len(data) - 13
+    got = [e for e in _events(lost, tolerant=True) if isinstance(e, AudioPacket)]
+    assert got[len(packets):] == [late[0], *late[2:],
+                                  AudioPacket(_at(SHORT_WRAP // 2 * 3), b"\x07" * 7)]
+
+
+def test_hostile_short_audio_chunks_are_refused_or_skipped():
+    frames = random_walk(TABLE, 3, seed=5, step=0.002)
+    cases = {
+        "short audio chunk without its start": [b"\x01"],
+        "holds 0 or more than": [b"\x40\x00"],
+        "is not after the previous one": [b"\x40\x00x", b"\x40\x00y"],
+        # a start that unwraps to before -1 s: no writer makes it
+        "is not after the previous one ": [(SHORT_WRAP - 1).to_bytes(2, "little") + b"x"],
+    }
+    for reason, payloads in cases.items():
+        w, out = _codec2_stream()
+        w.add_source(0, "jpeg", 8, 8, b"\xff\xd8fake", frames[0])
+        for payload in payloads:
+            out.write(chunk(AUDIO_SHORT, payload))
+        for f in frames:
+            w.add_frame(f)
+        w.close()
+        with pytest.raises(FormatError, match=reason.strip()):
+            _events(out.getvalue())
+        events = _events(out.getvalue(), tolerant=True)  # the frames still come out
+        assert sum(isinstance(e, DecodedFrame) for e in events) == 3

@@ -173,8 +173,9 @@ def test_tolerant_mode_holds_frames_and_resumes_at_next_intra(where):
 def test_unknown_chunks():
     data = write(frames=FRAMES[:5], sources=0)
     end = data.rindex(b"\x7f")  # the end chunk
-    # (0x41: audio, 2.2; 0x42: source parts, 2.3; 0x43: base layer, 2.5)
-    ancillary = chunk(0x44, b"future metadata")
+    # (0x41: audio, 2.2; 0x42: source parts, 2.3; 0x43: base layer, 2.5; 0x44: short
+    # audio, 2.6)
+    ancillary = chunk(0x45, b"future metadata")
     frames = [e for e in decoded(data[:end] + ancillary + data[end:])
               if isinstance(e, DecodedFrame)]
     assert len(frames) == 5

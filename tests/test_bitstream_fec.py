@@ -353,13 +353,13 @@ def test_several_frames_per_packet():
 
 
 def test_format_2_0_streams_and_readers():
-    """A 2.0 to 2.4 stream (minor version 0..4; 2.2 adds audio chunks, 2.3 source parts,
-    2.4 Codec 2 sound, 2.5 base-layer chunks) decodes as before; for a 2.0 reader a
-    parity is an ancillary chunk of an allowed size, skipped: the frames are the same
-    without them."""
+    """A 2.0 to 2.5 stream (minor version 0..5; 2.2 adds audio chunks, 2.3 source parts,
+    2.4 Codec 2 sound, 2.5 base-layer chunks, 2.6 short audio chunks) decodes as before;
+    for a 2.0 reader a parity is an ancillary chunk of an allowed size, skipped: the
+    frames are the same without them."""
     parts = write(recovery_period=3, redundancy=1)
-    assert parts[0][4:6] == b"\x02\x05"
-    for minor in (0, 1, 2, 3, 4):
+    assert parts[0][4:6] == b"\x02\x06"
+    for minor in (0, 1, 2, 3, 4, 5):
         h = bytearray(parts[0])
         h[5] = minor
         h[-4:] = struct.pack("<I", zlib.crc32(bytes(h[:-4])))

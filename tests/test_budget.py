@@ -107,11 +107,14 @@ def test_below_opus_the_sound_is_codec2_and_then_the_frame_rate_halves():
     assert six.intra_s == 6.0 and plan_budget(20, 15, POINTS, audio=True).intra_s is None
     assert six.sound_name() == "Codec 2 1300" and "at 7.5 fps" in six.describe()
     assert six.sources_kbps == pytest.approx(0.95 * 6 - six.frames_kbps - six.audio_all_kbps)
-    # in 80-ms packets (lip sync), 2.2 kbps; at 5 kbps 2.47 + 2.2 > 4.5: 120-ms ones
-    assert six.audio_packet_ms == 80 and six.audio_all_kbps == pytest.approx(2.2)
+    # in 40-ms packets (lip sync), 2.6 kbps; at 5 kbps 2.47 + 2.0 <= 4.5: 80-ms ones,
+    # at 4.9 kbps 2.47 + 2.0 > 4.4: 120-ms ones
+    assert six.audio_packet_ms == 40 and six.audio_all_kbps == pytest.approx(2.6)
     five = plan_budget(5, 15, POINTS, audio=True)
-    assert five.audio_packet_ms == 120 and five.audio_all_kbps == pytest.approx(1.93, abs=0.01)
-    assert five.sound_name() == "Codec 2 1300 in 120-ms packets"
+    assert five.audio_packet_ms == 80 and five.audio_all_kbps == pytest.approx(2.0)
+    assert five.sound_name() == "Codec 2 1300 in 80-ms packets"
+    thin = plan_budget(4.9, 15, POINTS, audio=True)
+    assert thin.audio_packet_ms == 120 and thin.audio_all_kbps == pytest.approx(1.8)
     assert plan_budget(20, 15, POINTS, audio=True).audio_packet_ms == 60  # Opus's
     # without sound the frame rate holds down to 4.9 kbps, then halves: 3 kbps works
     assert plan_budget(5, 15, POINTS, audio=False).fps == 15
@@ -131,11 +134,11 @@ def test_a_file_plans_its_sources_over_its_length():
 
 def test_a_budget_too_small_says_the_smallest_that_works():
     # the cheapest frames at half the rate: 2.47 kbps; Codec 2 at 1300 bit/s in its long
-    # packets, 21 bytes every 120 ms in an 8-byte chunk: 1.93 kbps; (2.47 + 1.93 + 0.25) /
-    # 0.95 = 4.90 (in 80-ms packets, 14 bytes + 8: 2.2 kbps)
-    assert codec2_all_kbps(1300, packet_s=0.12) == pytest.approx(29 * 8 / 0.12 / 1000)
-    assert codec2_all_kbps(1300) == pytest.approx(22 * 8 / 0.08 / 1000)
-    with pytest.raises(BudgetError, match=r"7\.5 fps, dead zone 32\).*needs at least 5\.0 "
+    # packets, 21 bytes every 120 ms in a 6-byte short audio chunk: 1.8 kbps; (2.47 + 1.8
+    # + 0.25) / 0.95 = 4.76 (in 40-ms packets, 7 bytes + 6: 2.6 kbps)
+    assert codec2_all_kbps(1300, packet_s=0.12) == pytest.approx(27 * 8 / 0.12 / 1000)
+    assert codec2_all_kbps(1300) == pytest.approx(13 * 8 / 0.04 / 1000)
+    with pytest.raises(BudgetError, match=r"7\.5 fps, dead zone 32\).*needs at least 4\.8 "
                                           r"kbps; without sound \(--no-audio\) 2\.9 kbps"):
         plan_budget(4, 15, POINTS, audio=True)
     costly = [point(16, 400)]  # (400 x 1.18 + 56) x 7.5 = 3.96 kbps at half the rate

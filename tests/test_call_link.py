@@ -9,7 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, END, INTER, SOURCE, chunk, varint
+from facecodec.bitstream.chunks import (
+    AUDIO,
+    AUDIO_ORIGIN,
+    AUDIO_SHORT,
+    END,
+    INTER,
+    SOURCE,
+    chunk,
+    varint,
+)
 from facecodec.bitstream.header import MAGIC
 from facecodec.call import wire
 from facecodec.call.link import UDP_IP_OVERHEAD, LinkModel, LinkProfile, UdpRelay
@@ -125,6 +134,16 @@ def test_splitter_routes_chunks():
     assert wire.source_completed(src) == [1]
     [p] = wire.audio_packets(audio)
     assert (p.start, p.data) == (960, b"opus")
+    # short audio chunks (format 2.6): their 16-bit starts unwrapped against the last
+    # start heard, across the wrap within one message too
+    short = (chunk(AUDIO_SHORT, struct.pack("<H", 65535) + b"c2")
+             + chunk(AUDIO_SHORT, struct.pack("<H", 1) + b"c2"))
+    assert sp.split(short) == (b"", short)
+    last = 65534 * 960 - AUDIO_ORIGIN
+    assert [p.start for p in wire.audio_packets(short, last)] == \
+        [65535 * 960 - AUDIO_ORIGIN, 65537 * 960 - AUDIO_ORIGIN]
+    with pytest.raises(ValueError):
+        wire.audio_packets(chunk(AUDIO_SHORT, b"\x01"))
     assert wire.end_frames(end) == 77 and wire.has_end(end)
     with pytest.raises(ValueError):
         sp.split(frame[:-1])  # a chunk cut in two

@@ -42,6 +42,11 @@ SOURCE_PART = 0x42
 # tube that the receiver fuses with its animation (issue 20); ancillary, so a 2.4 reader
 # draws the animation alone
 BASE = 0x43
+# format 2.6: an audio chunk whose start is a 16-bit count of 20-ms steps, unwrapped
+# against the previous audio packet: 2 bytes where the varint start takes 4 after 43 s, so
+# the 40-ms packets that lip sync wants cost 2.6 kbps of Codec 2 1300 instead of 3.0
+# (docs/format.md, section 2.3); ancillary, so a 2.5 reader skips it (no sound)
+AUDIO_SHORT = 0x44
 ANCILLARY = range(0x40, 0x7F)  # unknown kinds in this range are skipped, others refused
 FRAME_KINDS = (INTER, INTRA, INTER_REF)
 
@@ -56,6 +61,13 @@ MAX_ANCILLARY = 1 << 16
 AUDIO_ORIGIN = 48000  # an audio chunk's start is stored + this (Opus starts before 0)
 MAX_AUDIO_DATA = 4000  # bytes of one Opus packet (RFC 6716: 1275 per 20 ms frame)
 MAX_PAYLOAD[AUDIO] = MAX_VARINT_BYTES + MAX_AUDIO_DATA
+AUDIO_STEP = 960  # samples at 48 kHz in one step of a short audio chunk's start (20 ms)
+SHORT_WRAP = 1 << 16  # a short start is its step count modulo this (21.8 min)
+# a writer uses the short form only within this many steps (5.5 min) of its previous
+# packet, half the reach of the unwrapping, so a reader that lost the packets in between
+# (up to 5.5 min of them) still places it
+SHORT_REACH = SHORT_WRAP // 4
+MAX_PAYLOAD[AUDIO_SHORT] = 2 + MAX_AUDIO_DATA
 MAX_PART_DATA = 4096  # bytes of a source chunk's payload one part carries
 MAX_PARTS = (MAX_PAYLOAD[SOURCE] + MAX_PART_DATA - 1) // MAX_PART_DATA  # a whole source
 # slot (u8), part number, part count (varints), then the data
@@ -65,7 +77,37 @@ MAX_PAYLOAD[BASE] = MAX_VARINT_BYTES + MAX_BASE_DATA  # frame number, then the O
 
 
 _RESUME_KINDS = re.compile(b"[" + re.escape(bytes([*FRAME_KINDS, SOURCE, END, PARITY, AUDIO,
-                                                   SOURCE_PART, BASE])) + b"]")
+                                                   SOURCE_PART, BASE, AUDIO_SHORT])) + b"]")
+
+
+def _steps(start: int) -> int:
+    """A start sample on the grid of :data:`AUDIO_STEP`, counted from -1 s (the stored
+    origin of every audio start); a start before -1 s counts as -1 s."""
+    return max(start + AUDIO_ORIGIN, 0) // AUDIO_STEP
+
+
+def short_audio_stored(start: int, previous: int) -> int | None:
+    """What a short audio chunk (format 2.6) stores for a packet at ``start`` (samples at
+    48 kHz) written after one at ``previous`` (``-AUDIO_ORIGIN - 1`` before the first):
+    its step count modulo :data:`SHORT_WRAP`; None when the short form cannot carry it (a
+    start off the 20-ms grid, as Opus's are, or more than :data:`SHORT_REACH` steps from
+    ``previous``)."""
+    if start < -AUDIO_ORIGIN or (start + AUDIO_ORIGIN) % AUDIO_STEP:
+        return None
+    steps = (start + AUDIO_ORIGIN) // AUDIO_STEP
+    if abs(steps - _steps(previous)) >= SHORT_REACH:
+        return None
+    return steps % SHORT_WRAP
+
+
+def short_audio_start(stored: int, previous: int) -> int:
+    """The start (samples at 48 kHz) of a short audio chunk that stores ``stored``, read
+    after a packet at ``previous``: of the starts on the 20-ms grid whose step count is
+    ``stored`` modulo :data:`SHORT_WRAP`, the nearest to ``previous``. May come out before
+    -1 s (a stored value no writer makes there): the caller refuses it."""
+    ref = _steps(previous)
+    steps = ref + (stored - ref + SHORT_WRAP // 2) % SHORT_WRAP - SHORT_WRAP // 2
+    return steps * AUDIO_STEP - AUDIO_ORIGIN
 
 
 def varint(n: int) -> bytes:

@@ -52,6 +52,7 @@ import numpy as np
 from facecodec.bitstream.chunks import (
     AUDIO,
     AUDIO_ORIGIN,
+    AUDIO_SHORT,
     BASE,
     CROP,
     END,
@@ -75,6 +76,8 @@ from facecodec.bitstream.chunks import (
     Damage,
     chunk,
     read_varint,
+    short_audio_start,
+    short_audio_stored,
     varint,
 )
 from facecodec.bitstream.coder import (
@@ -95,8 +98,8 @@ from facecodec.errors import FormatError, ModelMismatchError
 
 __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame",
            "DecodedFrame", "Crop", "Skipped", "chunk", "INTER", "INTRA", "INTER_REF",
-           "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "MAX_REF", "MAX_FEC",
-           "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
+           "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "AUDIO_SHORT", "MAX_REF",
+           "MAX_FEC", "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
            "codec2_info", "codec2_frame", "audio_declared", "BASE", "BasePacket", "base_info",
            "base_declared"]
 
@@ -416,8 +419,11 @@ class FcsWriter:
             raise ValueError(f"an audio packet holds 1..{MAX_AUDIO_DATA} bytes")
         if packet.start < -AUDIO_ORIGIN or packet.start <= self._audio_start:
             raise ValueError("audio packets must start after -1 s and in time order")
+        # the short form (2.6) when it can carry the start: Codec 2's are on its grid
+        short = short_audio_stored(packet.start, self._audio_start)
         self._audio_start = packet.start
-        data = chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
+        data = (chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
+                if short is None else chunk(AUDIO_SHORT, struct.pack("<H", short) + packet.data))
         self.audio_bytes += len(data)
         return self._emit(data)
 
@@ -799,6 +805,13 @@ class FcsReader:
                 ahead = (self.frames + self.max_gap) / float(self.header.fps) + 1.0
                 return self.audio and got[1] < length and \
                     self._audio_start < got[0] - AUDIO_ORIGIN <= ahead * AUDIO_CLOCK
+            if kind == AUDIO_SHORT:
+                if len(head) < 2:
+                    return self.audio and length > len(head)
+                ahead = (self.frames + self.max_gap) / float(self.header.fps) + 1.0
+                start = short_audio_start(struct.unpack_from("<H", head)[0], self._audio_start)
+                return self.audio and length > 2 and \
+                    self._audio_start < start <= ahead * AUDIO_CLOCK
             if kind == BASE:
                 got = read_varint(head, 0)
                 if got is None:
@@ -852,7 +865,7 @@ class FcsReader:
             crop = Crop(frame, (x0, y0, size), (w, h))
             self.crops.append(crop)
             yield crop
-        elif ck.kind == AUDIO:
+        elif ck.kind in (AUDIO, AUDIO_SHORT):
             self.chunk_bytes["audio"] += ck.nbytes
             packet = self._audio(ck)
             if packet is not None:
@@ -896,8 +909,14 @@ class FcsReader:
                 return None
             raise FormatError("audio chunk in a stream whose header declares no audio",
                               ck.offset, self.name)
-        stored, pos = _varint_at(ck, 0)
-        start = stored - AUDIO_ORIGIN
+        if ck.kind == AUDIO:
+            stored, pos = _varint_at(ck, 0)
+            start = stored - AUDIO_ORIGIN
+        elif len(ck.payload) < 2:
+            raise FormatError("short audio chunk without its start", ck.offset, self.name)
+        else:
+            pos = 2
+            start = short_audio_start(struct.unpack_from("<H", ck.payload)[0], self._audio_start)
         if pos >= len(ck.payload) or len(ck.payload) - pos > MAX_AUDIO_DATA:
             raise FormatError(f"audio chunk holds 0 or more than {MAX_AUDIO_DATA} bytes",
                               ck.offset, self.name)

@@ -18,10 +18,11 @@ from facecodec.defaults import FPS, INTRA_PERIOD_S, TUBE_SIZE
 from facecodec.errors import FormatError
 
 MAGIC = b"\x89FCS"
-VERSION = (2, 5)  # (major, minor): a reader refuses another major version; 2.1 adds
+VERSION = (2, 6)  # (major, minor): a reader refuses another major version; 2.1 adds
 # parity chunks, 2.2 audio chunks, 2.3 source parts (all ancillary: an older 2.x reader
 # skips them), 2.4 Codec 2 sound (an older reader reads such a stream without its sound),
-# 2.5 base-layer chunks (ancillary: an older reader draws the animation alone)
+# 2.5 base-layer chunks (ancillary: an older reader draws the animation alone), 2.6 short
+# audio chunks (ancillary: an older reader reads a stream of them without its sound)
 MAX_HEADER = 65535
 MAX_INFO = 8192  # bytes of the header's JSON metadata
 MAX_INFO_DEPTH = 8  # nesting of that JSON: a deeply nested one would exhaust the stack

@@ -27,6 +27,7 @@ import numpy as np
 import facecodec
 from facecodec.audio import RATE as AUDIO_RATE
 from facecodec.audio import read_audio
+from facecodec.bitstream.chunks import AUDIO_ORIGIN
 from facecodec.bitstream.container import audio_declared
 from facecodec.bitstream.header import parse_header
 from facecodec.call import wire
@@ -77,7 +78,7 @@ class CallOptions:
     # after a recovery request, two chains of frames for CHAINS_S (one frame per packet
     # only); needs ``feedback``
     chains: bool = True
-    # a call with sound: the receiver holds a picture until it is at most 80 ms ahead of
+    # a call with sound: the receiver holds a picture until it is at most 60 ms ahead of
     # its sound (facecodec/call/playout.py)
     lip_sync: bool = True
 
@@ -429,6 +430,7 @@ class Receiver:
         self.playout: Playout | None = None
         self._screen: queue.SimpleQueue = queue.SimpleQueue()  # decoded frames to show
         self._source_at = math.inf  # when the first source came in
+        self._audio_last = -AUDIO_ORIGIN - 1  # the latest sound packet's start heard
         self.channels[wire.FCS].on("message", self._on_fcs)
         self.channels[wire.SETUP].on("message", self._on_setup)
         self.channels[wire.CONTROL].on("message", self._on_control)
@@ -448,9 +450,11 @@ class Receiver:
         now, net = CLOCK(), self.net_delay()
         self.log.received.append((now, len(msg), "fcs"))
         try:
-            packets = wire.audio_packets(msg)
+            packets = wire.audio_packets(msg, self._audio_last)
         except (ValueError, IndexError):
             packets = []  # damaged: the decoder reports it
+        if packets:
+            self._audio_last = max(self._audio_last, *(p.start for p in packets))
         for p in packets:
             self.log.audio.append((p.start, now))
             self._witness_sound(p, now)

@@ -30,11 +30,13 @@ import struct
 from facecodec.bitstream.chunks import (
     AUDIO,
     AUDIO_ORIGIN,
+    AUDIO_SHORT,
     END,
     FRAME_KINDS,
     SOURCE,
     SOURCE_PART,
     read_varint,
+    short_audio_start,
 )
 from facecodec.bitstream.container import AudioPacket
 from facecodec.bitstream.header import header_length
@@ -153,15 +155,24 @@ def packet_frames(data: bytes) -> list[int]:
     return out
 
 
-def audio_packets(data: bytes) -> list[AudioPacket]:
-    """The Opus packets among ``data``'s chunks (a receiver plays them as they arrive,
-    beside the video decoder)."""
+def audio_packets(data: bytes, previous: int = -AUDIO_ORIGIN - 1) -> list[AudioPacket]:
+    """The sound's packets among ``data``'s chunks (a receiver plays them as they arrive,
+    beside the video decoder). ``previous``: the latest start heard before, which a short
+    audio chunk's start is unwrapped against (format 2.6)."""
     out = []
     for kind, start, end in chunk_spans(data):
-        if kind == AUDIO:
+        if kind in (AUDIO, AUDIO_SHORT):
             body = read_varint(data, start + 1)[1]
-            stored, pos = read_varint(data, body)
-            out.append(AudioPacket(stored - AUDIO_ORIGIN, bytes(data[pos:end - 2])))
+            if kind == AUDIO:
+                stored, pos = read_varint(data, body)
+                at = stored - AUDIO_ORIGIN
+            else:
+                if end - 2 < body + 2:
+                    raise ValueError("a short audio chunk without its start")
+                pos = body + 2
+                at = short_audio_start(struct.unpack_from("<H", data, body)[0], previous)
+            previous = max(previous, at)
+            out.append(AudioPacket(at, bytes(data[pos:end - 2])))
     return out
 
 

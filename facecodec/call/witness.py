@@ -4,8 +4,9 @@ The receiver learns of a lost frame packet when the next one arrives: at 7.5 fra
 (the budget's rate for 6 kbps with sound) that is 133 ms later, and the recovery frame
 the sender then codes comes one more frame later, so one loss froze the picture for
 0.52-0.65 s in a one-minute call at 5 % loss (docs/call.md). The sound's packets go on
-the same data channel every 80 ms, and a link keeps the order of what is sent on one path
-(a queue; a lost datagram is gone, it does not come late). So a sound packet that was
+the same data channel every 40 ms (80 or 120 on thinner budgets), and a link keeps the
+order of what is sent on one path (a queue; a lost datagram is gone, it does not come
+late). So a sound packet that was
 sent after frame ``k`` proves that ``k``, if it has not arrived, was lost: the receiver
 can ask for the recovery frame one sound packet after the loss instead of one frame.
 

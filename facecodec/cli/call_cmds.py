@@ -80,7 +80,7 @@ def _receive_options(f):
                           "docs/call.md)."),
         click.option("--no-lip-sync", is_flag=True,
                      help="A call with sound: show each picture as soon as it is drawn "
-                          "(default: held until at most 80 ms ahead of its sound, "
+                          "(default: held until at most 60 ms ahead of its sound, "
                           "docs/call.md)."),
         click.option("--show", is_flag=True, help="Show the call in an OpenCV window."),
         click.option("--record", type=click.Path(dir_okay=False, path_type=Path),

@@ -60,7 +60,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint
+from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, AUDIO_SHORT, chunk, varint
 from facecodec.bitstream.container import codec2_frame
 from facecodec.bitstream.limits import MAX_SOURCES
 from facecodec.bitstream.prior import Prior
@@ -75,8 +75,11 @@ from facecodec.errors import InputError
 
 AUDIO_SPEECH_KBPS = 12.0  # Opus speech is near transparent here; more goes to the sources
 AUDIO_PACKET_S = 0.060  # facecodec.audio.FRAME_MS (not imported: that module loads PyAV)
-CODEC2_PACKET_S = 0.080  # facecodec.audio.CODEC2_PACKET_MS: for lip sync
-CODEC2_LONG_PACKET_S = 0.120  # when the framing of 80-ms packets does not fit
+CODEC2_PACKET_S = 0.040  # facecodec.audio.CODEC2_PACKET_MS: for lip sync
+# Codec 2's packets, shortest first: the first whose framing fits the budget is used (a
+# packet waits for its last sample, so the sound's delay grows with its length)
+CODEC2_PACKETS_S = (CODEC2_PACKET_S, 0.080, 0.120)
+CODEC2_MODE_PACKET_S = 0.080  # the packets a plan prices Codec 2's modes in
 CODEC2_PLAN = (2400, 1600, 1300)  # Codec 2 modes a plan uses, best first (bench/speech.py)
 # At half the frame rate the intra frames come every THIN_INTRA_S instead of 2 s (12 % of
 # the frames' bits there: 369 against 325 bits/frame on the call clip): a call's receiver
@@ -215,15 +218,16 @@ def audio_all_kbps(opus_kbps: float, seconds: float = 3600.0) -> float:
 def codec2_all_kbps(mode: int, seconds: float = 3600.0,
                     packet_s: float = CODEC2_PACKET_S) -> float:
     """Codec 2 at ``mode`` bit/s as it goes into a stream: ``packet_s`` packets of whole
-    Codec 2 frames (:func:`~facecodec.bitstream.container.codec2_frame`), framed as
-    Opus's."""
+    Codec 2 frames (:func:`~facecodec.bitstream.container.codec2_frame`) in short audio
+    chunks (format 2.6: their starts are on the 20-ms grid)."""
     size, frame_s = codec2_frame(mode)
-    return _framed_kbps(round(packet_s / frame_s) * size, packet_s, seconds)
+    return _framed_kbps(round(packet_s / frame_s) * size, packet_s, seconds, short=True)
 
 
-def _framed_kbps(payload: int, packet_s: float, seconds: float) -> float:
-    start = varint(int(seconds * 48000) + AUDIO_ORIGIN)
-    return len(chunk(AUDIO, start + bytes(payload))) * 8 / packet_s / 1000.0
+def _framed_kbps(payload: int, packet_s: float, seconds: float, short: bool = False) -> float:
+    start = b"\0\0" if short else varint(int(seconds * 48000) + AUDIO_ORIGIN)
+    return len(chunk(AUDIO_SHORT if short else AUDIO, start + bytes(payload))) * 8 \
+        / packet_s / 1000.0
 
 
 def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
@@ -242,7 +246,7 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
     if not points:
         raise InputError("the model has no prior to plan a budget with")
     usable = HEADROOM * kbps - MIN_SOURCE_KBPS
-    cheapest_sound = (codec2_all_kbps(CODEC2_PLAN[-1], packet_s=CODEC2_LONG_PACKET_S)
+    cheapest_sound = (codec2_all_kbps(CODEC2_PLAN[-1], packet_s=CODEC2_PACKETS_S[-1])
                       if audio else 0.0)
     for rate, scale in ((fps, 1.0), (fps / 2, HALF_RATE_BITS)):
         frames, deadband = min((frame_kbps(p, rate, scale), float(s)) for s, p in points)
@@ -267,12 +271,15 @@ def plan_budget(kbps: float, fps: float, points: Iterable[tuple[float, Prior]],
         while nominal + 0.5 <= target and audio_all_kbps(nominal + 0.5) <= usable - frames:
             nominal += 0.5
         sound = audio_all_kbps(nominal)
-    elif audio:  # below Opus's floor: as Opus, Codec 2's best within half of the rest,
-        # in 80-ms packets (lip sync) while the cheapest fits in them, else 120-ms ones
+    elif audio:  # below Opus's floor: as Opus, Codec 2's best within half of the rest
+        # (priced in 80-ms packets), in the shortest packets that fit (lip sync)
         half = (usable - frames) / 2
-        mode = next((m for m in CODEC2_PLAN if codec2_all_kbps(m) <= half), CODEC2_PLAN[-1])
-        packet_s = (CODEC2_PACKET_S if codec2_all_kbps(mode) <= usable - frames
-                    else CODEC2_LONG_PACKET_S)
+        mode = next((m for m in CODEC2_PLAN
+                     if codec2_all_kbps(m, packet_s=CODEC2_MODE_PACKET_S) <= half),
+                    CODEC2_PLAN[-1])
+        packet_s = next((p for p in CODEC2_PACKETS_S
+                         if codec2_all_kbps(mode, packet_s=p) <= usable - frames),
+                        CODEC2_PACKETS_S[-1])
         codec, nominal, sound = "codec2", mode / 1000.0, codec2_all_kbps(mode, packet_s=packet_s)
     rest = max(0.0, HEADROOM * kbps - frames - sound)
     base_kbps = 0.0
