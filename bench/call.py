@@ -120,7 +120,8 @@ def main() -> None:
         "`nice -n 5`, one PyTorch thread per network). The link: every UDP datagram each "
         "way, delay U(0, 100) ms with order kept, independent loss; seed 1. "
         "At 6 kbps with sound the budget's plan sends 7.5 frames/s and Codec 2 1300 in "
-        "80-ms packets (docs/codec.md); without sound 15 frames/s.",
+        "40-ms packets (short audio chunks, format 2.6; docs/codec.md); without sound 15 "
+        "frames/s.",
         "delay: capture (the frame's time on the clip's real-time clock) to the end of its "
         "drawing at the receiver, frames captured after the first face was shown; link: "
         "the emulated one-way delay of the datagram that completed the frame; added = delay "

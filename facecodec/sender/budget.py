@@ -13,9 +13,10 @@ before the first frame, the third takes what they leave:
 - **Sound**: Opus at half of what the frames leave, within [``AUDIO_MIN_KBPS``,
   ``AUDIO_SPEECH_KBPS``] (speech gains little above; a call without sound is no call, so
   the sound comes before the sources). Below Opus's floor, Codec 2 (format 2.4): the
-  best of its 2400, 1600 and 1300 bit/s modes within half of what the frames leave, else
-  1300, in 80-ms packets (lip sync: a packet waits for its last sample), or 120-ms ones
-  when the 80-ms packets' framing does not fit (5 kbps: 1.93 kbps instead of 2.2). On
+  best of its 2400, 1600 and 1300 bit/s modes within half of what the frames leave
+  (priced in 80-ms packets), else 1300, in the shortest packets whose framing fits: 40
+  ms (lip sync: a packet waits for its last sample; 2.6 kbps for 1300 in short audio
+  chunks, format 2.6), else 80 (2.0), else 120 (1.8). At 6 kbps with sound: 40 ms. On
   the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
   at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 3.1 kbps of stream (2400, 80-ms
   packets), 0.77 in 2.3 (1600) and 0.74 in 2.1 (1300; 1.9 in 120-ms packets); its 3200
