@@ -44,6 +44,7 @@ from facecodec.bitstream.container import (
     FcsWriter,
     Header,
     SourceFrame,
+    codec2_info,
 )
 from facecodec.bitstream.prior import Prior
 from facecodec.errors import FacecodecError
@@ -54,8 +55,8 @@ PRIOR_PATH = ROOT / "models" / "frontalizer_sup_unsup_expr" / "prior.json"
 TIME_LIMIT = 2.0  # seconds per case (both modes and the images); longer counts as a hang
 MAGIC = b"\x89FCS"
 # the kinds docs/format.md defines (0x40, parity, is the first ancillary kind, 0x40-0x7E;
-# 0x41: audio)
-KINDS = (0x01, 0x02, 0x03, 0x10, 0x11, 0x40, 0x41, 0x7F)
+# 0x41: audio; 0x42: source parts; 0x43: base layer; 0x44: short audio)
+KINDS = (0x01, 0x02, 0x03, 0x10, 0x11, 0x40, 0x41, 0x42, 0x43, 0x44, 0x7F)
 
 
 # -- crafted source images ----------------------------------------------------------------
@@ -221,7 +222,8 @@ def random_walk(table, frames: int, rng: np.random.Generator) -> list[dict[str, 
 def base_streams(prior: Prior) -> list[bytes]:
     """Small valid streams covering the writer's features: 1-3 sources in each image
     codec, one- and several-frame packets, crops, scheduled and requested intra frames,
-    recovery points and their copies, parity chunks (format 2.1), sound (format 2.2)."""
+    recovery points and their copies, parity chunks (format 2.1), sound (format 2.2, and
+    Codec 2 in short audio chunks, 2.6)."""
     out = []
     settings = [  # (n_sources, codec, packet_frames, intra_period, frames, image side,
         #           writer protection)
@@ -229,7 +231,8 @@ def base_streams(prior: Prior) -> list[bytes]:
         (2, "webp", 2, 30, 5, 64, {}),
         (1, "webp", 1, 10, 13, 32, {"fec": 3, "recovery_period": 3, "redundancy": 1}),
         (1, "jpeg", 2, 8, 11, 24, {"fec": 2}),
-        (1, "webp", 1, 30, 9, 32, {"audio": True})]
+        (1, "webp", 1, 30, 9, 32, {"audio": "opus"}),
+        (1, "webp", 1, 30, 9, 32, {"audio": "codec2"})]
     for i, (n_src, codec, group, period, frames, side, protection) in enumerate(settings):
         rng = np.random.default_rng(i)
         values = random_walk(prior.table, frames, rng)
@@ -238,7 +241,9 @@ def base_streams(prior: Prior) -> list[bytes]:
         header = Header(prior.table, prior.id, fps=Fraction(15), crop_size=256,
                         intra_period=period, packet_frames=group, n_sources=n_src,
                         model_id="frontalizer_sup_unsup_expr", model_hash=bytes(range(16)),
-                        info={"fuzz": i, **({"audio": dict(AUDIO_INFO)} if sound else {})})
+                        info={"fuzz": i, **({"audio": dict(AUDIO_INFO)} if sound == "opus"
+                                            else {"audio": codec2_info(1300)} if sound
+                                            else {})})
         buf = io.BytesIO()
         w = FcsWriter(buf, header, prior, **protection)
         y, x = np.mgrid[:side, :side]
@@ -252,8 +257,10 @@ def base_streams(prior: Prior) -> list[bytes]:
                 w.add_crop((10.0 + f, 20.0, 180.0), (640, 480))
             if f == frames - 2:
                 w.request_intra()
-            if sound:  # a short Opus-like packet per frame (the reader does not decode)
+            if sound == "opus":  # a short Opus-like packet per frame (not decoded here)
                 w.add_audio(AudioPacket(f * 3200 - 312, bytes([0x78, f % 256, 7, 9])))
+            elif sound:  # a 40-ms Codec 2 packet on the 20-ms grid: a short audio chunk
+                w.add_audio(AudioPacket(f * 2880 - 960, bytes([f % 256, 1, 2, 3, 4, 5, 6])))
             w.add_frame(v)
         w.close()
         out.append(buf.getvalue())
