@@ -2,7 +2,15 @@
 
 import pytest
 
-from facecodec.call.witness import SEND_MARGIN_S, SoundWitness, sound_seconds
+from facecodec.audio import CODEC2_DELAY, RATE
+from facecodec.call.witness import (
+    CODEC2_STAMP_S,
+    MARGIN_SLACK_S,
+    MAX_MARGIN_S,
+    MIN_MARGIN_S,
+    SoundWitness,
+    sound_seconds,
+)
 
 FPS = 7.5
 
@@ -10,9 +18,11 @@ FPS = 7.5
 def test_a_sound_packet_sent_after_a_missing_frame_reports_it_once():
     w = SoundWitness(FPS)
     assert w.sound(0, 0.08) is None  # no frame yet: the first ones come late, together
-    w.frames(range(10))  # frames 0..9; 10 is due at 1.333 s
+    # frames 0..9 (10 is due at 1.333 s), late behind that sound packet: start-up, which
+    # the receiver does not learn the margin from
+    w.frames(range(10), learn=False)
     # a packet ending at 1.333 + the margin was surely sent after frame 10: 10 is lost
-    before = round((10 / FPS + SEND_MARGIN_S - 0.08) * 48000) - 48
+    before = round((10 / FPS + MIN_MARGIN_S - 0.08) * 48000) - 48
     assert w.sound(before, 0.08) is None  # ending 1 ms short of that: it proves nothing
     assert w.sound(before + 96, 0.08) == (10, 9)
     assert w.sound(before + 3840, 0.08) is None  # the same loss: asked for once
@@ -40,8 +50,30 @@ def test_nothing_lost_and_a_lost_reference():
 
 
 def test_how_long_a_sound_packet_lasts():
+    # from its start to its last sample: 2 frames of 7 bytes, stamped 20 ms early
     codec2 = {"audio": {"codec": "codec2", "mode": 1300}}
-    assert sound_seconds(codec2, 14) == pytest.approx(0.08)  # 2 frames of 7 bytes
-    assert sound_seconds({"audio": {"codec": "codec2", "mode": 2400}}, 24) == pytest.approx(0.08)
+    assert CODEC2_STAMP_S == CODEC2_DELAY / RATE
+    assert sound_seconds(codec2, 14) == pytest.approx(0.1)
+    assert sound_seconds({"audio": {"codec": "codec2", "mode": 2400}}, 24) == pytest.approx(0.1)
     assert sound_seconds({"audio": {"codec": "opus"}}, 40) == pytest.approx(0.02)
     assert sound_seconds({}, 14) == pytest.approx(0.02)
+
+
+def test_the_margin_learns_how_late_frames_leave():
+    w = SoundWitness(FPS)
+    assert w.margin_s == MIN_MARGIN_S
+    w.frames(range(10))
+    # a sound packet sent 50 ms after frame 10's time, then frame 10: it left that late
+    w.sound(round((10 / FPS + 0.05 - 0.04) * 48000), 0.04)
+    w.frames([10])
+    assert w.margin_s == pytest.approx(0.05 + MARGIN_SLACK_S)
+    # so a packet sent 50 ms after frame 11's time no longer proves 11 lost, 70 ms does
+    assert w.sound(round((11 / FPS + 0.05 - 0.04) * 48000), 0.04) is None
+    assert w.sound(round((11 / FPS + 0.07 - 0.04) * 48000), 0.04) == (11, 10)
+    # packed frames leave late by design: they teach nothing; a stall is capped
+    w.sound(round((12 / FPS + 0.2 - 0.04) * 48000), 0.04)
+    w.frames([11, 12], learn=False)
+    assert w.margin_s == pytest.approx(0.05 + MARGIN_SLACK_S)
+    w.sound(round((13 / FPS + 0.5 - 0.04) * 48000), 0.04)
+    w.frames([13])
+    assert w.margin_s == MAX_MARGIN_S

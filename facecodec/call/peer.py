@@ -471,7 +471,10 @@ class Receiver:
             self._watch_link(numbers, len(msg), now)
         if self.witness is not None and numbers:
             k = self._packet_frames
-            self.witness.frames(f + j for f in numbers for j in range(k))
+            # the margin learns from frames that left as soon as they were coded, in the
+            # call proper (not packed, and not the first ones, which wait for start-up)
+            self.witness.frames((f + j for f in numbers for j in range(k)),
+                                learn=self._source_in and len(numbers) == 1 and k == 1)
         if not self._source_in:
             self._held.append((msg, now, net, bool(numbers)))
         else:
@@ -480,12 +483,12 @@ class Receiver:
     def _witness_sound(self, packet, now: float) -> None:
         """A sound packet that proves a frame packet lost: ask for the recovery frame now,
         not when the next frame comes (SoundWitness)."""
-        if self.witness is None or not self._source_in or self._packing > 1:
+        if self.witness is None:
             return
         seen = self.witness.sound(packet.start,
                                   sound_seconds(self._stream_info, len(packet.data)))
-        if seen is None:
-            return
+        if seen is None or not self._source_in or self._packing > 1:
+            return  # (heard all the same: the margin learns from every sound packet)
         with self._lock:
             due = self.requests.due(seen[1], now)
         if due:
@@ -629,6 +632,8 @@ class Receiver:
             self.log.skipped = [s.reason for s in self.dec.skipped]
             self.log.not_shown = sum(s.not_shown for s in self.dec.skipped)
             self.log.base_fused = self.dec.base_fused
+            if self.witness is not None:
+                self.log.witness_margin_s = self.witness.margin_s
             self._screen.put(None)
             presenter.join()
             self.done.set()

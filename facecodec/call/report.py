@@ -60,6 +60,7 @@ class ReceiverLog:
     skipped: list[str] = field(default_factory=list)  # what the decoder reported
     draw_s: list[float] = field(default_factory=list)  # rendering a drawn frame, each
     ended: str = "the sender's end chunk"  # or why the receiver ended the call itself
+    witness_margin_s: float | None = None  # the SoundWitness's learned margin at the end
     base_fused: int = 0  # frames drawn with the stream's base layer (issue 20)
 
 
@@ -268,7 +269,9 @@ def summarize(sender: SenderLog, receiver: ReceiverLog, link: dict | None = None
         "av": av_offset(sender, receiver, first_face),
         "bits_sent": bitrate(sender.sent, start, stop, sender.budget_kbps),
         "feedback": {"sent": receiver.feedback_sent, "acted_on": sender.feedback,
-                     "frames_in_two_chains": sender.chain_frames},
+                     "frames_in_two_chains": sender.chain_frames,
+                     "witness_margin_ms": (None if receiver.witness_margin_s is None
+                                           else round(1000 * receiver.witness_margin_s, 1))},
         # the receiver's congestion verdicts: when, packets per message, queue s, kbps
         "packing": [[round(t - start, 3), k, q, r] for t, k, q, r in receiver.congestion],
         # how long each end's network took per frame in this call (the machine's load
