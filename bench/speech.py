@@ -5,7 +5,7 @@
 At 6 kbps all-in the picture leaves ~3 kbps for the sound, under Opus's useful floor.
 This measures what each codec keeps of the speech on the `call` split's clip (its first
 ``--seconds``), coded and decoded as a stream carries it (facecodec/audio.py: Opus in
-60-ms packets, Codec 2 in 120-ms packets at 8 kHz):
+60-ms packets, Codec 2 in 40-, 80- and 120-ms packets at 8 kHz, short audio chunks):
 
 - ``kbps``: the sound's rate in the stream, audio chunks' framing included (what the
   budget pays: :func:`facecodec.sender.budget.audio_all_kbps` predicts it);
@@ -41,8 +41,8 @@ from facecodec.audio import (  # noqa: E402
     encode_audio,
     read_audio,
 )
-from facecodec.bitstream.chunks import AUDIO, AUDIO_ORIGIN, chunk, varint  # noqa: E402
-from facecodec.bitstream.container import AudioPacket  # noqa: E402
+from facecodec.bitstream.chunks import AUDIO_ORIGIN  # noqa: E402
+from facecodec.bitstream.container import AudioPacket, audio_chunk  # noqa: E402
 from facecodec.eval.clips import manifest_clips  # noqa: E402
 
 MAX_LAG_S = 0.1
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--opus", default="4,5,6,8,12", help="Opus rates asked (kbps)")
     ap.add_argument("--codec2", default="3200,2400,1600,1300", help="Codec 2 modes (bit/s)")
-    ap.add_argument("--codec2-packets", default="80,120",
+    ap.add_argument("--codec2-packets", default="40,80,120",
                     help="Codec 2 packet lengths (ms; the budget's two)")
     ap.add_argument("--manifest", type=Path,
                     default=ROOT.parent / "shared" / "data" / "manifest.csv")
@@ -89,8 +89,9 @@ def main() -> None:
                          sound.info()))
     rows = []
     for name, packets, info in runs:
-        framed = sum(len(chunk(AUDIO, varint(p.start + AUDIO_ORIGIN) + p.data))
-                     for p in packets)
+        # framed as the stream writer frames them (short audio chunks for Codec 2, 2.6)
+        framed = sum(len(audio_chunk(p, q.start if q else -AUDIO_ORIGIN - 1))
+                     for p, q in zip(packets, [None, *packets[:-1]], strict=True))
         out = decode_audio(packets, len(pcm) + int(MAX_LAG_S * RATE), info)
         # as the receiver places it: a codec's delay the stream does not undo costs here
         score = float(stoi(pcm.astype(np.float64), out[:len(pcm)].astype(np.float64), RATE))

@@ -101,7 +101,7 @@ __all__ = ["MAGIC", "VERSION", "Header", "FcsWriter", "FcsReader", "SourceFrame"
            "SOURCE", "SOURCE_PART", "CROP", "END", "PARITY", "AUDIO", "AUDIO_SHORT", "MAX_REF",
            "MAX_FEC", "IMAGE_CODECS", "AudioPacket", "AUDIO_INFO", "AUDIO_CLOCK", "CODEC2_MODES",
            "codec2_info", "codec2_frame", "audio_declared", "BASE", "BasePacket", "base_info",
-           "base_declared"]
+           "base_declared", "audio_chunk"]
 
 IMAGE_CODECS = {1: "jpeg", 2: "webp", 3: "png"}
 PART_BYTES = 1024  # a paced source's part: framing (~8 bytes) under 1 %
@@ -215,6 +215,16 @@ def audio_declared(info: dict) -> bool:
     stream is read without its sound)."""
     audio = info.get("audio")
     return audio == AUDIO_INFO or any(audio == codec2_info(m) for m in CODEC2_MODES)
+
+
+def audio_chunk(packet: AudioPacket, previous: int) -> bytes:
+    """The chunk of an audio packet written after one at ``previous`` (``-AUDIO_ORIGIN -
+    1`` before the first): a short audio chunk (format 2.6) when it can carry the start
+    (Codec 2's are on its 20-ms grid), else a full one (section 2.3)."""
+    short = short_audio_stored(packet.start, previous)
+    if short is None:
+        return chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
+    return chunk(AUDIO_SHORT, struct.pack("<H", short) + packet.data)
 
 
 @dataclass
@@ -419,11 +429,8 @@ class FcsWriter:
             raise ValueError(f"an audio packet holds 1..{MAX_AUDIO_DATA} bytes")
         if packet.start < -AUDIO_ORIGIN or packet.start <= self._audio_start:
             raise ValueError("audio packets must start after -1 s and in time order")
-        # the short form (2.6) when it can carry the start: Codec 2's are on its grid
-        short = short_audio_stored(packet.start, self._audio_start)
+        data = audio_chunk(packet, self._audio_start)
         self._audio_start = packet.start
-        data = (chunk(AUDIO, varint(packet.start + AUDIO_ORIGIN) + packet.data)
-                if short is None else chunk(AUDIO_SHORT, struct.pack("<H", short) + packet.data))
         self.audio_bytes += len(data)
         return self._emit(data)
 
