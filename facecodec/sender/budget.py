@@ -18,8 +18,9 @@ before the first frame, the third takes what they leave:
   ms (lip sync: a packet waits for its last sample; 2.6 kbps for 1300 in short audio
   chunks, format 2.6), else 80 (2.0), else 120 (1.8). At 6 kbps with sound: 40 ms. On
   the call clip (``bench/speech.py``) Opus keeps STOI 0.87 at its 6 kbps, 0.73
-  at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 3.1 kbps of stream (2400, 80-ms
-  packets), 0.77 in 2.3 (1600) and 0.74 in 2.1 (1300; 1.9 in 120-ms packets); its 3200
+  at 5 and 0.55 at 4, where Codec 2 keeps 0.80 in 3.0 kbps of stream (2400, 80-ms
+  packets), 0.77 in 2.2 (1600) and 0.74 in 2.0 (1300; 1.8 in 120-ms packets, 2.6 in 40-ms
+  ones); its 3200
   adds 0.02 for 0.8 kbps more.
 - **Frame rate**: the one asked (15 by default) if the frames and the cheapest sound fit
   there, else half of it (a face at 7.5 fps, as SVT-AV1's best rung at these rates is);
