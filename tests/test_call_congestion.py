@@ -129,3 +129,14 @@ def test_a_recovery_request_goes_out_twice_then_every_repeat_interval():
     assert is_copy((9, 5.0), 9, 5.0 + frame)
     assert not is_copy((9, 5.0), 9, 5.0 + REQUEST_REPEAT_S)
     assert not is_copy((9, 5.0), 10, 5.0 + frame)
+
+
+def test_a_frame_is_drawn_with_newer_ones_waiting_while_there_is_time():
+    from facecodec.call.peer import backlog_allowed
+    # 7.5 frames/s, a 25-ms drawing: two waiting frames still leave time to draw it
+    assert backlog_allowed(1 / 7.5, 0.025) == 2
+    assert backlog_allowed(1 / 15, 0.027) == 1
+    # a slow receiver at 15 frames/s catches up at once; before any drawing, too
+    assert backlog_allowed(1 / 15, 0.055) == 0
+    assert backlog_allowed(1 / 7.5, None) == 0
+    assert backlog_allowed(1.0, 0.001) == 2  # never more than MAX_BACKLOG
