@@ -16,6 +16,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ from facecodec.sender.video import VideoReader
 CLOCK = time.monotonic
 SOUND_TICK_S = 0.02  # the sender pushes the sound in blocks this long, as captured
 MAX_BACKLOG = 2  # newer frames waiting while a decoded one is still drawn (backlog_allowed)
-DRAW_WINDOW = 30  # ... judged by the median of the receiver's last drawing times
+DRAW_WINDOW = 30  # ... judged by the median of the receiver's last drawing times,
+STALE_WINDOW_S = 10.0  # ... and not for a frame a period later than the fastest of these
 PINGS = 5  # clock-offset samples the receiver takes (two-machine calls)
 REQUEST_REPEAT_S = 0.2  # a recovery request repeated at most this often ...
 REQUEST_COPIES = 2  # ... after being sent this many times on consecutive held frames
@@ -168,7 +170,9 @@ def backlog_allowed(period_s: float, draw_s: float | None) -> int:
     skipped. Until 2026-12-03 any waiting frame made it skip (~13 frames a minute in a
     6-kbps call with sound, and a skip next to a loss made a run of three frames not
     drawn: 0.53 s frozen). At 15 frames/s on a machine that draws in 55 ms it is 0: the
-    receiver catches up at once."""
+    receiver catches up at once. A frame over a period later than the fastest of the
+    last 10 s is skipped all the same (``Receiver._draw``): drawing a backlog after a
+    stall kept the receiver behind (added delay p95 264 ms in one call of five)."""
     if not draw_s or draw_s <= 0:
         return 0
     return max(0, min(MAX_BACKLOG, int(period_s / 2 / draw_s)))
@@ -416,6 +420,7 @@ class Receiver:
         self.log = ReceiverLog()
         self.feed: queue.SimpleQueue = queue.SimpleQueue()
         self._frames_waiting = 0
+        self._lateness: deque[tuple[float, float]] = deque()  # (when, delay): _draw
         self._lock = threading.Lock()
         self._header_in = False
         self._source_in = False
@@ -605,9 +610,18 @@ class Receiver:
             yield data
 
     def _draw(self, index: int) -> bool:
+        # a frame later than the fastest of the last seconds by over a frame period is
+        # stale (a stall, not the link's jitter): skip it if a newer one waits
+        period = 1.0 / self._stream_fps
+        now = CLOCK()
+        late = now - index * period  # its delay, up to an origin both ends share
+        self._lateness.append((now, late))
+        while self._lateness[0][0] < now - STALE_WINDOW_S:
+            self._lateness.popleft()
+        stale = late - min(x for _, x in self._lateness) > period
         recent = self.log.draw_s[-DRAW_WINDOW:]
-        allowed = backlog_allowed(1.0 / self._stream_fps,
-                                  float(np.median(recent)) if recent else None)
+        allowed = 0 if stale else backlog_allowed(
+            period, float(np.median(recent)) if recent else None)
         with self._lock:
             draw = self.opt.draw_late or self._frames_waiting <= allowed
         self._draw_began = CLOCK() if draw else None
